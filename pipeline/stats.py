@@ -1,0 +1,44 @@
+"""Stage `stats`: select `data.classes`, keep their images as uint8, and compute per-channel
+mean and std over the selected training images only (the normalization of the lecture).
+
+Reads params `data.classes`, `stats.ddof`. The official test batch is the validation set,
+as in the book.
+"""
+from pathlib import Path
+
+from birdplane.cli import parser, run_stage
+
+
+def main() -> None:
+    ap = parser(__doc__)
+    ap.add_argument("--archive", type=Path, default=Path("data/raw/cifar-10-python.tar.gz"))
+    ap.add_argument("--source", type=Path, default=Path("data/raw/source.json"),
+                    help="the download stage's record of the URL and md5 used")
+    ap.add_argument("--out", type=Path, default=Path("data/prepared/dataset.npz"))
+    ap.add_argument("--metrics", type=Path, default=Path("metrics/stats.json"))
+    args = ap.parse_args()
+
+    from birdplane.config import load_params
+    from birdplane.data import load_cifar10, save_dataset, select_classes
+    from birdplane.io import outputs, read_json
+    from birdplane.stats import channel_stats
+
+    params = load_params(args.params)
+    classes = params.data.classes
+    train, val = (select_classes(s, classes) for s in load_cifar10(args.archive))
+    mean, std = channel_stats(train.images, ddof=params.stats.ddof)
+    with outputs() as out:
+        out.write_with(args.out, lambda p: save_dataset(p, train, val, classes))
+        out.write_json(args.metrics, {
+            "mean": mean, "std": std, "classes": classes,
+            "n_train": int(len(train.labels)), "n_val": int(len(val.labels)),
+            "train_per_class": {c: int((train.labels == i).sum()) for i, c in enumerate(classes)},
+            "val_per_class": {c: int((val.labels == i).sum()) for i, c in enumerate(classes)},
+            "source": read_json(args.source),
+        })
+    print(f"{len(train.labels)} train / {len(val.labels)} val images of {classes}; "
+          f"mean {[round(m, 4) for m in mean]} std {[round(s, 4) for s in std]}")
+
+
+if __name__ == "__main__":
+    run_stage("stats", main)

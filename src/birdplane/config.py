@@ -1,0 +1,204 @@
+"""Typed, validated params: `params.yaml` loaded into pydantic models.
+
+Every model forbids unknown keys, so a typo (`epoch:` for `epochs:`) is an error
+that names the key, not a silently ignored setting. Stages call `load_params`
+first, before any work, and read only their own section.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from birdplane.errors import BirdplaneError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+CIFAR10_CLASSES = (
+    "airplane", "automobile", "bird", "cat", "deer",
+    "dog", "frog", "horse", "ship", "truck",
+)
+OFFICIAL_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+OFFICIAL_MD5 = "c58f30108f718f92721af3b95e74349a"
+ENV_URL, ENV_MD5 = "BIRDPLANE_DATA_URL", "BIRDPLANE_DATA_MD5"
+
+
+class ConfigError(BirdplaneError):
+    """params.yaml is missing, unreadable or invalid; the message says which key and what is allowed."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Strict):
+    url: str = OFFICIAL_URL
+    md5: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")] = OFFICIAL_MD5
+    retries: Annotated[int, Field(ge=1, le=10)] = 3
+    timeout_s: Annotated[float, Field(gt=0, le=3600)] = 60
+    classes: Annotated[list[str], Field(min_length=2)] = ["airplane", "bird"]
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, url: str) -> str:
+        if not re.match(r"^(https?|file)://", url):
+            raise ValueError("must start with http://, https:// or file://")
+        return url
+
+    @field_validator("classes")
+    @classmethod
+    def _known_classes(cls, classes: list[str]) -> list[str]:
+        unknown = [c for c in classes if c not in CIFAR10_CLASSES]
+        if unknown:
+            raise ValueError(f"unknown class {unknown}; choose from {list(CIFAR10_CLASSES)}")
+        if len(set(classes)) != len(classes):
+            raise ValueError("lists a class twice")
+        return classes
+
+    def source(self) -> tuple[str, str]:
+        """The (url, md5) actually used: environment overrides win over params.yaml."""
+        url = os.environ.get(ENV_URL) or self.url
+        md5 = (os.environ.get(ENV_MD5) or self.md5).lower()
+        if not re.match(r"^(https?|file)://", url):
+            raise ConfigError(f"{ENV_URL}={url!r} must start with http://, https:// or file://")
+        if not re.match(r"^[0-9a-f]{32}$", md5):
+            raise ConfigError(f"{ENV_MD5}={md5!r} is not an md5 (32 hex digits)")
+        return url, md5
+
+
+class StatsConfig(_Strict):
+    ddof: Literal[0, 1] = 1
+
+
+Positive = Annotated[int, Field(ge=1)]
+
+
+class VariantConfig(_Strict):
+    """One trained model: its architecture and loss, plus optional overrides of the shared recipe."""
+
+    hidden: Annotated[list[Positive], Field(min_length=0, max_length=8)] = [512]
+    activation: Literal["tanh", "relu", "sigmoid"] = "tanh"
+    loss: Literal["nll", "mse"] = "nll"
+    epochs: Annotated[int, Field(ge=1, le=10_000)] | None = None
+    batch_size: Annotated[int, Field(ge=1, le=65_536)] | None = None
+    lr: Annotated[float, Field(gt=0, le=100)] | None = None
+
+
+class TrainConfig(_Strict):
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    epochs: Annotated[int, Field(ge=1, le=10_000)] = 100
+    batch_size: Annotated[int, Field(ge=1, le=65_536)] = 64
+    lr: Annotated[float, Field(gt=0, le=100)] = 1e-2
+    variants: dict[str, VariantConfig] = {
+        "nll": VariantConfig(hidden=[512], loss="nll"),
+        "mse": VariantConfig(hidden=[512], loss="mse"),
+        "small": VariantConfig(hidden=[32], loss="nll"),
+    }
+
+    @field_validator("variants")
+    @classmethod
+    def _names(cls, variants: dict[str, VariantConfig]) -> dict[str, VariantConfig]:
+        if not variants:
+            raise ValueError("needs at least one variant")
+        for name in variants:
+            if not re.match(r"^[a-z][a-z0-9_-]{0,31}$", name):
+                raise ValueError(f"variant name {name!r}: use lower-case letters, digits, '-' or '_'")
+        return variants
+
+    def recipe(self, variant: str) -> "Recipe":
+        """The full training recipe of one variant: shared defaults with its overrides applied."""
+        if variant not in self.variants:
+            raise ConfigError(f"unknown variant {variant!r}; params.yaml train.variants has {sorted(self.variants)}")
+        v = self.variants[variant]
+        return Recipe(
+            name=variant, hidden=tuple(v.hidden), activation=v.activation, loss=v.loss,
+            epochs=v.epochs or self.epochs, batch_size=v.batch_size or self.batch_size,
+            lr=v.lr or self.lr,
+        )
+
+
+class Recipe(_Strict):
+    """Everything that determines one trained model (with the seed and the data)."""
+
+    name: str
+    hidden: tuple[int, ...]
+    activation: str
+    loss: str
+    epochs: int
+    batch_size: int
+    lr: float
+
+
+class EvaluateConfig(_Strict):
+    calibration_bins: Annotated[int, Field(ge=2, le=100)] = 10
+
+
+class MlflowConfig(_Strict):
+    experiment: Annotated[str, Field(min_length=1, max_length=200)] = "birdplane"
+
+
+class Params(_Strict):
+    seed: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
+    data: DataConfig = DataConfig()
+    stats: StatsConfig = StatsConfig()
+    train: TrainConfig = TrainConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
+    mlflow: MlflowConfig = MlflowConfig()
+
+
+def _describe(err: ValidationError, path: Path) -> str:
+    lines = [f"{path}: {err.error_count()} invalid setting(s)"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            allowed = _allowed(e["loc"])
+            close = difflib.get_close_matches(str(e["loc"][-1]), allowed, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            lines.append(f"  - {key}: unknown key; {hint}allowed here: {', '.join(allowed)}")
+        else:
+            got = "" if e["type"] == "missing" else f" (got {e.get('input')!r})"
+            lines.append(f"  - {key}: {e['msg']}{got}")
+    return "\n".join(lines)
+
+
+def _allowed(loc: tuple) -> list[str]:
+    """The keys allowed where an unknown key `loc` was found."""
+    model: type[BaseModel] = Params
+    parts = list(loc[:-1])
+    while parts:
+        part = str(parts.pop(0))
+        if model is TrainConfig and part == "variants":
+            model = VariantConfig
+            parts = parts[1:]  # skip the variant's name
+            continue
+        model = _model_of(model.model_fields[part].annotation) or model
+    return list(model.model_fields)
+
+
+def _model_of(annotation) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        if found := _model_of(arg):
+            return found
+    return None
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate the whole params file; raise ConfigError naming every bad key."""
+    path = Path(path)
+    try:
+        with path.open(encoding="utf-8") as f:
+            raw = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path} not found: run the stage from the project root") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path} is not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path} must be a mapping of sections (seed, data, stats, train, ...)")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(_describe(e, path)) from None

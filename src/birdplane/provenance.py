@@ -1,0 +1,35 @@
+"""What produced a result: versions, machine, git commit, time."""
+from __future__ import annotations
+
+import datetime as dt
+import platform
+import sys
+from importlib import metadata
+
+PACKAGES = ("torch", "numpy", "pandas", "dvc", "mlflow", "pydantic")
+
+
+def versions() -> dict[str, str]:
+    out = {"python": sys.version.split()[0]}
+    for p in PACKAGES:
+        try:
+            out[p] = metadata.version(p)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def machine(device: str | None = None) -> dict[str, str | int | None]:
+    import torch
+
+    info: dict[str, str | int | None] = {
+        "platform": platform.platform(), "processor": platform.machine(),
+        "torch_threads": torch.get_num_threads(), "device": device,
+    }
+    if device and device.startswith("cuda"):
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
