@@ -1,0 +1,130 @@
+"""Shared fixtures: tiny official-format archives, a real HTTP server on 127.0.0.1, and a real
+DVC project in a temporary git repo."""
+from __future__ import annotations
+
+import http.server
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cifar_fixture import make_archive
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent  # the venv's bin: python, dvc, mlflow
+
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    """Serves files; `behaviour` can fail the first requests or cut a response short."""
+
+    behaviour: dict = {}
+
+    def log_message(self, *args):  # keep test output clean
+        pass
+
+    def do_GET(self):
+        b = self.server.behaviour
+        b["requests"] = b.get("requests", 0) + 1
+        if b.get("fail_first", 0) >= b["requests"]:
+            self.send_error(503, "try again")
+            return
+        if b.get("truncate"):
+            path = Path(self.translate_path(self.path))
+            data = path.read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data[: len(data) // 2])
+            self.close_connection = True
+            return
+        super().do_GET()
+
+
+@pytest.fixture
+def http_server(tmp_path):
+    """A real HTTP server on 127.0.0.1 serving tmp_path/'www'; yields (base_url, www_dir, behaviour)."""
+    www = tmp_path / "www"
+    www.mkdir()
+    handler = lambda *a, **kw: _Handler(*a, directory=str(www), **kw)  # noqa: E731
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.behaviour = {}
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", www, server.behaviour
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def tiny_archive(http_server):
+    """A tiny official-layout archive served over HTTP; yields (url, md5, path)."""
+    base, www, _ = http_server
+    path, md5 = make_archive(www / "cifar-10-python.tar.gz")
+    return f"{base}/cifar-10-python.tar.gz", md5, path
+
+
+def run(args, cwd, env=None, check=False, timeout=600) -> subprocess.CompletedProcess:
+    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{args} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def project_env(url: str, md5: str, **extra) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "BIRDPLANE_", "DVC_"))}
+    env.update(PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}", BIRDPLANE_DATA_URL=url, BIRDPLANE_DATA_MD5=md5,
+               GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t.invalid", GIT_COMMITTER_NAME="t",
+               GIT_COMMITTER_EMAIL="t@t.invalid", PYTHONUNBUFFERED="1")
+    env.update(extra)
+    return env
+
+
+TINY_TRAIN = {"epochs": 2, "batch_size": 16}
+
+
+def make_project(dest: Path, params_edit=None) -> Path:
+    """Copy the pipeline into a fresh git repo with DVC initialised, params shrunk for speed."""
+    dest.mkdir(parents=True)
+    for item in ("dvc.yaml", "params.yaml", "pipeline", "src", ".gitignore"):
+        src = ROOT / item
+        if src.is_dir():
+            shutil.copytree(src, dest / item, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            shutil.copy2(src, dest / item)
+    with (dest / "params.yaml").open() as f:
+        params = yaml.safe_load(f)
+    params["train"].update(TINY_TRAIN)
+    params["train"]["variants"]["nll"]["hidden"] = [64]
+    params["train"]["variants"]["mse"]["hidden"] = [64]
+    params["train"]["variants"]["small"]["hidden"] = [8]
+    if params_edit:
+        params_edit(params)
+    with (dest / "params.yaml").open("w") as f:
+        yaml.safe_dump(params, f, sort_keys=False)
+    env = project_env("", "")
+    run(["git", "init", "-q"], dest, env, check=True)
+    run([str(BIN / "dvc"), "init", "-q"], dest, env, check=True)
+    run([str(BIN / "dvc"), "config", "core.analytics", "false"], dest, env, check=True)
+    run(["git", "add", "-A"], dest, env, check=True)
+    run(["git", "commit", "-qm", "init"], dest, env, check=True)
+    return dest
+
+
+def dvc(project: Path, env: dict, *args, check=False, timeout=900) -> subprocess.CompletedProcess:
+    return run([str(BIN / "dvc"), *args], project, env, check=check, timeout=timeout)
+
+
+def stage(project: Path, env: dict, script: str, *args) -> subprocess.CompletedProcess:
+    """Run one stage script directly, as dvc.yaml's cmd does."""
+    return run([str(BIN / "python"), f"pipeline/{script}", *args], project, env)
+
+
+def files_under(path: Path) -> list[str]:
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.is_file()) if path.exists() else []
