@@ -2,6 +2,7 @@
 DVC project in a temporary git repo."""
 from __future__ import annotations
 
+import contextlib
 import http.server
 import os
 import shutil
@@ -45,11 +46,10 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         super().do_GET()
 
 
-@pytest.fixture
-def http_server(tmp_path):
-    """A real HTTP server on 127.0.0.1 serving tmp_path/'www'; yields (base_url, www_dir, behaviour)."""
-    www = tmp_path / "www"
-    www.mkdir()
+@contextlib.contextmanager
+def serve(www: Path):
+    """A real HTTP server on 127.0.0.1 serving `www`; yields (base_url, www, behaviour)."""
+    www.mkdir(parents=True, exist_ok=True)
     handler = lambda *a, **kw: _Handler(*a, directory=str(www), **kw)  # noqa: E731
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.behaviour = {}
@@ -60,6 +60,12 @@ def http_server(tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def http_server(tmp_path):
+    with serve(tmp_path / "www") as s:
+        yield s
 
 
 @pytest.fixture

@@ -40,6 +40,7 @@ def test_variant_overrides_shared_recipe(tmp_path):
      ["train.variants.nll.activaton", "did you mean 'activation'"]),
     (lambda d: d["train"].update(epochs="many"), ["train.epochs", "integer"]),
     (lambda d: d["train"].update(lr=-1), ["train.lr", "greater than 0"]),
+    (lambda d: d["train"].update(lr=1e9), ["train.lr", "less than or equal to 1000000"]),
     (lambda d: d["data"].update(classes=["airplane", "dragon"]), ["data.classes", "dragon", "truck"]),
     (lambda d: d["data"].update(md5="xyz"), ["data.md5"]),
     (lambda d: d["data"].update(url="ftp://x/y"), ["data.url", "http://"]),

@@ -83,14 +83,14 @@ class VariantConfig(_Strict):
     loss: Literal["nll", "mse"] = "nll"
     epochs: Annotated[int, Field(ge=1, le=10_000)] | None = None
     batch_size: Annotated[int, Field(ge=1, le=65_536)] | None = None
-    lr: Annotated[float, Field(gt=0, le=100)] | None = None
+    lr: Annotated[float, Field(gt=0, le=1e6)] | None = None
 
 
 class TrainConfig(_Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     epochs: Annotated[int, Field(ge=1, le=10_000)] = 100
     batch_size: Annotated[int, Field(ge=1, le=65_536)] = 64
-    lr: Annotated[float, Field(gt=0, le=100)] = 1e-2
+    lr: Annotated[float, Field(gt=0, le=1e6)] = 1e-2
     variants: dict[str, VariantConfig] = {
         "nll": VariantConfig(hidden=[512], loss="nll"),
         "mse": VariantConfig(hidden=[512], loss="mse"),

@@ -1,0 +1,118 @@
+import numpy as np
+import pytest
+import torch
+
+from birdplane import engine
+from birdplane.losses import mse, nll, probabilities
+from birdplane.metrics import calibration, confusion_matrix, per_class_scores
+from birdplane.models import ModelConfig, build_model, describe, load_model, n_parameters, save_model
+
+
+def tiny_data(n=96, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 3072, generator=g)
+    y = (x[:, :10].sum(1) > 0).long()  # learnable
+    return x[: n * 3 // 4], y[: n * 3 // 4], x[n * 3 // 4:], y[n * 3 // 4:]
+
+
+def fit(loss="nll", hidden=(16,), lr=0.05, epochs=3, seed=0):
+    engine.seed_everything(seed)
+    model = build_model(ModelConfig(hidden=hidden, head="log_softmax" if loss == "nll" else "softmax"))
+    history = engine.train(model, loss, *tiny_data(), epochs=epochs, batch_size=8, lr=lr, seed=seed)
+    return model, history
+
+
+def test_book_model_shape_and_parameter_count():
+    cfg = ModelConfig()
+    model = build_model(cfg)
+    assert n_parameters(model) == 1_574_402  # the book's 3072-512-2
+    assert describe(cfg) == "3072-512-2, Tanh, LogSoftmax"
+    out = model(torch.zeros(5, 3, 32, 32))
+    assert out.shape == (5, 2)
+    torch.testing.assert_close(out.exp().sum(1), torch.ones(5))
+    assert n_parameters(build_model(ModelConfig(hidden=(1024, 512, 128)))) == 3_737_474  # the book's deep net
+
+
+def test_training_is_deterministic_and_learns():
+    (m1, h1), (m2, h2) = fit(epochs=4), fit(epochs=4)
+    assert [s.to_dict() | {"seconds": 0} for s in h1] == [s.to_dict() | {"seconds": 0} for s in h2]
+    for a, b in zip(m1.state_dict().values(), m2.state_dict().values()):
+        assert torch.equal(a, b)
+    assert h1[-1].train_accuracy > 0.9
+    _, h3 = fit(epochs=4, seed=1)
+    assert h3[-1].train_loss != h1[-1].train_loss
+
+
+def test_mse_variant_trains():
+    _, h = fit(loss="mse", lr=0.5, epochs=4)
+    assert h[-1].train_loss < h[0].train_loss and h[-1].train_accuracy > 0.8
+
+
+def test_nan_loss_stops_with_variant_and_epoch():
+    engine.seed_everything(0)
+    model = build_model(ModelConfig(hidden=(16,), activation="relu"))
+    with pytest.raises(engine.TrainingDiverged, match=r"variant 'huge'.*epoch 1 of 5.*lower its learning rate"):
+        engine.train(model, "nll", *tiny_data(), epochs=5, batch_size=8, lr=1e12, seed=0, name="huge")
+
+
+def test_on_epoch_sees_every_epoch():
+    seen = []
+    engine.seed_everything(0)
+    model = build_model(ModelConfig(hidden=(4,)))
+    engine.train(model, "nll", *tiny_data(), epochs=3, batch_size=32, lr=0.01, seed=0, on_epoch=seen.append)
+    assert [s.epoch for s in seen] == [1, 2, 3]
+
+
+def test_saved_model_loads_weights_only(tmp_path):
+    model, _ = fit(epochs=1)
+    cfg = ModelConfig(hidden=(16,))
+    save_model(tmp_path / "m.pt", model, cfg)
+    blob = torch.load(tmp_path / "m.pt", weights_only=True)
+    assert blob["config"]["hidden"] == (16,) and "0.weight" not in blob["state_dict"]
+    loaded, cfg2 = load_model(tmp_path / "m.pt")
+    assert cfg2 == cfg
+    x = torch.randn(4, 3072)
+    torch.testing.assert_close(loaded(x), model.eval()(x), rtol=0, atol=0)
+
+
+def test_features_are_normalized():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(50, 3, 32, 32), dtype=np.uint8)
+    x = images.astype(np.float64) / 255
+    mean, std = x.mean(axis=(0, 2, 3)).tolist(), x.std(axis=(0, 2, 3)).tolist()
+    f = engine.to_features(images, mean, std, torch.device("cpu")).reshape(50, 3, -1)
+    torch.testing.assert_close(f.mean(dim=(0, 2)), torch.zeros(3), atol=1e-5, rtol=0)
+    torch.testing.assert_close(f.std(dim=(0, 2), unbiased=False), torch.ones(3), atol=1e-4, rtol=0)
+
+
+def test_losses_match_torch_modules():
+    logits = torch.randn(6, 2)
+    y = torch.tensor([0, 1, 1, 0, 1, 0])
+    torch.testing.assert_close(nll(logits.log_softmax(1), y), torch.nn.NLLLoss()(logits.log_softmax(1), y))
+    p = logits.softmax(1)
+    onehot = torch.nn.functional.one_hot(y, 2).float()
+    torch.testing.assert_close(mse(p, y), torch.nn.MSELoss()(p, onehot))
+    torch.testing.assert_close(probabilities(logits.log_softmax(1), "log_softmax"), p)
+
+
+def test_confusion_and_scores():
+    y = torch.tensor([0, 0, 0, 1, 1, 2])
+    p = torch.tensor([0, 1, 0, 1, 1, 0])
+    cm = confusion_matrix(y, p, 3)
+    assert cm.tolist() == [[2, 1, 0], [0, 2, 0], [1, 0, 0]]
+    s = per_class_scores(cm, ["a", "b", "c"])
+    assert s["a"] == pytest.approx({"precision": 2 / 3, "recall": 2 / 3, "f1": 2 / 3, "support": 3})
+    assert s["b"]["precision"] == pytest.approx(2 / 3) and s["b"]["recall"] == 1.0
+    assert s["c"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
+
+
+def test_calibration_error():
+    probs = torch.tensor([[0.95, 0.05], [0.75, 0.25], [0.35, 0.65], [0.45, 0.55], [0.93, 0.07]])
+    y = torch.tensor([0, 1, 1, 0, 1])
+    ece, bins = calibration(probs, y, 10)
+    # bins: (0.9,1] holds 0.95 (right) and 0.93 (wrong); 0.75 wrong; 0.65 right; 0.55 wrong
+    expected = (2 * abs(0.5 - 0.94) + abs(0 - 0.75) + abs(1 - 0.65) + abs(0 - 0.55)) / 5
+    assert ece == pytest.approx(expected, abs=1e-6)
+    assert [b["count"] for b in bins] == [0, 0, 0, 0, 0, 1, 1, 1, 0, 2] and bins[9]["accuracy"] == 0.5
+    perfect, _ = calibration(torch.tensor([[1.0, 0.0]] * 3), torch.zeros(3, dtype=torch.long), 10)
+    assert perfect == 0.0

@@ -1,0 +1,191 @@
+"""The whole pipeline through real DVC in a temporary git repo on a tiny archive, and its MLflow
+runs read back through a real `mlflow server` on 127.0.0.1."""
+import json
+import socket
+import subprocess
+import time
+import urllib.request
+
+import pytest
+import torch
+import yaml
+
+from birdplane import engine
+from birdplane.data import load_dataset
+from birdplane.io import read_json
+from cifar_fixture import make_archive
+from conftest import BIN, TINY_TRAIN, dvc, files_under, make_project, project_env, serve, stage
+
+pytestmark = pytest.mark.e2e
+VARIANTS = ("nll", "mse", "small")
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    """One full `dvc repro` of a tiny project; yields (project, env)."""
+    base = tmp_path_factory.mktemp("pipeline")
+    with serve(base / "www") as (url, www, _):
+        _, md5 = make_archive(www / "cifar-10-python.tar.gz", per_class_train=16, per_class_test=8)
+        proj = make_project(base / "proj")
+        env = project_env(f"{url}/cifar-10-python.tar.gz", md5)
+        r = dvc(proj, env, "repro")
+        assert r.returncode == 0, r.stdout + r.stderr
+        yield proj, env
+
+
+def test_every_stage_wrote_its_outputs(pipeline):
+    proj, _ = pipeline
+    for v in VARIANTS:
+        m = read_json(proj / f"metrics/eval/{v}.json")
+        assert {"train_accuracy", "val_accuracy", "overfit_gap", "n_parameters", "per_class",
+                "confusion_matrix", "val_ece"} <= set(m)
+        assert m["overfit_gap"] == pytest.approx(m["train_accuracy"] - m["val_accuracy"])
+        assert sum(map(sum, m["confusion_matrix"]["rows_actual_cols_predicted"])) == 16
+        # evaluate on the saved model reproduces the last epoch of training exactly
+        t = read_json(proj / f"metrics/train/{v}.json")
+        assert (t["val_accuracy"], t["train_accuracy"]) == (m["val_accuracy"], m["train_accuracy"])
+        lines = (proj / f"plots/train/{v}.csv").read_text().splitlines()
+        assert lines[0] == "epoch,train_loss,train_accuracy,val_loss,val_accuracy"
+        assert len(lines) == 1 + TINY_TRAIN["epochs"]
+        blob = torch.load(proj / f"models/{v}.pt", weights_only=True)
+        assert set(blob) == {"config", "state_dict"}
+    small, nll = read_json(proj / "metrics/eval/small.json"), read_json(proj / "metrics/eval/nll.json")
+    assert small["n_parameters"] < nll["n_parameters"]
+
+
+def test_second_repro_has_nothing_to_do(pipeline):
+    proj, env = pipeline
+    r = dvc(proj, env, "status")
+    assert r.returncode == 0 and "up to date" in r.stdout, r.stdout
+    r = dvc(proj, env, "repro")
+    assert r.returncode == 0 and "Running stage" not in r.stdout, r.stdout
+
+
+def test_metrics_show_lists_every_variant(pipeline):
+    proj, env = pipeline
+    r = dvc(proj, env, "metrics", "show", "--json", check=True)
+    files = next(iter(json.loads(r.stdout).values()))["data"]
+    for v in VARIANTS:
+        assert files[f"metrics/eval/{v}.json"]["data"]["val_accuracy"] >= 0
+        assert files[f"metrics/train/{v}.json"]["data"]["epochs"] == TINY_TRAIN["epochs"]
+    r = dvc(proj, env, "plots", "show", "-o", str(proj / "plots_html"), check=True)
+    assert (proj / "plots_html/index.html").exists()
+
+
+def _rest(base, path, body=None):
+    req = urllib.request.Request(f"{base}/api/2.0/mlflow/{path}", method="POST" if body is not None else "GET",
+                                 data=json.dumps(body).encode() if body is not None else None,
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.loads(r.read())
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(pipeline):
+    proj, env = pipeline
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{proj}/mlflow.db",
+                             "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+                            cwd=proj, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(f"{base}/health", timeout=2)
+                break
+            except OSError:
+                assert proc.poll() is None, "mlflow server exited"
+                time.sleep(0.5)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_mlflow_rest_api_has_one_run_per_variant(pipeline, mlflow_server):
+    proj, _ = pipeline
+    exp = _rest(mlflow_server, "experiments/get-by-name?experiment_name=birdplane")["experiment"]
+    runs = _rest(mlflow_server, "runs/search", {"experiment_ids": [exp["experiment_id"]]})["runs"]
+    by_name = {r["info"]["run_name"]: r for r in runs}
+    assert sorted(by_name) == sorted(VARIANTS) and len(runs) == 3
+    for v, run in by_name.items():
+        assert run["info"]["status"] == "FINISHED"
+        tags = {t["key"]: t["value"] for t in run["data"]["tags"]}
+        assert tags["variant"] == v and tags["dvc_stage"] == f"train@{v}" and len(tags["data_md5"]) == 32
+        assert "git_commit" in tags
+        params = {p["key"]: p["value"] for p in run["data"]["params"]}
+        assert params["epochs"] == str(TINY_TRAIN["epochs"]) and params["loss"] in ("nll", "mse")
+        run_id = run["info"]["run_id"]
+        history = _rest(mlflow_server, f"metrics/get-history?run_id={run_id}&metric_key=val_accuracy")["metrics"]
+        assert [m["step"] for m in sorted(history, key=lambda m: m["step"])] == list(range(1, TINY_TRAIN["epochs"] + 1))
+        metrics = {m["key"]: m["value"] for m in run["data"]["metrics"]}
+        assert metrics["eval_val_accuracy"] == read_json(proj / f"metrics/eval/{v}.json")["val_accuracy"]
+        models = _rest(mlflow_server, "logged-models/search",
+                       {"experiment_ids": [exp["experiment_id"]],
+                        "filter": f"source_run_id = '{run_id}'"})["models"]
+        assert len(models) == 1 and models[0]["info"]["name"] == "model"
+
+
+def test_logged_model_reproduces_val_accuracy(pipeline, mlflow_server):
+    import mlflow
+    import mlflow.pytorch
+
+    proj, _ = pipeline
+    mlflow.set_tracking_uri(mlflow_server)
+    try:
+        exp = mlflow.get_experiment_by_name("birdplane")
+        stats = read_json(proj / "metrics/stats.json")
+        _, val, _ = load_dataset(proj / "data/prepared/dataset.npz")
+        x = engine.to_features(val.images, stats["mean"], stats["std"], torch.device("cpu")).reshape(-1, 3, 32, 32)
+        for v in VARIANTS:
+            run = mlflow.search_runs([exp.experiment_id], filter_string=f"tags.variant = '{v}'",
+                                     output_format="list")[0]
+            model_info = mlflow.search_logged_models(experiment_ids=[exp.experiment_id],
+                                                     filter_string=f"source_run_id = '{run.info.run_id}'",
+                                                     output_format="list")[0]
+            model = mlflow.pytorch.load_model(f"models:/{model_info.model_id}")
+            with torch.no_grad():
+                acc = float((model(x).argmax(1) == torch.from_numpy(val.labels)).float().mean())
+            assert acc == read_json(proj / f"metrics/eval/{v}.json")["val_accuracy"]
+    finally:
+        mlflow.set_tracking_uri(None)
+
+
+def test_dvc_exp_run_with_set_param(pipeline):
+    proj, env = pipeline
+    r = dvc(proj, env, "exp", "run", "-S", "train.epochs=1", "-n", "one-epoch")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "train@nll" in r.stdout and "Stage 'download' didn't change" in r.stdout
+    r = dvc(proj, env, "exp", "show", "--json", check=True)
+    assert "one-epoch" in r.stdout
+    assert len((proj / "plots/train/nll.csv").read_text().splitlines()) == 2
+
+
+def test_nan_loss_fails_the_stage_without_model(tmp_path, tiny_archive):
+    url, md5, _ = tiny_archive
+
+    def huge_lr(p):
+        p["train"]["variants"] = {"boom": {"hidden": [64, 64], "activation": "relu", "loss": "nll", "lr": 1.0e5}}
+
+    proj = make_project(tmp_path / "proj", huge_lr)
+    env = project_env(url, md5)
+    dvc(proj, env, "repro", "stats", check=True)
+    r = stage(proj, env, "train.py", "--variant", "boom")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "variant 'boom'" in r.stderr and "epoch 1 of 2" in r.stderr and "learning rate" in r.stderr
+    assert files_under(proj / "models") == [] and files_under(proj / "metrics/train") == []
+    import mlflow
+    mlflow.set_tracking_uri(f"sqlite:///{proj}/mlflow.db")
+    try:
+        runs = mlflow.search_runs(experiment_names=["birdplane"], output_format="list")
+        assert [(r.info.run_name, r.info.status) for r in runs] == [("boom", "FAILED")]
+    finally:
+        mlflow.set_tracking_uri(None)
+
+
+def test_unknown_variant_is_an_error(pipeline):
+    proj, env = pipeline
+    r = stage(proj, env, "train.py", "--variant", "huge")
+    assert r.returncode == 1 and "unknown variant 'huge'" in r.stderr and "mse" in r.stderr
