@@ -49,6 +49,11 @@ def test_every_stage_wrote_its_outputs(pipeline):
         assert len(lines) == 1 + TINY_TRAIN["epochs"]
         blob = torch.load(proj / f"models/{v}.pt", weights_only=True)
         assert set(blob) == {"config", "state_dict"}
+        # shift-test: shift 0 is exactly the evaluated validation accuracy; rings 0..k
+        sh = read_json(proj / f"metrics/shift/{v}.json")
+        assert sh["accuracy_at_0"] == m["val_accuracy"] == sh["accuracy_by_shift"]["0"]
+        assert list(sh["accuracy_by_shift"]) == [str(r) for r in range(9)] and "accuracy_at_4" in sh
+        assert len((proj / f"plots/shift/{v}/grid.csv").read_text().splitlines()) == 1 + 17 * 17
     small, nll = read_json(proj / "metrics/eval/small.json"), read_json(proj / "metrics/eval/nll.json")
     assert small["n_parameters"] < nll["n_parameters"]
 
@@ -68,6 +73,7 @@ def test_metrics_show_lists_every_variant(pipeline):
     for v in VARIANTS:
         assert files[f"metrics/eval/{v}.json"]["data"]["val_accuracy"] >= 0
         assert files[f"metrics/train/{v}.json"]["data"]["epochs"] == TINY_TRAIN["epochs"]
+        assert files[f"metrics/shift/{v}.json"]["data"]["accuracy_at_0"] >= 0
     r = dvc(proj, env, "plots", "show", "-o", str(proj / "plots_html"), check=True)
     assert (proj / "plots_html/index.html").exists()
 
@@ -122,6 +128,7 @@ def test_mlflow_rest_api_has_one_run_per_variant(pipeline, mlflow_server):
         assert [m["step"] for m in sorted(history, key=lambda m: m["step"])] == list(range(1, TINY_TRAIN["epochs"] + 1))
         metrics = {m["key"]: m["value"] for m in run["data"]["metrics"]}
         assert metrics["eval_val_accuracy"] == read_json(proj / f"metrics/eval/{v}.json")["val_accuracy"]
+        assert metrics["shift_accuracy_at_0"] == metrics["eval_val_accuracy"]
         models = _rest(mlflow_server, "logged-models/search",
                        {"experiment_ids": [exp["experiment_id"]],
                         "filter": f"source_run_id = '{run_id}'"})["models"]

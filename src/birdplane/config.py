@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 import yaml
 from birdplane.errors import BirdplaneError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 CIFAR10_CLASSES = (
     "airplane", "automobile", "bird", "cat", "deer",
@@ -135,6 +135,19 @@ class EvaluateConfig(_Strict):
     calibration_bins: Annotated[int, Field(ge=2, le=100)] = 10
 
 
+class ShiftConfig(_Strict):
+    max_shift: Annotated[int, Field(ge=0, le=16)] = 8
+    modes: Annotated[list[Literal["fill", "wrap"]], Field(min_length=1)] = ["fill"]
+    summary_shift: Annotated[int, Field(ge=0, le=16)] = 4
+
+    @field_validator("modes")
+    @classmethod
+    def _unique(cls, modes: list[str]) -> list[str]:
+        if len(set(modes)) != len(modes):
+            raise ValueError("lists a mode twice")
+        return modes
+
+
 class MlflowConfig(_Strict):
     experiment: Annotated[str, Field(min_length=1, max_length=200)] = "birdplane"
 
@@ -145,7 +158,15 @@ class Params(_Strict):
     stats: StatsConfig = StatsConfig()
     train: TrainConfig = TrainConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
+    shift: ShiftConfig = ShiftConfig()
     mlflow: MlflowConfig = MlflowConfig()
+
+    @model_validator(mode="after")
+    def _summary_within_range(self) -> "Params":
+        if self.shift.summary_shift > self.shift.max_shift:
+            raise ValueError(f"shift.summary_shift ({self.shift.summary_shift}) must not exceed "
+                             f"shift.max_shift ({self.shift.max_shift})")
+        return self
 
 
 def _describe(err: ValidationError, path: Path) -> str:

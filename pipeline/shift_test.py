@@ -1,0 +1,73 @@
+"""Stage `shift-test@<variant>`: accuracy on the validation images moved by every (dx, dy) in
+-k..k pixels, the lecture's "lack of translation invariance" measured.
+
+Reads params `shift.max_shift`, `shift.modes`, `shift.summary_shift`, `mlflow.experiment`.
+"""
+from pathlib import Path
+
+from birdplane.cli import parser, run_stage
+
+
+def main() -> None:
+    ap = parser(__doc__)
+    ap.add_argument("--variant", required=True)
+    ap.add_argument("--data", type=Path, default=Path("data/prepared/dataset.npz"))
+    ap.add_argument("--stats", type=Path, default=Path("metrics/stats.json"))
+    ap.add_argument("--model", type=Path, help="default: models/<variant>.pt")
+    ap.add_argument("--train-log", type=Path, help="default: logs/train/<variant>.json")
+    ap.add_argument("--metrics", type=Path, help="default: metrics/shift/<variant>.json")
+    ap.add_argument("--plots", type=Path, help="default: plots/shift/<variant>/ (by_shift.csv, grid.csv)")
+    args = ap.parse_args()
+    v = args.variant
+
+    from birdplane.config import load_params
+    cfg = load_params(args.params)
+    k = cfg.shift.max_shift
+
+    import pandas as pd
+    import torch
+
+    from birdplane import engine, tracking
+    from birdplane.data import load_dataset
+    from birdplane.io import outputs, read_json
+    from birdplane.models import load_model
+    from birdplane.shift import by_ring, shift_accuracy
+
+    stats = read_json(args.stats)
+    _, val, _ = load_dataset(args.data)
+    model, _ = load_model(args.model or Path(f"models/{v}.pt"))
+    x = engine.to_features(val.images, stats["mean"], stats["std"], torch.device("cpu")).reshape(-1, 3, 32, 32)
+    y = torch.from_numpy(val.labels)
+
+    result: dict = {}
+    rings, cells = [], []
+    for mode in cfg.shift.modes:
+        grid = shift_accuracy(model, x, y, k, mode)
+        ring = by_ring(grid)
+        summary = {"accuracy_at_0": ring["0"], "accuracy_by_shift": ring,
+                   f"accuracy_at_{cfg.shift.summary_shift}": ring[str(cfg.shift.summary_shift)],
+                   "mean_accuracy": float(grid.mean()), "max_shift": k}
+        if mode == cfg.shift.modes[0]:
+            result.update(summary, mode=mode)  # the contract keys, for the first (default) mode
+        else:
+            result[mode] = summary
+        rings += [{"mode": mode, "shift": int(r), "accuracy": a} for r, a in ring.items()]
+        cells += [{"mode": mode, "dx": dx, "dy": dy, "accuracy": float(grid[dy + k, dx + k])}
+                  for dy in range(-k, k + 1) for dx in range(-k, k + 1)]
+
+    plots = args.plots or Path(f"plots/shift/{v}")
+    train_log = read_json(args.train_log or Path(f"logs/train/{v}.json"))
+    with outputs() as out:
+        out.write_json(args.metrics or Path(f"metrics/shift/{v}.json"), result)
+        out.write_with(plots / "by_shift.csv", lambda p: pd.DataFrame(rings).to_csv(p, index=False, float_format="%.6f"))
+        out.write_with(plots / "grid.csv", lambda p: pd.DataFrame(cells).to_csv(p, index=False, float_format="%.6f"))
+        with tracking.variant_run(cfg.mlflow.experiment, v, run_id=train_log.get("mlflow_run_id"),
+                                  tags={"variant": v, "shift_tested_by": f"shift-test@{v}"}):
+            import mlflow
+            mlflow.log_metrics({f"shift_accuracy_at_{r}": a for r, a in result["accuracy_by_shift"].items()})
+    print(f"[{v}] accuracy at shift 0: {result['accuracy_at_0']:.4f}, at {cfg.shift.summary_shift}: "
+          f"{result[f'accuracy_at_{cfg.shift.summary_shift}']:.4f}, at {k}: {result['accuracy_by_shift'][str(k)]:.4f}")
+
+
+if __name__ == "__main__":
+    run_stage("shift-test", main)
