@@ -47,7 +47,7 @@ def main() -> None:
         y = torch.from_numpy(data.labels)
         out = engine.predict(model, x)
         pred = out.argmax(1)
-        result[f"{split}_accuracy"] = float((pred == y).float().mean())
+        result[f"{split}_accuracy"] = engine.accuracy(out, y)
         result[f"{split}_loss"] = float(loss_fn(out, y))
         if split == "val":
             cm = confusion_matrix(y, pred, len(classes))

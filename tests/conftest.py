@@ -93,6 +93,7 @@ def project_env(url: str, md5: str, **extra) -> dict[str, str]:
 
 
 TINY_TRAIN = {"epochs": 2, "batch_size": 16}
+VARIANTS = ("nll", "mse", "small")
 
 
 def make_project(dest: Path, params_edit=None) -> Path:
@@ -134,3 +135,18 @@ def stage(project: Path, env: dict, script: str, *args) -> subprocess.CompletedP
 
 def files_under(path: Path) -> list[str]:
     return sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.is_file()) if path.exists() else []
+
+
+@pytest.fixture(scope="session")
+def pipeline(tmp_path_factory):
+    """One full `dvc repro` of a tiny project, shared by the end-to-end tests; yields (project, env)."""
+    from cifar_fixture import make_archive
+
+    base = tmp_path_factory.mktemp("pipeline")
+    with serve(base / "www") as (url, www, _):
+        _, md5 = make_archive(www / "cifar-10-python.tar.gz", per_class_train=16, per_class_test=8)
+        proj = make_project(base / "proj")
+        env = project_env(f"{url}/cifar-10-python.tar.gz", md5)
+        r = dvc(proj, env, "repro")
+        assert r.returncode == 0, r.stdout + r.stderr
+        yield proj, env

@@ -46,6 +46,8 @@ def test_variant_overrides_shared_recipe(tmp_path):
     (lambda d: d["data"].update(url="ftp://x/y"), ["data.url", "http://"]),
     (lambda d: d["train"]["variants"]["nll"].update(loss="hinge"), ["train.variants.nll.loss", "'nll' or 'mse'"]),
     (lambda d: d.update(sed=1), ["sed", "did you mean 'seed'"]),
+    (lambda d: d["report"].update(small="tiny"), ["report.small is 'tiny'", "not in train.variants"]),
+    (lambda d: d["shift"].update(summary_shift=9), ["shift.summary_shift (9) must not exceed"]),
 ])
 def test_bad_params_name_key_and_allowed_values(tmp_path, edit, expected):
     d = project_params()

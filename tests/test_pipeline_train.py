@@ -13,24 +13,9 @@ import yaml
 from birdplane import engine
 from birdplane.data import load_dataset
 from birdplane.io import read_json
-from cifar_fixture import make_archive
-from conftest import BIN, TINY_TRAIN, dvc, files_under, make_project, project_env, serve, stage
+from conftest import BIN, TINY_TRAIN, VARIANTS, dvc, files_under, make_project, project_env, stage
 
 pytestmark = pytest.mark.e2e
-VARIANTS = ("nll", "mse", "small")
-
-
-@pytest.fixture(scope="module")
-def pipeline(tmp_path_factory):
-    """One full `dvc repro` of a tiny project; yields (project, env)."""
-    base = tmp_path_factory.mktemp("pipeline")
-    with serve(base / "www") as (url, www, _):
-        _, md5 = make_archive(www / "cifar-10-python.tar.gz", per_class_train=16, per_class_test=8)
-        proj = make_project(base / "proj")
-        env = project_env(f"{url}/cifar-10-python.tar.gz", md5)
-        r = dvc(proj, env, "repro")
-        assert r.returncode == 0, r.stdout + r.stderr
-        yield proj, env
 
 
 def test_every_stage_wrote_its_outputs(pipeline):
@@ -161,20 +146,34 @@ def test_logged_model_reproduces_val_accuracy(pipeline, mlflow_server):
 
 
 def test_dvc_exp_run_with_set_param(pipeline):
+    """`dvc exp run --temp -S …` in a copy of the repo: DVC records it, MLflow still gets the runs."""
     proj, env = pipeline
-    r = dvc(proj, env, "exp", "run", "-S", "train.epochs=1", "-n", "one-epoch")
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert "train@nll" in r.stdout and "Stage 'download' didn't change" in r.stdout
-    r = dvc(proj, env, "exp", "show", "--json", check=True)
-    assert "one-epoch" in r.stdout
-    assert len((proj / "plots/train/nll.csv").read_text().splitlines()) == 2
+    import mlflow
+    mlflow.set_tracking_uri(f"sqlite:///{proj}/mlflow.db")
+    try:
+        before = len(mlflow.search_runs(experiment_names=["birdplane"], output_format="list"))
+        r = dvc(proj, env, "exp", "run", "--temp", "-S", "train.epochs=1", "-n", "one-epoch")
+        assert r.returncode == 0, r.stdout + r.stderr
+        runs = mlflow.search_runs(experiment_names=["birdplane"], output_format="list")
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert len(runs) == before + 3  # one new run per variant, in the project's store
+    exps = json.loads(dvc(proj, env, "exp", "show", "--json", check=True).stdout)
+    found = [e for base in exps for e in (base.get("experiments") or [])
+             if e.get("name") == "one-epoch"]
+    assert found, exps
+    data = found[0]["revs"][0]["data"]
+    assert data["params"]["params.yaml"]["data"]["train"]["epochs"] == 1
+    assert data["metrics"]["metrics/train/nll.json"]["data"]["epochs"] == 1
+    # the workspace itself is untouched
+    assert len((proj / "plots/train/nll.csv").read_text().splitlines()) == 1 + TINY_TRAIN["epochs"]
 
 
 def test_nan_loss_fails_the_stage_without_model(tmp_path, tiny_archive):
     url, md5, _ = tiny_archive
 
     def huge_lr(p):
-        p["train"]["variants"] = {"boom": {"hidden": [64, 64], "activation": "relu", "loss": "nll", "lr": 1.0e5}}
+        p["train"]["variants"]["boom"] = {"hidden": [64, 64], "activation": "relu", "loss": "nll", "lr": 1.0e5}
 
     proj = make_project(tmp_path / "proj", huge_lr)
     env = project_env(url, md5)

@@ -148,6 +148,15 @@ class ShiftConfig(_Strict):
         return modes
 
 
+class ReportConfig(_Strict):
+    lang: Literal["en", "de"] = "en"
+    # which variant answers which homework question
+    baseline: str = "nll"
+    mse: str = "mse"
+    small: str = "small"
+    fit_threshold: Annotated[float, Field(gt=0, le=1)] = 0.95
+
+
 class MlflowConfig(_Strict):
     experiment: Annotated[str, Field(min_length=1, max_length=200)] = "birdplane"
 
@@ -159,6 +168,7 @@ class Params(_Strict):
     train: TrainConfig = TrainConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     shift: ShiftConfig = ShiftConfig()
+    report: ReportConfig = ReportConfig()
     mlflow: MlflowConfig = MlflowConfig()
 
     @model_validator(mode="after")
@@ -166,6 +176,11 @@ class Params(_Strict):
         if self.shift.summary_shift > self.shift.max_shift:
             raise ValueError(f"shift.summary_shift ({self.shift.summary_shift}) must not exceed "
                              f"shift.max_shift ({self.shift.max_shift})")
+        for role in ("baseline", "mse", "small"):
+            name = getattr(self.report, role)
+            if name not in self.train.variants:
+                raise ValueError(f"report.{role} is {name!r}, which is not in train.variants "
+                                 f"({', '.join(self.train.variants)})")
         return self
 
 
@@ -179,8 +194,8 @@ def _describe(err: ValidationError, path: Path) -> str:
             hint = f"did you mean {close[0]!r}? " if close else ""
             lines.append(f"  - {key}: unknown key; {hint}allowed here: {', '.join(allowed)}")
         else:
-            got = "" if e["type"] == "missing" else f" (got {e.get('input')!r})"
-            lines.append(f"  - {key}: {e['msg']}{got}")
+            got = "" if e["type"] == "missing" or not e["loc"] else f" (got {e.get('input')!r})"
+            lines.append(f"  - {key}: {e['msg'].removeprefix('Value error, ')}{got}")
     return "\n".join(lines)
 
 

@@ -1,0 +1,129 @@
+"""The report's figures (matplotlib, no display). Each function writes one PNG and returns nothing."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from birdplane.report import Inputs
+
+DPI = 110
+COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"figure.dpi": DPI, "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False,
+                         "axes.spines.right": False, "font.size": 10})
+    return plt
+
+
+def _save(fig, path: Path) -> None:
+    # no timestamps or software tags in the file: the same figure gives the same bytes
+    fig.savefig(path, format="png", metadata={"Software": None}, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+def samples(images: np.ndarray, labels: np.ndarray, classes: list[str], path: Path, per_class: int = 10) -> None:
+    plt = _plt()
+    fig, axes = plt.subplots(len(classes), per_class, figsize=(per_class * 0.8, len(classes) * 0.9))
+    axes = np.atleast_2d(axes)
+    for r, c in enumerate(classes):
+        idx = np.flatnonzero(labels == r)[:per_class]
+        for j in range(per_class):
+            ax = axes[r, j]
+            ax.axis("off")
+            if j < len(idx):
+                ax.imshow(images[idx[j]].transpose(1, 2, 0), interpolation="nearest")
+        axes[r, 0].text(-4, 16, c, ha="right", va="center", fontsize=10)
+    fig.subplots_adjust(wspace=0.05, hspace=0.05)
+    _save(fig, path)
+
+
+def learning_curves(inp: "Inputs", column: str, ylabel: str, path: Path, shared_y: bool = True) -> None:
+    """Train (dashed) and validation (solid) per epoch; one panel, or one per variant if not shared_y."""
+    plt = _plt()
+    names = list(inp.variants)
+    if shared_y:
+        fig, ax = plt.subplots(figsize=(8, 4.2))
+        axes = [ax] * len(names)
+    else:
+        fig, axes = plt.subplots(1, len(names), figsize=(3.6 * len(names), 3.6), squeeze=False)
+        axes = list(axes[0])
+    for i, (name, ax) in enumerate(zip(names, axes)):
+        h = inp.variants[name].history
+        color = COLORS[i % len(COLORS)]
+        ax.plot(h["epoch"], h[f"train_{column}"], "--", color=color, lw=1.2, label=f"{name} train")
+        ax.plot(h["epoch"], h[f"val_{column}"], "-", color=color, lw=1.6, label=f"{name} val")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        if not shared_y:
+            ax.set_title(f"{name} ({inp.variants[name].train['recipe']['loss'].upper()})")
+            ax.legend(fontsize=8)
+    if shared_y:
+        axes[0].legend(ncol=len(names), fontsize=8, loc="lower right")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def shift_curves(inp: "Inputs", path: Path) -> None:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for i, (name, v) in enumerate(inp.variants.items()):
+        ring = v.shift["accuracy_by_shift"]
+        ax.plot([int(r) for r in ring], list(ring.values()), "o-", color=COLORS[i % len(COLORS)], label=name)
+    ax.axhline(1 / len(inp.stats["classes"]), ls=":", color="grey")
+    ax.set_xlabel("shift max(|dx|, |dy|) [pixels]")
+    ax.set_ylabel("validation accuracy")
+    ax.legend()
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def shift_grids(inp: "Inputs", path: Path) -> None:
+    plt = _plt()
+    names = [n for n, v in inp.variants.items() if v.shift_grid is not None]
+    fig, axes = plt.subplots(1, len(names), figsize=(3.4 * len(names) + 1, 3.4), squeeze=False, sharey=True,
+                             layout="constrained")
+    for i, (ax, name) in enumerate(zip(axes[0], names)):
+        g = inp.variants[name].shift_grid
+        g = g[g["mode"] == g["mode"].iloc[0]]
+        table = g.pivot(index="dy", columns="dx", values="accuracy")
+        k = int(table.columns.max())
+        im = ax.imshow(table.to_numpy(), origin="upper", extent=(-k - .5, k + .5, k + .5, -k - .5),
+                       vmin=1 / len(inp.stats["classes"]), vmax=1, cmap="viridis")
+        ax.set_title(name)
+        ax.set_xlabel("dx (pixels, + is right)")
+        if i == 0:
+            ax.set_ylabel("dy (pixels, + is down)")
+        ax.grid(False)
+    fig.colorbar(im, ax=list(axes[0]), shrink=0.9, label="validation accuracy")
+    _save(fig, path)
+
+
+def confusion(inp: "Inputs", path: Path) -> None:
+    plt = _plt()
+    names = list(inp.variants)
+    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.2), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        cm = np.array(inp.variants[name].eval["confusion_matrix"]["rows_actual_cols_predicted"])
+        labels = inp.variants[name].eval["confusion_matrix"]["labels"]
+        ax.imshow(cm, cmap="Blues")
+        for (r, c), n in np.ndenumerate(cm):
+            ax.text(c, r, str(n), ha="center", va="center", color="white" if n > cm.max() / 2 else "black")
+        ax.set_xticks(range(len(labels)), labels, rotation=45 if len(labels) > 3 else 0)
+        ax.set_yticks(range(len(labels)), labels)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("actual")
+        ax.set_title(name)
+        ax.grid(False)
+    fig.tight_layout()
+    _save(fig, path)

@@ -1,0 +1,327 @@
+"""The report's words in English and German. Numbers come in as arguments, never as text."""
+from __future__ import annotations
+
+
+class Phrases:
+    """English; `German` overrides every text. Methods format numbers the language's way."""
+
+    lang = "en"
+    decimal = "."
+    thousands = ","
+
+    # ---- number formats
+    def num(self, x: float, digits: int = 4) -> str:
+        return f"{x:.{digits}f}".replace(".", self.decimal)
+
+    def pct(self, x: float) -> str:
+        """Accuracies as percent with two decimals: exact for 2,000 validation images (steps of 0.05 %)."""
+        return f"{100 * x:.2f}".replace(".", self.decimal) + " %"
+
+    def int(self, n: int) -> str:
+        return f"{n:,}".replace(",", self.thousands)
+
+    def points(self, d: float) -> str:
+        return f"{100 * d:+.2f}".replace(".", self.decimal) + " " + self.points_word
+
+    def pp(self, d: float) -> str:
+        """A difference of accuracies, unsigned, in percentage points."""
+        return f"{100 * d:.2f}".replace(".", self.decimal) + " " + self.points_word
+
+    def seconds(self, s: float | None) -> str:
+        return "?" if s is None else f"{s:.1f}".replace(".", self.decimal) + " s"
+
+    points_word = "points"
+
+    def relative(self, v: str) -> str:
+        """'{a} is ... b': same / higher / lower."""
+        return {"same": "about the same as", "higher": "higher than", "lower": "lower than"}[v]
+
+    def verdict(self, v: str) -> str:
+        return {"same": "about the same (within the epoch-to-epoch noise)", "higher": "higher", "lower": "lower"}[v]
+
+    # ---- headings and captions
+    title = "Birds vs airplanes: NLLLoss, MSELoss and a smaller net"
+    h_data = "The data"
+    h_norm = "Normalization"
+    h_models = "The models"
+    h_curves = "Learning curves"
+    h_results = "Results"
+    h_task1 = "Task 1: MSELoss instead of NLLLoss"
+    h_task2 = "Task 2: a smaller network against overfitting"
+    h_shift = "Translation: fully connected nets are not shift invariant"
+    h_eval = "Per-class scores and calibration"
+    h_provenance = "Provenance"
+    h_mlflow = "MLflow runs"
+    h_params = "Parameters (params.yaml)"
+    fig_samples = "Training images, one row per class."
+    fig_accuracy = "Accuracy per epoch: training (dashed) and validation (solid)."
+    fig_loss = "Loss per epoch: training (dashed) and validation (solid). NLL and MSE are on different scales."
+    fig_shift = "Validation accuracy against the shift max(|dx|, |dy|) in pixels; the dotted line is chance."
+    fig_shift_grid = "Validation accuracy for every shift (dx, dy)."
+    fig_confusion = "Confusion matrices on the validation images (rows: actual, columns: predicted)."
+    channels = ("red", "green", "blue")
+    source_header = ["", "value"]
+    source_url = "source URL"
+    source_md5 = "md5"
+    source_bytes = "bytes"
+    norm_header = ["channel", "mean (here)", "mean (book)", "std (here)", "std (book)"]
+    models_header = ["variant", "layers", "loss", "parameters", "epochs", "lr", "batch"]
+    results_header = ["variant", "train acc.", "val. acc.", "gap", "val. loss", "best val. acc. (epoch)",
+                      "epochs", "training time"]
+    per_class_header = ["variant", "class", "precision", "recall", "F1", "images"]
+    calibration_header = ["variant", "expected calibration error", "val. NLL"]
+    prov_header = ["", "value"]
+    prov_commit = "git commit"
+    prov_date = "trained"
+    prov_device = "device"
+    prov_versions = "versions"
+    mlflow_header = ["variant", "run id", "experiment"]
+
+    # ---- sentences
+    def intro(self, classes, n):
+        return (f"This report compares {n} fully connected classifiers that tell {classes} apart on CIFAR-10, "
+                f"following lecture 7 and chapter 7 of Deep Learning with PyTorch. Every number is read "
+                f"from the pipeline's metrics files when the report is rendered.")
+
+    def summary_task1(self, mse, nll, verdict):
+        return f"Task 1: with MSELoss the final validation accuracy is {mse}, with NLLLoss {nll}: {verdict}."
+
+    def summary_task2(self, small, nll, reduced):
+        return (f"Task 2: the smaller net's overfitting gap is {small} against {nll} for the book's net: "
+                + ("it overfits less." if reduced else "it does not overfit noticeably less."))
+
+    def summary_shift(self, a0, mid, amid, k, ak, chance):
+        return (f"Translation: moving the validation images by {mid} pixels takes the book's net from {a0} "
+                f"to {amid} accuracy, by {k} pixels to {ak} (chance: {chance}).")
+
+    def data(self, classes, n_train, n_val, per_class):
+        return (f"Classes: {classes}. {n_train} training images ({per_class}) and {n_val} validation images "
+                f"(the official test batch of these classes), 32 x 32 pixels, RGB.")
+
+    norm_text = ("Each channel is normalized with the mean and standard deviation of the selected training "
+                 "images only. The book's constants were measured on all 50,000 training images of the ten "
+                 "classes, so they differ from these two-class figures.")
+
+    def results_note(self, tol, book_train, book_val):
+        return (f"The gap is training minus validation accuracy. Validation accuracy moves by about {tol} "
+                f"(standard deviation over the last ten epochs of the book's net) from epoch to epoch; smaller "
+                f"differences are noise. The book reports {book_train} training and {book_val} validation "
+                f"accuracy for its 3072-512-2 net.")
+
+    def task1_numbers(self, mse_val, nll_val, diff, verdict, mse_best, mse_best_epoch, nll_best, nll_best_epoch):
+        return (f"After the last epoch the MSE net classifies {mse_val} of the validation images correctly, "
+                f"the NLL net {nll_val} ({diff}): {verdict}. The best epochs were {mse_best} (MSE, epoch "
+                f"{mse_best_epoch}) and {nll_best} (NLL, epoch {nll_best_epoch}).")
+
+    def task1_speed(self, threshold, nll_epoch, mse_epoch, epochs, mse_gap, nll_gap, gap_verdict):
+        def when(e):
+            return f"epoch {e}" if e else f"not within {epochs} epochs"
+        return (f"How fast each fits: training accuracy first reaches {threshold} at {when(nll_epoch)} with NLL "
+                f"and at {when(mse_epoch)} with MSE. The overfitting gap is {mse_gap} with MSE against {nll_gap} "
+                f"with NLL: MSE's gap is {gap_verdict} NLL's.")
+
+    def task1_ece(self, mse, nll):
+        return (f"Calibration (expected calibration error, 0 is perfect): MSE {mse}, NLL {nll}.")
+
+    task1_reason = (
+        "Why the losses behave differently: NLLLoss is -log p(correct class). For a confidently wrong "
+        "output p is near 0, so the loss and its gradient grow without bound and training keeps pushing "
+        "hardest on the worst mistakes. MSELoss on softmax outputs is at most 1 per image however wrong the "
+        "output is, and as the softmax saturates its gradient vanishes: a confidently wrong image is "
+        "punished little and barely corrected. The book's argument is exactly this: MSE's slope is too flat "
+        "where the prediction is far off, so NLL (cross-entropy) is the loss for classification.")
+
+    def task2_numbers(self, small, small_params, nll_params, ratio, small_gap, nll_gap, small_val, nll_val):
+        return (f"The smaller net ({small}) has {small_params} parameters, {ratio} times fewer than the book's "
+                f"{nll_params}. Its gap between training and validation accuracy is {small_gap} (book's net: "
+                f"{nll_gap}); its validation accuracy is {small_val} ({nll_val}).")
+
+    def task2_verdict(self, reduced, val, n_train):
+        if reduced:
+            return (f"So shrinking the network did reduce overfitting here; its validation accuracy is {val} "
+                    f"the book's net's.")
+        return ("So shrinking the network did not reduce overfitting noticeably here: even the small net has "
+                f"enough parameters to memorise {n_train} images, and its gap is not clearly below the book's. "
+                f"Its validation accuracy is {val} the book's net's.")
+
+    def task2_best_fix(self, what, gap, val, best_epoch, epochs, base_gap, helped):
+        if not helped:
+            return (f"Nothing here reduced the gap by more than the noise: the smallest, {gap}, is not clearly "
+                    f"below the book's net's {base_gap}.")
+        if what == "early_stopping":
+            return (f"What did reduce overfitting: stopping early. At its best validation epoch ({best_epoch} of "
+                    f"{epochs}) the book's net has a gap of {gap} instead of {base_gap}, at {val} validation "
+                    f"accuracy. That epoch is picked on the validation images themselves, so its accuracy is "
+                    f"an optimistic estimate.")
+        return (f"What did reduce overfitting: the variant {what.split(':', 1)[1]}, with a gap of {gap} instead of "
+                f"{base_gap}, at {val} validation accuracy.")
+
+    def shift_intro(self, k):
+        return (f"Every validation image is moved by every (dx, dy) with |dx|, |dy| <= {k} pixels; the exposed "
+                f"border gets the mean colour (0 after normalization). A fully connected net has one weight per "
+                f"pixel position, so a shifted bird is, to it, a different input.")
+
+    def shift_variant(self, name, a0, mid, amid, k, ak, chance):
+        return f"{name}: {a0} unshifted, {amid} at {mid} pixels, {ak} at {k} pixels (chance {chance})."
+
+    shift_reason = ("Nothing in the architecture shares what it learned at one position with the others: "
+                    "it would have to see every object at every position. Convolutions share weights across "
+                    "positions, which is where chapter 8 of the book continues.")
+
+    mlflow_text = ("Each variant's training, evaluation and shift test are one MLflow run (params, per-epoch "
+                   "metrics with step = epoch, the model). Browse them with "
+                   "`mlflow ui --backend-store-uri sqlite:///$PWD/mlflow.db`.")
+
+
+class German(Phrases):
+    lang = "de"
+    decimal = ","
+    thousands = "."
+    points_word = "Prozentpunkte"
+
+    def verdict(self, v: str) -> str:
+        return {"same": "etwa gleich (im Rahmen der Schwankung von Epoche zu Epoche)", "higher": "höher",
+                "lower": "niedriger"}[v]
+
+    title = "Vögel oder Flugzeuge: NLLLoss, MSELoss und ein kleineres Netz"
+    h_data = "Die Daten"
+    h_norm = "Normalisierung"
+    h_models = "Die Modelle"
+    h_curves = "Lernkurven"
+    h_results = "Ergebnisse"
+    h_task1 = "Aufgabe 1: MSELoss statt NLLLoss"
+    h_task2 = "Aufgabe 2: ein kleineres Netz gegen Overfitting"
+    h_shift = "Verschiebung: vollständig verbundene Netze sind nicht translationsinvariant"
+    h_eval = "Werte pro Klasse und Kalibrierung"
+    h_provenance = "Herkunft"
+    h_mlflow = "MLflow-Runs"
+    h_params = "Parameter (params.yaml)"
+    fig_samples = "Trainingsbilder, eine Zeile pro Klasse."
+    fig_accuracy = "Genauigkeit pro Epoche: Training (gestrichelt) und Validierung (durchgezogen)."
+    fig_loss = ("Loss pro Epoche: Training (gestrichelt) und Validierung (durchgezogen). NLL und MSE haben "
+                "verschiedene Skalen.")
+    fig_shift = "Validierungsgenauigkeit über der Verschiebung max(|dx|, |dy|) in Pixeln; gepunktet: Zufall."
+    fig_shift_grid = "Validierungsgenauigkeit für jede Verschiebung (dx, dy)."
+    fig_confusion = "Konfusionsmatrizen auf den Validierungsbildern (Zeilen: tatsächlich, Spalten: vorhergesagt)."
+    channels = ("rot", "grün", "blau")
+    source_header = ["", "Wert"]
+    source_url = "Quell-URL"
+    source_md5 = "md5"
+    source_bytes = "Bytes"
+    norm_header = ["Kanal", "Mittelwert (hier)", "Mittelwert (Buch)", "Std. (hier)", "Std. (Buch)"]
+    models_header = ["Variante", "Schichten", "Loss", "Parameter", "Epochen", "Lernrate", "Batch"]
+    results_header = ["Variante", "Train.-Gen.", "Val.-Gen.", "Lücke", "Val.-Loss", "beste Val.-Gen. (Epoche)",
+                      "Epochen", "Trainingszeit"]
+    per_class_header = ["Variante", "Klasse", "Präzision", "Recall", "F1", "Bilder"]
+    calibration_header = ["Variante", "erwarteter Kalibrierungsfehler", "Val.-NLL"]
+    prov_header = ["", "Wert"]
+    prov_commit = "Git-Commit"
+    prov_date = "trainiert"
+    prov_device = "Gerät"
+    prov_versions = "Versionen"
+    mlflow_header = ["Variante", "Run-ID", "Experiment"]
+
+    def intro(self, classes, n):
+        return (f"Dieser Bericht vergleicht {n} vollständig verbundene Klassifikatoren, die {classes} auf "
+                f"CIFAR-10 unterscheiden, nach Vorlesung 7 und Kapitel 7 von Deep Learning with PyTorch. Jede "
+                f"Zahl wird beim Erstellen des Berichts aus den Metrik-Dateien der Pipeline gelesen.")
+
+    def summary_task1(self, mse, nll, verdict):
+        return (f"Aufgabe 1: mit MSELoss beträgt die Validierungsgenauigkeit am Ende {mse}, mit NLLLoss {nll}: "
+                f"{verdict}.")
+
+    def summary_task2(self, small, nll, reduced):
+        return (f"Aufgabe 2: die Overfitting-Lücke des kleineren Netzes beträgt {small}, die des Netzes aus dem "
+                f"Buch {nll}: " + ("es überanpasst weniger." if reduced else "es überanpasst nicht merklich weniger."))
+
+    def summary_shift(self, a0, mid, amid, k, ak, chance):
+        return (f"Verschiebung: um {mid} Pixel verschobene Validierungsbilder senken die Genauigkeit des Netzes "
+                f"aus dem Buch von {a0} auf {amid}, um {k} Pixel auf {ak} (Zufall: {chance}).")
+
+    def data(self, classes, n_train, n_val, per_class):
+        return (f"Klassen: {classes}. {n_train} Trainingsbilder ({per_class}) und {n_val} Validierungsbilder "
+                f"(der offizielle Testbatch dieser Klassen), 32 x 32 Pixel, RGB.")
+
+    norm_text = ("Jeder Kanal wird mit Mittelwert und Standardabweichung nur der ausgewählten Trainingsbilder "
+                 "normalisiert. Die Konstanten des Buchs stammen von allen 50.000 Trainingsbildern der zehn "
+                 "Klassen und weichen daher von diesen Werten für zwei Klassen ab.")
+
+    def results_note(self, tol, book_train, book_val):
+        return (f"Die Lücke ist Trainings- minus Validierungsgenauigkeit. Die Validierungsgenauigkeit schwankt "
+                f"von Epoche zu Epoche um etwa {tol} (Standardabweichung über die letzten zehn Epochen des "
+                f"Netzes aus dem Buch); kleinere Unterschiede sind Rauschen. Das Buch nennt {book_train} "
+                f"Trainings- und {book_val} Validierungsgenauigkeit für sein 3072-512-2-Netz.")
+
+    def task1_numbers(self, mse_val, nll_val, diff, verdict, mse_best, mse_best_epoch, nll_best, nll_best_epoch):
+        return (f"Nach der letzten Epoche klassifiziert das MSE-Netz {mse_val} der Validierungsbilder richtig, "
+                f"das NLL-Netz {nll_val} ({diff}): {verdict}. Die besten Epochen erreichten {mse_best} (MSE, "
+                f"Epoche {mse_best_epoch}) und {nll_best} (NLL, Epoche {nll_best_epoch}).")
+
+    def task1_speed(self, threshold, nll_epoch, mse_epoch, epochs, mse_gap, nll_gap, gap_verdict):
+        def when(e):
+            return f"in Epoche {e}" if e else f"nicht innerhalb von {epochs} Epochen"
+        return (f"Wie schnell die Netze lernen: die Trainingsgenauigkeit erreicht {threshold} mit NLL "
+                f"{when(nll_epoch)} und mit MSE {when(mse_epoch)}. Die Overfitting-Lücke beträgt mit MSE "
+                f"{mse_gap}, mit NLL {nll_gap}: die Lücke von MSE ist {gap_verdict} die von NLL.")
+
+    def task1_ece(self, mse, nll):
+        return f"Kalibrierung (erwarteter Kalibrierungsfehler, 0 ist perfekt): MSE {mse}, NLL {nll}."
+
+    task1_reason = (
+        "Warum sich die Losses unterscheiden: NLLLoss ist -log p(richtige Klasse). Bei einer selbstsicher "
+        "falschen Ausgabe ist p nahe 0, Loss und Gradient wachsen unbeschränkt, und das Training korrigiert "
+        "die schlimmsten Fehler am stärksten. MSELoss auf Softmax-Ausgaben ist pro Bild höchstens 1, egal wie "
+        "falsch die Ausgabe ist, und wenn die Softmax sättigt, verschwindet sein Gradient: ein selbstsicher "
+        "falsches Bild wird kaum bestraft und kaum korrigiert. Genau so argumentiert das Buch: die Steigung "
+        "von MSE ist dort zu flach, wo die Vorhersage weit daneben liegt, daher ist NLL (Kreuzentropie) der "
+        "Loss für Klassifikation.")
+
+    def task2_numbers(self, small, small_params, nll_params, ratio, small_gap, nll_gap, small_val, nll_val):
+        return (f"Das kleinere Netz ({small}) hat {small_params} Parameter, {ratio}-mal weniger als die "
+                f"{nll_params} des Netzes aus dem Buch. Seine Lücke zwischen Trainings- und "
+                f"Validierungsgenauigkeit beträgt {small_gap} (Buch-Netz: {nll_gap}); seine "
+                f"Validierungsgenauigkeit {small_val} ({nll_val}).")
+
+    def relative(self, v: str) -> str:
+        return {"same": "etwa so hoch wie", "higher": "höher als", "lower": "niedriger als"}[v]
+
+    def task2_verdict(self, reduced, val, n_train):
+        if reduced:
+            return (f"Das Verkleinern hat das Overfitting hier also verringert; seine Validierungsgenauigkeit ist "
+                    f"{val} die des Buch-Netzes.")
+        return ("Das Verkleinern hat das Overfitting hier also nicht merklich verringert: auch das kleine Netz hat "
+                f"genug Parameter, um {n_train} Bilder auswendig zu lernen, und seine Lücke liegt nicht deutlich "
+                f"unter der des Buch-Netzes. Seine Validierungsgenauigkeit ist {val} die des Buch-Netzes.")
+
+    def task2_best_fix(self, what, gap, val, best_epoch, epochs, base_gap, helped):
+        if not helped:
+            return (f"Nichts hier hat die Lücke um mehr als das Rauschen verringert: die kleinste, {gap}, liegt "
+                    f"nicht deutlich unter den {base_gap} des Buch-Netzes.")
+        if what == "early_stopping":
+            return (f"Was das Overfitting verringert hat: früh aufhören. In seiner besten Validierungsepoche "
+                    f"({best_epoch} von {epochs}) hat das Buch-Netz eine Lücke von {gap} statt {base_gap}, bei "
+                    f"{val} Validierungsgenauigkeit. Diese Epoche wird auf den Validierungsbildern selbst "
+                    f"ausgewählt, ihre Genauigkeit ist also eine optimistische Schätzung.")
+        return (f"Was das Overfitting verringert hat: die Variante {what.split(':', 1)[1]}, mit einer Lücke von "
+                f"{gap} statt {base_gap}, bei {val} Validierungsgenauigkeit.")
+
+    def shift_intro(self, k):
+        return (f"Jedes Validierungsbild wird um jedes (dx, dy) mit |dx|, |dy| <= {k} Pixel verschoben; der "
+                f"freiwerdende Rand bekommt die mittlere Farbe (0 nach der Normalisierung). Ein vollständig "
+                f"verbundenes Netz hat ein Gewicht pro Pixelposition, ein verschobener Vogel ist für es eine "
+                f"andere Eingabe.")
+
+    def shift_variant(self, name, a0, mid, amid, k, ak, chance):
+        return f"{name}: {a0} unverschoben, {amid} bei {mid} Pixeln, {ak} bei {k} Pixeln (Zufall {chance})."
+
+    shift_reason = ("Nichts in der Architektur überträgt, was an einer Position gelernt wurde, auf andere: das "
+                    "Netz müsste jedes Objekt an jeder Position sehen. Faltungen teilen Gewichte über die "
+                    "Positionen; dort setzt Kapitel 8 des Buchs fort.")
+
+    mlflow_text = ("Training, Auswertung und Verschiebungstest jeder Variante bilden einen MLflow-Run (Parameter, "
+                   "Metriken pro Epoche mit step = Epoche, das Modell). Ansehen mit "
+                   "`mlflow ui --backend-store-uri sqlite:///$PWD/mlflow.db`.")
+
+
+def phrases(lang: str) -> Phrases:
+    return {"en": Phrases, "de": German}[lang]()

@@ -1,0 +1,144 @@
+"""The report stage on the tiny pipeline: numbers equal the metrics, both languages, self-contained
+HTML, and the page in a real headless Chromium."""
+import os
+import re
+import shutil
+import tempfile
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+import yaml
+
+from birdplane.io import read_json
+from conftest import VARIANTS, stage
+
+pytestmark = pytest.mark.e2e
+
+
+def md_table(md: str, first_header: str, column: str = "") -> list[dict[str, str]]:
+    """The Markdown table whose first column is headed `first_header` and which has `column`, as dicts."""
+    lines = md.splitlines()
+    start = next(i for i, line in enumerate(lines)
+                 if line.startswith(f"| {first_header} |") and f"| {column}" in line)
+    header = [c.strip() for c in lines[start].strip("|").split("|")]
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append(dict(zip(header, (c.strip() for c in line.strip("|").split("|")))))
+    return rows
+
+
+def pct(x: float, decimal=".") -> str:
+    return f"{100 * x:.2f}".replace(".", decimal) + " %"
+
+
+def test_report_numbers_equal_metrics(pipeline):
+    proj, _ = pipeline
+    md = (proj / "reports/report.md").read_text()
+    rows = {r["variant"]: r for r in md_table(md, "variant", "val. acc.")}
+    assert sorted(rows) == sorted(VARIANTS)
+    for v in VARIANTS:
+        e = read_json(proj / f"metrics/eval/{v}.json")
+        assert rows[v]["train acc."] == pct(e["train_accuracy"])
+        assert rows[v]["val. acc."] == pct(e["val_accuracy"])
+        assert rows[v]["gap"] == pct(e["overfit_gap"])
+        assert rows[v]["val. loss"] == f"{e['val_loss']:.4f}"
+        sh = read_json(proj / f"metrics/shift/{v}.json")
+        assert f"{v}: {pct(sh['accuracy_at_0'])} unshifted, {pct(sh['accuracy_by_shift']['4'])} at 4 pixels, " \
+               f"{pct(sh['accuracy_by_shift']['8'])} at 8 pixels" in md
+    stats = read_json(proj / "metrics/stats.json")
+    norm = md_table(md, "channel")
+    assert [r["mean (here)"] for r in norm] == [f"{m:.4f}" for m in stats["mean"]]
+    assert stats["source"]["md5"] in md and stats["source"]["url"] in md
+    nll, mse = read_json(proj / "metrics/eval/nll.json"), read_json(proj / "metrics/eval/mse.json")
+    assert f"with MSELoss the final validation accuracy is {pct(mse['val_accuracy'])}, with NLLLoss " \
+           f"{pct(nll['val_accuracy'])}" in md
+    for v in VARIANTS:  # every MLflow run is named
+        assert read_json(proj / f"logs/train/{v}.json")["mlflow_run_id"] in md
+    for fig in re.findall(r"\]\(figures/([^)]+)\)", md):
+        assert (proj / "reports/figures" / fig).stat().st_size > 1000
+
+
+class _Refs(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.refs, self.imgs = [], []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        for key in ("src", "href", "data", "action", "poster"):
+            if a.get(key):
+                self.refs.append((tag, a[key]))
+        if tag == "img":
+            self.imgs.append(a.get("src", ""))
+        if tag == "link":
+            self.refs.append((tag, a.get("href", "")))
+
+
+def test_html_is_self_contained(pipeline):
+    proj, _ = pipeline
+    html = (proj / "reports/report.html").read_text()
+    p = _Refs()
+    p.feed(html)
+    assert len(p.imgs) == len(list((proj / "reports/figures").glob("*.png")))
+    assert all(src.startswith("data:image/png;base64,") for src in p.imgs)
+    assert [r for r in p.refs if not r[1].startswith("data:")] == []
+    assert "url(" not in html and "@import" not in html
+
+
+def test_german_report_has_the_same_numbers(pipeline, tmp_path):
+    proj, env = pipeline
+    params = yaml.safe_load((proj / "params.yaml").read_text())
+    params["report"]["lang"] = "de"
+    de_params = tmp_path / "params-de.yaml"
+    de_params.write_text(yaml.safe_dump(params, sort_keys=False))
+    r = stage(proj, env, "report.py", "--params", str(de_params), "--out", str(tmp_path / "de"))
+    assert r.returncode == 0, r.stderr
+    de = (tmp_path / "de/report.md").read_text()
+    en = (proj / "reports/report.md").read_text()
+    assert "Aufgabe 1: MSELoss statt NLLLoss" in de and "Task 1" not in de
+    rows = {r["Variante"]: r for r in md_table(de, "Variante", "Val.-Gen.")}
+    for v in VARIANTS:
+        e = read_json(proj / f"metrics/eval/{v}.json")
+        assert rows[v]["Val.-Gen."] == pct(e["val_accuracy"], ",")
+        assert rows[v]["Lücke"] == pct(e["overfit_gap"], ",")
+    # same numbers: every percentage of the English report appears in the German one, with a comma
+    en_pcts = sorted(re.findall(r"\d+\.\d\d %", en))
+    de_pcts = sorted(p.replace(",", ".") for p in re.findall(r"\d+,\d\d %", de))
+    assert en_pcts == de_pcts and len(en_pcts) > 20
+    assert (tmp_path / "de/report.html").read_text().startswith("<!DOCTYPE html>\n<html lang=\"de\">")
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def test_report_opens_in_headless_chromium(pipeline):
+    proj, _ = pipeline
+    browser = _chromium()
+    if browser is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing: .ci/run installs Debian's chromium")
+        pytest.skip("no chromium here (apt-get install chromium); CI installs it")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p, tempfile.TemporaryDirectory() as user_data:
+        ctx = p.chromium.launch_persistent_context(
+            user_data, executable_path=browser, headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
+                  "--disable-component-update", "--disable-sync"])
+        try:
+            page = ctx.new_page()
+            problems = []
+            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            page.on("requestfailed", lambda r: problems.append(f"failed: {r.url[:80]}"))
+            page.goto((proj / "reports/report.html").as_uri(), wait_until="load")
+            images = page.eval_on_selector_all("img", "imgs => imgs.map(i => [i.complete, i.naturalWidth])")
+            assert len(images) >= 5 and all(done and width > 0 for done, width in images), images
+            assert problems == []
+            assert page.title().startswith("Birds vs airplanes")
+        finally:
+            ctx.close()
