@@ -116,3 +116,11 @@ def test_calibration_error():
     assert [b["count"] for b in bins] == [0, 0, 0, 0, 0, 1, 1, 1, 0, 2] and bins[9]["accuracy"] == 0.5
     perfect, _ = calibration(torch.tensor([[1.0, 0.0]] * 3), torch.zeros(3, dtype=torch.long), 10)
     assert perfect == 0.0
+
+
+def test_saved_bytes_do_not_depend_on_the_file_name(tmp_path):
+    model, _ = fit(epochs=1)
+    cfg = ModelConfig(hidden=(16,))
+    save_model(tmp_path / ".a.pt.123.tmp", model, cfg)
+    save_model(tmp_path / "b.pt", model, cfg)
+    assert (tmp_path / ".a.pt.123.tmp").read_bytes() == (tmp_path / "b.pt").read_bytes()

@@ -57,7 +57,10 @@ def describe(cfg: ModelConfig) -> str:
 def save_model(path: Path, model: nn.Module, cfg: ModelConfig) -> None:
     """A state_dict plus the config that rebuilds it: loadable with torch.load(weights_only=True)."""
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    torch.save({"config": cfg.to_dict(), "state_dict": state}, path)
+    # through a file object: given a path, torch.save names the zip's folder after the file, and a
+    # temporary name would make the same weights give different bytes (and DVC hashes) every run
+    with Path(path).open("wb") as f:
+        torch.save({"config": cfg.to_dict(), "state_dict": state}, f)
 
 
 def load_model(path: Path, device: str | torch.device = "cpu") -> tuple[nn.Sequential, ModelConfig]:

@@ -46,21 +46,27 @@ def setup(experiment: str) -> str:
     """Point MLflow at the project's store and return the experiment id, creating it if needed."""
     import mlflow
 
+    from filelock import FileLock
+
     root = project_root()
     # our default store keeps artifacts beside it (absolute, so experiment copies share them);
     # read the variable before set_tracking_uri, which sets it
     own_store = not os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(tracking_uri(root))
-    exp = mlflow.get_experiment_by_name(experiment)
-    if exp is None:
-        artifact_location = (root / ARTIFACTS).as_uri() if own_store else None
-        try:
+    # Parallel stages (`dvc queue start --jobs 2`) may meet a store that does not exist yet: one of
+    # them creates the tables and the experiment while the others wait.
+    lock = FileLock(root / f".{DB_NAME}.lock", timeout=300) if own_store else _no_lock()
+    with lock:
+        exp = mlflow.get_experiment_by_name(experiment)
+        if exp is None:
+            artifact_location = (root / ARTIFACTS).as_uri() if own_store else None
             return mlflow.create_experiment(experiment, artifact_location=artifact_location)
-        except Exception:  # created meanwhile by a parallel stage
-            exp = mlflow.get_experiment_by_name(experiment)
-            if exp is None:
-                raise
     return exp.experiment_id
+
+
+@contextmanager
+def _no_lock() -> Iterator[None]:
+    yield
 
 
 @contextmanager

