@@ -4,21 +4,15 @@ confusion matrix and calibration of one trained variant, on the training and val
 Reads params `evaluate.calibration_bins`, `mlflow.experiment`. Adds its metrics to the variant's
 MLflow run (found through the train stage's log).
 """
-from pathlib import Path
 
-from birdplane.cli import parser, run_stage
+from birdplane.cli import parse_variant_args, run_stage, variant_parser
 
 
 def main() -> None:
-    ap = parser(__doc__)
-    ap.add_argument("--variant", required=True)
-    ap.add_argument("--data", type=Path, default=Path("data/prepared/dataset.npz"))
-    ap.add_argument("--stats", type=Path, default=Path("metrics/stats.json"))
-    ap.add_argument("--model", type=Path, help="default: models/<variant>.pt")
-    ap.add_argument("--train-log", type=Path, help="default: logs/train/<variant>.json")
-    ap.add_argument("--metrics", type=Path, help="default: metrics/eval/<variant>.json")
-    ap.add_argument("--plots", type=Path, help="default: plots/eval/<variant>/ (confusion.csv, calibration.csv)")
-    args = ap.parse_args()
+    args = parse_variant_args(variant_parser(__doc__, {
+        "metrics": "metrics/eval/{variant}.json",
+        "plots": "plots/eval/{variant}",  # confusion.csv, calibration.csv
+    }))
     v = args.variant
 
     from birdplane.config import load_params
@@ -36,7 +30,7 @@ def main() -> None:
 
     stats = read_json(args.stats)
     train, val, classes = load_dataset(args.data)
-    model, cfg = load_model(args.model or Path(f"models/{v}.pt"))
+    model, cfg = load_model(args.model)
     loss_name = "nll" if cfg.head == "log_softmax" else "mse"
     loss_fn = LOSSES[loss_name]
     device = torch.device("cpu")
@@ -65,23 +59,21 @@ def main() -> None:
         "calibration_bins": bins,
     }
 
-    plots = args.plots or Path(f"plots/eval/{v}")
+    plots = args.plots
     confusion = pd.DataFrame({"actual": [classes[i] for i in val_true.tolist()],
                               "predicted": [classes[i] for i in val_pred.tolist()]})
     reliability = pd.DataFrame([b for b in bins if b["count"]])[["confidence", "accuracy", "count"]]
 
-    train_log = read_json(args.train_log or Path(f"logs/train/{v}.json"))
     with outputs() as out:
-        out.write_json(args.metrics or Path(f"metrics/eval/{v}.json"), result)
+        out.write_json(args.metrics, result)
         out.write_with(plots / "confusion.csv", lambda p: confusion.to_csv(p, index=False))
         out.write_with(plots / "calibration.csv",
                        lambda p: reliability.to_csv(p, index=False, float_format="%.6f"))
-        with tracking.variant_run(params.mlflow.experiment, v, run_id=train_log.get("mlflow_run_id"),
-                                  tags={"variant": v, "evaluated_by": f"evaluate@{v}"}):
-            import mlflow
-            mlflow.log_metrics({f"eval_{k}": float(result[k]) for k in (
-                "train_accuracy", "val_accuracy", "overfit_gap", "train_loss", "val_loss", "val_nll", "val_ece")})
-            mlflow.log_dict(result, "evaluation.json")
+        tracking.add_to_variant_run(
+            params.mlflow.experiment, v, read_json(args.train_log).get("mlflow_run_id"),
+            metrics={f"eval_{k}": float(result[k]) for k in (
+                "train_accuracy", "val_accuracy", "overfit_gap", "train_loss", "val_loss", "val_nll", "val_ece")},
+            tags={"evaluated_by": f"evaluate@{v}"}, documents={"evaluation.json": result})
     print(f"[{v}] train acc {result['train_accuracy']:.4f}  val acc {result['val_accuracy']:.4f}  "
           f"gap {result['overfit_gap']:.4f}  ECE {ece:.4f}")
 

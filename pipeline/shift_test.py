@@ -3,21 +3,15 @@
 
 Reads params `shift.max_shift`, `shift.modes`, `shift.summary_shift`, `mlflow.experiment`.
 """
-from pathlib import Path
 
-from birdplane.cli import parser, run_stage
+from birdplane.cli import parse_variant_args, run_stage, variant_parser
 
 
 def main() -> None:
-    ap = parser(__doc__)
-    ap.add_argument("--variant", required=True)
-    ap.add_argument("--data", type=Path, default=Path("data/prepared/dataset.npz"))
-    ap.add_argument("--stats", type=Path, default=Path("metrics/stats.json"))
-    ap.add_argument("--model", type=Path, help="default: models/<variant>.pt")
-    ap.add_argument("--train-log", type=Path, help="default: logs/train/<variant>.json")
-    ap.add_argument("--metrics", type=Path, help="default: metrics/shift/<variant>.json")
-    ap.add_argument("--plots", type=Path, help="default: plots/shift/<variant>/ (by_shift.csv, grid.csv)")
-    args = ap.parse_args()
+    args = parse_variant_args(variant_parser(__doc__, {
+        "metrics": "metrics/shift/{variant}.json",
+        "plots": "plots/shift/{variant}",  # by_shift.csv, grid.csv
+    }))
     v = args.variant
 
     from birdplane.config import load_params
@@ -35,7 +29,7 @@ def main() -> None:
 
     stats = read_json(args.stats)
     _, val, _ = load_dataset(args.data)
-    model, _ = load_model(args.model or Path(f"models/{v}.pt"))
+    model, _ = load_model(args.model)
     x = engine.to_features(val.images, stats["mean"], stats["std"], torch.device("cpu")).reshape(-1, 3, 32, 32)
     y = torch.from_numpy(val.labels)
 
@@ -55,16 +49,15 @@ def main() -> None:
         cells += [{"mode": mode, "dx": dx, "dy": dy, "accuracy": float(grid[dy + k, dx + k])}
                   for dy in range(-k, k + 1) for dx in range(-k, k + 1)]
 
-    plots = args.plots or Path(f"plots/shift/{v}")
-    train_log = read_json(args.train_log or Path(f"logs/train/{v}.json"))
+    plots = args.plots
     with outputs() as out:
-        out.write_json(args.metrics or Path(f"metrics/shift/{v}.json"), result)
+        out.write_json(args.metrics, result)
         out.write_with(plots / "by_shift.csv", lambda p: pd.DataFrame(rings).to_csv(p, index=False, float_format="%.6f"))
         out.write_with(plots / "grid.csv", lambda p: pd.DataFrame(cells).to_csv(p, index=False, float_format="%.6f"))
-        with tracking.variant_run(cfg.mlflow.experiment, v, run_id=train_log.get("mlflow_run_id"),
-                                  tags={"variant": v, "shift_tested_by": f"shift-test@{v}"}):
-            import mlflow
-            mlflow.log_metrics({f"shift_accuracy_at_{r}": a for r, a in result["accuracy_by_shift"].items()})
+        tracking.add_to_variant_run(
+            cfg.mlflow.experiment, v, read_json(args.train_log).get("mlflow_run_id"),
+            metrics={f"shift_accuracy_at_{r}": a for r, a in result["accuracy_by_shift"].items()},
+            tags={"shift_tested_by": f"shift-test@{v}"})
     print(f"[{v}] accuracy at shift 0: {result['accuracy_at_0']:.4f}, at {cfg.shift.summary_shift}: "
           f"{result[f'accuracy_at_{cfg.shift.summary_shift}']:.4f}, at {k}: {result['accuracy_by_shift'][str(k)]:.4f}")
 

@@ -1,24 +1,17 @@
 """Stage `train@<variant>`: train one variant of `train.variants` and record its per-epoch history.
 
-Reads params `seed`, `train.device`, `train.epochs`, `train.batch_size`, `train.lr`,
+Reads params `seed`, `train.device`, `train.engine`, `train.epochs`, `train.batch_size`, `train.lr`,
 `train.variants.<variant>`, `mlflow.experiment`.
 """
 import time
-from pathlib import Path
 
-from birdplane.cli import parser, run_stage
+from birdplane.cli import parse_variant_args, run_stage, variant_parser
 
 
 def main() -> None:
-    ap = parser(__doc__)
-    ap.add_argument("--variant", required=True)
-    ap.add_argument("--data", type=Path, default=Path("data/prepared/dataset.npz"))
-    ap.add_argument("--stats", type=Path, default=Path("metrics/stats.json"))
-    ap.add_argument("--model", type=Path, help="default: models/<variant>.pt")
-    ap.add_argument("--metrics", type=Path, help="default: metrics/train/<variant>.json")
-    ap.add_argument("--plot", type=Path, help="default: plots/train/<variant>.csv")
-    ap.add_argument("--log", type=Path, help="default: logs/train/<variant>.json (timing, run id, provenance)")
-    args = ap.parse_args()
+    # --model and --train-log (timing, MLflow run id, provenance) are this stage's outputs
+    args = parse_variant_args(variant_parser(__doc__, {"metrics": "metrics/train/{variant}.json",
+                                                        "plot": "plots/train/{variant}.csv"}))
     v = args.variant
 
     from birdplane.config import load_params
@@ -51,7 +44,7 @@ def main() -> None:
         import mlflow
 
         mlflow.log_params({**recipe.model_dump(exclude={"name"}), "seed": params.seed,
-                           "classes": ",".join(classes), "device": str(device),
+                           "classes": ",".join(classes), "device": str(device), "engine": params.train.engine,
                            "n_parameters": n_parameters(model), "n_train": len(train_y), "n_val": len(val_y)})
 
         def on_epoch(s: engine.EpochStats) -> None:
@@ -62,7 +55,7 @@ def main() -> None:
         t_train = time.perf_counter()
         history = engine.train(model, recipe.loss, train_x, train_y, val_x, val_y, epochs=recipe.epochs,
                                batch_size=recipe.batch_size, lr=recipe.lr, seed=params.seed, name=v,
-                               on_epoch=on_epoch)
+                               fused=params.train.engine == "fused", on_epoch=on_epoch)
         train_seconds = time.perf_counter() - t_train
 
         last = history[-1]
@@ -83,15 +76,15 @@ def main() -> None:
             "versions": provenance.versions(), "machine": provenance.machine(str(device)),
         }
         with outputs() as out:
-            out.write_with(args.model or Path(f"models/{v}.pt"), lambda p: save_model(p, model, cfg))
-            out.write_json(args.metrics or Path(f"metrics/train/{v}.json"), metrics)
-            out.write_with(args.plot or Path(f"plots/train/{v}.csv"),
+            out.write_with(args.model, lambda p: save_model(p, model, cfg))
+            out.write_json(args.metrics, metrics)
+            out.write_with(args.plot,
                            lambda p: frame.to_csv(p, index=False, float_format="%.6f"))
             # two images: torch.export would fix a batch of one as the only allowed batch size
             tracking.log_torch_model(model, val_x[:2].reshape(2, 3, 32, 32))
             mlflow.log_metrics({"train_seconds": train_seconds})
             log["stage_seconds"] = time.perf_counter() - t_start
-            out.write_json(args.log or Path(f"logs/train/{v}.json"), log)
+            out.write_json(args.train_log, log)
     print(f"[{v}] {describe(cfg)}: train acc {last.train_accuracy:.4f}, val acc {last.val_accuracy:.4f} "
           f"after {recipe.epochs} epochs in {train_seconds:.1f} s")
 

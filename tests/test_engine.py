@@ -124,3 +124,29 @@ def test_saved_bytes_do_not_depend_on_the_file_name(tmp_path):
     save_model(tmp_path / ".a.pt.123.tmp", model, cfg)
     save_model(tmp_path / "b.pt", model, cfg)
     assert (tmp_path / ".a.pt.123.tmp").read_bytes() == (tmp_path / "b.pt").read_bytes()
+
+
+@pytest.mark.parametrize("loss, hidden, activation", [("nll", (16,), "tanh"), ("mse", (16,), "tanh"),
+                                                      ("nll", (12, 8), "relu"), ("mse", (10,), "sigmoid")])
+def test_fused_step_matches_autograd(loss, hidden, activation):
+    """The fast path is the same SGD as autograd + torch.optim.SGD, to float tolerance."""
+    head = "log_softmax" if loss == "nll" else "softmax"
+    cfg = ModelConfig(hidden=hidden, activation=activation, head=head)
+    data = tiny_data()
+    models = []
+    for fused in (False, True):
+        engine.seed_everything(3)
+        model = build_model(cfg)
+        history = engine.train(model, loss, *data, epochs=2, batch_size=8, lr=0.05, seed=3, fused=fused)
+        models.append((model, history))
+    (ref, h_ref), (fast, h_fast) = models
+    for (k, a), b in zip(ref.state_dict().items(), fast.state_dict().values()):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=k)
+    assert h_fast[-1].train_loss == pytest.approx(h_ref[-1].train_loss, rel=1e-4)
+
+
+def test_fused_refuses_a_loss_that_does_not_fit_the_head():
+    from birdplane.fused import FusedMLP
+
+    with pytest.raises(ValueError, match="does not fit"):
+        FusedMLP(build_model(ModelConfig(head="log_softmax")), "mse")

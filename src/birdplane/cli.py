@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Callable
 
 from birdplane.errors import BirdplaneError
@@ -13,6 +14,32 @@ def parser(doc: str | None) -> argparse.ArgumentParser:
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--params", default="params.yaml", help="the params file")
     return ap
+
+
+VARIANT_INPUTS = {"model": "models/{variant}.pt", "train-log": "logs/train/{variant}.json"}
+
+
+def variant_parser(doc: str | None, paths: dict[str, str]) -> argparse.ArgumentParser:
+    """The arguments of a per-variant stage: --variant, the prepared data, the stats, and one
+    --flag per entry of `paths` (plus the model and the training log) whose default is the
+    pattern with {variant} filled in by `parse_variant_args`."""
+    ap = parser(doc)
+    ap.add_argument("--variant", required=True, help="a key of train.variants")
+    ap.add_argument("--data", type=Path, default=Path("data/prepared/dataset.npz"))
+    ap.add_argument("--stats", type=Path, default=Path("metrics/stats.json"))
+    for flag, pattern in {**VARIANT_INPUTS, **paths}.items():
+        ap.add_argument(f"--{flag}", type=Path, help=f"default: {pattern}")
+    ap.set_defaults(_patterns={**VARIANT_INPUTS, **paths})
+    return ap
+
+
+def parse_variant_args(ap: argparse.ArgumentParser) -> argparse.Namespace:
+    args = ap.parse_args()
+    for flag, pattern in args._patterns.items():
+        attr = flag.replace("-", "_")
+        if getattr(args, attr) is None:
+            setattr(args, attr, Path(pattern.format(variant=args.variant)))
+    return args
 
 
 def run_stage(name: str, main: Callable[[], None]) -> None:

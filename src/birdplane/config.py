@@ -88,6 +88,7 @@ class VariantConfig(_Strict):
 
 class TrainConfig(_Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    engine: Literal["fused", "autograd"] = "fused"
     epochs: Annotated[int, Field(ge=1, le=10_000)] = 100
     batch_size: Annotated[int, Field(ge=1, le=65_536)] = 64
     lr: Annotated[float, Field(gt=0, le=1e6)] = 1e-2

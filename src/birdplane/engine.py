@@ -77,29 +77,56 @@ def accuracy(outputs: torch.Tensor, y: torch.Tensor) -> float:
     return int((outputs.argmax(1) == y).sum()) / len(y)
 
 
+def autograd_step(model: nn.Module, loss_fn: LossFn, lr: float) -> Callable[[torch.Tensor, torch.Tensor], None]:
+    """The reference step: autograd and torch.optim.SGD, exactly the book's loop body."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+
+    def step(x: torch.Tensor, y: torch.Tensor) -> None:
+        batch_loss = loss_fn(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        batch_loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def make_step(model: nn.Module, loss: str, lr: float, fused: bool = True) -> Callable[[torch.Tensor, torch.Tensor], None]:
+    """One SGD step on a minibatch: birdplane.fused's one-pass update, or autograd + optim.SGD."""
+    if fused:
+        from birdplane.fused import FusedMLP
+
+        fused_mlp = FusedMLP(model, loss)
+        return lambda x, y: fused_mlp.step(x, y, lr)
+    return autograd_step(model, LOSSES[loss], lr)
+
+
+def train_epoch(step: Callable[[torch.Tensor, torch.Tensor], None], x: torch.Tensor, y: torch.Tensor,
+                batch_size: int, generator: torch.Generator) -> None:
+    """One pass over the data in minibatches: slices of a seeded permutation, no DataLoader."""
+    perm = torch.randperm(len(x), generator=generator).to(x.device)
+    for i in range(0, len(x), batch_size):
+        idx = perm[i:i + batch_size]
+        step(x[idx], y[idx])
+
+
 def train(model: nn.Module, loss: str, train_x: torch.Tensor, train_y: torch.Tensor,
           val_x: torch.Tensor, val_y: torch.Tensor, *, epochs: int, batch_size: int, lr: float,
-          seed: int, name: str = "model",
+          seed: int, name: str = "model", fused: bool = True,
           on_epoch: Callable[[EpochStats], None] | None = None) -> list[EpochStats]:
     """Plain minibatch SGD, as in the book; returns one EpochStats per epoch.
 
-    Raises TrainingDiverged (naming `name` and the epoch) as soon as a loss is not finite.
+    `fused` uses birdplane.fused (same math, one pass over each weight matrix per update);
+    False uses autograd + torch.optim.SGD. Raises TrainingDiverged (naming `name` and the epoch)
+    as soon as a loss is not finite.
     """
     loss_fn = LOSSES[loss]
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    step = make_step(model, loss, lr, fused)
     gen = torch.Generator(device="cpu").manual_seed(seed)
-    n = len(train_x)
     history: list[EpochStats] = []
     for epoch in range(1, epochs + 1):
         t0 = time.perf_counter()
         model.train()
-        perm = torch.randperm(n, generator=gen).to(train_x.device)
-        for i in range(0, n, batch_size):
-            idx = perm[i:i + batch_size]
-            batch_loss = loss_fn(model(train_x[idx]), train_y[idx])
-            optimizer.zero_grad(set_to_none=True)
-            batch_loss.backward()
-            optimizer.step()
+        train_epoch(step, train_x, train_y, batch_size, gen)
         train_loss, train_acc = loss_and_accuracy(model, loss_fn, train_x, train_y)
         val_loss, val_acc = loss_and_accuracy(model, loss_fn, val_x, val_y)
         if not (np.isfinite(train_loss) and np.isfinite(val_loss)):

@@ -91,6 +91,21 @@ def variant_run(experiment: str, variant: str, *, run_id: str | None = None,
     mlflow.end_run(status="FINISHED")
 
 
+def add_to_variant_run(experiment: str, variant: str, run_id: str | None, *, metrics: dict[str, float],
+                       tags: dict[str, str], documents: dict[str, Any] | None = None) -> None:
+    """Add a later stage's metrics (and JSON documents) to the variant's training run.
+
+    Without a run id, or when the store does not know it (a fresh store, a `dvc pull` on another
+    machine), a new run of the same name is started instead.
+    """
+    import mlflow
+
+    with variant_run(experiment, variant, run_id=run_id, tags={"variant": variant, **tags}):
+        mlflow.log_metrics(metrics)
+        for name, doc in (documents or {}).items():
+            mlflow.log_dict(doc, name)
+
+
 def log_torch_model(model, example_input, name: str = "model") -> None:
     """Log the model with a signature, an input example and pinned pip requirements."""
     import mlflow
