@@ -249,7 +249,7 @@ def _k(inp: Inputs) -> int:
 def _shift_numbers(inp: Inputs, name: str, t: Phrases) -> dict[str, str]:
     sh = inp.variants[name].shift
     k = int(sh["max_shift"])
-    mid = min(4, k)
+    mid = min(int(inp.params.get("shift", {}).get("summary_shift", 4)), k)
     chance = 1 / len(inp.stats["classes"])
     return {"a0": t.pct(sh["accuracy_at_0"]), "mid": str(mid), "amid": t.pct(sh["accuracy_by_shift"][str(mid)]),
             "k": str(k), "ak": t.pct(sh["accuracy_by_shift"][str(k)]), "chance": t.pct(chance)}
