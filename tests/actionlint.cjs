@@ -9,6 +9,9 @@ const { createLinter } = require(path.join(__dirname, "..", ".tools", "node_modu
   let n = 0;
   for (const f of process.argv.slice(2)) {
     for (const r of lint(fs.readFileSync(f, "utf8"), f)) {
+      // This WebAssembly build predates GitHub's `vars` context (configuration variables, 2023):
+      // that one finding is the linter's age, not the workflow's fault.
+      if (r.kind === "expression" && r.message.startsWith('undefined variable "vars"')) continue;
       console.log(`${r.file}:${r.line}:${r.column}: ${r.message} [${r.kind}]`); n++;
     }
   }

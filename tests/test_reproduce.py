@@ -82,7 +82,23 @@ def test_reproduction_check_passes_then_names_a_perturbed_metric(committed_proje
     assert r.returncode == 1
     assert "| metrics/eval/nll.json | `val_accuracy` |" in r.stdout and "±0.05" in r.stdout
     assert "1 differ" in summary.read_text()
+    assert "different data" not in r.stderr
     run(["git", "reset", "-q", "--hard", "HEAD~1"], proj, env, check=True)
+
+
+def test_reproduction_check_names_a_different_data_source(committed_project):
+    proj, env = committed_project
+    path = proj / "metrics/stats.json"
+    committed = path.read_text()
+    stats = json.loads(committed)
+    stats["source"]["md5"] = "0" * 32
+    path.write_text(json.dumps(stats, indent=2))
+    try:
+        r = check(proj, env, "--tolerance", "cross-machine")
+        assert r.returncode == 1 and "`source.md5`" in r.stdout
+        assert "different data, so the numbers cannot match" in r.stderr and "BIRDPLANE_DATA_URL" in r.stderr
+    finally:
+        path.write_text(committed)
 
 
 def test_reproduction_check_refuses_changed_params_or_code(committed_project):
@@ -178,7 +194,8 @@ def test_workflow_passes_actionlint(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     text = WORKFLOW.read_text()
     for needle in ("workflow_dispatch", "pull_request", "cache: pip", "actions/cache@", "download.pytorch.org/whl/cpu",
-                   "birdplane.reproduce --rerun --tolerance cross-machine", "actions/upload-artifact@"):
+                   "birdplane.reproduce --rerun --tolerance cross-machine", "actions/upload-artifact@",
+                   "vars.BIRDPLANE_DATA_URL"):
         assert needle in text
     # and the linter does catch a broken workflow
     broken = tmp_path / "broken.yml"

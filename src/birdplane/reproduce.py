@@ -166,6 +166,22 @@ def rerun(root: Path) -> int:
     return 0
 
 
+def _data_source_hint(committed: dict[str, Any], root: Path) -> str | None:
+    """Say so plainly when the fresh run read another archive than the committed results."""
+    old = committed.get("metrics/stats.json", {}).get("source", {})
+    path = root / "metrics/stats.json"
+    if not old or not path.exists():
+        return None
+    with path.open(encoding="utf-8") as f:
+        new = json.load(f).get("source", {})
+    if old.get("md5") == new.get("md5"):
+        return None
+    return (f"reproduction check: the committed results were made from {old.get('url')} (md5 {old.get('md5')}), "
+            f"this run read {new.get('url')} (md5 {new.get('md5')}): different data, so the numbers cannot match. "
+            f"Point BIRDPLANE_DATA_URL / BIRDPLANE_DATA_MD5 at the committed source, or re-run the pipeline "
+            f"on this data and commit its results.")
+
+
 def markdown_table(diffs: list[Difference]) -> str:
     lines = ["| file | metric | committed | fresh | allowed |", "| --- | --- | ---: | ---: | --- |"]
     lines += [f"| {d.file} | `{d.key}` | {d.committed} | {d.fresh} | {d.allowed} |" for d in diffs]
@@ -209,6 +225,9 @@ def main(argv: list[str] | None = None) -> int:
         diffs += compare(file, old, fresh, rules)
 
     ok = not diffs
+    data_hint = _data_source_hint(committed, root)
+    if data_hint:
+        print(data_hint, file=sys.stderr)
     head = (f"reproduction check ({args.tolerance}): {len(committed)} metrics files, {compared} values: "
             + ("all reproduce" if ok else f"{len(diffs)} differ"))
     print(head)
