@@ -1,18 +1,25 @@
 """Training speed: the book's DataLoader loop against the project's engine, in one process.
 
-    .venv/bin/python benchmarks/train_speed.py                      # CPU, 3072-512-2, 5 epochs
+    .venv/bin/python benchmarks/train_speed.py                      # CPU, 3072-512-2, 6 epochs
     .venv/bin/python benchmarks/train_speed.py --device cuda --epochs 20
-    .venv/bin/python benchmarks/train_speed.py --data data/prepared/dataset.npz --hidden 32
+    .venv/bin/python benchmarks/train_speed.py --many 16 --hidden 32   # K models at once vs one by one
 
 Trains the same model (same init) on the same data for the same epochs with
   book     a DataLoader over a list of (image, label) samples, batch 64, shuffled, autograd + SGD
            (Deep Learning with PyTorch, ch. 7);
   autograd the engine's loop: data as one tensor, batches by slices of a seeded permutation,
-           autograd + torch.optim.SGD;
-  fused    the engine's default: the same loop with birdplane.fused's one-pass SGD update;
+           autograd + torch.optim.SGD (the reference path);
+  fused    the engine's CPU default: the same loop with birdplane.fused's one-pass SGD update;
+  graph    (CUDA only) the engine's GPU default: the fused epoch captured once as a CUDA graph;
 and prints seconds per epoch (training only, no evaluation passes), the ratio to the book,
 achieved GFLOP/s (forward plus weight-gradient matrix products), the machine's measured float32
 matmul peak, and the final training accuracy of each (they must agree within noise).
+
+The methods take turns epoch by epoch (book, autograd, fused, book, ...), so a busy neighbour on a
+shared machine slows all of them alike; the ratio uses the medians over epochs 2..n.
+
+--many K trains K models of --hidden widths (seeds 0..K-1) with birdplane.batched at once and,
+for comparison, the same K models one after the other with the fused engine.
 """
 from __future__ import annotations
 
@@ -20,6 +27,7 @@ import argparse
 import platform
 import time
 from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -34,13 +42,15 @@ def data(args, device):
     if args.data and Path(args.data).exists():
         train, _, _ = load_dataset(Path(args.data))
         images, labels = train.images[: args.n], train.labels[: args.n]
+        source = args.data
     else:  # synthetic CIFAR-shaped data with a learnable signal
         rng = np.random.default_rng(0)
         labels = rng.integers(0, 2, args.n)
         images = np.clip(rng.normal(120 + 20 * labels[:, None, None, None], 60, (args.n, 3, 32, 32)), 0, 255)
         images = images.astype(np.uint8)
+        source = "synthetic"
     x = engine.to_features(images, [0.5] * 3, [0.25] * 3, device)
-    return x, torch.from_numpy(labels).to(device)
+    return x, torch.from_numpy(labels).to(device), source
 
 
 def sync(device):
@@ -48,17 +58,14 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def book_loop(model, x, y, epochs, batch, lr, device):
-    """The book's loop: a list of samples, a DataLoader, per-batch collation."""
+def book_epochs(model, x, y, batch, lr, device) -> Iterator[None]:
+    """The book's loop: a list of samples, a DataLoader, per-batch collation; one epoch per next()."""
     samples = [(x[i].view(3, 32, 32).cpu(), int(y[i])) for i in range(len(y))]
     loader = torch.utils.data.DataLoader(samples, batch_size=batch, shuffle=True,
                                          generator=torch.Generator().manual_seed(0))
     optimizer = torch.optim.SGD(model.parameters(), lr=lr)
-    loss_fn = nn.NLLLoss() if isinstance(model[-1], nn.LogSoftmax) else None
-    times = []
-    for _ in range(epochs):
-        sync(device)
-        t0 = time.perf_counter()
+    loss_fn = nn.NLLLoss()
+    while True:
         for imgs, labels in loader:
             imgs, labels = imgs.to(device), labels.to(device)
             out = model(imgs.view(imgs.shape[0], -1))
@@ -66,73 +73,68 @@ def book_loop(model, x, y, epochs, batch, lr, device):
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-        sync(device)
-        times.append(time.perf_counter() - t0)
-    return times
+        yield
 
 
-def engine_loop(model, x, y, epochs, batch, lr, device, fused):
-    """The engine's training epochs alone (engine.train adds full evaluation passes, timed apart)."""
+def engine_epochs(model, x, y, batch, lr, fused, graph) -> Iterator[None]:
+    """The engine's training epochs alone (engine.train adds the validation pass, timed apart)."""
     step = engine.make_step(model, "nll", lr, fused)
+    run = engine.epoch_runner(step, list(model.parameters()), "nll", x, y, batch, (len(x),), graph)
     gen = torch.Generator().manual_seed(0)
-    times = []
+    while True:
+        run(torch.randperm(len(x), generator=gen).to(x.device))
+        yield
+
+
+def timed_turns(methods: dict[str, Iterator[None]], epochs: int, device) -> dict[str, list[float]]:
+    times: dict[str, list[float]] = {name: [] for name in methods}
     for _ in range(epochs):
-        sync(device)
-        t0 = time.perf_counter()
-        engine.train_epoch(step, x, y, batch, gen)
-        sync(device)
-        times.append(time.perf_counter() - t0)
+        for name, epochs_of in methods.items():
+            sync(device)
+            t0 = time.perf_counter()
+            next(epochs_of)
+            sync(device)
+            times[name].append(time.perf_counter() - t0)
     return times
+
+
+def steady(times: list[float]) -> float:
+    return float(np.median(times[1:] if len(times) > 1 else times))
 
 
 def matmul_peak(device, n=2048, reps=5):
     a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     a @ b
     sync(device)
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    sync(device)
-    return 2 * n ** 3 * reps / (time.perf_counter() - t0) / 1e9
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            a @ b
+        sync(device)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n ** 3 * reps / best / 1e9
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--hidden", type=int, nargs="+", default=[512])
-    ap.add_argument("--epochs", type=int, default=5)
-    ap.add_argument("--n", type=int, default=10_000)
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--lr", type=float, default=1e-2)
-    ap.add_argument("--data", default="data/prepared/dataset.npz", help="real images if the file exists")
-    ap.add_argument("--flush-denormal", action="store_true", help="torch.set_flush_denormal(True) first")
-    args = ap.parse_args()
-    device = torch.device(args.device)
-    if args.flush_denormal:
-        torch.set_flush_denormal(True)
-    x, y = data(args, device)
-    cfg = ModelConfig(hidden=tuple(args.hidden))
-    widths = (cfg.in_features, *cfg.hidden, cfg.n_classes)
-    flops = 4 * sum(a * b for a, b in zip(widths, widths[1:])) * len(y)  # forward + weight gradients
-    print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"device {device}; model {'-'.join(map(str, widths))}; {len(y)} images, batch {args.batch}, "
-          f"{args.epochs} epochs; {flops / 1e9:.1f} GFLOP per epoch")
-    print(f"float32 matmul peak (2048^3): {matmul_peak(device):.0f} GFLOP/s")
-
-    results = {}
-    for name in ("book", "autograd", "fused"):
+def compare_engines(args, device, x, y, cfg, flops):
+    models: dict[str, nn.Module] = {}
+    methods: dict[str, Iterator[None]] = {}
+    names = ["book", "autograd", "fused"] + (["graph"] if device.type == "cuda" else [])
+    for name in names:
         torch.manual_seed(0)
-        model = build_model(cfg).to(device)
+        models[name] = build_model(cfg).to(device)
         if name == "book":
-            times = book_loop(model, x, y, args.epochs, args.batch, args.lr, device)
+            methods[name] = book_epochs(models[name], x, y, args.batch, args.lr, device)
         else:
-            times = engine_loop(model, x, y, args.epochs, args.batch, args.lr, device, fused=name == "fused")
-        _, acc = engine.loss_and_accuracy(model, nn.NLLLoss(), x, y)
-        steady = float(np.median(times[1:] if len(times) > 1 else times))
-        results[name] = (steady, acc)
-        print(f"{name:9s} per-epoch s: {' '.join(f'{t:.3f}' for t in times)}  median {steady:.3f} s  "
-              f"{flops / steady / 1e9:6.1f} GFLOP/s  ratio to book {steady / results['book'][0]:.2f}  "
-              f"train accuracy {acc:.4f}")
+            methods[name] = engine_epochs(models[name], x, y, args.batch, args.lr, fused=name != "autograd",
+                                          graph=name == "graph")
+    times = timed_turns(methods, args.epochs, device)
+    book = steady(times["book"])
+    for name in names:
+        _, acc = engine.loss_and_accuracy(models[name], nn.NLLLoss(), x, y)
+        t = steady(times[name])
+        print(f"{name:9s} per-epoch s: {' '.join(f'{s:.3f}' for s in times[name])}  median {t:.4f} s  "
+              f"{flops / t / 1e9:6.1f} GFLOP/s  ratio to book {t / book:.2f}  train accuracy {acc:.4f}")
     torch.manual_seed(0)
     model = build_model(cfg).to(device)
     sync(device)
@@ -140,6 +142,66 @@ def main():
     engine.loss_and_accuracy(model, nn.NLLLoss(), x, y)
     sync(device)
     print(f"one full no-grad evaluation pass over the {len(y)} images: {time.perf_counter() - t0:.3f} s")
+
+
+def compare_many(args, device, x, y, cfg):
+    """K models at once (birdplane.batched) against the same K one after the other (fused engine)."""
+    from birdplane.batched import train_many
+
+    k = args.many
+    val_x, val_y = x[:200], y[:200]  # the per-epoch validation pass, small here: this times training
+
+    def models() -> list[nn.Module]:
+        out = []
+        for seed in range(k):
+            torch.manual_seed(seed)
+            out.append(build_model(cfg).to(device))
+        return out
+
+    def timed(run: Callable[[], None]) -> float:
+        sync(device)
+        t0 = time.perf_counter()
+        run()
+        sync(device)
+        return time.perf_counter() - t0
+
+    epochs = args.epochs
+    one_by_one = timed(lambda: [engine.train(m, "nll", x, y, val_x, val_y, epochs=epochs, batch_size=args.batch,
+                                             lr=args.lr, seed=s) for s, m in enumerate(models())])
+    batched_models = models()
+    together = timed(lambda: train_many(batched_models, "nll", x, y, val_x, val_y, epochs=epochs,
+                                        batch_size=args.batch, lr=args.lr, seeds=list(range(k))))
+    for name, t in (("one by one", one_by_one), ("batched", together)):
+        print(f"{name:10s} {k} models x {epochs} epochs: {t:.2f} s, {t / epochs / k * 1e3:.2f} ms per epoch per model")
+    print(f"batched / one by one: {together / one_by_one:.2f}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--hidden", type=int, nargs="+", default=[512])
+    ap.add_argument("--epochs", type=int, default=6)
+    ap.add_argument("--n", type=int, default=10_000)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=1e-2)
+    ap.add_argument("--many", type=int, default=0, metavar="K", help="K models at once vs one by one")
+    ap.add_argument("--data", default="data/prepared/dataset.npz", help="real images if the file exists")
+    args = ap.parse_args()
+    device = torch.device(args.device)
+    engine.seed_everything(0)
+    x, y, source = data(args, device)
+    cfg = ModelConfig(hidden=tuple(args.hidden))
+    widths = (cfg.in_features, *cfg.hidden, cfg.n_classes)
+    flops = 4 * sum(a * b for a, b in zip(widths, widths[1:])) * len(y)  # forward + weight gradients
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
+    print(f"{name}, torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}; "
+          f"model {'-'.join(map(str, widths))}; {len(y)} images ({source}), batch {args.batch}, "
+          f"{args.epochs} epochs; {flops / 1e9:.1f} GFLOP per epoch")
+    print(f"float32 matmul peak (2048^3, best of 3): {matmul_peak(device):.0f} GFLOP/s")
+    if args.many:
+        compare_many(args, device, x, y, cfg)
+    else:
+        compare_engines(args, device, x, y, cfg, flops)
 
 
 if __name__ == "__main__":

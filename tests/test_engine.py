@@ -150,3 +150,106 @@ def test_fused_refuses_a_loss_that_does_not_fit_the_head():
 
     with pytest.raises(ValueError, match="does not fit"):
         FusedMLP(build_model(ModelConfig(head="log_softmax")), "mse")
+
+
+def test_running_train_metrics_are_the_epochs_minibatches():
+    """'running' train metrics come from the minibatches as they were trained: with a learning rate
+    too small to move the weights they equal a full pass, and both engines report the same."""
+    data = tiny_data()
+    runs = {}
+    for fused, metrics in ((True, "running"), (True, "full"), (False, "running")):
+        engine.seed_everything(0)
+        model = build_model(ModelConfig(hidden=(16,)))
+        runs[fused, metrics] = engine.train(model, "nll", *data, epochs=2, batch_size=8, lr=1e-9, seed=0,
+                                            fused=fused, train_metrics=metrics)
+    for a, b in zip(runs[True, "running"], runs[True, "full"]):
+        assert a.train_loss == pytest.approx(b.train_loss, rel=1e-5) and a.train_accuracy == b.train_accuracy
+        assert a.val_loss == b.val_loss
+    for a, b in zip(runs[True, "running"], runs[False, "running"]):
+        assert a.train_loss == pytest.approx(b.train_loss, rel=1e-5) and a.train_accuracy == b.train_accuracy
+    with pytest.raises(ValueError, match="running"):
+        engine.train(build_model(ModelConfig(hidden=(4,))), "nll", *data, epochs=1, batch_size=8, lr=0.1, seed=0,
+                     train_metrics="sometimes")
+
+
+@pytest.mark.parametrize("loss, activation, widths", [("nll", "tanh", [(4,), (9,), (9,)]),
+                                                      ("mse", "relu", [(6, 3), (6, 5), (2, 5)])])
+def test_batched_training_equals_one_model_at_a_time(loss, activation, widths):
+    """K models at once (own init, own batch order, mixed widths) = the same K trained one by one."""
+    from birdplane.batched import train_many
+
+    head = "log_softmax" if loss == "nll" else "softmax"
+    data = tiny_data()
+    seeds = [5, 6, 7]
+
+    def models():
+        out = []
+        for seed, hidden in zip(seeds, widths):
+            torch.manual_seed(seed)
+            out.append(build_model(ModelConfig(hidden=hidden, activation=activation, head=head)))
+        return out
+
+    one_by_one = models()
+    singles = [engine.train(m, loss, *data, epochs=3, batch_size=8, lr=0.05, seed=s)
+               for m, s in zip(one_by_one, seeds)]
+    together = models()
+    batched = train_many(together, loss, *data, epochs=3, batch_size=8, lr=0.05, seeds=seeds)
+    for ref, fast, h_ref, h_fast in zip(one_by_one, together, singles, batched):
+        for (k, a), b in zip(ref.state_dict().items(), fast.state_dict().values()):
+            torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=k)
+        for a, b in zip(h_ref, h_fast):
+            assert b.train_accuracy == a.train_accuracy and b.val_accuracy == a.val_accuracy
+            assert b.val_loss == pytest.approx(a.val_loss, rel=1e-4)
+
+
+def test_batched_training_names_the_model_that_diverged():
+    from birdplane.batched import train_many
+
+    models = [build_model(ModelConfig(hidden=(4,))) for _ in range(2)]
+    with torch.no_grad():
+        models[1][1].weight[0, 0] = float("nan")  # only the second model's loss becomes NaN
+    with pytest.raises(engine.TrainingDiverged, match="variant 'w4s1': loss became nan at epoch 1"):
+        train_many(models, "nll", *tiny_data(), epochs=2, batch_size=8, lr=0.1, seeds=[0, 1], names=["w4s0", "w4s1"])
+
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@cuda
+@pytest.mark.parametrize("loss", ["nll", "mse"])
+def test_cuda_graph_epochs_match_eager_and_cpu(loss):
+    """The default GPU path (each epoch one replayed CUDA graph) = the eager fused loop = CPU."""
+    head = "log_softmax" if loss == "nll" else "softmax"
+    cfg = ModelConfig(hidden=(32,), head=head)
+    data = tiny_data(n=200)
+    results = {}
+    for device, graph in (("cpu", False), ("cuda", False), ("cuda", True)):
+        engine.seed_everything(1)
+        model = build_model(cfg).to(device)
+        history = engine.train(model, loss, *(t.to(device) for t in data), epochs=3, batch_size=16, lr=0.05,
+                               seed=1, graph=graph)
+        results[device, graph] = (model.cpu().state_dict(), history)
+    ref_w, ref_h = results["cpu", False]
+    for key in (("cuda", False), ("cuda", True)):
+        w, h = results[key]
+        for name, a in ref_w.items():
+            torch.testing.assert_close(w[name], a, rtol=1e-4, atol=1e-5, msg=f"{key} {name}")
+        assert [s.val_accuracy for s in h] == [s.val_accuracy for s in ref_h]
+
+
+@cuda
+def test_batched_cuda_graph_matches_cpu():
+    from birdplane.batched import train_many
+
+    data = tiny_data(n=200)
+    out = {}
+    for device in ("cpu", "cuda"):
+        models = []
+        for seed, hidden in zip((1, 2), ((8,), (3,))):
+            torch.manual_seed(seed)
+            models.append(build_model(ModelConfig(hidden=hidden)).to(device))
+        train_many(models, "nll", *(t.to(device) for t in data), epochs=2, batch_size=16, lr=0.05, seeds=[1, 2])
+        out[device] = [m.cpu().state_dict() for m in models]
+    for a, b in zip(out["cpu"], out["cuda"]):
+        for name in a:
+            torch.testing.assert_close(b[name], a[name], rtol=1e-4, atol=1e-5)

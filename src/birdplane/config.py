@@ -89,6 +89,9 @@ class VariantConfig(_Strict):
 class TrainConfig(_Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     engine: Literal["fused", "autograd"] = "fused"
+    # per-epoch train loss/accuracy: "running" = mean over the epoch's minibatches as they were
+    # trained (free); "full" = an extra pass over all training images after each epoch (+1/3 time)
+    train_metrics: Literal["running", "full"] = "running"
     epochs: Annotated[int, Field(ge=1, le=10_000)] = 100
     batch_size: Annotated[int, Field(ge=1, le=65_536)] = 64
     lr: Annotated[float, Field(gt=0, le=1e6)] = 1e-2

@@ -5,6 +5,7 @@ tensors and plain values and return results; tracking happens in the caller's `o
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import asdict, dataclass
 from typing import Callable
@@ -46,6 +47,8 @@ def resolve_device(name: str) -> torch.device:
 
 def seed_everything(seed: int) -> None:
     """Same seed, same machine -> bit-identical results."""
+    # cuBLAS is deterministic only with a fixed workspace; must be set before CUDA starts
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
 
@@ -77,20 +80,43 @@ def accuracy(outputs: torch.Tensor, y: torch.Tensor) -> float:
     return int((outputs.argmax(1) == y).sum()) / len(y)
 
 
-def autograd_step(model: nn.Module, loss_fn: LossFn, lr: float) -> Callable[[torch.Tensor, torch.Tensor], None]:
+def batch_stats(outputs: torch.Tensor, y: torch.Tensor, loss: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed loss and number of correct predictions of a minibatch, from the head's outputs.
+
+    outputs: (..., batch, classes), y: (..., batch); a leading dim holds several models. Elementwise
+    ops and reductions only (the one-hot target by comparison, no gather or scatter), so that it
+    runs inside a captured CUDA graph; the sums stay on the device (no sync per step).
+    """
+    n_classes = outputs.shape[-1]
+    onehot = (y.unsqueeze(-1) == torch.arange(n_classes, device=y.device)).to(outputs.dtype)
+    if loss == "nll":  # outputs are log-probabilities
+        total = -(outputs * onehot).sum((-2, -1))
+    else:  # MSELoss averages over the classes too
+        total = (outputs - onehot).square().sum((-2, -1)) / n_classes
+    return total, (outputs.argmax(-1) == y).sum(-1)
+
+
+Step = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""One SGD step on a minibatch (x, y), weights updated in place; returns the head's outputs for
+the batch as they were before the update (batch x classes, no autograd history)."""
+
+
+def autograd_step(model: nn.Module, loss_fn: LossFn, lr: float) -> Step:
     """The reference step: autograd and torch.optim.SGD, exactly the book's loop body."""
     optimizer = torch.optim.SGD(model.parameters(), lr=lr)
 
-    def step(x: torch.Tensor, y: torch.Tensor) -> None:
-        batch_loss = loss_fn(model(x), y)
+    def step(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        outputs = model(x)
+        batch_loss = loss_fn(outputs, y)
         optimizer.zero_grad(set_to_none=True)
         batch_loss.backward()
         optimizer.step()
+        return outputs.detach()
 
     return step
 
 
-def make_step(model: nn.Module, loss: str, lr: float, fused: bool = True) -> Callable[[torch.Tensor, torch.Tensor], None]:
+def make_step(model: nn.Module, loss: str, lr: float, fused: bool = True) -> Step:
     """One SGD step on a minibatch: birdplane.fused's one-pass update, or autograd + optim.SGD."""
     if fused:
         from birdplane.fused import FusedMLP
@@ -100,41 +126,114 @@ def make_step(model: nn.Module, loss: str, lr: float, fused: bool = True) -> Cal
     return autograd_step(model, LOSSES[loss], lr)
 
 
-def train_epoch(step: Callable[[torch.Tensor, torch.Tensor], None], x: torch.Tensor, y: torch.Tensor,
-                batch_size: int, generator: torch.Generator) -> None:
-    """One pass over the data in minibatches: slices of a seeded permutation, no DataLoader."""
-    perm = torch.randperm(len(x), generator=generator).to(x.device)
-    for i in range(0, len(x), batch_size):
-        idx = perm[i:i + batch_size]
-        step(x[idx], y[idx])
+def train_epoch(step: Step, x: torch.Tensor, y: torch.Tensor, batch_size: int, perm: torch.Tensor,
+                loss: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """One pass over the data in minibatches, slices of the permutation `perm` (no DataLoader).
+
+    `perm` is (N,) for one model or (K, N) for K models trained at once, each with its own order.
+    Returns the summed loss and the number of correct predictions over the epoch's minibatches
+    (each measured on the batch just before its update), as device tensors of shape perm.shape[:-1].
+    """
+    loss_sum = torch.zeros(perm.shape[:-1], device=x.device)
+    correct = torch.zeros(perm.shape[:-1], dtype=torch.long, device=x.device)
+    for i in range(0, perm.shape[-1], batch_size):
+        idx = perm[..., i:i + batch_size]
+        yb = y[idx]
+        batch_loss, batch_correct = batch_stats(step(x[idx], yb), yb, loss)
+        loss_sum += batch_loss
+        correct += batch_correct
+    return loss_sum, correct
+
+
+def epoch_runner(step: Step, params: list[torch.Tensor], loss: str, x: torch.Tensor, y: torch.Tensor,
+                 batch_size: int, perm_shape: tuple[int, ...],
+                 graph: bool) -> Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """perm -> train_epoch(...) for this step and data; with `graph`, a whole epoch captured once as
+    a CUDA graph and replayed (birdplane.graphs), else the plain Python loop."""
+    def body(perm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return train_epoch(step, x, y, batch_size, perm, loss)
+
+    if not graph:
+        return body
+    from birdplane.graphs import GraphedEpoch
+
+    return GraphedEpoch(body, params, x.device, perm_shape)
 
 
 def train(model: nn.Module, loss: str, train_x: torch.Tensor, train_y: torch.Tensor,
           val_x: torch.Tensor, val_y: torch.Tensor, *, epochs: int, batch_size: int, lr: float,
-          seed: int, name: str = "model", fused: bool = True,
-          on_epoch: Callable[[EpochStats], None] | None = None) -> list[EpochStats]:
+          seed: int, name: str = "model", fused: bool = True, train_metrics: str = "running",
+          graph: bool | None = None, on_epoch: Callable[[EpochStats], None] | None = None) -> list[EpochStats]:
     """Plain minibatch SGD, as in the book; returns one EpochStats per epoch.
 
     `fused` uses birdplane.fused (same math, one pass over each weight matrix per update);
-    False uses autograd + torch.optim.SGD. Raises TrainingDiverged (naming `name` and the epoch)
-    as soon as a loss is not finite.
+    False uses autograd + torch.optim.SGD. `graph` (default: on CUDA with `fused`) replays each
+    epoch as one captured CUDA graph. Per-epoch training loss and accuracy are the running means
+    over the epoch's minibatches ("running", free) or a full pass after the epoch ("full", about a
+    third of an epoch's work); validation is always a full pass. Raises TrainingDiverged (naming
+    `name` and the epoch) as soon as a loss is not finite.
     """
-    loss_fn = LOSSES[loss]
+    if graph is None:
+        graph = fused and train_x.device.type == "cuda"
     step = make_step(model, loss, lr, fused)
-    gen = torch.Generator(device="cpu").manual_seed(seed)
-    history: list[EpochStats] = []
+    run_epoch = epoch_runner(step, list(model.parameters()), loss, train_x, train_y, batch_size,
+                             (len(train_x),), graph)
+
+    def full_pass(x: torch.Tensor, y: torch.Tensor) -> tuple[list[float], list[float]]:
+        batch_loss, acc = loss_and_accuracy(model, LOSSES[loss], x, y)
+        return [batch_loss], [acc]
+
+    def on_epochs(stats: list[EpochStats]) -> None:
+        if on_epoch is not None:
+            on_epoch(stats[0])
+
+    def run(perm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        model.train()
+        loss_sum, correct = run_epoch(perm[0])
+        return loss_sum.unsqueeze(0), correct.unsqueeze(0)
+
+    histories = fit_loop(run, full_pass, train_x, train_y, val_x, val_y, epochs=epochs, seeds=[seed],
+                         names=[name], lr=lr, train_metrics=train_metrics, on_epoch=on_epochs)
+    return histories[0]
+
+
+def fit_loop(run_epoch: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+             full_pass: Callable[[torch.Tensor, torch.Tensor], tuple[list[float], list[float]]],
+             train_x: torch.Tensor, train_y: torch.Tensor, val_x: torch.Tensor, val_y: torch.Tensor, *,
+             epochs: int, seeds: list[int], names: list[str], lr: float, train_metrics: str,
+             on_epoch: Callable[[list[EpochStats]], None] | None) -> list[list[EpochStats]]:
+    """The epoch loop shared by one model (train) and K models at once (birdplane.batched).
+
+    Each model k draws its batch order from its own generator seeded with seeds[k];
+    run_epoch(perm: K x N) trains one epoch and returns per-model running loss sums and correct
+    counts; full_pass(x, y) returns per-model mean losses and accuracies.
+    """
+    if train_metrics not in ("running", "full"):
+        raise ValueError(f"train_metrics must be 'running' or 'full', not {train_metrics!r}")
+    gens = [torch.Generator(device="cpu").manual_seed(s) for s in seeds]
+    n = len(train_x)
+    histories: list[list[EpochStats]] = [[] for _ in seeds]
     for epoch in range(1, epochs + 1):
         t0 = time.perf_counter()
-        model.train()
-        train_epoch(step, train_x, train_y, batch_size, gen)
-        train_loss, train_acc = loss_and_accuracy(model, loss_fn, train_x, train_y)
-        val_loss, val_acc = loss_and_accuracy(model, loss_fn, val_x, val_y)
-        if not (np.isfinite(train_loss) and np.isfinite(val_loss)):
-            raise TrainingDiverged(
-                f"variant {name!r}: loss became {train_loss} at epoch {epoch} of {epochs}; "
-                f"lower its learning rate (train.lr or train.variants.{name}.lr, now {lr}). No model was written")
-        stats = EpochStats(epoch, train_loss, train_acc, val_loss, val_acc, time.perf_counter() - t0)
-        history.append(stats)
+        perm = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(train_x.device)
+        loss_sums, corrects = run_epoch(perm)
+        if train_metrics == "full":
+            train_losses, train_accs = full_pass(train_x, train_y)
+        else:
+            train_losses = [v / n for v in loss_sums.tolist()]
+            train_accs = [c / n for c in corrects.tolist()]
+        val_losses, val_accs = full_pass(val_x, val_y)
+        seconds = time.perf_counter() - t0
+        for k, name in enumerate(names):
+            if not (np.isfinite(train_losses[k]) and np.isfinite(val_losses[k])):
+                raise TrainingDiverged(
+                    f"variant {name!r}: loss became {train_losses[k]} at epoch {epoch} of {epochs}; "
+                    f"lower its learning rate (train.lr or train.variants.{name}.lr, now {lr}). "
+                    "No model was written")
+        stats = [EpochStats(epoch, train_losses[k], train_accs[k], val_losses[k], val_accs[k], seconds)
+                 for k in range(len(names))]
+        for k, s in enumerate(stats):
+            histories[k].append(s)
         if on_epoch is not None:
             on_epoch(stats)
-    return history
+    return histories

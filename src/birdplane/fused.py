@@ -34,7 +34,7 @@ class FusedMLP:
         self.loss = loss
 
     @staticmethod
-    def _activate(z: torch.Tensor, kind: str) -> torch.Tensor:
+    def activate(z: torch.Tensor, kind: str) -> torch.Tensor:
         if kind == "tanh":
             return z.tanh_()
         if kind == "relu":
@@ -42,7 +42,7 @@ class FusedMLP:
         return z.sigmoid_()
 
     @staticmethod
-    def _derivative_times(grad: torch.Tensor, h: torch.Tensor, kind: str) -> torch.Tensor:
+    def derivative_times(grad: torch.Tensor, h: torch.Tensor, kind: str) -> torch.Tensor:
         """grad * activation'(z), written with the activation's output h = act(z)."""
         if kind == "tanh":
             return grad.mul_(1 - h * h)
@@ -50,35 +50,47 @@ class FusedMLP:
             return grad.mul_(h > 0)
         return grad.mul_(h * (1 - h))
 
-    def _output_grad(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """d(mean loss)/d(logits) for the batch."""
-        n, c = z.shape
-        p = torch.softmax(z, dim=1)
-        if self.loss == "nll":  # d/dz of -log softmax(z)[y], averaged over the batch
-            p[torch.arange(n, device=z.device), y] -= 1
-            return p.div_(n)
+    @staticmethod
+    def output_grad(z: torch.Tensor, y: torch.Tensor, loss: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """d(mean loss)/d(logits) for the batch, and the head's outputs.
+
+        z and the gradient are (..., classes, batch), y is (..., batch), the outputs (..., batch,
+        classes); a leading dim holds several models (birdplane.batched). The one-hot target is
+        built by comparison (no scatter), so the step can be captured in a CUDA graph.
+        """
+        c, n = z.shape[-2:]
+        onehot = (y.unsqueeze(-2) == torch.arange(c, device=z.device).unsqueeze(1)).to(z.dtype)
+        if loss == "nll":  # d/dz of -log softmax(z)[y], averaged over the batch
+            outputs = torch.log_softmax(z, dim=-2)
+            return outputs.exp().sub_(onehot).div_(n), outputs.transpose(-2, -1)
         # MSELoss(softmax(z), onehot(y)) averaged over n*c entries, through the softmax Jacobian
-        dp = p.clone()
-        dp[torch.arange(n, device=z.device), y] -= 1
-        dp.mul_(2 / (n * c))
-        return p * (dp - (dp * p).sum(dim=1, keepdim=True))
+        p = torch.softmax(z, dim=-2)
+        dp = (p - onehot).mul_(2 / (n * c))
+        return p * (dp - (dp * p).sum(dim=-2, keepdim=True)), p.transpose(-2, -1)
 
     @torch.no_grad()
-    def step(self, x: torch.Tensor, y: torch.Tensor, lr: float) -> None:
-        """One SGD step on the minibatch (x: N x features, y: N labels), weights updated in place."""
-        inputs = [x]
-        h = x
+    def step(self, x: torch.Tensor, y: torch.Tensor, lr: float) -> torch.Tensor:
+        """One SGD step on the minibatch (x: N x features, y: N labels), weights updated in place;
+        returns the head's outputs before the update (N x classes).
+
+        Activations are kept transposed (features x batch): the forward product is then
+        W @ x^T, which MKL runs about 25% faster than x @ W^T at batch 64 on the 2-core machine,
+        and each layer's gradient (units x batch) is already contiguous for the update.
+        """
+        inputs = [x.t()]
+        h = inputs[0]
         last = len(self.linears) - 1
         for i, layer in enumerate(self.linears):
-            z = torch.addmm(layer.bias, h, layer.weight.t())
+            z = torch.addmm(layer.bias.unsqueeze(1), layer.weight, h)
             if i < last:
-                h = self._activate(z, self.activations[i])
+                h = self.activate(z, self.activations[i])
                 inputs.append(h)
-        delta = self._output_grad(z, y)
+        delta, outputs = self.output_grad(z, y, self.loss)
         for i in range(last, -1, -1):
             layer, a = self.linears[i], inputs[i]
-            back = delta @ layer.weight if i > 0 else None  # with the weights before this step's update
-            layer.weight.addmm_(delta.t(), a, alpha=-lr)
-            layer.bias.sub_(delta.sum(dim=0), alpha=lr)
+            back = layer.weight.t() @ delta if i > 0 else None  # with the weights before this step's update
+            layer.weight.addmm_(delta, a.t(), alpha=-lr)
+            layer.bias.sub_(delta.sum(dim=1), alpha=lr)
             if back is not None:
-                delta = self._derivative_times(back, a, self.activations[i - 1])
+                delta = self.derivative_times(back, a, self.activations[i - 1])
+        return outputs

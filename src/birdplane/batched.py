@@ -1,0 +1,140 @@
+"""Many small MLPs trained at once: stacked weights, batched matrix products.
+
+A capacity sweep trains dozens of small networks (widths 2 ... 1024, several seeds). One at a time,
+a 3072-8-2 net spends its step launching a dozen tiny operations; K of them stacked into
+(K, out, in) weight tensors take one batched product per layer for all K. Each model keeps its
+own initialisation and its own batch order (its seed), so the result is the same as training the K
+models one by one with engine.train (to float rounding; a test checks it).
+
+Widths may differ: every layer is zero-padded to the widest model and a mask keeps the padding
+units at exactly zero (no output, no gradient), whatever the activation.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from birdplane.engine import EVAL_CHUNK, EpochStats, epoch_runner, fit_loop
+from birdplane.fused import FusedMLP
+from birdplane.losses import LOSSES
+
+
+class BatchedMLP:
+    """K build_model networks of the same depth, activation and head, as stacked tensors."""
+
+    def __init__(self, models: list[nn.Sequential], loss: str):
+        fused = [FusedMLP(m, loss) for m in models]  # checks each model's structure and head
+        first = fused[0]
+        if any(f.activations != first.activations or len(f.linears) != len(first.linears) for f in fused):
+            raise ValueError("batched models need the same depth and activation (widths may differ)")
+        if len({f.linears[0].in_features for f in fused}) != 1 or len({f.linears[-1].out_features for f in fused}) != 1:
+            raise ValueError("batched models need the same inputs and classes")
+        self.loss, self.activations, self.k = loss, first.activations, len(models)
+        device = first.linears[0].weight.device
+        self.weights: list[torch.Tensor] = []
+        self.biases: list[torch.Tensor] = []
+        self.masks: list[torch.Tensor | None] = []
+        for layer in range(len(first.linears)):
+            rows = max(f.linears[layer].out_features for f in fused)
+            cols = max(f.linears[layer].in_features for f in fused)
+            w = torch.zeros(self.k, rows, cols, device=device)
+            b = torch.zeros(self.k, rows, 1, device=device)
+            mask = torch.zeros(self.k, rows, 1, device=device)
+            for k, f in enumerate(fused):
+                lin = f.linears[layer]
+                w[k, :lin.out_features, :lin.in_features] = lin.weight.detach()
+                b[k, :lin.out_features, 0] = lin.bias.detach()
+                mask[k, :lin.out_features] = 1
+            self.weights.append(w)
+            self.biases.append(b)
+            padded = layer < len(first.linears) - 1 and not bool(mask.all())
+            self.masks.append(mask if padded else None)
+        self._fused = fused
+
+    def parameters(self) -> list[torch.Tensor]:
+        return self.weights + self.biases
+
+    @torch.no_grad()
+    def step(self, x: torch.Tensor, y: torch.Tensor, lr: float) -> torch.Tensor:
+        """One SGD step for every model: x (K, N, features), y (K, N), each model its own batch.
+        Returns the head's outputs before the update (K, N, classes)."""
+        inputs = [x.transpose(1, 2)]
+        h = inputs[0]
+        last = len(self.weights) - 1
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            z = torch.baddbmm(b, w, h)
+            if i < last:
+                h = FusedMLP.activate(z, self.activations[i])
+                if self.masks[i] is not None:
+                    h.mul_(self.masks[i])
+                inputs.append(h)
+        delta, outputs = FusedMLP.output_grad(z, y, self.loss)
+        for i in range(last, -1, -1):
+            w, a = self.weights[i], inputs[i]
+            back = w.transpose(1, 2) @ delta if i > 0 else None  # with the weights before the update
+            w.baddbmm_(delta, a.transpose(1, 2), alpha=-lr)
+            self.biases[i].sub_(delta.sum(dim=2, keepdim=True), alpha=lr)
+            if back is not None:
+                delta = FusedMLP.derivative_times(back, a, self.activations[i - 1])
+                if self.masks[i - 1] is not None:
+                    delta.mul_(self.masks[i - 1])
+        return outputs
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Head outputs of every model for the same rows x (N, features): (K, N, classes).
+
+        The first layer of all K models is one matrix product with the stacked weights."""
+        k, rows, cols = self.weights[0].shape
+        chunks = []
+        for s in range(0, len(x), EVAL_CHUNK):
+            h = (self.weights[0].view(k * rows, cols) @ x[s:s + EVAL_CHUNK].t()).view(k, rows, -1)
+            h.add_(self.biases[0])
+            for i in range(1, len(self.weights)):
+                h = FusedMLP.activate(h, self.activations[i - 1])
+                if self.masks[i - 1] is not None:
+                    h.mul_(self.masks[i - 1])
+                h = torch.baddbmm(self.biases[i], self.weights[i], h)
+            chunks.append(h)
+        z = torch.cat(chunks, dim=2)
+        return torch.log_softmax(z, dim=1).transpose(1, 2) if self.loss == "nll" else torch.softmax(z, dim=1).transpose(1, 2)
+
+    def loss_and_accuracy(self, x: torch.Tensor, y: torch.Tensor) -> tuple[list[float], list[float]]:
+        out = self.predict(x)
+        loss_fn = LOSSES[self.loss]
+        losses = [float(loss_fn(out[k], y)) for k in range(self.k)]
+        correct = (out.argmax(2) == y).sum(1).tolist()
+        return losses, [c / len(y) for c in correct]
+
+    @torch.no_grad()
+    def write_back(self) -> None:
+        """Copy the trained weights into the K original models."""
+        for i in range(len(self.weights)):
+            for k, f in enumerate(self._fused):
+                lin = f.linears[i]
+                lin.weight.copy_(self.weights[i][k, :lin.out_features, :lin.in_features])
+                lin.bias.copy_(self.biases[i][k, :lin.out_features, 0])
+
+
+def train_many(models: list[nn.Sequential], loss: str, train_x: torch.Tensor, train_y: torch.Tensor,
+               val_x: torch.Tensor, val_y: torch.Tensor, *, epochs: int, batch_size: int, lr: float,
+               seeds: list[int], names: list[str] | None = None, train_metrics: str = "running",
+               graph: bool | None = None,
+               on_epoch: Callable[[list[EpochStats]], None] | None = None) -> list[list[EpochStats]]:
+    """Train K models at once, model k with batch order seeds[k]; the same SGD as engine.train on
+    each (initialise each model with its seed before calling). Returns one history per model and
+    leaves the trained weights in `models`."""
+    if len(seeds) != len(models):
+        raise ValueError("one seed per model")
+    names = names or [f"model{k}" for k in range(len(models))]
+    batched = BatchedMLP(models, loss)
+    if graph is None:
+        graph = train_x.device.type == "cuda"
+    run_epoch = epoch_runner(lambda x, y: batched.step(x, y, lr), batched.parameters(), loss, train_x, train_y,
+                             batch_size, (len(models), len(train_x)), graph)
+    histories = fit_loop(run_epoch, batched.loss_and_accuracy, train_x, train_y, val_x, val_y, epochs=epochs,
+                         seeds=seeds, names=names, lr=lr, train_metrics=train_metrics, on_epoch=on_epoch)
+    batched.write_back()
+    return histories
