@@ -1,22 +1,24 @@
-"""Stage `evaluate@<variant>`: accuracy, loss, overfitting gap, per-class precision/recall/F1,
-confusion matrix and calibration of one trained variant, on the training and validation images.
+"""Stage `evaluate`: accuracy, loss, overfitting gap, per-class precision/recall/F1, confusion
+matrix and calibration of every trained variant, on the training and validation images.
 
-Reads params `evaluate.calibration_bins`, `mlflow.experiment`. Adds its metrics to the variant's
-MLflow run (found through the train stage's log).
+One process for all variants: the data is loaded and normalized once, and torch and MLflow are
+imported once (imports cost about as much as evaluating a model). Reads params `train.variants`
+(which variants), `evaluate.calibration_bins`, `mlflow.experiment`. Adds each variant's metrics
+to its MLflow run (found through the train stage's log).
 """
 
-from birdplane.cli import parse_variant_args, run_stage, variant_parser
+from birdplane.cli import all_variants_parser, run_stage, selected_variants
 
 
 def main() -> None:
-    args = parse_variant_args(variant_parser(__doc__, {
-        "metrics": "metrics/eval/{variant}.json",
-        "plots": "plots/eval/{variant}",  # confusion.csv, calibration.csv
-    }))
-    v = args.variant
+    args = all_variants_parser(__doc__, {
+        "metrics": "metrics/eval",  # <variant>.json
+        "plots": "plots/eval",      # confusion/<variant>.csv, calibration/<variant>.csv
+    }).parse_args()
 
     from birdplane.config import load_params
     params = load_params(args.params)
+    variants = selected_variants(args.variants, params.train.variants)
 
     import pandas as pd
     import torch
@@ -30,52 +32,57 @@ def main() -> None:
 
     stats = read_json(args.stats)
     train, val, classes = load_dataset(args.data)
-    model, cfg = load_model(args.model)
-    loss_name = "nll" if cfg.head == "log_softmax" else "mse"
-    loss_fn = LOSSES[loss_name]
     device = torch.device("cpu")
+    splits = {name: (engine.to_features(d.images, stats["mean"], stats["std"], device), torch.from_numpy(d.labels))
+              for name, d in (("train", train), ("val", val))}
+    bins_n = params.evaluate.calibration_bins
 
-    result: dict = {}
-    for split, data in (("train", train), ("val", val)):
-        x = engine.to_features(data.images, stats["mean"], stats["std"], device)
-        y = torch.from_numpy(data.labels)
-        out = engine.predict(model, x)
+    results, tables = {}, {}
+    for v in variants:
+        model, cfg = load_model(args.models / f"{v}.pt")
+        loss_name = "nll" if cfg.head == "log_softmax" else "mse"
+        r: dict = {}
+        for split, (x, y) in splits.items():
+            out = engine.predict(model, x)
+            r[f"{split}_accuracy"] = engine.accuracy(out, y)
+            r[f"{split}_loss"] = float(LOSSES[loss_name](out, y))
+        x, y = splits["val"]
+        probs = probabilities(out, cfg.head)
         pred = out.argmax(1)
-        result[f"{split}_accuracy"] = engine.accuracy(out, y)
-        result[f"{split}_loss"] = float(loss_fn(out, y))
-        if split == "val":
-            cm = confusion_matrix(y, pred, len(classes))
-            ece, bins = calibration(probabilities(out, cfg.head), y, params.evaluate.calibration_bins)
+        cm = confusion_matrix(y, pred, len(classes))
+        ece, bins = calibration(probs, y, bins_n)
+        results[v] = {
+            "train_accuracy": r["train_accuracy"], "val_accuracy": r["val_accuracy"],
+            "overfit_gap": r["train_accuracy"] - r["val_accuracy"],
+            "train_loss": r["train_loss"], "val_loss": r["val_loss"], "loss": loss_name,
             # natural log-likelihood of the true class, comparable across both heads
-            nll = float(-probabilities(out, cfg.head).clamp_min(1e-12).log().gather(1, y[:, None]).mean())
-            val_pred, val_true = pred, y
-    result = {
-        "train_accuracy": result["train_accuracy"], "val_accuracy": result["val_accuracy"],
-        "overfit_gap": result["train_accuracy"] - result["val_accuracy"],
-        "train_loss": result["train_loss"], "val_loss": result["val_loss"], "loss": loss_name,
-        "val_nll": nll, "val_ece": ece, "n_parameters": n_parameters(model),
-        "per_class": per_class_scores(cm, classes),
-        "confusion_matrix": {"labels": classes, "rows_actual_cols_predicted": cm.tolist()},
-        "calibration_bins": bins,
-    }
-
-    plots = args.plots
-    confusion = pd.DataFrame({"actual": [classes[i] for i in val_true.tolist()],
-                              "predicted": [classes[i] for i in val_pred.tolist()]})
-    reliability = pd.DataFrame([b for b in bins if b["count"]])[["confidence", "accuracy", "count"]]
+            "val_nll": float(-probs.clamp_min(1e-12).log().gather(1, y[:, None]).mean()),
+            "val_ece": ece, "n_parameters": n_parameters(model),
+            "per_class": per_class_scores(cm, classes),
+            "confusion_matrix": {"labels": classes, "rows_actual_cols_predicted": cm.tolist()},
+            "calibration_bins": bins,
+        }
+        tables[v] = (
+            pd.DataFrame({"actual": [classes[i] for i in y.tolist()], "predicted": [classes[i] for i in pred.tolist()]}),
+            pd.DataFrame([b for b in bins if b["count"]])[["confidence", "accuracy", "count"]],
+        )
+        res = results[v]
+        print(f"[{v}] train acc {res['train_accuracy']:.4f}  val acc {res['val_accuracy']:.4f}  "
+              f"gap {res['overfit_gap']:.4f}  ECE {ece:.4f}")
 
     with outputs() as out:
-        out.write_json(args.metrics, result)
-        out.write_with(plots / "confusion.csv", lambda p: confusion.to_csv(p, index=False))
-        out.write_with(plots / "calibration.csv",
-                       lambda p: reliability.to_csv(p, index=False, float_format="%.6f"))
-        tracking.add_to_variant_run(
-            params.mlflow.experiment, v, read_json(args.train_log).get("mlflow_run_id"),
-            metrics={f"eval_{k}": float(result[k]) for k in (
-                "train_accuracy", "val_accuracy", "overfit_gap", "train_loss", "val_loss", "val_nll", "val_ece")},
-            tags={"evaluated_by": f"evaluate@{v}"}, documents={"evaluation.json": result})
-    print(f"[{v}] train acc {result['train_accuracy']:.4f}  val acc {result['val_accuracy']:.4f}  "
-          f"gap {result['overfit_gap']:.4f}  ECE {ece:.4f}")
+        for v in variants:
+            confusion, reliability = tables[v]
+            out.write_json(args.metrics / f"{v}.json", results[v])
+            out.write_with(args.plots / "confusion" / f"{v}.csv", lambda p: confusion.to_csv(p, index=False))
+            out.write_with(args.plots / "calibration" / f"{v}.csv",
+                           lambda p: reliability.to_csv(p, index=False, float_format="%.6f"))
+        for v in variants:
+            tracking.add_to_variant_run(
+                params.mlflow.experiment, v, read_json(args.train_logs / f"{v}.json").get("mlflow_run_id"),
+                metrics={f"eval_{k}": float(results[v][k]) for k in (
+                    "train_accuracy", "val_accuracy", "overfit_gap", "train_loss", "val_loss", "val_nll", "val_ece")},
+                tags={"evaluated_by": "evaluate"}, documents={"evaluation.json": results[v]})
 
 
 if __name__ == "__main__":

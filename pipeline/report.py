@@ -15,7 +15,7 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=Path("data/prepared/dataset.npz"))
     ap.add_argument("--stats", type=Path, default=Path("metrics/stats.json"))
     ap.add_argument("--metrics", type=Path, default=Path("metrics"), help="metrics/{train,eval,shift}/<variant>.json")
-    ap.add_argument("--plots", type=Path, default=Path("plots"), help="plots/train/<variant>.csv, plots/shift/<variant>/")
+    ap.add_argument("--plots", type=Path, default=Path("plots"), help="plots/train/<variant>.csv, plots/shift/grid/<variant>.csv")
     ap.add_argument("--logs", type=Path, default=Path("logs"), help="logs/train/<variant>.json")
     ap.add_argument("--out", type=Path, default=Path("reports"))
     args = ap.parse_args()
@@ -36,7 +36,7 @@ def main() -> None:
 
     variants = {}
     for v in params.train.variants:
-        grid = args.plots / "shift" / v / "grid.csv"
+        grid = args.plots / "shift" / "grid" / f"{v}.csv"
         variants[v] = Variant(
             name=v, train=read_json(args.metrics / "train" / f"{v}.json"),
             history=pd.read_csv(args.plots / "train" / f"{v}.csv"),

@@ -38,7 +38,7 @@ def test_every_stage_wrote_its_outputs(pipeline):
         sh = read_json(proj / f"metrics/shift/{v}.json")
         assert sh["accuracy_at_0"] == m["val_accuracy"] == sh["accuracy_by_shift"]["0"]
         assert list(sh["accuracy_by_shift"]) == [str(r) for r in range(9)] and "accuracy_at_4" in sh
-        assert len((proj / f"plots/shift/{v}/grid.csv").read_text().splitlines()) == 1 + 17 * 17
+        assert len((proj / f"plots/shift/grid/{v}.csv").read_text().splitlines()) == 1 + 17 * 17
     small, nll = read_json(proj / "metrics/eval/small.json"), read_json(proj / "metrics/eval/nll.json")
     assert small["n_parameters"] < nll["n_parameters"]
 
@@ -61,6 +61,10 @@ def test_metrics_show_lists_every_variant(pipeline):
         assert files[f"metrics/shift/{v}.json"]["data"]["accuracy_at_0"] >= 0
     r = dvc(proj, env, "plots", "show", "-o", str(proj / "plots_html"), check=True)
     assert (proj / "plots_html/index.html").exists()
+    shown = json.loads(dvc(proj, env, "plots", "show", "--json", check=True).stdout)["data"]
+    for v in VARIANTS:
+        for kind in ("eval/confusion", "eval/calibration", "shift/by_shift", "shift/grid"):
+            assert f"plots/{kind}/{v}.csv" in shown, sorted(shown)
 
 
 def _rest(base, path, body=None):
@@ -195,3 +199,7 @@ def test_unknown_variant_is_an_error(pipeline):
     proj, env = pipeline
     r = stage(proj, env, "train.py", "--variant", "huge")
     assert r.returncode == 1 and "unknown variant 'huge'" in r.stderr and "mse" in r.stderr
+    before = files_under(proj / "metrics/eval")
+    r = stage(proj, env, "evaluate.py", "--variants", "nll", "huge")
+    assert r.returncode == 1 and "unknown variant(s) ['huge']" in r.stderr and "Traceback" not in r.stderr
+    assert files_under(proj / "metrics/eval") == before

@@ -42,6 +42,30 @@ def parse_variant_args(ap: argparse.ArgumentParser) -> argparse.Namespace:
     return args
 
 
+def all_variants_parser(doc: str | None, outputs: dict[str, str]) -> argparse.ArgumentParser:
+    """The arguments of a stage over every trained variant (evaluate, shift-test): the prepared
+    data, the stats, the folders of the models and training logs, and one --flag per output folder."""
+    ap = parser(doc)
+    ap.add_argument("--data", type=Path, default=Path("data/prepared/dataset.npz"))
+    ap.add_argument("--stats", type=Path, default=Path("metrics/stats.json"))
+    ap.add_argument("--models", type=Path, default=Path("models"), help="<variant>.pt files")
+    ap.add_argument("--train-logs", type=Path, default=Path("logs/train"), help="<variant>.json files")
+    ap.add_argument("--variants", nargs="+", metavar="VARIANT", help="default: every key of train.variants")
+    for flag, default in outputs.items():
+        ap.add_argument(f"--{flag}", type=Path, default=Path(default))
+    return ap
+
+
+def selected_variants(requested: list[str] | None, configured: dict) -> list[str]:
+    """The variants a stage works on: those requested, which must exist, else all configured."""
+    from birdplane.config import ConfigError
+
+    unknown = sorted(set(requested or ()) - set(configured))
+    if unknown:
+        raise ConfigError(f"unknown variant(s) {unknown}; params.yaml train.variants has {sorted(configured)}")
+    return list(requested or configured)
+
+
 def run_stage(name: str, main: Callable[[], None]) -> None:
     """Run a stage; a BirdplaneError ends it with its message and exit status 1, no traceback."""
     try:
