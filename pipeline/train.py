@@ -1,7 +1,10 @@
 """Stage `train@<variant>`: train one variant of `train.variants` and record its per-epoch history.
 
-Reads params `seed`, `train.device`, `train.engine`, `train.train_metrics`, `train.epochs`, `train.batch_size`, `train.lr`,
-`train.variants.<variant>`, `mlflow.experiment`.
+Reads params `seed`, `train.device`, `train.engine`, `train.train_metrics`, `train.epochs`,
+`train.batch_size`, `train.lr`, `train.seeds`, `train.variants.<variant>`, `mlflow.experiment`.
+With several seeds (train.seeds or the variant's seeds), every seed trains its own model; the
+first seed's model is the variant's model (saved, evaluated, shift-tested), and the metrics add
+the mean and spread over all seeds.
 """
 import time
 
@@ -25,6 +28,7 @@ def main() -> None:
     from birdplane.io import outputs, read_json
     from birdplane.losses import LOSSES
     from birdplane.models import HEAD_FOR_LOSS, ModelConfig, build_model, describe, n_parameters, save_model
+    from birdplane.summary import spread
 
     t_start = time.perf_counter()
     device = engine.resolve_device(params.train.device)
@@ -34,48 +38,69 @@ def main() -> None:
     val_x = engine.to_features(val.images, stats["mean"], stats["std"], device)
     train_y, val_y = (torch_labels(s.labels, device) for s in (train, val))
 
-    engine.seed_everything(params.seed)
     cfg = ModelConfig(hidden=recipe.hidden, n_classes=len(classes), activation=recipe.activation,
-                      head=HEAD_FOR_LOSS[recipe.loss])
-    model = build_model(cfg).to(device)
+                      head=HEAD_FOR_LOSS[recipe.loss], arch=recipe.arch, channels=recipe.channels,
+                      dropout=recipe.dropout)
+    reg = engine.Regularization(weight_decay=recipe.weight_decay, patience=recipe.patience,
+                                augment_shift=recipe.augment_shift)
+    seeds = [params.seed + i for i in range(recipe.seeds)]
+    loss_fn = LOSSES[recipe.loss]
 
     tags = {"variant": v, "dvc_stage": f"train@{v}", "git_commit": tracking.git_commit(),
             "data_md5": stats.get("source", {}).get("md5"), "model": describe(cfg)}
     with tracking.variant_run(params.mlflow.experiment, v, tags=tags) as run:
         import mlflow
 
-        mlflow.log_params({**recipe.model_dump(exclude={"name"}), "seed": params.seed,
-                           "classes": ",".join(classes), "device": str(device), "engine": params.train.engine,
-                           "n_parameters": n_parameters(model), "n_train": len(train_y), "n_val": len(val_y)})
-
-        def on_epoch(s: engine.EpochStats) -> None:
-            mlflow.log_metrics({k: val for k, val in s.to_dict().items() if k != "epoch"}, step=s.epoch)
-            print(f"[{v}] epoch {s.epoch:3d}/{recipe.epochs}  train loss {s.train_loss:.4f} acc {s.train_accuracy:.4f}"
-                  f"  val loss {s.val_loss:.4f} acc {s.val_accuracy:.4f}  ({s.seconds:.2f} s)", flush=True)
-
+        runs = []  # per seed: model, history, final metrics
         t_train = time.perf_counter()
-        history = engine.train(model, recipe.loss, train_x, train_y, val_x, val_y, epochs=recipe.epochs,
-                               batch_size=recipe.batch_size, lr=recipe.lr, seed=params.seed, name=v,
-                               fused=params.train.engine == "fused", train_metrics=params.train.train_metrics,
-                               on_epoch=on_epoch)
+        for seed in seeds:
+            engine.seed_everything(seed)
+            model = build_model(cfg).to(device)
+            nested = mlflow.start_run(run_name=f"{v}-seed{seed}", nested=True, experiment_id=run.info.experiment_id,
+                                      tags={**tags, "seed": str(seed)}) if seed != seeds[0] else None
+            mlflow.log_params({**recipe.model_dump(exclude={"name"}), "seed": seed,
+                               "classes": ",".join(classes), "device": str(device), "engine": params.train.engine,
+                               "n_parameters": n_parameters(model), "n_train": len(train_y), "n_val": len(val_y)})
+
+            def on_epoch(s: engine.EpochStats, seed: int = seed) -> None:
+                mlflow.log_metrics({k: val for k, val in s.to_dict().items() if k != "epoch"}, step=s.epoch)
+                print(f"[{v} seed {seed}] epoch {s.epoch:3d}/{recipe.epochs}  train loss {s.train_loss:.4f} "
+                      f"acc {s.train_accuracy:.4f}  val loss {s.val_loss:.4f} acc {s.val_accuracy:.4f}  "
+                      f"({s.seconds:.2f} s)", flush=True)
+
+            history = engine.train(model, recipe.loss, train_x, train_y, val_x, val_y, epochs=recipe.epochs,
+                                   batch_size=recipe.batch_size, lr=recipe.lr, seed=seed, name=v,
+                                   fused=params.train.engine == "fused", train_metrics=params.train.train_metrics,
+                                   regularization=reg, on_epoch=on_epoch)
+            # the final model (the best epoch's with early stopping) on all images, as evaluate sees it
+            train_loss, train_acc = engine.loss_and_accuracy(model, loss_fn, train_x, train_y)
+            val_loss, val_acc = engine.loss_and_accuracy(model, loss_fn, val_x, val_y)
+            best = max(history, key=lambda s: (s.val_accuracy, -s.epoch))
+            final = {"train_accuracy": train_acc, "val_accuracy": val_acc, "train_loss": train_loss,
+                     "val_loss": val_loss, "overfit_gap": train_acc - val_acc,
+                     "best_val_accuracy": best.val_accuracy, "best_epoch": best.epoch,
+                     "epochs_trained": len(history)}
+            if nested is not None:
+                mlflow.log_metrics({f"final_{k}": float(x) for k, x in final.items()})
+                mlflow.end_run()
+            runs.append((model, history, final))
         train_seconds = time.perf_counter() - t_train
 
-        last = history[-1]
-        best = max(history, key=lambda s: (s.val_accuracy, -s.epoch))
-        # the final model on all training images (the per-epoch train figures may be running means)
-        train_loss, train_acc = engine.loss_and_accuracy(model, LOSSES[recipe.loss], train_x, train_y)
+        model, history, first = runs[0]
         metrics = {
-            "train_accuracy": train_acc, "val_accuracy": last.val_accuracy,
-            "train_loss": train_loss, "val_loss": last.val_loss,
-            "overfit_gap": train_acc - last.val_accuracy,
-            "best_val_accuracy": best.val_accuracy, "best_epoch": best.epoch,
-            "epochs": recipe.epochs, "n_parameters": n_parameters(model),
-            "model": describe(cfg), "recipe": recipe.model_dump(),
+            **first, "epochs": recipe.epochs,
+            # early stopping: the model is the best epoch's, training ended at epochs_trained
+            "early_stopping": recipe.patience is not None,
+            "n_parameters": n_parameters(model), "model": describe(cfg), "recipe": recipe.model_dump(),
         }
+        if len(seeds) > 1:
+            metrics["seeds"] = {"seeds": seeds, **{k: spread([r[2][k] for r in runs]) for k in (
+                "train_accuracy", "val_accuracy", "overfit_gap", "best_val_accuracy", "best_epoch")}}
         frame = pd.DataFrame([{k: val for k, val in s.to_dict().items() if k != "seconds"} for s in history])
         log = {
             "variant": v, "mlflow_run_id": run.info.run_id, "mlflow_experiment": params.mlflow.experiment,
-            "train_seconds": train_seconds, "seconds_per_epoch": train_seconds / recipe.epochs,
+            "train_seconds": train_seconds,
+            "seconds_per_epoch": train_seconds / sum(len(r[1]) for r in runs),
             "stage_seconds": None, "finished": provenance.now(), "git_commit": tags["git_commit"],
             "versions": provenance.versions(), "machine": provenance.machine(str(device)),
         }
@@ -86,11 +111,12 @@ def main() -> None:
                            lambda p: frame.to_csv(p, index=False, float_format="%.6f"))
             # two images: the signature then shows a batch dimension
             tracking.log_torch_model(model, val_x[:2].reshape(2, 3, 32, 32))
-            mlflow.log_metrics({"train_seconds": train_seconds})
+            mlflow.log_metrics({"train_seconds": train_seconds,
+                                **{f"final_{k}": float(x) for k, x in first.items()}})
             log["stage_seconds"] = time.perf_counter() - t_start
             out.write_json(args.train_log, log)
-    print(f"[{v}] {describe(cfg)}: train acc {train_acc:.4f}, val acc {last.val_accuracy:.4f} "
-          f"after {recipe.epochs} epochs in {train_seconds:.1f} s")
+    print(f"[{v}] {describe(cfg)}: train acc {first['train_accuracy']:.4f}, val acc {first['val_accuracy']:.4f} "
+          f"after {len(history)} epochs ({len(seeds)} seed(s)) in {train_seconds:.1f} s")
 
 
 def torch_labels(labels, device):

@@ -1,5 +1,7 @@
 from pathlib import Path
 
+import re
+
 import pytest
 import yaml
 
@@ -21,9 +23,28 @@ def project_params() -> dict:
 def test_project_params_are_valid():
     p = load_params(ROOT / "params.yaml")
     assert p.data.classes == ["airplane", "bird"]
-    assert set(p.train.variants) == {"nll", "mse", "small"}
+    assert set(p.train.variants) == {"nll", "mse", "small", "augmented", "cnn"}
     nll = p.train.recipe("nll")
     assert (nll.hidden, nll.loss, nll.epochs, nll.batch_size, nll.lr) == ((512,), "nll", 100, 64, 0.01)
+    cnn = p.train.recipe("cnn")
+    assert (cnn.arch, cnn.channels, cnn.hidden) == ("cnn", (16, 8), (32,))
+    assert p.train.recipe("augmented").augment_shift == 4 and p.sweep.seeds == 3
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d["train"]["variants"]["cnn"].pop("channels"), "arch 'cnn' needs channels"),
+    (lambda d: d["train"]["variants"]["nll"].update(channels=[4]), "channels apply to arch 'cnn' only"),
+    (lambda d: d["train"]["variants"]["nll"].update(dropout=1.0), "train.variants.nll.dropout"),
+    (lambda d: d["sweep"].update(widths=[8, 2]), "smallest first"),
+    (lambda d: d["sweep"]["regularizers"]["dropout"].update(dropuot=0.1), "did you mean 'dropout'"),
+    (lambda d: d["sweep"]["regularizers"]["dropout"].update(augment_shift=2), "augment_shift is not swept"),
+    (lambda d: d["report"].update(cnn="convnet"), "report.cnn is 'convnet', which is not in train.variants"),
+])
+def test_regularizers_and_sweep_are_validated(tmp_path, edit, message):
+    d = project_params()
+    edit(d)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_params(write(tmp_path, d))
 
 
 def test_variant_overrides_shared_recipe(tmp_path):

@@ -253,3 +253,96 @@ def test_batched_cuda_graph_matches_cpu():
     for a, b in zip(out["cpu"], out["cuda"]):
         for name in a:
             torch.testing.assert_close(b[name], a[name], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("loss, hidden, activation", [("nll", (16,), "tanh"), ("mse", (12, 8), "relu")])
+def test_fused_weight_decay_and_dropout_match_autograd(loss, hidden, activation):
+    """Weight decay folded into the update and dropout masks drawn as nn.Dropout draws them: the fused
+    step is still the autograd step (same random numbers, same weights)."""
+    head = "log_softmax" if loss == "nll" else "softmax"
+    cfg = ModelConfig(hidden=hidden, activation=activation, head=head, dropout=0.3)
+    reg = engine.Regularization(weight_decay=0.01)
+    out = []
+    for fused in (False, True):
+        engine.seed_everything(4)
+        model = build_model(cfg)
+        engine.train(model, loss, *tiny_data(), epochs=2, batch_size=8, lr=0.05, seed=4, fused=fused,
+                     regularization=reg)
+        out.append(model.state_dict())
+    for k, a in out[0].items():
+        torch.testing.assert_close(out[1][k], a, rtol=1e-4, atol=1e-5, msg=k)
+    engine.seed_everything(4)
+    plain = build_model(ModelConfig(hidden=hidden, activation=activation, head=head))
+    engine.train(plain, loss, *tiny_data(), epochs=2, batch_size=8, lr=0.05, seed=4)
+    assert not torch.allclose(plain.state_dict()["1.weight"], out[1]["1.weight"])  # both did something
+
+
+def test_early_stopping_keeps_the_best_epoch():
+    data = tiny_data(n=200)
+    engine.seed_everything(0)
+    model = build_model(ModelConfig(hidden=(32,)))
+    history = engine.train(model, "nll", *data, epochs=40, batch_size=8, lr=0.3, seed=0,
+                           regularization=engine.Regularization(patience=3))
+    best = max(history, key=lambda s: (s.val_accuracy, -s.epoch))
+    assert len(history) < 40 and len(history) - best.epoch == 3  # stopped 3 epochs after the best
+    _, val_acc = engine.loss_and_accuracy(model, nll, data[2], data[3])
+    assert val_acc == best.val_accuracy  # the model is the best epoch's
+
+
+def test_batched_weight_decay_and_early_stopping_equal_one_by_one():
+    from birdplane.batched import train_many
+
+    data = tiny_data(n=200)
+    reg = engine.Regularization(weight_decay=0.01, patience=2)
+    seeds = [1, 2]
+    singles, together = [], []
+    for seed in seeds:
+        torch.manual_seed(seed)
+        singles.append(build_model(ModelConfig(hidden=(8,))))
+        torch.manual_seed(seed)
+        together.append(build_model(ModelConfig(hidden=(8,))))
+    h_single = [engine.train(m, "nll", *data, epochs=15, batch_size=8, lr=0.3, seed=s, regularization=reg)
+                for m, s in zip(singles, seeds)]
+    h_batched = train_many(together, "nll", *data, epochs=15, batch_size=8, lr=0.3, seeds=seeds, regularization=reg)
+    for a, b, ha, hb in zip(singles, together, h_single, h_batched):
+        assert [s.val_accuracy for s in ha] == [s.val_accuracy for s in hb]
+        for k, w in a.state_dict().items():
+            torch.testing.assert_close(b.state_dict()[k], w, rtol=1e-4, atol=1e-5, msg=k)
+
+
+def test_cnn_trains_through_autograd_and_augmentation_moves_images():
+    from birdplane.shift import shift, shift_each
+
+    images = torch.randn(5, 3, 32, 32)
+    dx, dy = torch.tensor([0, 1, -2, 3, 0]), torch.tensor([0, -1, 2, 0, -3])
+    moved = shift_each(images, dx, dy, 3)
+    for i in range(5):
+        torch.testing.assert_close(moved[i], shift(images[i:i + 1], int(dx[i]), int(dy[i]))[0], rtol=0, atol=0)
+    cfg = ModelConfig(arch="cnn", channels=(4, 4), hidden=(8,))
+    engine.seed_everything(0)
+    model = build_model(cfg)
+    assert n_parameters(build_model(ModelConfig(arch="cnn", channels=(16, 8), hidden=(32,)))) == 18_090  # the book's Net
+    history = engine.train(model, "nll", *tiny_data(), epochs=3, batch_size=8, lr=0.05, seed=0,
+                           regularization=engine.Regularization(augment_shift=2))
+    assert len(history) == 3 and np.isfinite(history[-1].train_loss)
+    engine.seed_everything(0)
+    again = build_model(cfg)
+    engine.train(again, "nll", *tiny_data(), epochs=3, batch_size=8, lr=0.05, seed=0,
+                 regularization=engine.Regularization(augment_shift=2))
+    for k, w in model.state_dict().items():  # augmentation draws from the seeded generator: reproducible
+        assert torch.equal(again.state_dict()[k], w)
+
+
+def test_small_rule_picks_the_fewest_parameters_within_one_std():
+    from birdplane.summary import smallest_within_one_std, spread
+
+    def c(params, mean, std):
+        return {"n_parameters": params, "val_accuracy": {"mean": mean, "std": std}}
+
+    configs = {"w2": c(6_000, 0.70, 0.02), "w8": c(25_000, 0.807, 0.01), "w32": c(98_000, 0.81, 0.004),
+               "w512": c(1_574_000, 0.80, 0.02)}
+    pick = smallest_within_one_std(configs)  # best: w32, 0.81 - 0.004 = 0.806; w512 (0.80) is below
+    assert pick["best"] == "w32" and pick["threshold"] == pytest.approx(0.806)
+    assert pick["within_one_std"] == ["w8", "w32"] and pick["pick"] == "w8"
+    s = spread([0.8, 0.82, 0.84])
+    assert s["mean"] == pytest.approx(0.82) and s["std"] == pytest.approx(0.02) and spread([0.5])["std"] == 0.0

@@ -7,7 +7,9 @@ own initialisation and its own batch order (its seed), so the result is the same
 models one by one with engine.train (to float rounding; a test checks it).
 
 Widths may differ: every layer is zero-padded to the widest model and a mask keeps the padding
-units at exactly zero (no output, no gradient), whatever the activation.
+units at exactly zero (no output, no gradient), whatever the activation. Weight decay, dropout
+(one mask draw for all K, so not the same random numbers as one by one) and early stopping
+(each model keeps its own best epoch) work as in engine.train.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from birdplane.engine import EVAL_CHUNK, EpochStats, epoch_runner, fit_loop
+from birdplane.engine import EVAL_CHUNK, EpochStats, Regularization, epoch_runner, fit_loop
 from birdplane.fused import FusedMLP
 from birdplane.losses import LOSSES
 
@@ -24,11 +26,13 @@ from birdplane.losses import LOSSES
 class BatchedMLP:
     """K build_model networks of the same depth, activation and head, as stacked tensors."""
 
-    def __init__(self, models: list[nn.Sequential], loss: str):
+    def __init__(self, models: list[nn.Sequential], loss: str, weight_decay: float = 0.0):
         fused = [FusedMLP(m, loss) for m in models]  # checks each model's structure and head
         first = fused[0]
-        if any(f.activations != first.activations or len(f.linears) != len(first.linears) for f in fused):
-            raise ValueError("batched models need the same depth and activation (widths may differ)")
+        if any(f.activations != first.activations or len(f.linears) != len(first.linears)
+               or f.dropout != first.dropout for f in fused):
+            raise ValueError("batched models need the same depth, activation and dropout (widths may differ)")
+        self.dropout, self.weight_decay = first.dropout, weight_decay
         if len({f.linears[0].in_features for f in fused}) != 1 or len({f.linears[-1].out_features for f in fused}) != 1:
             raise ValueError("batched models need the same inputs and classes")
         self.loss, self.activations, self.k = loss, first.activations, len(models)
@@ -61,6 +65,8 @@ class BatchedMLP:
         """One SGD step for every model: x (K, N, features), y (K, N), each model its own batch.
         Returns the head's outputs before the update (K, N, classes)."""
         inputs = [x.transpose(1, 2)]
+        outs: list[torch.Tensor | None] = [None]   # activation outputs before dropout
+        drops: list[torch.Tensor | None] = [None]  # scaled dropout masks
         h = inputs[0]
         last = len(self.weights) - 1
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
@@ -69,15 +75,25 @@ class BatchedMLP:
                 h = FusedMLP.activate(z, self.activations[i])
                 if self.masks[i] is not None:
                     h.mul_(self.masks[i])
+                outs.append(h)
+                p = self.dropout[i]
+                drops.append(torch.empty_like(h).bernoulli_(1 - p).div_(1 - p) if p > 0 else None)
+                if p > 0:
+                    h = h * drops[-1]
                 inputs.append(h)
         delta, outputs = FusedMLP.output_grad(z, y, self.loss)
+        decay = 1 - lr * self.weight_decay
         for i in range(last, -1, -1):
             w, a = self.weights[i], inputs[i]
             back = w.transpose(1, 2) @ delta if i > 0 else None  # with the weights before the update
-            w.baddbmm_(delta, a.transpose(1, 2), alpha=-lr)
+            w.baddbmm_(delta, a.transpose(1, 2), beta=decay, alpha=-lr)
+            if decay != 1:
+                self.biases[i].mul_(decay)
             self.biases[i].sub_(delta.sum(dim=2, keepdim=True), alpha=lr)
             if back is not None:
-                delta = FusedMLP.derivative_times(back, a, self.activations[i - 1])
+                if drops[i] is not None:
+                    back.mul_(drops[i])
+                delta = FusedMLP.derivative_times(back, outs[i], self.activations[i - 1])
                 if self.masks[i - 1] is not None:
                     delta.mul_(self.masks[i - 1])
         return outputs
@@ -101,6 +117,14 @@ class BatchedMLP:
         z = torch.cat(chunks, dim=2)
         return torch.log_softmax(z, dim=1).transpose(1, 2) if self.loss == "nll" else torch.softmax(z, dim=1).transpose(1, 2)
 
+    def snapshot(self, k: int) -> list[torch.Tensor]:
+        return [t[k].clone() for t in self.weights + self.biases]
+
+    @torch.no_grad()
+    def restore(self, k: int, saved: list[torch.Tensor]) -> None:
+        for t, s in zip(self.weights + self.biases, saved):
+            t[k].copy_(s)
+
     def loss_and_accuracy(self, x: torch.Tensor, y: torch.Tensor) -> tuple[list[float], list[float]]:
         out = self.predict(x)
         loss_fn = LOSSES[self.loss]
@@ -121,20 +145,24 @@ class BatchedMLP:
 def train_many(models: list[nn.Sequential], loss: str, train_x: torch.Tensor, train_y: torch.Tensor,
                val_x: torch.Tensor, val_y: torch.Tensor, *, epochs: int, batch_size: int, lr: float,
                seeds: list[int], names: list[str] | None = None, train_metrics: str = "running",
-               graph: bool | None = None,
+               graph: bool | None = None, regularization: Regularization = Regularization(),
                on_epoch: Callable[[list[EpochStats]], None] | None = None) -> list[list[EpochStats]]:
     """Train K models at once, model k with batch order seeds[k]; the same SGD as engine.train on
     each (initialise each model with its seed before calling). Returns one history per model and
-    leaves the trained weights in `models`."""
+    leaves the trained weights (the best epoch's, with early stopping) in `models`."""
     if len(seeds) != len(models):
         raise ValueError("one seed per model")
+    if regularization.augment_shift:
+        raise ValueError("random-shift augmentation: train these models one by one (engine.train)")
     names = names or [f"model{k}" for k in range(len(models))]
-    batched = BatchedMLP(models, loss)
+    batched = BatchedMLP(models, loss, regularization.weight_decay)
     if graph is None:
         graph = train_x.device.type == "cuda"
     run_epoch = epoch_runner(lambda x, y: batched.step(x, y, lr), batched.parameters(), loss, train_x, train_y,
                              batch_size, (len(models), len(train_x)), graph)
-    histories = fit_loop(run_epoch, batched.loss_and_accuracy, train_x, train_y, val_x, val_y, epochs=epochs,
-                         seeds=seeds, names=names, lr=lr, train_metrics=train_metrics, on_epoch=on_epoch)
+    histories = fit_loop(lambda perm, _: run_epoch(perm), batched.loss_and_accuracy, train_x, train_y, val_x,
+                         val_y, epochs=epochs, seeds=seeds, names=names, lr=lr, train_metrics=train_metrics,
+                         on_epoch=on_epoch, patience=regularization.patience, snapshot=batched.snapshot,
+                         restore=batched.restore)
     batched.write_back()
     return histories

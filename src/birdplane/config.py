@@ -75,15 +75,38 @@ class StatsConfig(_Strict):
 Positive = Annotated[int, Field(ge=1)]
 
 
-class VariantConfig(_Strict):
-    """One trained model: its architecture and loss, plus optional overrides of the shared recipe."""
+Fraction = Annotated[float, Field(ge=0, lt=1)]
 
+
+class Regularizers(_Strict):
+    """What may be added to plain SGD against overfitting; all off by default."""
+    weight_decay: Annotated[float, Field(ge=0, le=1)] = 0.0  # torch.optim.SGD's L2 weight_decay
+    dropout: Fraction = 0.0                                   # share of hidden outputs dropped in training
+    patience: Annotated[int, Field(ge=1, le=10_000)] | None = None  # early stopping; keeps the best epoch
+    augment_shift: Annotated[int, Field(ge=0, le=16)] = 0    # random shift of every training image, pixels
+
+
+class VariantConfig(Regularizers):
+    """One trained model: its architecture and loss, regularizers, and optional overrides of the
+    shared recipe."""
+
+    arch: Literal["mlp", "cnn"] = "mlp"
     hidden: Annotated[list[Positive], Field(min_length=0, max_length=8)] = [512]
+    channels: Annotated[list[Positive], Field(max_length=4)] = []  # cnn: 3x3 conv + 2x2 max-pool each
     activation: Literal["tanh", "relu", "sigmoid"] = "tanh"
     loss: Literal["nll", "mse"] = "nll"
     epochs: Annotated[int, Field(ge=1, le=10_000)] | None = None
     batch_size: Annotated[int, Field(ge=1, le=65_536)] | None = None
     lr: Annotated[float, Field(gt=0, le=1e6)] | None = None
+    seeds: Annotated[int, Field(ge=1, le=100)] | None = None
+
+    @model_validator(mode="after")
+    def _channels_for_cnn(self) -> "VariantConfig":
+        if self.arch == "cnn" and not self.channels:
+            raise ValueError("arch 'cnn' needs channels, e.g. [16, 8] (the book's chapter-8 net)")
+        if self.arch == "mlp" and self.channels:
+            raise ValueError("channels apply to arch 'cnn' only")
+        return self
 
 
 class TrainConfig(_Strict):
@@ -95,6 +118,7 @@ class TrainConfig(_Strict):
     epochs: Annotated[int, Field(ge=1, le=10_000)] = 100
     batch_size: Annotated[int, Field(ge=1, le=65_536)] = 64
     lr: Annotated[float, Field(gt=0, le=1e6)] = 1e-2
+    seeds: Annotated[int, Field(ge=1, le=100)] = 1  # models per variant, seeds seed, seed+1, ...
     variants: dict[str, VariantConfig] = {
         "nll": VariantConfig(hidden=[512], loss="nll"),
         "mse": VariantConfig(hidden=[512], loss="mse"),
@@ -117,22 +141,61 @@ class TrainConfig(_Strict):
             raise ConfigError(f"unknown variant {variant!r}; params.yaml train.variants has {sorted(self.variants)}")
         v = self.variants[variant]
         return Recipe(
-            name=variant, hidden=tuple(v.hidden), activation=v.activation, loss=v.loss,
+            name=variant, arch=v.arch, hidden=tuple(v.hidden), channels=tuple(v.channels),
+            activation=v.activation, loss=v.loss,
             epochs=v.epochs or self.epochs, batch_size=v.batch_size or self.batch_size,
-            lr=v.lr or self.lr,
+            lr=v.lr or self.lr, seeds=v.seeds or self.seeds,
+            weight_decay=v.weight_decay, dropout=v.dropout, patience=v.patience, augment_shift=v.augment_shift,
         )
 
 
-class Recipe(_Strict):
+class Recipe(Regularizers):
     """Everything that determines one trained model (with the seed and the data)."""
 
     name: str
+    arch: str = "mlp"
     hidden: tuple[int, ...]
+    channels: tuple[int, ...] = ()
     activation: str
     loss: str
     epochs: int
     batch_size: int
     lr: float
+    seeds: int = 1
+
+
+class SweepConfig(_Strict):
+    """The capacity sweep: the book's recipe on many widths and regularizers, several seeds each."""
+    seeds: Annotated[int, Field(ge=1, le=100)] = 3
+    # fewer epochs than the homework variants: the sweep trains ~40 models on 2 CPU cores; by
+    # epoch 30 the book net fits 92% of the training images and its gap has opened (README: costs)
+    epochs: Annotated[int, Field(ge=1, le=10_000)] = 30
+    widths: Annotated[list[Positive], Field(max_length=32)] = [2, 4, 8, 16, 32, 64, 128, 256, 512]
+    # [1024, 512, 128] is the book's deep net: +3 min on 2 CPU cores, so not in the default grid
+    deep: Annotated[list[Positive], Field(max_length=8)] = []
+    base_width: Positive = 512   # the net the regularizers are tried on (the book's)
+    regularizers: dict[str, Regularizers] = {
+        "weight_decay": Regularizers(weight_decay=0.002),
+        "dropout": Regularizers(dropout=0.5),
+        "early_stopping": Regularizers(patience=5),
+    }
+
+    @field_validator("widths")
+    @classmethod
+    def _sorted(cls, widths: list[int]) -> list[int]:
+        if widths != sorted(set(widths)):
+            raise ValueError("list the widths once each, smallest first")
+        return widths
+
+    @field_validator("regularizers")
+    @classmethod
+    def _reg_names(cls, regs: dict[str, Regularizers]) -> dict[str, Regularizers]:
+        for name, r in regs.items():
+            if not re.match(r"^[a-z][a-z0-9_]{0,31}$", name):
+                raise ValueError(f"regularizer name {name!r}: use lower-case letters, digits or '_'")
+            if r.augment_shift:
+                raise ValueError(f"{name}: augment_shift is not swept; give a train variant augment_shift instead")
+        return regs
 
 
 class EvaluateConfig(_Strict):
@@ -158,6 +221,9 @@ class ReportConfig(_Strict):
     baseline: str = "nll"
     mse: str = "mse"
     small: str = "small"
+    # the translation comparison: the MLP trained on shifted images and the convnet ("" to leave out)
+    augmented: str = "augmented"
+    cnn: str = "cnn"
     fit_threshold: Annotated[float, Field(gt=0, le=1)] = 0.95
 
 
@@ -173,6 +239,7 @@ class Params(_Strict):
     evaluate: EvaluateConfig = EvaluateConfig()
     shift: ShiftConfig = ShiftConfig()
     report: ReportConfig = ReportConfig()
+    sweep: SweepConfig = SweepConfig()
     mlflow: MlflowConfig = MlflowConfig()
 
     @model_validator(mode="after")
@@ -180,8 +247,10 @@ class Params(_Strict):
         if self.shift.summary_shift > self.shift.max_shift:
             raise ValueError(f"shift.summary_shift ({self.shift.summary_shift}) must not exceed "
                              f"shift.max_shift ({self.shift.max_shift})")
-        for role in ("baseline", "mse", "small"):
+        for role in ("baseline", "mse", "small", "augmented", "cnn"):
             name = getattr(self.report, role)
+            if role in ("augmented", "cnn") and not name:
+                continue
             if name not in self.train.variants:
                 raise ValueError(f"report.{role} is {name!r}, which is not in train.variants "
                                  f"({', '.join(self.train.variants)})")
@@ -212,6 +281,10 @@ def _allowed(loc: tuple) -> list[str]:
         if model is TrainConfig and part == "variants":
             model = VariantConfig
             parts = parts[1:]  # skip the variant's name
+            continue
+        if model is SweepConfig and part == "regularizers":
+            model = Regularizers
+            parts = parts[1:]
             continue
         model = _model_of(model.model_fields[part].annotation) or model
     return list(model.model_fields)

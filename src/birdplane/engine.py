@@ -61,6 +61,10 @@ def to_features(images: np.ndarray, mean: list[float], std: list[float], device:
     return x.sub_(m).div_(s).reshape(len(images), -1)
 
 
+def torch_labels(labels: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(labels).to(device)
+
+
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Model outputs for all rows of x, in chunks."""
@@ -101,9 +105,9 @@ Step = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 the batch as they were before the update (batch x classes, no autograd history)."""
 
 
-def autograd_step(model: nn.Module, loss_fn: LossFn, lr: float) -> Step:
+def autograd_step(model: nn.Module, loss_fn: LossFn, lr: float, weight_decay: float = 0.0) -> Step:
     """The reference step: autograd and torch.optim.SGD, exactly the book's loop body."""
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, weight_decay=weight_decay)
 
     def step(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         outputs = model(x)
@@ -116,68 +120,105 @@ def autograd_step(model: nn.Module, loss_fn: LossFn, lr: float) -> Step:
     return step
 
 
-def make_step(model: nn.Module, loss: str, lr: float, fused: bool = True) -> Step:
+def make_step(model: nn.Module, loss: str, lr: float, fused: bool = True, weight_decay: float = 0.0) -> Step:
     """One SGD step on a minibatch: birdplane.fused's one-pass update, or autograd + optim.SGD."""
     if fused:
         from birdplane.fused import FusedMLP
 
-        fused_mlp = FusedMLP(model, loss)
+        fused_mlp = FusedMLP(model, loss, weight_decay)
         return lambda x, y: fused_mlp.step(x, y, lr)
-    return autograd_step(model, LOSSES[loss], lr)
+    return autograd_step(model, LOSSES[loss], lr, weight_decay)
+
+
+def take(t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """Rows idx of a per-example tensor: t (N, ...) with idx (B,), or per model t (K, N, ...) with idx (K, B)."""
+    if idx.dim() == 1:
+        return t[idx]
+    return t[torch.arange(len(idx), device=idx.device).unsqueeze(1), idx]
 
 
 def train_epoch(step: Step, x: torch.Tensor, y: torch.Tensor, batch_size: int, perm: torch.Tensor,
-                loss: str) -> tuple[torch.Tensor, torch.Tensor]:
+                loss: str, shifts: torch.Tensor | None = None,
+                max_shift: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """One pass over the data in minibatches, slices of the permutation `perm` (no DataLoader).
 
     `perm` is (N,) for one model or (K, N) for K models trained at once, each with its own order.
-    Returns the summed loss and the number of correct predictions over the epoch's minibatches
-    (each measured on the batch just before its update), as device tensors of shape perm.shape[:-1].
+    `shifts` (perm.shape + (2,), in -max_shift..max_shift) moves each training image by its own
+    (dx, dy) for this epoch: random-shift augmentation. Returns the summed loss and the number of
+    correct predictions over the epoch's minibatches (each measured on the batch just before its
+    update), as device tensors of shape perm.shape[:-1].
     """
     loss_sum = torch.zeros(perm.shape[:-1], device=x.device)
     correct = torch.zeros(perm.shape[:-1], dtype=torch.long, device=x.device)
     for i in range(0, perm.shape[-1], batch_size):
         idx = perm[..., i:i + batch_size]
-        yb = y[idx]
-        batch_loss, batch_correct = batch_stats(step(x[idx], yb), yb, loss)
+        xb, yb = x[idx], y[idx]
+        if shifts is not None:
+            from birdplane.shift import shift_each
+
+            s = take(shifts, idx)
+            xb = shift_each(xb.reshape(-1, 3, 32, 32), s[..., 0].reshape(-1), s[..., 1].reshape(-1),
+                            max_shift).reshape(xb.shape)
+        batch_loss, batch_correct = batch_stats(step(xb, yb), yb, loss)
         loss_sum += batch_loss
         correct += batch_correct
     return loss_sum, correct
 
 
+EpochRunner = Callable[..., tuple[torch.Tensor, torch.Tensor]]
+
+
 def epoch_runner(step: Step, params: list[torch.Tensor], loss: str, x: torch.Tensor, y: torch.Tensor,
-                 batch_size: int, perm_shape: tuple[int, ...],
-                 graph: bool) -> Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
-    """perm -> train_epoch(...) for this step and data; with `graph`, a whole epoch captured once as
-    a CUDA graph and replayed (birdplane.graphs), else the plain Python loop."""
-    def body(perm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return train_epoch(step, x, y, batch_size, perm, loss)
+                 batch_size: int, perm_shape: tuple[int, ...], graph: bool, max_shift: int = 0) -> EpochRunner:
+    """(perm[, shifts]) -> train_epoch(...) for this step and data; with `graph`, a whole epoch captured
+    once as a CUDA graph and replayed (birdplane.graphs), else the plain Python loop."""
+    def body(perm: torch.Tensor, shifts: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        return train_epoch(step, x, y, batch_size, perm, loss, shifts, max_shift)
 
     if not graph:
         return body
     from birdplane.graphs import GraphedEpoch
 
-    return GraphedEpoch(body, params, x.device, perm_shape)
+    inputs = [torch.zeros(perm_shape, dtype=torch.long, device=x.device)]
+    if max_shift:
+        inputs.append(torch.zeros(perm_shape + (2,), dtype=torch.long, device=x.device))
+    return GraphedEpoch(body, params, inputs)
+
+
+@dataclass(frozen=True)
+class Regularization:
+    """What a recipe adds to plain SGD against overfitting (the model's dropout lives in its config)."""
+    weight_decay: float = 0.0   # L2 penalty, as torch.optim.SGD's weight_decay
+    patience: int | None = None  # early stopping: stop after this many epochs without a better
+    #                              validation accuracy and keep the best epoch's weights
+    augment_shift: int = 0       # move each training image by a random (dx, dy) in -k..k every epoch
 
 
 def train(model: nn.Module, loss: str, train_x: torch.Tensor, train_y: torch.Tensor,
           val_x: torch.Tensor, val_y: torch.Tensor, *, epochs: int, batch_size: int, lr: float,
           seed: int, name: str = "model", fused: bool = True, train_metrics: str = "running",
-          graph: bool | None = None, on_epoch: Callable[[EpochStats], None] | None = None) -> list[EpochStats]:
-    """Plain minibatch SGD, as in the book; returns one EpochStats per epoch.
+          graph: bool | None = None, regularization: Regularization = Regularization(),
+          on_epoch: Callable[[EpochStats], None] | None = None) -> list[EpochStats]:
+    """Plain minibatch SGD, as in the book; returns one EpochStats per epoch trained.
 
-    `fused` uses birdplane.fused (same math, one pass over each weight matrix per update);
-    False uses autograd + torch.optim.SGD. `graph` (default: on CUDA with `fused`) replays each
-    epoch as one captured CUDA graph. Per-epoch training loss and accuracy are the running means
-    over the epoch's minibatches ("running", free) or a full pass after the epoch ("full", about a
-    third of an epoch's work); validation is always a full pass. Raises TrainingDiverged (naming
-    `name` and the epoch) as soon as a loss is not finite.
+    `fused` uses birdplane.fused for build_model's mlps (same math, one pass over each weight
+    matrix per update; other models use autograd); False uses autograd + torch.optim.SGD. `graph`
+    (default: on CUDA with the fused step) replays each epoch as one captured CUDA graph. Per-epoch
+    training loss and accuracy are the running means over the epoch's minibatches ("running", free)
+    or a full pass after the epoch ("full", about a third of an epoch's work); validation is always
+    a full pass. With early stopping the model ends with its best epoch's weights. Raises
+    TrainingDiverged (naming `name` and the epoch) as soon as a loss is not finite.
     """
+    from birdplane.fused import is_mlp
+
+    fused = fused and is_mlp(model)
     if graph is None:
         graph = fused and train_x.device.type == "cuda"
-    step = make_step(model, loss, lr, fused)
-    run_epoch = epoch_runner(step, list(model.parameters()), loss, train_x, train_y, batch_size,
-                             (len(train_x),), graph)
+    reg = regularization
+    step = make_step(model, loss, lr, fused, reg.weight_decay)
+    params = list(model.parameters())
+    run_epoch = epoch_runner(step, params, loss, train_x, train_y, batch_size, (len(train_x),), graph,
+                             reg.augment_shift)
 
     def full_pass(x: torch.Tensor, y: torch.Tensor) -> tuple[list[float], list[float]]:
         batch_loss, acc = loss_and_accuracy(model, LOSSES[loss], x, y)
@@ -187,36 +228,58 @@ def train(model: nn.Module, loss: str, train_x: torch.Tensor, train_y: torch.Ten
         if on_epoch is not None:
             on_epoch(stats[0])
 
-    def run(perm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def run(perm: torch.Tensor, shifts: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         model.train()
-        loss_sum, correct = run_epoch(perm[0])
+        args = (perm[0],) if shifts is None else (perm[0], shifts[0])
+        loss_sum, correct = run_epoch(*args)
         return loss_sum.unsqueeze(0), correct.unsqueeze(0)
 
+    def snapshot(_: int) -> list[torch.Tensor]:
+        return [p.detach().clone() for p in params]
+
+    def restore(_: int, saved: list[torch.Tensor]) -> None:
+        with torch.no_grad():
+            for p, s in zip(params, saved):
+                p.copy_(s)
+
     histories = fit_loop(run, full_pass, train_x, train_y, val_x, val_y, epochs=epochs, seeds=[seed],
-                         names=[name], lr=lr, train_metrics=train_metrics, on_epoch=on_epochs)
+                         names=[name], lr=lr, train_metrics=train_metrics, on_epoch=on_epochs,
+                         patience=reg.patience, augment_shift=reg.augment_shift, snapshot=snapshot, restore=restore)
     return histories[0]
 
 
-def fit_loop(run_epoch: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+def fit_loop(run_epoch: Callable[[torch.Tensor, torch.Tensor | None], tuple[torch.Tensor, torch.Tensor]],
              full_pass: Callable[[torch.Tensor, torch.Tensor], tuple[list[float], list[float]]],
              train_x: torch.Tensor, train_y: torch.Tensor, val_x: torch.Tensor, val_y: torch.Tensor, *,
              epochs: int, seeds: list[int], names: list[str], lr: float, train_metrics: str,
-             on_epoch: Callable[[list[EpochStats]], None] | None) -> list[list[EpochStats]]:
+             on_epoch: Callable[[list[EpochStats]], None] | None, patience: int | None = None,
+             augment_shift: int = 0, snapshot: Callable[[int], object] | None = None,
+             restore: Callable[[int, object], None] | None = None) -> list[list[EpochStats]]:
     """The epoch loop shared by one model (train) and K models at once (birdplane.batched).
 
-    Each model k draws its batch order from its own generator seeded with seeds[k];
-    run_epoch(perm: K x N) trains one epoch and returns per-model running loss sums and correct
-    counts; full_pass(x, y) returns per-model mean losses and accuracies.
+    Each model k draws its batch order (and augmentation shifts) from its own generator seeded
+    with seeds[k]; run_epoch(perm: K x N, shifts: K x N x 2 or None) trains one epoch and returns
+    per-model running loss sums and correct counts; full_pass(x, y) returns per-model mean losses
+    and accuracies. With `patience`, model k stops after `patience` epochs without a better
+    validation accuracy (its history ends there; batched models still compute until all stop)
+    and gets its best epoch's weights back through snapshot/restore.
     """
     if train_metrics not in ("running", "full"):
         raise ValueError(f"train_metrics must be 'running' or 'full', not {train_metrics!r}")
     gens = [torch.Generator(device="cpu").manual_seed(s) for s in seeds]
-    n = len(train_x)
+    n, k_models = len(train_x), len(seeds)
     histories: list[list[EpochStats]] = [[] for _ in seeds]
+    best: list[tuple[float, int, object]] = [(-1.0, 0, None)] * k_models
+    active = [True] * k_models
     for epoch in range(1, epochs + 1):
         t0 = time.perf_counter()
-        perm = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(train_x.device)
-        loss_sums, corrects = run_epoch(perm)
+        perms, shifts = [], []
+        for g in gens:
+            perms.append(torch.randperm(n, generator=g))
+            if augment_shift:
+                shifts.append(torch.randint(-augment_shift, augment_shift + 1, (n, 2), generator=g))
+        perm = torch.stack(perms).to(train_x.device)
+        loss_sums, corrects = run_epoch(perm, torch.stack(shifts).to(train_x.device) if shifts else None)
         if train_metrics == "full":
             train_losses, train_accs = full_pass(train_x, train_y)
         else:
@@ -224,16 +287,28 @@ def fit_loop(run_epoch: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tenso
             train_accs = [c / n for c in corrects.tolist()]
         val_losses, val_accs = full_pass(val_x, val_y)
         seconds = time.perf_counter() - t0
+        stats = []
         for k, name in enumerate(names):
+            if not active[k]:
+                continue
             if not (np.isfinite(train_losses[k]) and np.isfinite(val_losses[k])):
                 raise TrainingDiverged(
                     f"variant {name!r}: loss became {train_losses[k]} at epoch {epoch} of {epochs}; "
                     f"lower its learning rate (train.lr or train.variants.{name}.lr, now {lr}). "
                     "No model was written")
-        stats = [EpochStats(epoch, train_losses[k], train_accs[k], val_losses[k], val_accs[k], seconds)
-                 for k in range(len(names))]
-        for k, s in enumerate(stats):
+            s = EpochStats(epoch, train_losses[k], train_accs[k], val_losses[k], val_accs[k], seconds)
             histories[k].append(s)
-        if on_epoch is not None:
+            stats.append(s)
+            if patience is not None:
+                if s.val_accuracy > best[k][0]:
+                    best[k] = (s.val_accuracy, epoch, snapshot(k) if snapshot else None)
+                elif epoch - best[k][1] >= patience:
+                    active[k] = False
+        if on_epoch is not None and stats:
             on_epoch(stats)
+        if not any(active):
+            break
+    if patience is not None and restore is not None:
+        for k in range(k_models):
+            restore(k, best[k][2])
     return histories

@@ -18,29 +18,34 @@ T = TypeVar("T")
 
 
 class GraphedEpoch(Generic[T]):
-    """perm -> body(perm), replayed from a CUDA graph captured at construction."""
+    """(inputs) -> body(inputs), replayed from a CUDA graph captured at construction.
 
-    def __init__(self, body: Callable[[torch.Tensor], T], params: list[torch.Tensor], device: torch.device,
-                 perm_shape: tuple[int, ...]):
+    `inputs` are the epoch's changing tensors (the permutation, the augmentation shifts): the graph
+    reads them from static buffers, initialised from the given tensors (zeros are valid indices).
+    """
+
+    def __init__(self, body: Callable[..., T], params: list[torch.Tensor], inputs: list[torch.Tensor]):
+        device = inputs[0].device
         if device.type != "cuda":
             raise ValueError("a CUDA graph needs a CUDA device")
-        self.perm = torch.zeros(perm_shape, dtype=torch.long, device=device)  # index 0: valid
+        self.inputs = [t.clone() for t in inputs]
         # Warm-up outside the graph (cuBLAS handles, workspaces, the allocator) trains on index 0;
         # the weights are put back afterwards, so the graph starts from the untouched model.
         saved = [p.detach().clone() for p in params]
         side = torch.cuda.Stream(device)
         side.wait_stream(torch.cuda.current_stream(device))
         with torch.cuda.stream(side):
-            body(self.perm)
+            body(*self.inputs)
         torch.cuda.current_stream(device).wait_stream(side)
         with torch.no_grad():
             for p, s in zip(params, saved):
                 p.copy_(s)
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph):
-            self.out = body(self.perm)
+            self.out = body(*self.inputs)
 
-    def __call__(self, perm: torch.Tensor) -> T:
-        self.perm.copy_(perm)
+    def __call__(self, *inputs: torch.Tensor) -> T:
+        for buffer, t in zip(self.inputs, inputs):
+            buffer.copy_(t)
         self.graph.replay()
         return self.out

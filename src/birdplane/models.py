@@ -1,4 +1,5 @@
-"""The fully connected classifiers of the lecture, built from a small config."""
+"""The lecture's classifiers, built from a small config: the fully connected nets of chapter 7 and,
+for comparison on shifted images, the small convolutional net of chapter 8."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -20,24 +21,47 @@ class ModelConfig:
     n_classes: int = 2                 # birds vs airplanes
     activation: str = "tanh"
     head: str = "log_softmax"          # log-probabilities for NLLLoss; "softmax" for MSELoss
+    arch: str = "mlp"                  # "cnn": convolutions first, shared weights over positions
+    channels: tuple[int, ...] = ()     # cnn only: 3x3 convolutions, each followed by a 2x2 max-pool
+    dropout: float = 0.0               # dropped share of each hidden layer's outputs while training
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
-        return cls(**{**d, "hidden": tuple(d["hidden"])})
+        return cls(**{**d, "hidden": tuple(d["hidden"]), "channels": tuple(d.get("channels", ()))})
+
+
+IMAGE = (3, 32, 32)
 
 
 def build_model(cfg: ModelConfig) -> nn.Sequential:
-    """Flatten -> [Linear -> activation] * len(hidden) -> Linear -> head.
+    """mlp: Flatten -> [Linear -> activation (-> Dropout)] * len(hidden) -> Linear -> head.
+    cnn: Flatten -> Unflatten to 3x32x32 -> [Conv 3x3 -> activation -> MaxPool 2] * len(channels)
+    -> Flatten -> the mlp part on the feature maps (the book's chapter-8 Net with channels (16, 8),
+    hidden (32,)).
 
-    Flatten comes first so the model takes images (N x 3 x 32 x 32) as well as flat rows (N x 3072).
+    Flatten comes first so that every model takes images (N x 3 x 32 x 32) as well as flat rows
+    (N x 3072); only standard modules, so a pickled model loads without this package.
     """
+    act = ACTIVATIONS[cfg.activation]
     layers: list[nn.Module] = [nn.Flatten()]
     width = cfg.in_features
+    if cfg.arch == "cnn":
+        layers.append(nn.Unflatten(1, IMAGE))
+        c, side = IMAGE[0], IMAGE[1]
+        for out in cfg.channels:
+            layers += [nn.Conv2d(c, out, kernel_size=3, padding=1), act(), nn.MaxPool2d(2)]
+            c, side = out, side // 2
+        layers.append(nn.Flatten())
+        width = c * side * side
+    elif cfg.arch != "mlp":
+        raise ValueError(f"unknown arch {cfg.arch!r}; use 'mlp' or 'cnn'")
     for h in cfg.hidden:
-        layers += [nn.Linear(width, h), ACTIVATIONS[cfg.activation]()]
+        layers += [nn.Linear(width, h), act()]
+        if cfg.dropout > 0:
+            layers.append(nn.Dropout(cfg.dropout))
         width = h
     layers += [nn.Linear(width, cfg.n_classes), HEADS[cfg.head](dim=1)]
     return nn.Sequential(*layers)
@@ -48,10 +72,16 @@ def n_parameters(model: nn.Module) -> int:
 
 
 def describe(cfg: ModelConfig) -> str:
-    """'3072-512-2, Tanh, LogSoftmax': the shape of the net as the lecture writes it."""
-    widths = "-".join(str(w) for w in (cfg.in_features, *cfg.hidden, cfg.n_classes))
+    """'3072-512-2, Tanh, LogSoftmax': the shape of the net as the lecture writes it;
+    'conv 16-8, 512-32-2, Tanh, LogSoftmax' for a cnn."""
     act = ACTIVATIONS[cfg.activation].__name__
-    return f"{widths}, {act}, {HEADS[cfg.head].__name__}"
+    extra = f", dropout {cfg.dropout:g}" if cfg.dropout else ""
+    if cfg.arch == "cnn":
+        flat = cfg.channels[-1] * (IMAGE[1] >> len(cfg.channels)) ** 2 if cfg.channels else cfg.in_features
+        widths = "-".join(str(w) for w in (flat, *cfg.hidden, cfg.n_classes))
+        return f"conv {'-'.join(map(str, cfg.channels))}, {widths}, {act}, {HEADS[cfg.head].__name__}{extra}"
+    widths = "-".join(str(w) for w in (cfg.in_features, *cfg.hidden, cfg.n_classes))
+    return f"{widths}, {act}, {HEADS[cfg.head].__name__}{extra}"
 
 
 def save_model(path: Path, model: nn.Module, cfg: ModelConfig) -> None:

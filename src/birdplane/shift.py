@@ -26,6 +26,18 @@ def shifted(padded: torch.Tensor, k: int, dx: int, dy: int) -> torch.Tensor:
     return padded[..., k - dy:k - dy + h, k - dx:k - dx + w]
 
 
+def shift_each(images: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor, k: int) -> torch.Tensor:
+    """Image i (N x C x H x W) moved right by dx[i] and down by dy[i] (|dx|, |dy| <= k), the
+    exposed border filled with zeros (the mean colour): random-shift augmentation, one gather."""
+    n, c, h, w = images.shape
+    padded = F.pad(images, (k, k, k, k))
+    rows = (k - dy).unsqueeze(1) + torch.arange(h, device=images.device)  # N x H
+    cols = (k - dx).unsqueeze(1) + torch.arange(w, device=images.device)  # N x W
+    return padded[torch.arange(n, device=images.device)[:, None, None, None],
+                  torch.arange(c, device=images.device)[None, :, None, None],
+                  rows[:, None, :, None], cols[:, None, None, :]]
+
+
 def shift(x: torch.Tensor, dx: int, dy: int, mode: str = "fill") -> torch.Tensor:
     k = max(abs(dx), abs(dy))
     return shifted(pad(x, k, mode), k, dx, dy)
