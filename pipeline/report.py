@@ -1,7 +1,7 @@
 """Stage `report`: render the homework report from the earlier stages' outputs only.
 
-Reads params `report.*` and `train.variants` (which variants to show) and, for provenance, the
-whole params file. Writes reports/report.md (renders on GitHub), reports/report.html
+Reads params `report.*`, `train.variants` (which variants to show), `sweep.base_width` and, for
+provenance, the whole params file; the capacity sweep's metrics/sweep.json when it exists. Writes reports/report.md (renders on GitHub), reports/report.html
 (self-contained) and reports/figures/*.png.
 """
 import tempfile
@@ -48,7 +48,9 @@ def main() -> None:
     with Path(args.params).open(encoding="utf-8") as f:
         raw_params = yaml.safe_load(f)
     inp = Inputs(stats=read_json(args.stats), variants=variants, params=raw_params,
-                 roles={"baseline": r.baseline, "mse": r.mse, "small": r.small}, fit_threshold=r.fit_threshold)
+                 roles={"baseline": r.baseline, "mse": r.mse, "small": r.small, "augmented": r.augmented,
+                        "cnn": r.cnn},
+                 fit_threshold=r.fit_threshold, sweep=optional_json(args.metrics / "sweep.json"))
 
     with tempfile.TemporaryDirectory() as tmp:
         fig_dir = Path(tmp)
@@ -59,6 +61,9 @@ def main() -> None:
         figures.learning_curves(inp, "accuracy", "accuracy", fig_dir / made["accuracy"])
         figures.learning_curves(inp, "loss", "loss", fig_dir / made["loss"], shared_y=False)
         figures.confusion(inp, fig_dir / made["confusion"])
+        if inp.sweep:
+            figures.sweep(inp, fig_dir / "sweep.png")
+            made["sweep"] = "sweep.png"
         if all(v.shift for v in variants.values()):
             figures.shift_curves(inp, fig_dir / "shift.png")
             figures.shift_grids(inp, fig_dir / "shift_grid.png")

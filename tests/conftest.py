@@ -93,7 +93,10 @@ def project_env(url: str, md5: str, **extra) -> dict[str, str]:
 
 
 TINY_TRAIN = {"epochs": 2, "batch_size": 16}
-VARIANTS = ("nll", "mse", "small")
+VARIANTS = ("nll", "mse", "small", "augmented", "cnn")
+TINY_SWEEP = {"seeds": 2, "epochs": 2, "widths": [2, 8], "deep": [16, 8], "base_width": 8,
+              "regularizers": {"weight_decay": {"weight_decay": 0.002}, "dropout": {"dropout": 0.5},
+                               "early_stopping": {"patience": 1}}}
 
 
 def make_project(dest: Path, params_edit=None) -> Path:
@@ -111,6 +114,9 @@ def make_project(dest: Path, params_edit=None) -> Path:
     params["train"]["variants"]["nll"]["hidden"] = [64]
     params["train"]["variants"]["mse"]["hidden"] = [64]
     params["train"]["variants"]["small"]["hidden"] = [8]
+    params["train"]["variants"]["augmented"]["hidden"] = [16]
+    params["train"]["variants"]["cnn"].update(channels=[4, 4], hidden=[8], epochs=2)
+    params["sweep"] = TINY_SWEEP
     if params_edit:
         params_edit(params)
     with (dest / "params.yaml").open("w") as f:

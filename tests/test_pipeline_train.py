@@ -13,7 +13,7 @@ import yaml
 from birdplane import engine
 from birdplane.data import load_dataset
 from birdplane.io import read_json
-from conftest import BIN, TINY_TRAIN, VARIANTS, dvc, files_under, make_project, project_env, stage
+from conftest import BIN, TINY_SWEEP, TINY_TRAIN, VARIANTS, dvc, files_under, make_project, project_env, stage
 
 pytestmark = pytest.mark.e2e
 
@@ -102,9 +102,10 @@ def mlflow_server(pipeline):
 def test_mlflow_rest_api_has_one_run_per_variant(pipeline, mlflow_server):
     proj, _ = pipeline
     exp = _rest(mlflow_server, "experiments/get-by-name?experiment_name=birdplane")["experiment"]
-    runs = _rest(mlflow_server, "runs/search", {"experiment_ids": [exp["experiment_id"]]})["runs"]
+    runs = _rest(mlflow_server, "runs/search", {"experiment_ids": [exp["experiment_id"]],
+                                                "filter": "tags.dvc_stage LIKE 'train@%'"})["runs"]
     by_name = {r["info"]["run_name"]: r for r in runs}
-    assert sorted(by_name) == sorted(VARIANTS) and len(runs) == 3
+    assert sorted(by_name) == sorted(VARIANTS) and len(runs) == len(VARIANTS)
     for v, run in by_name.items():
         assert run["info"]["status"] == "FINISHED"
         tags = {t["key"]: t["value"] for t in run["data"]["tags"]}
@@ -155,13 +156,14 @@ def test_dvc_exp_run_with_set_param(pipeline):
     import mlflow
     mlflow.set_tracking_uri(f"sqlite:///{proj}/mlflow.db")
     try:
-        before = len(mlflow.search_runs(experiment_names=["birdplane"], output_format="list"))
+        trained = "tags.dvc_stage LIKE 'train@%'"
+        before = len(mlflow.search_runs(experiment_names=["birdplane"], output_format="list", filter_string=trained))
         r = dvc(proj, env, "exp", "run", "--temp", "-S", "train.epochs=1", "-n", "one-epoch")
         assert r.returncode == 0, r.stdout + r.stderr
-        runs = mlflow.search_runs(experiment_names=["birdplane"], output_format="list")
+        runs = mlflow.search_runs(experiment_names=["birdplane"], output_format="list", filter_string=trained)
     finally:
         mlflow.set_tracking_uri(None)
-    assert len(runs) == before + 3  # one new run per variant, in the project's store
+    assert len(runs) == before + len(VARIANTS)  # one new run per variant, in the project's store
     exps = json.loads(dvc(proj, env, "exp", "show", "--json", check=True).stdout)
     found = [e for base in exps for e in (base.get("experiments") or [])
              if e.get("name") == "one-epoch"]
@@ -203,3 +205,76 @@ def test_unknown_variant_is_an_error(pipeline):
     r = stage(proj, env, "evaluate.py", "--variants", "nll", "huge")
     assert r.returncode == 1 and "unknown variant(s) ['huge']" in r.stderr and "Traceback" not in r.stderr
     assert files_under(proj / "metrics/eval") == before
+
+
+def test_sweep_summarises_every_configuration_over_seeds(pipeline):
+    import mlflow
+    import pandas as pd
+
+    proj, env = pipeline
+    sweep = read_json(proj / "metrics/sweep.json")
+    cfgs = sweep["configs"]
+    assert list(cfgs) == ["w2", "w8", "deep", "weight_decay", "dropout", "early_stopping"]
+    runs = pd.read_csv(proj / "plots/sweep/runs.csv")
+    assert len(runs) == len(cfgs) * TINY_SWEEP["seeds"]
+    for name, c in cfgs.items():
+        rows = runs[runs["config"] == name]
+        assert c["val_accuracy"]["values"] == pytest.approx(rows["val_accuracy"].tolist(), abs=1e-6)
+        assert c["val_accuracy"]["n"] == TINY_SWEEP["seeds"] and c["val_accuracy"]["std"] >= 0
+        assert c["overfit_gap"]["mean"] == pytest.approx(c["train_accuracy"]["mean"] - c["val_accuracy"]["mean"])
+        assert c["epochs_trained"]["mean"] <= TINY_SWEEP["epochs"]
+    assert cfgs["w8"]["n_parameters"] == 3072 * 8 + 8 + 8 * 2 + 2 and cfgs["deep"]["hidden"] == [16, 8]
+    assert cfgs["dropout"]["dropout"] == 0.5 and cfgs["early_stopping"]["patience"] == 1
+    assert cfgs["weight_decay"]["n_parameters"] == cfgs["w8"]["n_parameters"]  # base_width 8
+    assert sweep["small_rule"]["pick"] in ("w2", "w8", "deep")
+    header = (proj / "plots/sweep/capacity.csv").read_text().splitlines()[0]
+    assert header.startswith("config,kind,n_parameters,train_accuracy_mean,train_accuracy_std,val_accuracy_mean")
+    shown = json.loads(dvc(proj, env, "metrics", "show", "--json", check=True).stdout)
+    assert "metrics/sweep.json" in next(iter(shown.values()))["data"]
+    mlflow.set_tracking_uri(f"sqlite:///{proj}/mlflow.db")
+    try:
+        # the latest sweep run (test_dvc_exp_run_with_set_param may have run the sweep again in its copy)
+        parent = mlflow.search_runs(experiment_names=["birdplane"], output_format="list", order_by=["start_time DESC"],
+                                    filter_string="tags.dvc_stage = 'sweep' and attributes.run_name = 'sweep'")
+        assert parent and parent[0].data.tags["small_pick"] == sweep["small_rule"]["pick"]
+        nested = mlflow.search_runs(experiment_names=["birdplane"], output_format="list",
+                                    filter_string=f"tags.mlflow.parentRunId = '{parent[0].info.run_id}'")
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert sorted(r.info.run_name for r in nested) == sorted(f"sweep-{n}" for n in cfgs)
+    assert all("val_accuracy_mean" in r.data.metrics for r in nested)
+
+
+def test_several_seeds_give_mean_and_std(pipeline, tmp_path):
+    """train.variants.<v>.seeds: every seed trains; the saved model is the first seed's, the metrics
+    add mean and std, each further seed is a nested MLflow run."""
+    import mlflow
+
+    proj, env = pipeline
+    p = yaml.safe_load((proj / "params.yaml").read_text())
+    p["train"]["variants"]["small"]["seeds"] = 3
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(p))
+    store = f"sqlite:///{tmp_path}/mlflow.db"  # a store of its own: the shared one keeps one run per variant
+    out = {f: str(tmp_path / n) for f, n in (("--model", "m.pt"), ("--metrics", "m.json"), ("--plot", "h.csv"),
+                                             ("--train-log", "log.json"))}
+    r = run_stage_with(proj, {**env, "MLFLOW_TRACKING_URI": store}, "train.py", "--variant", "small", "--params",
+                       str(tmp_path / "p.yaml"), *[x for kv in out.items() for x in kv])
+    assert r.returncode == 0, r.stderr
+    m = read_json(tmp_path / "m.json")
+    s = m["seeds"]
+    assert s["seeds"] == [0, 1, 2] and s["val_accuracy"]["n"] == 3 and len(s["overfit_gap"]["values"]) == 3
+    assert s["val_accuracy"]["values"][0] == m["val_accuracy"]
+    assert m["val_accuracy"] == read_json(proj / "metrics/train/small.json")["val_accuracy"]  # seed 0 = one-seed run
+    mlflow.set_tracking_uri(store)
+    try:
+        parent = read_json(tmp_path / "log.json")["mlflow_run_id"]
+        nested = mlflow.search_runs(experiment_names=["birdplane"], output_format="list",
+                                    filter_string=f"tags.mlflow.parentRunId = '{parent}'")
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert sorted(r.info.run_name for r in nested) == ["small-seed1", "small-seed2"]
+
+
+def run_stage_with(project, env, script, *args):
+    return subprocess.run([str(BIN / "python"), f"pipeline/{script}", *args], cwd=project, env=env,
+                          capture_output=True, text=True, timeout=600)

@@ -142,3 +142,22 @@ def test_report_opens_in_headless_chromium(pipeline):
             assert page.title().startswith("Birds vs airplanes")
         finally:
             ctx.close()
+
+
+def test_report_shows_the_sweep_and_the_translation_comparison(pipeline):
+    proj, _ = pipeline
+    md = (proj / "reports/report.md").read_text()
+    sweep = read_json(proj / "metrics/sweep.json")
+    rows = {r["configuration"]: r for r in md_table(md, "configuration", "gap")}
+    assert sorted(rows) == sorted(sweep["configs"])
+    for name, c in sweep["configs"].items():
+        assert rows[name]["val. acc."] == f"{pct(c['val_accuracy']['mean'])} ± {100 * c['val_accuracy']['std']:.2f}"
+        assert rows[name]["gap"] == f"{pct(c['overfit_gap']['mean'])} ± {100 * c['overfit_gap']['std']:.2f}"
+    rule = sweep["small_rule"]
+    assert f"It picks {rule['pick']} (" in md and "](figures/sweep.png)" in md
+    translation = {r["variant"]: r for r in md_table(md, "variant", "unshifted")}
+    assert sorted(translation) == ["augmented", "cnn", "nll"]
+    for v, r in translation.items():
+        sh = read_json(proj / f"metrics/shift/{v}.json")
+        assert r["unshifted"] == pct(sh["accuracy_at_0"]) and r["shift 8"] == pct(sh["accuracy_by_shift"]["8"])
+    assert "Most robust to shifts: " in md

@@ -127,3 +127,31 @@ def confusion(inp: "Inputs", path: Path) -> None:
         ax.grid(False)
     fig.tight_layout()
     _save(fig, path)
+
+
+def sweep(inp: "Inputs", path: Path) -> None:
+    """Validation accuracy and train-minus-validation gap against parameters, mean ± std over seeds:
+    one line through the widths, the deep net and each regularized book net as its own marker."""
+    plt = _plt()
+    configs = inp.sweep["configs"]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, key, label in ((axes[0], "val_accuracy", "validation accuracy"), (axes[1], "overfit_gap", "gap (train − validation)")):
+        widths = [(c["n_parameters"], c[key]["mean"], c[key]["std"], n) for n, c in configs.items() if c["kind"] == "width"]
+        x, y, e, names = zip(*widths)
+        ax.errorbar(x, y, yerr=e, fmt="o-", color=COLORS[0], capsize=3, label="one hidden layer, width " + "…".join(
+            (names[0][1:], names[-1][1:])))
+        if key == "val_accuracy":
+            tr = [(c["n_parameters"], c["train_accuracy"]["mean"]) for c in configs.values() if c["kind"] == "width"]
+            ax.plot(*zip(*tr), "o--", color=COLORS[0], alpha=0.4, label="training accuracy (same nets)")
+        others = [(n, c) for n, c in configs.items() if c["kind"] != "width"]
+        for i, (n, c) in enumerate(others):
+            # regularized nets share the book net's parameter count: spread them a little to be seen
+            x_pos = c["n_parameters"] * (1 + 0.12 * (i - (len(others) - 1) / 2) * (c["kind"] == "regularizer"))
+            ax.errorbar([x_pos], [c[key]["mean"]], yerr=[c[key]["std"]], fmt="sD^vP*X"[i % 7],
+                        color=COLORS[(i + 1) % len(COLORS)], capsize=3, label=n, ms=7, alpha=0.85)
+        ax.set_xscale("log")
+        ax.set_xlabel("parameters")
+        ax.set_ylabel(label)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)

@@ -173,6 +173,60 @@ class Phrases:
                    "`mlflow ui --backend-store-uri sqlite:///$PWD/mlflow.db`.")
 
 
+    # ---- capacity sweep and translation comparison (issue: answer the homework properly)
+    h_sweep = "Capacity sweep: width, depth and regularizers, several seeds each"
+    fig_sweep = ("Capacity sweep: validation accuracy (left, with the training accuracy of the same nets dashed) "
+                 "and the gap (right) against the number of parameters; mean ± std over seeds.")
+    sweep_header = ["configuration", "model", "parameters", "train acc.", "val. acc.", "gap"]
+
+    def mean_std(self, mean, std):
+        return f"{self.pct(mean)} ± {self.pp(std).split(' ')[0]}"
+
+    def sweep_intro(self, seeds, epochs, n):
+        return (f"One variant and one seed cannot tell 80 % from 82 %: validation accuracy moves by about a point "
+                f"from epoch to epoch. The sweep trains {n} configurations with the book's recipe, {seeds} seeds "
+                f"each, for {epochs} epochs; the table gives mean ± standard deviation over the seeds. Two "
+                f"configurations are called different when their means are further apart than the larger of "
+                f"their standard deviations.")
+
+    def sweep_trend(self, first, last, gap_first, gap_last, grows, min_gap, min_gap_value, best_val, best_val_value):
+        trend = ("grows with the width" if grows else
+                 "does not grow clearly with the width")
+        return (f"The gap {trend}: {gap_first} at {first}, {gap_last} at {last}. The smallest gap is {min_gap}'s "
+                f"({min_gap_value}); the best validation accuracy is {best_val}'s ({best_val_value}).")
+
+    def sweep_regularizer(self, name, base, gap, base_gap, val, base_val, gap_change, val_change, stopped, epochs):
+        g = {"same": "no clear change of the gap", "lower": "a clearly smaller gap",
+             "higher": "a clearly larger gap"}[gap_change]
+        v = {"same": "about the same validation accuracy", "higher": "a clearly higher validation accuracy",
+             "lower": "a clearly lower validation accuracy"}[val_change]
+        extra = f" (training stopped after {stopped:.0f} of {epochs} epochs on average)" if stopped < epochs else ""
+        return (f"{name}: gap {gap} against {base_gap} for {base} alone, validation accuracy {val} against "
+                f"{base_val}: {g}, {v}{extra}.")
+
+    def sweep_rule(self, pick, model, params, pick_val, best, best_val, threshold, small, small_hidden, agrees,
+                   hidden):
+        verdict = (f"The `{small}` variant uses hidden layers {small_hidden}, the rule's choice." if agrees else
+                   f"The `{small}` variant uses hidden layers {small_hidden}; the rule would pick {hidden} "
+                   f"(`dvc exp run -S 'train.variants.{small}.hidden={hidden}'`).")
+        return (f"Which small net? Rule: the net with the fewest parameters whose mean validation accuracy is "
+                f"within one standard deviation of the best ({best}, {best_val}), i.e. at least {threshold}. "
+                f"It picks {pick} ({model}, {params} parameters, {pick_val}). {verdict}")
+
+    seeds_header = ["variant", "seeds", "train acc.", "val. acc.", "gap"]
+    seeds_text = ("Variants trained with several seeds (the table above shows the first seed's model, the one "
+                  "evaluated and shift-tested); mean ± standard deviation over the seeds. The task comparisons "
+                  "below use these means and call a difference real only when it exceeds the larger std.")
+
+    def translation_header(self, mid, k):
+        return ["variant", "model", "unshifted", f"shift {mid}", f"shift {k}", f"change 0 → {k}"]
+
+    def translation_verdict(self, most, drop, base, base_drop, k):
+        return (f"Most robust to shifts: {most}, which loses {drop} from unshifted images to shifts of {k} "
+                f"pixels, against {base_drop} for the plain MLP ({base}). Training on shifted images teaches "
+                f"the MLP each position separately; the convolutions share their weights across positions and "
+                f"pool over them, so translation robustness is built into the architecture.")
+
 class German(Phrases):
     lang = "de"
     decimal = ","
@@ -322,6 +376,57 @@ class German(Phrases):
                    "Metriken pro Epoche mit step = Epoche, das Modell). Ansehen mit "
                    "`mlflow ui --backend-store-uri sqlite:///$PWD/mlflow.db`.")
 
+
+    h_sweep = "Kapazitäts-Sweep: Breite, Tiefe und Regularisierung, mehrere Seeds"
+    fig_sweep = ("Kapazitäts-Sweep: Validierungsgenauigkeit (links, gestrichelt die Trainingsgenauigkeit derselben "
+                 "Netze) und Lücke (rechts) gegen die Zahl der Parameter; Mittelwert ± Standardabweichung über Seeds.")
+    sweep_header = ["Konfiguration", "Modell", "Parameter", "Train-Gen.", "Val.-Gen.", "Lücke"]
+
+    def sweep_intro(self, seeds, epochs, n):
+        return (f"Eine Variante mit einem Seed kann 80 % nicht von 82 % unterscheiden: die Validierungsgenauigkeit "
+                f"schwankt von Epoche zu Epoche um etwa einen Punkt. Der Sweep trainiert {n} Konfigurationen mit "
+                f"dem Rezept des Buchs, je {seeds} Seeds, {epochs} Epochen lang; die Tabelle zeigt Mittelwert ± "
+                f"Standardabweichung über die Seeds. Zwei Konfigurationen gelten als verschieden, wenn ihre "
+                f"Mittelwerte weiter auseinander liegen als die größere ihrer Standardabweichungen.")
+
+    def sweep_trend(self, first, last, gap_first, gap_last, grows, min_gap, min_gap_value, best_val, best_val_value):
+        trend = "wächst mit der Breite" if grows else "wächst nicht deutlich mit der Breite"
+        return (f"Die Lücke {trend}: {gap_first} bei {first}, {gap_last} bei {last}. Die kleinste Lücke hat "
+                f"{min_gap} ({min_gap_value}); die beste Validierungsgenauigkeit {best_val} ({best_val_value}).")
+
+    def sweep_regularizer(self, name, base, gap, base_gap, val, base_val, gap_change, val_change, stopped, epochs):
+        g = {"same": "keine deutliche Änderung der Lücke", "lower": "eine deutlich kleinere Lücke",
+             "higher": "eine deutlich größere Lücke"}[gap_change]
+        v = {"same": "etwa dieselbe Validierungsgenauigkeit", "higher": "eine deutlich höhere Validierungsgenauigkeit",
+             "lower": "eine deutlich niedrigere Validierungsgenauigkeit"}[val_change]
+        extra = (f" (Training im Mittel nach {stopped:.0f} von {epochs} Epochen beendet)" if stopped < epochs else "")
+        return (f"{name}: Lücke {gap} gegen {base_gap} für {base} allein, Validierungsgenauigkeit {val} gegen "
+                f"{base_val}: {g}, {v}{extra}.")
+
+    def sweep_rule(self, pick, model, params, pick_val, best, best_val, threshold, small, small_hidden, agrees,
+                   hidden):
+        verdict = (f"Die Variante `{small}` nutzt die versteckten Schichten {small_hidden}, die Wahl der Regel." if agrees
+                   else f"Die Variante `{small}` nutzt die versteckten Schichten {small_hidden}; die Regel wählt "
+                        f"{hidden} (`dvc exp run -S 'train.variants.{small}.hidden={hidden}'`).")
+        return (f"Welches kleine Netz? Regel: das Netz mit den wenigsten Parametern, dessen mittlere "
+                f"Validierungsgenauigkeit höchstens eine Standardabweichung unter der besten liegt ({best}, "
+                f"{best_val}), also mindestens {threshold}. Sie wählt {pick} ({model}, {params} Parameter, "
+                f"{pick_val}). {verdict}")
+
+    seeds_header = ["Variante", "Seeds", "Train-Gen.", "Val.-Gen.", "Lücke"]
+    seeds_text = ("Varianten mit mehreren Seeds (die Tabelle oben zeigt das Modell des ersten Seeds, das ausgewertet "
+                  "und verschoben getestet wird); Mittelwert ± Standardabweichung über die Seeds. Die Vergleiche "
+                  "der Aufgaben unten nutzen diese Mittelwerte und nennen einen Unterschied nur dann echt, wenn er "
+                  "die größere Standardabweichung übersteigt.")
+
+    def translation_header(self, mid, k):
+        return ["Variante", "Modell", "unverschoben", f"Verschiebung {mid}", f"Verschiebung {k}", f"Änderung 0 → {k}"]
+
+    def translation_verdict(self, most, drop, base, base_drop, k):
+        return (f"Am robustesten gegen Verschiebungen: {most}, das von unverschobenen Bildern bis zu Verschiebungen "
+                f"um {k} Pixel {drop} verliert, gegen {base_drop} für das einfache MLP ({base}). Training auf "
+                f"verschobenen Bildern bringt dem MLP jede Position einzeln bei; die Faltungen teilen ihre Gewichte "
+                f"über die Positionen und das Pooling fasst sie zusammen: die Robustheit steckt in der Architektur.")
 
 def phrases(lang: str) -> Phrases:
     return {"en": Phrases, "de": German}[lang]()

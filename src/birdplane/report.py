@@ -40,9 +40,10 @@ class Inputs:
     stats: dict[str, Any]
     variants: dict[str, Variant]
     params: dict[str, Any]
-    roles: dict[str, str]          # baseline / mse / small -> variant name
+    roles: dict[str, str]          # baseline / mse / small / augmented / cnn -> variant name ("" = none)
     fit_threshold: float
     samples: Any = None            # uint8 images per class for the data figure
+    sweep: dict[str, Any] | None = None  # metrics/sweep.json
 
 
 @dataclass
@@ -90,6 +91,7 @@ def analyse(inp: Inputs) -> dict[str, Any]:
             "gap_at_best": float(b["train_accuracy"] - b["val_accuracy"]),
             "fit_epoch": first_epoch_reaching(x.history, "train_accuracy", inp.fit_threshold),
             "epochs": int(x.history["epoch"].max()), "ece": x.eval["val_ece"],
+            "seeds": x.train.get("seeds"),
         }
 
     s_base, s_mse, s_small = summary(base), summary(mse), summary(small)
@@ -97,20 +99,87 @@ def analyse(inp: Inputs) -> dict[str, Any]:
     def compare(a: float, b: float) -> str:
         return "same" if abs(a - b) < tol else ("higher" if a > b else "lower")
 
-    # what reduced overfitting, if anything: every variant's final gap and early stopping's gap
-    candidates = [(f"variant:{x.name}", x.eval["overfit_gap"], x.eval["val_accuracy"]) for x in v.values()]
+    def compare_on(key: str, a: dict[str, Any], b: dict[str, Any]) -> str:
+        """a against b on "val" or "gap": the means over seeds when both variants ran several, and
+        then "same" unless the means differ by more than the larger std (and the epoch noise)."""
+        if not (a["seeds"] and b["seeds"]):
+            return compare(a[key], b[key])
+        metric = {"val": "val_accuracy", "gap": "overfit_gap"}[key]
+        (ma, sa), (mb, sb) = ((x["seeds"][metric]["mean"], x["seeds"][metric]["std"]) for x in (a, b))
+        return "same" if abs(ma - mb) <= max(tol, sa, sb) else ("higher" if ma > mb else "lower")
+
+    # what reduced overfitting, if anything: the small variant's final gap and early stopping's gap
+    candidates = [(f"variant:{x.name}", x.eval["overfit_gap"], x.eval["val_accuracy"]) for x in (base, small)]
     candidates.append(("early_stopping", s_base["gap_at_best"], s_base["best_val"]))
     best_fix = min(candidates, key=lambda c: c[1])
     helped = best_fix[1] < s_base["gap"] - tol
     return {
+        "sweep": analyse_sweep(inp) if inp.sweep else None,
+        "translation": analyse_translation(inp),
         "tolerance": tol, "baseline": s_base, "mse": s_mse, "small": s_small,
-        "task1": {"val": compare(s_mse["val"], s_base["val"]), "best": compare(s_mse["best_val"], s_base["best_val"]),
-                  "gap": compare(s_mse["gap"], s_base["gap"])},
-        "task2": {"reduced": s_small["gap"] < s_base["gap"] - tol,
-                  "val": compare(s_small["val"], s_base["val"]),
+        "task1": {"val": compare_on("val", s_mse, s_base), "best": compare(s_mse["best_val"], s_base["best_val"]),
+                  "gap": compare_on("gap", s_mse, s_base)},
+        "task2": {"reduced": compare_on("gap", s_small, s_base) == "lower",
+                  "val": compare_on("val", s_small, s_base),
                   "params_ratio": s_base["params"] / s_small["params"]},
         "best_fix": {"what": best_fix[0], "gap": best_fix[1], "val": best_fix[2], "helped": helped},
     }
+
+
+def differs(a: dict[str, float], b: dict[str, float]) -> bool:
+    """Two mean ± std (over seeds) differ when the means are further apart than the larger std."""
+    return abs(a["mean"] - b["mean"]) > max(a["std"], b["std"])
+
+
+def analyse_sweep(inp: Inputs) -> dict[str, Any]:
+    """The capacity sweep: trends over width, the regularizers against the plain book net, the pick."""
+    sw = inp.sweep
+    configs = sw["configs"]
+    widths = {n: c for n, c in configs.items() if c["kind"] == "width"}
+    base_width = inp.params.get("sweep", {}).get("base_width", 512)
+    base_name = next((n for n, c in widths.items() if c["hidden"] == [base_width]), None)
+    base = configs[base_name] if base_name else None
+    first, last = list(widths)[0], list(widths)[-1]
+    regs = {}
+    for n, c in configs.items():
+        if c["kind"] == "regularizer" and base is not None:
+            regs[n] = {"gap": c["overfit_gap"], "val": c["val_accuracy"], "base_gap": base["overfit_gap"],
+                       "base_val": base["val_accuracy"],
+                       "gap_change": "same" if not differs(c["overfit_gap"], base["overfit_gap"]) else
+                       ("lower" if c["overfit_gap"]["mean"] < base["overfit_gap"]["mean"] else "higher"),
+                       "val_change": "same" if not differs(c["val_accuracy"], base["val_accuracy"]) else
+                       ("higher" if c["val_accuracy"]["mean"] > base["val_accuracy"]["mean"] else "lower"),
+                       "epochs_trained": c["epochs_trained"]["mean"], "best_epoch": c["best_epoch"]["mean"]}
+    rule = sw["small_rule"]
+    small = inp.variants[inp.roles["small"]]
+    small_hidden = small.train["recipe"]["hidden"]
+    return {
+        "configs": configs, "seeds": len(sw["seeds"]), "epochs": sw["epochs"], "base": base_name,
+        "first": first, "last": last,
+        "gap_grows": widths[last]["overfit_gap"]["mean"] > widths[first]["overfit_gap"]["mean"]
+        and differs(widths[last]["overfit_gap"], widths[first]["overfit_gap"]),
+        "min_gap": min(widths, key=lambda n: widths[n]["overfit_gap"]["mean"]),
+        "best_val": max(configs, key=lambda n: configs[n]["val_accuracy"]["mean"]),
+        "regularizers": regs, "rule": rule,
+        "small_agrees": list(small_hidden) == list(rule["hidden"]), "small_hidden": list(small_hidden),
+    }
+
+
+def analyse_translation(inp: Inputs) -> dict[str, Any] | None:
+    """MLP, MLP trained on shifted images and convnet at the summary shift and the largest shift."""
+    names = [inp.roles["baseline"], inp.roles.get("augmented", ""), inp.roles.get("cnn", "")]
+    present = [n for n in names if n and n in inp.variants and inp.variants[n].shift]
+    if len(present) < 2:
+        return None
+    k = int(inp.variants[present[0]].shift["max_shift"])
+    mid = min(int(inp.params.get("shift", {}).get("summary_shift", 4)), k)
+    rows = {n: {"a0": inp.variants[n].shift["accuracy_at_0"],
+                "amid": inp.variants[n].shift["accuracy_by_shift"][str(mid)],
+                "ak": inp.variants[n].shift["accuracy_by_shift"][str(k)]} for n in present}
+    for r in rows.values():
+        r["drop"] = r["a0"] - r["ak"]
+    most_robust = min(rows, key=lambda n: rows[n]["drop"])
+    return {"rows": rows, "mid": mid, "k": k, "most_robust": most_robust, "baseline": names[0]}
 
 
 # ---------------------------------------------------------------- document
@@ -177,6 +246,12 @@ def build_document(inp: Inputs, lang: str, figures: dict[str, str]) -> tuple[str
         str(int(x.history["epoch"].max())), t.seconds(x.log.get("train_seconds"))] for x in inp.variants.values()])
     P(t.results_note(tol=t.pp(f["tolerance"]), book_train=pct(BOOK_NLL["train_accuracy"]),
                      book_val=pct(BOOK_NLL["val_accuracy"])))
+    seeded = [x for x in inp.variants.values() if x.train.get("seeds")]
+    if seeded:
+        ms = lambda d: t.mean_std(d["mean"], d["std"])  # noqa: E731
+        P(t.seeds_text)
+        table(t.seeds_header, [[x.name, str(x.train["seeds"]["val_accuracy"]["n"]), ms(x.train["seeds"]["train_accuracy"]),
+                                ms(x.train["seeds"]["val_accuracy"]), ms(x.train["seeds"]["overfit_gap"])] for x in seeded])
 
     # --- task 1
     H(t.h_task1)
@@ -198,6 +273,32 @@ def build_document(inp: Inputs, lang: str, figures: dict[str, str]) -> tuple[str
     fix = f["best_fix"]
     P(t.task2_best_fix(what=fix["what"], gap=pct(fix["gap"]), val=pct(fix["val"]), best_epoch=base["best_epoch"],
                        epochs=base["epochs"], base_gap=pct(base["gap"]), helped=fix["helped"]))
+    sw = f["sweep"]
+    if sw:
+        ms = lambda d: t.mean_std(d["mean"], d["std"])  # noqa: E731
+        H(t.h_sweep, 3)
+        P(t.sweep_intro(seeds=sw["seeds"], epochs=sw["epochs"], n=len(sw["configs"])))
+        if "sweep" in figures:
+            figure("sweep", t.fig_sweep)
+        table(t.sweep_header, [[n, c["model"], t.int(c["n_parameters"]), ms(c["train_accuracy"]), ms(c["val_accuracy"]),
+                                ms(c["overfit_gap"])] for n, c in sw["configs"].items()])
+        c = sw["configs"]
+        P(t.sweep_trend(first=sw["first"], last=sw["last"], gap_first=ms(c[sw["first"]]["overfit_gap"]),
+                        gap_last=ms(c[sw["last"]]["overfit_gap"]), grows=sw["gap_grows"], min_gap=sw["min_gap"],
+                        min_gap_value=ms(c[sw["min_gap"]]["overfit_gap"]), best_val=sw["best_val"],
+                        best_val_value=ms(c[sw["best_val"]]["val_accuracy"])))
+        if sw["regularizers"]:
+            blocks.append(Block("list", items=[
+                t.sweep_regularizer(name=n, base=sw["base"], gap=ms(r["gap"]), base_gap=ms(r["base_gap"]),
+                                    val=ms(r["val"]), base_val=ms(r["base_val"]), gap_change=r["gap_change"],
+                                    val_change=r["val_change"], stopped=r["epochs_trained"], epochs=sw["epochs"])
+                for n, r in sw["regularizers"].items()]))
+        rule = sw["rule"]
+        P(t.sweep_rule(pick=rule["pick"], model=c[rule["pick"]]["model"], params=t.int(c[rule["pick"]]["n_parameters"]),
+                       pick_val=ms(c[rule["pick"]]["val_accuracy"]), best=rule["best"],
+                       best_val=ms(c[rule["best"]]["val_accuracy"]), threshold=pct(rule["threshold"]),
+                       small=inp.roles["small"], small_hidden=sw["small_hidden"], agrees=sw["small_agrees"],
+                       hidden=rule["hidden"]))
 
     # --- translation
     if all(x.shift for x in inp.variants.values()):
@@ -209,6 +310,14 @@ def build_document(inp: Inputs, lang: str, figures: dict[str, str]) -> tuple[str
         blocks.append(Block("list", items=[t.shift_variant(name=x.name, **_shift_numbers(inp, x.name, t))
                                            for x in inp.variants.values()]))
         P(t.shift_reason)
+        tr = f["translation"]
+        if tr:
+            rows = tr["rows"]
+            table(t.translation_header(tr["mid"], tr["k"]),
+                  [[n, inp.variants[n].train["model"], pct(r["a0"]), pct(r["amid"]), pct(r["ak"]), t.points(-r["drop"])]
+                   for n, r in rows.items()])
+            P(t.translation_verdict(most=tr["most_robust"], drop=t.pp(rows[tr["most_robust"]]["drop"]),
+                                    base=tr["baseline"], base_drop=t.pp(rows[tr["baseline"]]["drop"]), k=tr["k"]))
 
     # --- evaluation details
     H(t.h_eval)

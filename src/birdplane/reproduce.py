@@ -36,7 +36,8 @@ from typing import Any, Iterator
 Rule = tuple[str, float | None, float]
 CROSS_MACHINE: list[Rule] = [
     (r"(^|\.)(source\.url)$", None, 0),                      # mirror or official URL: informational
-    (r"(^|\.)(best_epoch|best_val_accuracy)$", None, 0),     # argmax over a noisy curve
+    (r"(^|\.)(best_epoch|best_val_accuracy|epochs_trained)(\.|$)", None, 0),  # argmax over a noisy curve
+    (r"(^|\.)small_rule\.", None, 0),                        # a pick among noisy means: see the accuracies
     (r"(^|\.)(confusion_matrix|calibration_bins)\.", None, 0),  # per-cell counts: see the accuracies
     (r"(^|\.)(n_train|n_val|n_parameters|epochs|support|bytes|max_shift|batch_size)$", 0, 0),
     (r"(^|\.)(train_per_class|val_per_class)\.", 0, 0),
