@@ -311,13 +311,17 @@ def test_batched_weight_decay_and_early_stopping_equal_one_by_one():
 
 
 def test_cnn_trains_through_autograd_and_augmentation_moves_images():
-    from birdplane.shift import shift, shift_each
+    from birdplane.shift import RandomShift, shift
 
     images = torch.randn(5, 3, 32, 32)
-    dx, dy = torch.tensor([0, 1, -2, 3, 0]), torch.tensor([0, -1, 2, 0, -3])
-    moved = shift_each(images, dx, dy, 3)
-    for i in range(5):
-        torch.testing.assert_close(moved[i], shift(images[i:i + 1], int(dx[i]), int(dy[i]))[0], rtol=0, atol=0)
+    dxdy = torch.tensor([[0, 0], [1, -1], [-2, 2], [3, 0], [0, -3]])
+    idx = torch.tensor([4, 1, 2, 3, 0])
+    moved = RandomShift(images.reshape(5, -1), 3)(idx, dxdy)
+    for i, j in enumerate(idx.tolist()):
+        expected = shift(images[j:j + 1], int(dxdy[i, 0]), int(dxdy[i, 1])).reshape(-1)
+        torch.testing.assert_close(moved[i], expected, rtol=0, atol=0)
+    per_model = RandomShift(images.reshape(5, -1), 3)(idx.view(1, 5).expand(2, 5), dxdy.expand(2, 5, 2))
+    assert per_model.shape == (2, 5, 3072) and torch.equal(per_model[1], moved)
     cfg = ModelConfig(arch="cnn", channels=(4, 4), hidden=(8,))
     engine.seed_everything(0)
     model = build_model(cfg)

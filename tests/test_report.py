@@ -160,4 +160,4 @@ def test_report_shows_the_sweep_and_the_translation_comparison(pipeline):
     for v, r in translation.items():
         sh = read_json(proj / f"metrics/shift/{v}.json")
         assert r["unshifted"] == pct(sh["accuracy_at_0"]) and r["shift 8"] == pct(sh["accuracy_by_shift"]["8"])
-    assert "Most robust to shifts: " in md
+    assert "Smallest loss under shifts: " in md

@@ -221,11 +221,14 @@ class Phrases:
     def translation_header(self, mid, k):
         return ["variant", "model", "unshifted", f"shift {mid}", f"shift {k}", f"change 0 → {k}"]
 
-    def translation_verdict(self, most, drop, base, base_drop, k):
-        return (f"Most robust to shifts: {most}, which loses {drop} from unshifted images to shifts of {k} "
-                f"pixels, against {base_drop} for the plain MLP ({base}). Training on shifted images teaches "
-                f"the MLP each position separately; the convolutions share their weights across positions and "
-                f"pool over them, so translation robustness is built into the architecture.")
+    def translation_verdict(self, most, drop, base, base_drop, k, best):
+        lead = (f" The highest accuracy at every shift, from 0 to {k} pixels, has {best}." if best else
+                " No variant has the highest accuracy at every shift.")
+        return (f"Smallest loss under shifts: {most}, which loses {drop} from unshifted images to shifts of {k} "
+                f"pixels, against {base_drop} for the plain MLP ({base}).{lead} Training on shifted images "
+                f"shows the MLP each object at more positions, but it still learns every position separately "
+                f"(one weight per pixel); the convolutions share their weights across positions and the "
+                f"max-pools forget small offsets, so part of the robustness is in the architecture.")
 
 class German(Phrases):
     lang = "de"
@@ -422,11 +425,14 @@ class German(Phrases):
     def translation_header(self, mid, k):
         return ["Variante", "Modell", "unverschoben", f"Verschiebung {mid}", f"Verschiebung {k}", f"Änderung 0 → {k}"]
 
-    def translation_verdict(self, most, drop, base, base_drop, k):
-        return (f"Am robustesten gegen Verschiebungen: {most}, das von unverschobenen Bildern bis zu Verschiebungen "
-                f"um {k} Pixel {drop} verliert, gegen {base_drop} für das einfache MLP ({base}). Training auf "
-                f"verschobenen Bildern bringt dem MLP jede Position einzeln bei; die Faltungen teilen ihre Gewichte "
-                f"über die Positionen und das Pooling fasst sie zusammen: die Robustheit steckt in der Architektur.")
+    def translation_verdict(self, most, drop, base, base_drop, k, best):
+        lead = (f" Die höchste Genauigkeit bei jeder Verschiebung, von 0 bis {k} Pixeln, hat {best}." if best else
+                " Keine Variante hat bei jeder Verschiebung die höchste Genauigkeit.")
+        return (f"Den kleinsten Verlust unter Verschiebungen hat {most}: {drop} von unverschobenen Bildern bis zu "
+                f"Verschiebungen um {k} Pixel, gegen {base_drop} für das einfache MLP ({base}).{lead} Training auf "
+                f"verschobenen Bildern zeigt dem MLP jedes Objekt an mehr Positionen, aber es lernt weiterhin jede "
+                f"Position einzeln (ein Gewicht pro Pixel); die Faltungen teilen ihre Gewichte über die Positionen "
+                f"und das Max-Pooling vergisst kleine Versätze: ein Teil der Robustheit steckt in der Architektur.")
 
 def phrases(lang: str) -> Phrases:
     return {"en": Phrases, "de": German}[lang]()

@@ -179,7 +179,11 @@ def analyse_translation(inp: Inputs) -> dict[str, Any] | None:
     for r in rows.values():
         r["drop"] = r["a0"] - r["ak"]
     most_robust = min(rows, key=lambda n: rows[n]["drop"])
-    return {"rows": rows, "mid": mid, "k": k, "most_robust": most_robust, "baseline": names[0]}
+    # the variant with the highest accuracy at every shift ring, if one is
+    grids = {n: inp.variants[n].shift["accuracy_by_shift"] for n in present}
+    leaders = {max(present, key=lambda n: grids[n][r]) for r in grids[present[0]]}
+    return {"rows": rows, "mid": mid, "k": k, "most_robust": most_robust, "baseline": names[0],
+            "best_everywhere": leaders.pop() if len(leaders) == 1 else None}
 
 
 # ---------------------------------------------------------------- document
@@ -317,7 +321,8 @@ def build_document(inp: Inputs, lang: str, figures: dict[str, str]) -> tuple[str
                   [[n, inp.variants[n].train["model"], pct(r["a0"]), pct(r["amid"]), pct(r["ak"]), t.points(-r["drop"])]
                    for n, r in rows.items()])
             P(t.translation_verdict(most=tr["most_robust"], drop=t.pp(rows[tr["most_robust"]]["drop"]),
-                                    base=tr["baseline"], base_drop=t.pp(rows[tr["baseline"]]["drop"]), k=tr["k"]))
+                                    base=tr["baseline"], base_drop=t.pp(rows[tr["baseline"]]["drop"]), k=tr["k"],
+                                    best=tr["best_everywhere"]))
 
     # --- evaluation details
     H(t.h_eval)

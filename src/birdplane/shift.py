@@ -26,16 +26,27 @@ def shifted(padded: torch.Tensor, k: int, dx: int, dy: int) -> torch.Tensor:
     return padded[..., k - dy:k - dy + h, k - dx:k - dx + w]
 
 
-def shift_each(images: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor, k: int) -> torch.Tensor:
-    """Image i (N x C x H x W) moved right by dx[i] and down by dy[i] (|dx|, |dy| <= k), the
-    exposed border filled with zeros (the mean colour): random-shift augmentation, one gather."""
-    n, c, h, w = images.shape
-    padded = F.pad(images, (k, k, k, k))
-    rows = (k - dy).unsqueeze(1) + torch.arange(h, device=images.device)  # N x H
-    cols = (k - dx).unsqueeze(1) + torch.arange(w, device=images.device)  # N x W
-    return padded[torch.arange(n, device=images.device)[:, None, None, None],
-                  torch.arange(c, device=images.device)[None, :, None, None],
-                  rows[:, None, :, None], cols[:, None, None, :]]
+class RandomShift:
+    """Random-shift augmentation: training image i moved right by dx[i] and down by dy[i]
+    (|dx|, |dy| <= k), the exposed border filled with zeros (the mean colour).
+
+    The data set is padded once; a minibatch is then one gather from it (per image a start offset
+    plus the fixed offsets of a 3x32x32 window), no per-batch padding or 4-d fancy indexing.
+    """
+
+    def __init__(self, x: torch.Tensor, k: int, shape: tuple[int, int, int] = (3, 32, 32)):
+        c, h, w = shape
+        self.k, self.wp = k, w + 2 * k
+        self.padded = F.pad(x.reshape(-1, c, h, w), (k, k, k, k)).reshape(-1)
+        self.stride = c * (h + 2 * k) * self.wp
+        ch = torch.arange(c, device=x.device).view(c, 1, 1) * (h + 2 * k) * self.wp
+        rows = torch.arange(h, device=x.device).view(1, h, 1) * self.wp
+        self.window = (ch + rows + torch.arange(w, device=x.device).view(1, 1, w)).reshape(-1)
+
+    def __call__(self, idx: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
+        """Images idx (any shape) moved by shifts (idx.shape + (2,): dx, dy), flattened rows."""
+        start = idx * self.stride + (self.k - shifts[..., 1]) * self.wp + (self.k - shifts[..., 0])
+        return self.padded[start.unsqueeze(-1) + self.window]
 
 
 def shift(x: torch.Tensor, dx: int, dy: int, mode: str = "fill") -> torch.Tensor:
@@ -48,16 +59,17 @@ def shift_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
                    mode: str = "fill") -> torch.Tensor:
     """Accuracy for every shift: a (2k+1) x (2k+1) tensor indexed [dy + k, dx + k].
 
-    One batched forward pass over the whole set per shift; the (0, 0) pass is the plain
-    validation pass, so it reproduces the evaluated accuracy exactly.
+    One pass over the whole set per shift, in engine.predict's chunks; the (0, 0) pass is the
+    plain validation pass, so it reproduces the evaluated accuracy exactly.
     """
-    model.eval()
+    from birdplane.engine import predict
+
     padded = pad(images, k, mode)
     grid = torch.empty(2 * k + 1, 2 * k + 1, dtype=torch.float64)
     for dy in range(-k, k + 1):
         for dx in range(-k, k + 1):
             batch = shifted(padded, k, dx, dy).reshape(len(images), -1)
-            grid[dy + k, dx + k] = int((model(batch).argmax(1) == labels).sum()) / len(labels)
+            grid[dy + k, dx + k] = int((predict(model, batch).argmax(1) == labels).sum()) / len(labels)
     return grid
 
 
