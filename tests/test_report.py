@@ -161,3 +161,42 @@ def test_report_shows_the_sweep_and_the_translation_comparison(pipeline):
         sh = read_json(proj / f"metrics/shift/{v}.json")
         assert r["unshifted"] == pct(sh["accuracy_at_0"]) and r["shift 8"] == pct(sh["accuracy_by_shift"]["8"])
     assert "Smallest loss under shifts: " in md
+
+
+def test_report_compares_means_when_variants_ran_several_seeds(pipeline):
+    """With seeds, the report adds a mean ± std table and the task verdicts compare means, calling a
+    difference real only beyond the larger std."""
+    import pandas as pd
+
+    from birdplane.report import Inputs, Variant, analyse, build_document
+
+    proj, _ = pipeline
+    variants = {}
+    for v in VARIANTS:
+        variants[v] = Variant(
+            name=v, train=read_json(proj / f"metrics/train/{v}.json"),
+            history=pd.read_csv(proj / f"plots/train/{v}.csv"), eval=read_json(proj / f"metrics/eval/{v}.json"),
+            shift=read_json(proj / f"metrics/shift/{v}.json"), shift_grid=None,
+            log=read_json(proj / f"logs/train/{v}.json"))
+
+    def seeds(val, gap, std):
+        spread = lambda m: {"mean": m, "std": std, "n": 3, "values": [m - std, m, m + std]}  # noqa: E731
+        return {"seeds": [0, 1, 2], "train_accuracy": spread(val + gap), "val_accuracy": spread(val),
+                "overfit_gap": spread(gap), "best_val_accuracy": spread(val), "best_epoch": spread(5)}
+
+    params = yaml.safe_load((proj / "params.yaml").read_text())
+    roles = {"baseline": "nll", "mse": "mse", "small": "small", "augmented": "augmented", "cnn": "cnn"}
+
+    def inputs(small_gap, std):
+        variants["nll"].train["seeds"] = seeds(0.80, 0.10, std)
+        variants["small"].train["seeds"] = seeds(0.80, small_gap, std)
+        return Inputs(stats=read_json(proj / "metrics/stats.json"), variants=variants, params=params, roles=roles,
+                      fit_threshold=0.95, sweep=read_json(proj / "metrics/sweep.json"))
+
+    assert analyse(inputs(small_gap=0.05, std=0.01))["task2"]["reduced"] is True
+    assert analyse(inputs(small_gap=0.05, std=0.06))["task2"]["reduced"] is False  # within the seed spread
+    figs = {k: f"{k}.png" for k in ("accuracy", "loss", "confusion", "shift", "shift_grid", "sweep")}
+    _, blocks = build_document(inputs(0.05, 0.01), "en", figs)
+    tables = [b for b in blocks if b.kind == "table" and b.header and b.header[1] == "seeds"]
+    assert tables and [r[0] for r in tables[0].rows] == ["nll", "small"]
+    assert tables[0].rows[1][4] == "5.00 % ± 1.00"

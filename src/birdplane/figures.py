@@ -135,7 +135,7 @@ def sweep(inp: "Inputs", path: Path) -> None:
     plt = _plt()
     configs = inp.sweep["configs"]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for ax, key, label in ((axes[0], "val_accuracy", "validation accuracy"), (axes[1], "overfit_gap", "gap (train − validation)")):
+    for ax, key, label in ((axes[0], "val_accuracy", "accuracy"), (axes[1], "overfit_gap", "gap (train − validation)")):
         widths = [(c["n_parameters"], c[key]["mean"], c[key]["std"], n) for n, c in configs.items() if c["kind"] == "width"]
         x, y, e, names = zip(*widths)
         ax.errorbar(x, y, yerr=e, fmt="o-", color=COLORS[0], capsize=3, label="one hidden layer, width " + "…".join(
