@@ -10,13 +10,15 @@ Trains the same model (same init) on the same data for the same epochs with
            (Deep Learning with PyTorch, ch. 7);
   autograd the engine's loop: data as one tensor, batches by slices of a seeded permutation,
            autograd + torch.optim.SGD (the reference path);
-  fused    the engine's CPU default: the same loop with birdplane.fused's one-pass SGD update;
+  stepwise the same loop with birdplane.fused's one-pass SGD update, one minibatch at a time;
+  fused    the engine's default: the fused update, on CPU with FusedMLP.steps (the first layer's
+           products for 4 minibatches at once, Gram-corrected; same SGD) for wide first layers;
   graph    (CUDA only) the engine's GPU default: the fused epoch captured once as a CUDA graph;
 and prints seconds per epoch (training only, no evaluation passes), the ratio to the book,
 achieved GFLOP/s (forward plus weight-gradient matrix products), the machine's measured float32
 matmul peak, and the final training accuracy of each (they must agree within noise).
 
-The methods take turns epoch by epoch (book, autograd, fused, book, ...), so a busy neighbour on a
+The methods take turns epoch by epoch (book, autograd, stepwise, fused, book, ...), so a busy neighbour on a
 shared machine slows all of them alike; the ratio uses the medians over epochs 2..n.
 
 --many K trains K models of --hidden widths (seeds 0..K-1) with birdplane.batched at once and,
@@ -77,9 +79,9 @@ def book_epochs(model, x, y, batch, lr, device) -> Iterator[None]:
         yield
 
 
-def engine_epochs(model, x, y, batch, lr, fused, graph) -> Iterator[None]:
+def engine_epochs(model, x, y, batch, lr, fused, graph, block=None) -> Iterator[None]:
     """The engine's training epochs alone (engine.train adds the validation pass, timed apart)."""
-    step = engine.make_step(model, "nll", lr, fused)
+    step = engine.make_step(model, "nll", lr, fused, batch_size=batch, block=block)
     run = engine.epoch_runner(step, list(model.parameters()), "nll", x, y, batch, (len(x),), graph)
     gen = torch.Generator().manual_seed(0)
     while True:
@@ -120,7 +122,7 @@ def matmul_peak(device, n=2048, reps=5):
 def compare_engines(args, device, x, y, cfg, flops):
     models: dict[str, nn.Module] = {}
     methods: dict[str, Iterator[None]] = {}
-    names = args.methods or ["book", "autograd", "fused"] + (["graph"] if device.type == "cuda" else [])
+    names = args.methods or ["book", "autograd", "stepwise", "fused"] + (["graph"] if device.type == "cuda" else [])
     for name in names:
         torch.manual_seed(0)
         models[name] = build_model(cfg).to(device)
@@ -128,7 +130,7 @@ def compare_engines(args, device, x, y, cfg, flops):
             methods[name] = book_epochs(models[name], x, y, args.batch, args.lr, device)
         else:
             methods[name] = engine_epochs(models[name], x, y, args.batch, args.lr, fused=name != "autograd",
-                                          graph=name == "graph")
+                                          graph=name == "graph", block=1 if name == "stepwise" else None)
     times = timed_turns(methods, args.epochs, device)
     book = steady(times["book"]) if "book" in times else float("nan")
     for name in names:
@@ -196,7 +198,7 @@ def main():
     ap.add_argument("--n", type=int, default=10_000)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=1e-2)
-    ap.add_argument("--methods", nargs="+", choices=["book", "autograd", "fused", "graph"],
+    ap.add_argument("--methods", nargs="+", choices=["book", "autograd", "stepwise", "fused", "graph"],
                     help="default: all that apply to the device")
     ap.add_argument("--many", type=int, default=0, metavar="K", help="K models at once vs one by one")
     ap.add_argument("--data", default="data/prepared/dataset.npz", help="real images if the file exists")

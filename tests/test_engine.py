@@ -126,10 +126,13 @@ def test_saved_bytes_do_not_depend_on_the_file_name(tmp_path):
     assert (tmp_path / ".a.pt.123.tmp").read_bytes() == (tmp_path / "b.pt").read_bytes()
 
 
+@pytest.mark.parametrize("block", [1, 4])
 @pytest.mark.parametrize("loss, hidden, activation", [("nll", (16,), "tanh"), ("mse", (16,), "tanh"),
                                                       ("nll", (12, 8), "relu"), ("mse", (10,), "sigmoid")])
-def test_fused_step_matches_autograd(loss, hidden, activation):
-    """The fast path is the same SGD as autograd + torch.optim.SGD, to float tolerance."""
+def test_fused_step_matches_autograd(loss, hidden, activation, block):
+    """The fast path is the same SGD as autograd + torch.optim.SGD, to float tolerance: step by step,
+    and in blocks of 4 minibatches with the Gram correction (batch 10 over 72 rows: blocks of 40
+    and 32 rows, the last with a short minibatch of 2)."""
     head = "log_softmax" if loss == "nll" else "softmax"
     cfg = ModelConfig(hidden=hidden, activation=activation, head=head)
     data = tiny_data()
@@ -137,7 +140,8 @@ def test_fused_step_matches_autograd(loss, hidden, activation):
     for fused in (False, True):
         engine.seed_everything(3)
         model = build_model(cfg)
-        history = engine.train(model, loss, *data, epochs=2, batch_size=8, lr=0.05, seed=3, fused=fused)
+        history = engine.train(model, loss, *data, epochs=2, batch_size=10, lr=0.05, seed=3, fused=fused,
+                               block=block)
         models.append((model, history))
     (ref, h_ref), (fast, h_fast) = models
     for (k, a), b in zip(ref.state_dict().items(), fast.state_dict().values()):
@@ -255,19 +259,21 @@ def test_batched_cuda_graph_matches_cpu():
             torch.testing.assert_close(b[name], a[name], rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("block", [1, 4])
 @pytest.mark.parametrize("loss, hidden, activation", [("nll", (16,), "tanh"), ("mse", (12, 8), "relu")])
-def test_fused_weight_decay_and_dropout_match_autograd(loss, hidden, activation):
-    """Weight decay folded into the update and dropout masks drawn as nn.Dropout draws them: the fused
-    step is still the autograd step (same random numbers, same weights)."""
+def test_fused_weight_decay_and_dropout_match_autograd(loss, hidden, activation, block):
+    """Weight decay folded into the update (and into the Gram correction's powers of 1 - lr * wd)
+    and dropout masks drawn as nn.Dropout draws them: the fused step is still the autograd step
+    (same random numbers, same weights)."""
     head = "log_softmax" if loss == "nll" else "softmax"
     cfg = ModelConfig(hidden=hidden, activation=activation, head=head, dropout=0.3)
-    reg = engine.Regularization(weight_decay=0.01)
+    reg = engine.Regularization(weight_decay=0.5)  # large, so a wrong power of the decay shows
     out = []
     for fused in (False, True):
         engine.seed_everything(4)
         model = build_model(cfg)
-        engine.train(model, loss, *tiny_data(), epochs=2, batch_size=8, lr=0.05, seed=4, fused=fused,
-                     regularization=reg)
+        engine.train(model, loss, *tiny_data(), epochs=2, batch_size=10, lr=0.05, seed=4, fused=fused,
+                     regularization=reg, block=block)
         out.append(model.state_dict())
     for k, a in out[0].items():
         torch.testing.assert_close(out[1][k], a, rtol=1e-4, atol=1e-5, msg=k)

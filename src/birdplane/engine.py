@@ -1,6 +1,6 @@
 """Training: the whole data set as tensors on the device, minibatches by seeded permutation.
 
-No DataLoader: a batch is `x[perm[i:i + batch_size]]`, one indexing op. Core functions take
+No DataLoader: a batch is the rows `perm[i:i + batch_size]` of x, one index_select. Core functions take
 tensors and plain values and return results; tracking happens in the caller's `on_epoch`.
 """
 from __future__ import annotations
@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from birdplane.data import Split
 from birdplane.errors import BirdplaneError
 from birdplane.losses import LOSSES, LossFn
 
@@ -52,7 +53,9 @@ def seed_everything(seed: int) -> None:
     # cuBLAS is deterministic only with a fixed workspace; must be set before CUDA starts
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    # what torch.use_deterministic_algorithms(True, warn_only=True) does, less its import of
+    # torch._inductor (3 s per stage process, for a setting of the compiler that nothing here uses)
+    torch._C._set_deterministic_algorithms(True, warn_only=True)
 
 
 def to_features(images: np.ndarray, mean: list[float], std: list[float], device: torch.device) -> torch.Tensor:
@@ -65,6 +68,12 @@ def to_features(images: np.ndarray, mean: list[float], std: list[float], device:
 
 def torch_labels(labels: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(labels).to(device)
+
+
+def split_tensors(split: Split, stats: dict, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """A data.Split as (normalized N x 3072 features, labels) on `device`, with the mean and std of
+    the stats stage's output (metrics/stats.json)."""
+    return to_features(split.images, stats["mean"], stats["std"], device), torch_labels(split.labels, device)
 
 
 @torch.no_grad()
@@ -103,8 +112,18 @@ def batch_stats(outputs: torch.Tensor, y: torch.Tensor, loss: str) -> tuple[torc
 
 
 Step = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-"""One SGD step on a minibatch (x, y), weights updated in place; returns the head's outputs for
-the batch as they were before the update (batch x classes, no autograd history)."""
+"""SGD on (x, y), weights updated in place: one step per minibatch, where x holds one minibatch or
+(for a step made with `batch_size`) several consecutive ones; returns the head's outputs for every
+row as they were before its step's update (rows x classes, no autograd history)."""
+
+
+@dataclass(frozen=True)
+class Stepper:
+    """A Step, how many minibatches of `batch_size` rows it takes per call, and whether it is
+    birdplane.fused's (no autograd, no optimizer: can be captured in a CUDA graph)."""
+    step: Step
+    batches_per_call: int = 1
+    fused: bool = False
 
 
 def autograd_step(model: nn.Module, loss_fn: LossFn, lr: float, weight_decay: float = 0.0) -> Step:
@@ -122,28 +141,44 @@ def autograd_step(model: nn.Module, loss_fn: LossFn, lr: float, weight_decay: fl
     return step
 
 
-def make_step(model: nn.Module, loss: str, lr: float, fused: bool = True, weight_decay: float = 0.0) -> Step:
-    """One SGD step on a minibatch: birdplane.fused's one-pass update, or autograd + optim.SGD."""
+def make_step(model: nn.Module, loss: str, lr: float, fused: bool = True, weight_decay: float = 0.0,
+              batch_size: int = 64, block: int | None = None) -> Stepper:
+    """SGD steps on minibatches of `batch_size`: birdplane.fused's one-pass update where the model
+    is a build_model mlp and `fused`, else autograd + optim.SGD. The fused step takes `block`
+    minibatches per call (default: FusedMLP.gram_block, 4 for a wide first layer on CPU)."""
+    fused_mlp = None
     if fused:
-        from birdplane.fused import FusedMLP
+        from birdplane.fused import fuse
 
-        fused_mlp = FusedMLP(model, loss, weight_decay)
-        return lambda x, y: fused_mlp.step(x, y, lr)
-    return autograd_step(model, LOSSES[loss], lr, weight_decay)
+        fused_mlp = fuse(model, loss, weight_decay)
+    if fused_mlp is None:
+        return Stepper(autograd_step(model, LOSSES[loss], lr, weight_decay))
+    if block is None:
+        block = fused_mlp.gram_block(fused_mlp.linears[0].weight.device)
+    if block == 1:
+        return Stepper(lambda x, y: fused_mlp.step(x, y, lr), fused=True)
+    return Stepper(lambda x, y: fused_mlp.steps(x, y, lr, batch_size), block, fused=True)
+
+
+def rows(t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """Rows idx of t (N, ...), idx of any shape: idx.shape + t.shape[1:]. index_select, not t[idx]:
+    advanced indexing gathers a 64 x 3072 minibatch 5-7x slower on CPU."""
+    return t.index_select(0, idx.reshape(-1)).view(*idx.shape, *t.shape[1:])
 
 
 def take(t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     """Rows idx of a per-example tensor: t (N, ...) with idx (B,), or per model t (K, N, ...) with idx (K, B)."""
     if idx.dim() == 1:
-        return t[idx]
+        return rows(t, idx)
     return t[torch.arange(len(idx), device=idx.device).unsqueeze(1), idx]
 
 
 def train_epoch(step: Step, x: torch.Tensor, y: torch.Tensor, batch_size: int, perm: torch.Tensor,
                 loss: str, shifts: torch.Tensor | None = None,
                 augment: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One pass over the data in minibatches, slices of the permutation `perm` (no DataLoader).
+                batches_per_call: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """One pass over the data in minibatches, slices of the permutation `perm` (no DataLoader);
+    `step` gets `batches_per_call` consecutive minibatches at a time.
 
     `perm` is (N,) for one model or (K, N) for K models trained at once, each with its own order.
     `shifts` (perm.shape + (2,)) moves each training image by its own (dx, dy) for this epoch
@@ -153,10 +188,11 @@ def train_epoch(step: Step, x: torch.Tensor, y: torch.Tensor, batch_size: int, p
     """
     loss_sum = torch.zeros(perm.shape[:-1], device=x.device)
     correct = torch.zeros(perm.shape[:-1], dtype=torch.long, device=x.device)
-    for i in range(0, perm.shape[-1], batch_size):
-        idx = perm[..., i:i + batch_size]
-        yb = y[idx]
-        xb = x[idx] if augment is None or shifts is None else augment(idx, take(shifts, idx))
+    per_call = batch_size * batches_per_call
+    for i in range(0, perm.shape[-1], per_call):
+        idx = perm[..., i:i + per_call]
+        yb = rows(y, idx)
+        xb = rows(x, idx) if augment is None or shifts is None else augment(idx, take(shifts, idx))
         batch_loss, batch_correct = batch_stats(step(xb, yb), yb, loss)
         loss_sum += batch_loss
         correct += batch_correct
@@ -166,10 +202,11 @@ def train_epoch(step: Step, x: torch.Tensor, y: torch.Tensor, batch_size: int, p
 EpochRunner = Callable[..., tuple[torch.Tensor, torch.Tensor]]
 
 
-def epoch_runner(step: Step, params: list[torch.Tensor], loss: str, x: torch.Tensor, y: torch.Tensor,
+def epoch_runner(step: Step | Stepper, params: list[torch.Tensor], loss: str, x: torch.Tensor, y: torch.Tensor,
                  batch_size: int, perm_shape: tuple[int, ...], graph: bool, max_shift: int = 0) -> EpochRunner:
     """(perm[, shifts]) -> train_epoch(...) for this step and data; with `graph`, a whole epoch captured
     once as a CUDA graph and replayed (birdplane.graphs), else the plain Python loop."""
+    stepper = step if isinstance(step, Stepper) else Stepper(step)
     augment = None
     if max_shift:
         from birdplane.shift import RandomShift
@@ -177,7 +214,7 @@ def epoch_runner(step: Step, params: list[torch.Tensor], loss: str, x: torch.Ten
         augment = RandomShift(x, max_shift)
 
     def body(perm: torch.Tensor, shifts: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        return train_epoch(step, x, y, batch_size, perm, loss, shifts, augment)
+        return train_epoch(stepper.step, x, y, batch_size, perm, loss, shifts, augment, stepper.batches_per_call)
 
     if not graph:
         return body
@@ -202,24 +239,23 @@ def train(model: nn.Module, loss: str, train_x: torch.Tensor, train_y: torch.Ten
           val_x: torch.Tensor, val_y: torch.Tensor, *, epochs: int, batch_size: int, lr: float,
           seed: int, name: str = "model", fused: bool = True, train_metrics: str = "running",
           graph: bool | None = None, regularization: Regularization = Regularization(),
-          on_epoch: Callable[[EpochStats], None] | None = None) -> list[EpochStats]:
+          block: int | None = None, on_epoch: Callable[[EpochStats], None] | None = None) -> list[EpochStats]:
     """Plain minibatch SGD, as in the book; returns one EpochStats per epoch trained.
 
     `fused` uses birdplane.fused for build_model's mlps (same math, one pass over each weight
-    matrix per update; other models use autograd); False uses autograd + torch.optim.SGD. `graph`
+    matrix per update; other models use autograd); False uses autograd + torch.optim.SGD. `block`
+    minibatches go through the fused step at once (FusedMLP.steps: the first layer's products for
+    all of them together; default FusedMLP.gram_block, 1 = step by step). `graph`
     (default: on CUDA with the fused step) replays each epoch as one captured CUDA graph. Per-epoch
     training loss and accuracy are the running means over the epoch's minibatches ("running", free)
     or a full pass after the epoch ("full", about a third of an epoch's work); validation is always
     a full pass. With early stopping the model ends with its best epoch's weights. Raises
     TrainingDiverged (naming `name` and the epoch) as soon as a loss is not finite.
     """
-    from birdplane.fused import is_mlp
-
-    fused = fused and is_mlp(model)
-    if graph is None:
-        graph = fused and train_x.device.type == "cuda"
     reg = regularization
-    step = make_step(model, loss, lr, fused, reg.weight_decay)
+    step = make_step(model, loss, lr, fused, reg.weight_decay, batch_size, block)
+    if graph is None:
+        graph = step.fused and train_x.device.type == "cuda"
     params = list(model.parameters())
     run_epoch = epoch_runner(step, params, loss, train_x, train_y, batch_size, (len(train_x),), graph,
                              reg.augment_shift)

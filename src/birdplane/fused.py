@@ -16,14 +16,22 @@ from torch import nn
 
 _ACTIVATIONS = {nn.Tanh: "tanh", nn.ReLU: "relu", nn.Sigmoid: "sigmoid"}
 
+# `steps` on CPU: minibatches per block. The first layer's two big products then run with 256
+# rows instead of 64 (MKL: ~120 instead of ~85 GFLOP/s here) for a Gram correction that grows with
+# the block (B(B-1)/2 products of 64 x 3072 x 64): 2 gained 17 %, 4 gained 19 %, 8 only 9 % on
+# the 3072-512-2 net (benchmarks/train_speed.py).
+GRAM_BLOCK = 4
+# the correction costs about batch * (B - 1) / (4 * units) of the two products: worth it for wide
+# first layers only (the book's 512), not for the homework's 32
+GRAM_MIN_UNITS = 256
 
-def is_mlp(model: nn.Module) -> bool:
-    """Whether FusedMLP can train this model (build_model's mlp: Flatten, Linear, activation...)."""
+
+def fuse(model: nn.Module, loss: str, weight_decay: float = 0.0) -> FusedMLP | None:
+    """FusedMLP steps for this model, or None where it cannot train it (not a build_model mlp)."""
     try:
-        FusedMLP(model, "nll" if isinstance(list(model)[-1], nn.LogSoftmax) else "mse")
+        return FusedMLP(model, loss, weight_decay)
     except (TypeError, KeyError):
-        return False
-    return True
+        return None
 
 
 class FusedMLP:
@@ -61,12 +69,13 @@ class FusedMLP:
 
     @staticmethod
     def derivative_times(grad: torch.Tensor, h: torch.Tensor, kind: str) -> torch.Tensor:
-        """grad * activation'(z), written with the activation's output h = act(z)."""
+        """grad * activation'(z), written with the activation's output h = act(z): autograd's own
+        backward kernels (one pass instead of three elementwise ops)."""
         if kind == "tanh":
-            return grad.mul_(1 - h * h)
+            return torch.ops.aten.tanh_backward(grad, h)
         if kind == "relu":
-            return grad.mul_(h > 0)
-        return grad.mul_(h * (1 - h))
+            return torch.ops.aten.threshold_backward(grad, h, 0)
+        return torch.ops.aten.sigmoid_backward(grad, h)
 
     @staticmethod
     def output_grad(z: torch.Tensor, y: torch.Tensor, loss: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -95,13 +104,69 @@ class FusedMLP:
         W @ x^T, which MKL runs about 25% faster than x @ W^T at batch 64 on the 2-core machine,
         and each layer's gradient (units x batch) is already contiguous for the update.
         """
-        inputs = [x.t()]   # each layer's input, units x batch
+        return self._step(x.t(), y, lr)[0]
+
+    def gram_block(self, device: torch.device) -> int:
+        """How many minibatches `steps` should get at once: GRAM_BLOCK on CPU for a first layer
+        wide enough to gain from it, else 1."""
+        wide = self.linears[0].out_features >= GRAM_MIN_UNITS
+        return GRAM_BLOCK if wide and device.type == "cpu" else 1
+
+    @torch.no_grad()
+    def steps(self, x: torch.Tensor, y: torch.Tensor, lr: float, batch_size: int) -> torch.Tensor:
+        """One SGD step per consecutive `batch_size` rows of x, in order: the same steps as calling
+        `step` on each minibatch, with the first layer's products done once for all of them.
+
+        The first layer's weights W are read and written once for the whole block instead of twice
+        per minibatch: its forward products for every minibatch come from one product with the
+        block's starting weights, W_0 @ x^T, and each minibatch j adds what the earlier updates of
+        the block changed, exactly (in exact arithmetic):
+            W_j x_j^T = a^j (W_0 x_j^T - lr * sum_{i<j} a^-(i+1) delta_i (x_i x_j^T)),
+        a = 1 - lr * weight_decay, delta_i the first layer's gradient at step i (units x batch),
+        x_i x_j^T a small batch x batch Gram matrix. The block's updates are then one addmm_:
+            W_B = a^B (W_0 - lr * sum_i a^-(i+1) delta_i x_i).
+        Biases and the other layers are updated step by step as in `step`. Returns the head's
+        outputs of every step before its update (rows of x x classes).
+        """
+        if len(x) <= batch_size:
+            return self.step(x, y, lr)
+        w = self.linears[0].weight
+        a = 1 - lr * self.weight_decay
+        xt = x.t()
+        z_all = w @ xt                  # units x rows: every minibatch against W_0
+        deltas = torch.empty_like(z_all)  # delta_i * a^-(i+1), side by side
+        outputs = []
+        for j, o in enumerate(range(0, len(x), batch_size)):
+            e = min(o + batch_size, len(x))
+            z = z_all[:, o:e]
+            if o:
+                z.addmm_(deltas[:, :o], x[:o] @ xt[:, o:e], alpha=-lr)
+            if a != 1:
+                z.mul_(a ** j)
+            out, delta = self._step(xt[:, o:e], y[o:e], lr, z)
+            deltas[:, o:e] = delta
+            if a != 1:
+                deltas[:, o:e].mul_(a ** -(j + 1))
+            outputs.append(out)
+        scale = a ** (j + 1)
+        w.addmm_(deltas, x, beta=scale, alpha=-lr * scale)
+        return torch.cat(outputs)
+
+    def _step(self, xt: torch.Tensor, y: torch.Tensor, lr: float,
+              first_product: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """`step` on transposed inputs xt (features x batch). With `first_product` (the first
+        layer's W @ xt, computed by `steps`, overwritten here) the first layer's weights are left
+        to the caller, which gets that layer's gradient delta (units x batch) as the second result."""
+        inputs = [xt]      # each layer's input, units x batch
         outs = [None]      # each hidden layer's activation output before dropout (for its derivative)
         masks = [None]     # each hidden layer's scaled dropout mask, or None
         h = inputs[0]
         last = len(self.linears) - 1
         for i, layer in enumerate(self.linears):
-            z = torch.addmm(layer.bias.unsqueeze(1), layer.weight, h)
+            if i == 0 and first_product is not None:
+                z = first_product.add_(layer.bias.unsqueeze(1))
+            else:
+                z = torch.addmm(layer.bias.unsqueeze(1), layer.weight, h)
             if i < last:
                 h = self.activate(z, self.activations[i])
                 outs.append(h)
@@ -118,7 +183,8 @@ class FusedMLP:
         for i in range(last, -1, -1):
             layer, a = self.linears[i], inputs[i]
             back = layer.weight.t() @ delta if i > 0 else None  # with the weights before this step's update
-            layer.weight.addmm_(delta, a.t(), beta=decay, alpha=-lr)
+            if i > 0 or first_product is None:
+                layer.weight.addmm_(delta, a.t(), beta=decay, alpha=-lr)
             if decay != 1:
                 layer.bias.mul_(decay)
             layer.bias.sub_(delta.sum(dim=1), alpha=lr)
@@ -126,4 +192,4 @@ class FusedMLP:
                 if masks[i] is not None:
                     back.mul_(masks[i])
                 delta = self.derivative_times(back, outs[i], self.activations[i - 1])
-        return outputs
+        return outputs, delta
