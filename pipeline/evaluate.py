@@ -33,8 +33,7 @@ def main() -> None:
     stats = read_json(args.stats)
     train, val, classes = load_dataset(args.data)
     device = torch.device("cpu")
-    splits = {name: (engine.to_features(d.images, stats["mean"], stats["std"], device), torch.from_numpy(d.labels))
-              for name, d in (("train", train), ("val", val))}
+    splits = {"train": engine.split_tensors(train, stats, device), "val": engine.split_tensors(val, stats, device)}
     bins_n = params.evaluate.calibration_bins
 
     results, tables = {}, {}

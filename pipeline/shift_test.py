@@ -30,8 +30,8 @@ def main() -> None:
 
     stats = read_json(args.stats)
     _, val, _ = load_dataset(args.data)
-    x = engine.to_features(val.images, stats["mean"], stats["std"], torch.device("cpu")).reshape(-1, 3, 32, 32)
-    y = torch.from_numpy(val.labels)
+    x, y = engine.split_tensors(val, stats, torch.device("cpu"))
+    x = x.reshape(-1, 3, 32, 32)
 
     results, tables = {}, {}
     for v in variants:

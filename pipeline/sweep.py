@@ -42,9 +42,7 @@ def main() -> None:
     device = engine.resolve_device(params.train.device)
     stats = read_json(args.stats)
     train, val, classes = load_dataset(args.data)
-    train_x = engine.to_features(train.images, stats["mean"], stats["std"], device)
-    val_x = engine.to_features(val.images, stats["mean"], stats["std"], device)
-    train_y, val_y = (engine.torch_labels(s.labels, device) for s in (train, val))
+    (train_x, train_y), (val_x, val_y) = (engine.split_tensors(s, stats, device) for s in (train, val))
     seeds = [params.seed + i for i in range(sw.seeds)]
 
     # (name, kind, hidden layers, regularizers)

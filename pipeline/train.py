@@ -34,9 +34,7 @@ def main() -> None:
     device = engine.resolve_device(params.train.device)
     stats = read_json(args.stats)
     train, val, classes = load_dataset(args.data)
-    train_x = engine.to_features(train.images, stats["mean"], stats["std"], device)
-    val_x = engine.to_features(val.images, stats["mean"], stats["std"], device)
-    train_y, val_y = (torch_labels(s.labels, device) for s in (train, val))
+    (train_x, train_y), (val_x, val_y) = (engine.split_tensors(s, stats, device) for s in (train, val))
 
     cfg = ModelConfig(hidden=recipe.hidden, n_classes=len(classes), activation=recipe.activation,
                       head=HEAD_FOR_LOSS[recipe.loss], arch=recipe.arch, channels=recipe.channels,
@@ -117,11 +115,6 @@ def main() -> None:
             out.write_json(args.train_log, log)
     print(f"[{v}] {describe(cfg)}: train acc {first['train_accuracy']:.4f}, val acc {first['val_accuracy']:.4f} "
           f"after {len(history)} epochs ({len(seeds)} seed(s)) in {train_seconds:.1f} s")
-
-
-def torch_labels(labels, device):
-    import torch
-    return torch.from_numpy(labels).to(device)
 
 
 if __name__ == "__main__":
