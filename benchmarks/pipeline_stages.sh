@@ -1,22 +1,25 @@
 #!/usr/bin/env bash
-# Time every stage of the pipeline on its own (forced), with peak memory and the time the stage's
-# Python process spent importing modules (torch, mlflow, ...), then print a table.
-#   BIRDPLANE_DATA_URL=... BIRDPLANE_DATA_MD5=... bash benchmarks/pipeline_stages.sh
-# Run from the project root with .venv built (make venv). "wall" includes DVC's own start and
-# bookkeeping; "imports" is measured inside the stage's process with python -X importtime (the sum
-# of the top-level imports' cumulative times), through a `python` shim put first on PATH.
+# Time every stage of the pipeline (or the stages named as arguments) on its own, forced, in
+# order, with peak memory and the time the stage's Python process spent importing modules (torch,
+# mlflow, ...), then print a table.
+#   BIRDPLANE_DATA_URL=... BIRDPLANE_DATA_MD5=... bash benchmarks/pipeline_stages.sh [STAGE ...]
+# Run from the project root with .venv built (make venv; BIRDPLANE_VENV names another venv).
+# "wall" includes DVC's own start and bookkeeping; "imports" is measured inside the stage's process
+# with python -X importtime (the sum of the top-level imports' cumulative times), through a
+# `python` shim put first on PATH.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PATH="$PWD/.venv/bin:$PATH"
+venv="${BIRDPLANE_VENV:-$PWD/.venv}"
+export PATH="$venv/bin:$PATH"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mkdir "$work/bin"
 cat > "$work/bin/python" <<EOF
 #!/usr/bin/env bash
-exec "$PWD/.venv/bin/python" -X importtime "\$@" 2>>"\$BIRDPLANE_IMPORT_LOG"
+exec "$venv/bin/python" -X importtime "\$@" 2>>"\$BIRDPLANE_IMPORT_LOG"
 EOF
 chmod +x "$work/bin/python"
-stages=$(dvc stage list --name-only)
+stages="${*:-$(dvc stage list --name-only)}"
 for s in $stages; do
   export BIRDPLANE_IMPORT_LOG="$work/imports-$s.log"
   : > "$BIRDPLANE_IMPORT_LOG"
