@@ -146,6 +146,11 @@ def test_logged_model_reproduces_val_accuracy(pipeline, mlflow_server):
             with torch.no_grad():
                 acc = float((model(x).argmax(1) == torch.from_numpy(val.labels)).float().mean())
             assert acc == read_json(proj / f"metrics/eval/{v}.json")["val_accuracy"]
+            # pinned to this environment (tracking.log_torch_model shortcuts MLflow's package scan)
+            requirements = mlflow.pyfunc.get_model_dependencies(f"models:/{model_info.model_id}")
+            with open(requirements) as f:
+                pins = set(f.read().split())
+            assert {f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"} <= pins
     finally:
         mlflow.set_tracking_uri(None)
 

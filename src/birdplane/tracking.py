@@ -120,6 +120,14 @@ def log_torch_model(model, example_input, name: str = "model") -> None:
     import torch
     from mlflow.models import infer_signature
 
+    from mlflow.utils import requirements_utils
+
+    # MLflow checks the pinned requirements against the environment through a map of every
+    # installed distribution's files to its modules, built on first use: 3 s per training stage
+    # here. The pins are this environment's own versions of four packages whose module and
+    # distribution names agree, so the map needs only them.
+    if getattr(requirements_utils, "_MODULES_TO_PACKAGES", ()) is None:
+        requirements_utils._MODULES_TO_PACKAGES = {m: [m] for m in ("torch", "mlflow", "numpy", "cloudpickle")}
     with torch.no_grad():
         example_output = model(example_input)
     signature = infer_signature(example_input.cpu().numpy(), example_output.cpu().numpy())
