@@ -1,40 +1,48 @@
 #!/usr/bin/env bash
-# Time every stage of the pipeline (or the stages named as arguments) on its own, forced, in
-# order, with peak memory and the time the stage's Python process spent importing modules (torch,
-# mlflow, ...), then print a table.
+# Time the pipeline as a user runs it, one `dvc repro --force` over every stage (or the stages named
+# as arguments, each alone: --single-item), and break it down per stage: the stage process's wall
+# time, the time it spent importing modules (torch, mlflow, ...) and its peak memory.
 #   BIRDPLANE_DATA_URL=... BIRDPLANE_DATA_MD5=... bash benchmarks/pipeline_stages.sh [STAGE ...]
 # Run from the project root with .venv built (make venv; BIRDPLANE_VENV names another venv).
-# "wall" includes DVC's own start and bookkeeping; "imports" is measured inside the stage's process
-# with python -X importtime (the sum of the top-level imports' cumulative times), through a
-# `python` shim put first on PATH.
+# A `python` shim first on PATH runs each stage's process under /usr/bin/time and
+# `python -X importtime` ("imports" is the sum of the top-level imports' cumulative times);
+# "DVC" is what the one dvc process spent around the stages (its start, hashing, bookkeeping).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv="${BIRDPLANE_VENV:-$PWD/.venv}"
 export PATH="$venv/bin:$PATH"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-mkdir "$work/bin"
+mkdir "$work/bin" "$work/procs"
 cat > "$work/bin/python" <<EOF
 #!/usr/bin/env bash
-exec "$venv/bin/python" -X importtime "\$@" 2>>"\$BIRDPLANE_IMPORT_LOG"
+log="$work/procs/\$(date +%s%N)-\$\$"
+start=\$(date +%s.%N)
+rc=0
+/usr/bin/time -f %M -o "\$log.rss" "$venv/bin/python" -X importtime "\$@" 2>"\$log.err" || rc=\$?
+echo "\$start \$(date +%s.%N) \$*" > "\$log.proc"
+grep -v '^import time:' "\$log.err" >&2 || true
+exit \$rc
 EOF
 chmod +x "$work/bin/python"
 stages="${*:-$(dvc stage list --name-only)}"
-for s in $stages; do
-  export BIRDPLANE_IMPORT_LOG="$work/imports-$s.log"
-  : > "$BIRDPLANE_IMPORT_LOG"
-  PATH="$work/bin:$PATH" /usr/bin/time -f "$s %e %M" -a -o "$work/times" dvc repro --single-item --force "$s" >/dev/null
-  # top-level imports have exactly one space before the module name
-  awk -F'|' -v s="$s" '/^import time:/ && $3 ~ /^ [^ ]/ { us += $2 } END { printf "%s %.2f\n", s, us / 1e6 }' \
-    "$BIRDPLANE_IMPORT_LOG" >> "$work/imports"
-  if grep -q -v '^import time:' "$BIRDPLANE_IMPORT_LOG"; then grep -v '^import time:' "$BIRDPLANE_IMPORT_LOG" >&2; fi
-done
+start=$(date +%s.%N)
+# shellcheck disable=SC2086
+PATH="$work/bin:$PATH" dvc repro --force --single-item $stages >/dev/null
+total=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')
 printf '| stage | wall time (s) | imports (s) | peak RSS (MB) |\n| --- | ---: | ---: | ---: |\n'
-join <(sort "$work/times") <(sort "$work/imports") | awk -v order="$(echo $stages)" '
-  { wall[$1] = $2; rss[$1] = $3; imp[$1] = $4 }
+for proc in "$work"/procs/*.proc; do
+  log=${proc%.proc}
+  read -r t0 t1 script args < "$proc"
+  name=$(basename "$script" .py | tr _ -)
+  variant=$(sed -n 's/.*--variant \([^ ]*\).*/\1/p' <<< "$args")
+  [ -n "$variant" ] && name="$name@$variant"
+  # top-level imports have exactly one space before the module name
+  imports=$(awk -F'|' '/^import time:/ && $3 ~ /^ [^ ]/ { us += $2 } END { printf "%.2f", us / 1e6 }' "$log.err")
+  printf '%s %s %s %s\n' "$name" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" "$imports" "$(tail -1 "$log.rss")"
+done | awk -v total="$total" '
+  { printf "| `%s` | %.1f | %.1f | %.0f |\n", $1, $2, $3, $4 / 1024; stages += $2; imports += $3 }
   END {
-    n = split(order, names, " ")
-    for (i = 1; i <= n; i++) { s = names[i]
-      printf "| `%s` | %.1f | %.1f | %.0f |\n", s, wall[s], imp[s], rss[s] / 1024; total += wall[s]; imports += imp[s] }
-    printf "| total | %.1f | %.1f (%.0f%%) | |\n", total, imports, 100 * imports / total
+    printf "| DVC | %.1f | | |\n", total - stages
+    printf "| total (`dvc repro`) | %.1f | %.1f (%.0f%%) | |\n", total, imports, 100 * imports / total
   }'
