@@ -176,10 +176,13 @@ def test_running_train_metrics_are_the_epochs_minibatches():
                      train_metrics="sometimes")
 
 
+@pytest.mark.parametrize("block, weight_decay", [(1, 0.0), (4, 0.0), (4, 0.5)])
 @pytest.mark.parametrize("loss, activation, widths", [("nll", "tanh", [(4,), (9,), (9,)]),
                                                       ("mse", "relu", [(6, 3), (6, 5), (2, 5)])])
-def test_batched_training_equals_one_model_at_a_time(loss, activation, widths):
-    """K models at once (own init, own batch order, mixed widths) = the same K trained one by one."""
+def test_batched_training_equals_one_model_at_a_time(loss, activation, widths, block, weight_decay):
+    """K models at once (own init, own batch order, mixed widths) = the same K trained one by one
+    (step by step), also in Gram blocks of 4 minibatches (batch 10: a short last minibatch) and
+    with weight decay."""
     from birdplane.batched import train_many
 
     head = "log_softmax" if loss == "nll" else "softmax"
@@ -193,11 +196,13 @@ def test_batched_training_equals_one_model_at_a_time(loss, activation, widths):
             out.append(build_model(ModelConfig(hidden=hidden, activation=activation, head=head)))
         return out
 
+    reg = engine.Regularization(weight_decay=weight_decay)
     one_by_one = models()
-    singles = [engine.train(m, loss, *data, epochs=3, batch_size=8, lr=0.05, seed=s)
+    singles = [engine.train(m, loss, *data, epochs=3, batch_size=10, lr=0.05, seed=s, block=1, regularization=reg)
                for m, s in zip(one_by_one, seeds)]
     together = models()
-    batched = train_many(together, loss, *data, epochs=3, batch_size=8, lr=0.05, seeds=seeds)
+    batched = train_many(together, loss, *data, epochs=3, batch_size=10, lr=0.05, seeds=seeds, block=block,
+                         regularization=reg)
     for ref, fast, h_ref, h_fast in zip(one_by_one, together, singles, batched):
         for (k, a), b in zip(ref.state_dict().items(), fast.state_dict().values()):
             torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=k)
@@ -356,3 +361,19 @@ def test_small_rule_picks_the_fewest_parameters_within_one_std():
     assert pick["within_one_std"] == ["w8", "w32"] and pick["pick"] == "w8"
     s = spread([0.8, 0.82, 0.84])
     assert s["mean"] == pytest.approx(0.82) and s["std"] == pytest.approx(0.02) and spread([0.5])["std"] == 0.0
+
+
+def test_gram_blocks_only_for_wide_first_layers_on_cpu():
+    """The engine's default: blocks of 4 minibatches for the book's 512-unit layer on CPU (faster
+    there), one minibatch per step for narrower layers (slower with blocks) and on CUDA (graphs)."""
+    from birdplane.batched import BatchedMLP
+    from birdplane.fused import GRAM_BLOCK, FusedMLP
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    wide, narrow = build_model(ModelConfig(hidden=(512,))), build_model(ModelConfig(hidden=(32,)))
+    assert FusedMLP(wide, "nll").gram_block(cpu) == GRAM_BLOCK == 4
+    assert FusedMLP(wide, "nll").gram_block(cuda) == 1
+    assert FusedMLP(narrow, "nll").gram_block(cpu) == 1
+    assert BatchedMLP([narrow, wide], "nll").gram_block(cpu) == 4  # the widest model decides
+    assert engine.make_step(wide, "nll", 0.01).batches_per_call == 4
+    assert engine.make_step(wide, "nll", 0.01, fused=False).batches_per_call == 1

@@ -18,8 +18,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from birdplane.engine import EVAL_CHUNK, EpochStats, Regularization, epoch_runner, fit_loop
-from birdplane.fused import FusedMLP
+from birdplane.engine import EVAL_CHUNK, EpochStats, Regularization, Stepper, epoch_runner, fit_loop
+from birdplane.fused import GRAM_BLOCK, GRAM_MIN_UNITS, FusedMLP
 from birdplane.losses import LOSSES
 
 
@@ -60,17 +60,57 @@ class BatchedMLP:
     def parameters(self) -> list[torch.Tensor]:
         return self.weights + self.biases
 
+    def gram_block(self, device: torch.device) -> int:
+        """Minibatches per `steps` call: as FusedMLP.gram_block, for the widest first layer."""
+        wide = self.weights[0].shape[1] >= GRAM_MIN_UNITS
+        return GRAM_BLOCK if wide and device.type == "cpu" else 1
+
     @torch.no_grad()
     def step(self, x: torch.Tensor, y: torch.Tensor, lr: float) -> torch.Tensor:
         """One SGD step for every model: x (K, N, features), y (K, N), each model its own batch.
         Returns the head's outputs before the update (K, N, classes)."""
-        inputs = [x.transpose(1, 2)]
+        return self._step(x.transpose(1, 2), y, lr)[0]
+
+    @torch.no_grad()
+    def steps(self, x: torch.Tensor, y: torch.Tensor, lr: float, batch_size: int) -> torch.Tensor:
+        """One SGD step per consecutive `batch_size` rows of x (K, rows, features), every model on
+        its own rows: FusedMLP.steps for K models, the first layer's products for the whole block
+        at once with the same Gram correction, batched over the models."""
+        if x.shape[1] <= batch_size:
+            return self.step(x, y, lr)
+        w = self.weights[0]
+        a = 1 - lr * self.weight_decay
+        xt = x.transpose(1, 2)
+        z_all = torch.bmm(w, xt)          # K x units x rows: every minibatch against W_0
+        deltas = torch.empty_like(z_all)  # delta_i * a^-(i+1), side by side
+        outputs = []
+        for j, o in enumerate(range(0, x.shape[1], batch_size)):
+            e = min(o + batch_size, x.shape[1])
+            z = z_all[:, :, o:e]
+            if o:
+                z.baddbmm_(deltas[:, :, :o], torch.bmm(x[:, :o], xt[:, :, o:e]), alpha=-lr)
+            if a != 1:
+                z.mul_(a ** j)
+            out, delta = self._step(xt[:, :, o:e], y[:, o:e], lr, z)
+            deltas[:, :, o:e] = delta
+            if a != 1:
+                deltas[:, :, o:e].mul_(a ** -(j + 1))
+            outputs.append(out)
+        scale = a ** (j + 1)
+        w.baddbmm_(deltas, x, beta=scale, alpha=-lr * scale)
+        return torch.cat(outputs, dim=1)
+
+    def _step(self, xt: torch.Tensor, y: torch.Tensor, lr: float,
+              first_product: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """`step` on transposed inputs xt (K, features, batch); with `first_product` (W @ xt from
+        `steps`) the first layer's weights are left to the caller, which gets its delta back."""
+        inputs = [xt]
         outs: list[torch.Tensor | None] = [None]   # activation outputs before dropout
         drops: list[torch.Tensor | None] = [None]  # scaled dropout masks
         h = inputs[0]
         last = len(self.weights) - 1
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
-            z = torch.baddbmm(b, w, h)
+            z = first_product.add_(b) if i == 0 and first_product is not None else torch.baddbmm(b, w, h)
             if i < last:
                 h = FusedMLP.activate(z, self.activations[i])
                 if self.masks[i] is not None:
@@ -86,7 +126,8 @@ class BatchedMLP:
         for i in range(last, -1, -1):
             w, a = self.weights[i], inputs[i]
             back = w.transpose(1, 2) @ delta if i > 0 else None  # with the weights before the update
-            w.baddbmm_(delta, a.transpose(1, 2), beta=decay, alpha=-lr)
+            if i > 0 or first_product is None:
+                w.baddbmm_(delta, a.transpose(1, 2), beta=decay, alpha=-lr)
             if decay != 1:
                 self.biases[i].mul_(decay)
             self.biases[i].sub_(delta.sum(dim=2, keepdim=True), alpha=lr)
@@ -96,7 +137,7 @@ class BatchedMLP:
                 delta = FusedMLP.derivative_times(back, outs[i], self.activations[i - 1])
                 if self.masks[i - 1] is not None:
                     delta.mul_(self.masks[i - 1])
-        return outputs
+        return outputs, delta
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> torch.Tensor:
@@ -146,10 +187,12 @@ def train_many(models: list[nn.Sequential], loss: str, train_x: torch.Tensor, tr
                val_x: torch.Tensor, val_y: torch.Tensor, *, epochs: int, batch_size: int, lr: float,
                seeds: list[int], names: list[str] | None = None, train_metrics: str = "running",
                graph: bool | None = None, regularization: Regularization = Regularization(),
+               block: int | None = None,
                on_epoch: Callable[[list[EpochStats]], None] | None = None) -> list[list[EpochStats]]:
     """Train K models at once, model k with batch order seeds[k]; the same SGD as engine.train on
-    each (initialise each model with its seed before calling). Returns one history per model and
-    leaves the trained weights (the best epoch's, with early stopping) in `models`."""
+    each (initialise each model with its seed before calling). `block` minibatches per call as in
+    engine.train (default BatchedMLP.gram_block). Returns one history per model and leaves the
+    trained weights (the best epoch's, with early stopping) in `models`."""
     if len(seeds) != len(models):
         raise ValueError("one seed per model")
     if regularization.augment_shift:
@@ -158,7 +201,10 @@ def train_many(models: list[nn.Sequential], loss: str, train_x: torch.Tensor, tr
     batched = BatchedMLP(models, loss, regularization.weight_decay)
     if graph is None:
         graph = train_x.device.type == "cuda"
-    run_epoch = epoch_runner(lambda x, y: batched.step(x, y, lr), batched.parameters(), loss, train_x, train_y,
+    if block is None:
+        block = batched.gram_block(train_x.device)
+    stepper = Stepper(lambda x, y: batched.steps(x, y, lr, batch_size), block, fused=True)
+    run_epoch = epoch_runner(stepper, batched.parameters(), loss, train_x, train_y,
                              batch_size, (len(models), len(train_x)), graph)
     histories = fit_loop(lambda perm, _: run_epoch(perm), batched.loss_and_accuracy, train_x, train_y, val_x,
                          val_y, epochs=epochs, seeds=seeds, names=names, lr=lr, train_metrics=train_metrics,

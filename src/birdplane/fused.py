@@ -18,12 +18,12 @@ _ACTIVATIONS = {nn.Tanh: "tanh", nn.ReLU: "relu", nn.Sigmoid: "sigmoid"}
 
 # `steps` on CPU: minibatches per block. The first layer's two big products then run with 256
 # rows instead of 64 (MKL: ~120 instead of ~85 GFLOP/s here) for a Gram correction that grows with
-# the block (B(B-1)/2 products of 64 x 3072 x 64): 2 gained 17 %, 4 gained 19 %, 8 only 9 % on
-# the 3072-512-2 net (benchmarks/train_speed.py).
+# the block (B(B-1)/2 products of 64 x 3072 x 64): on the 3072-512-2 net 2 gained 4-17 %, 4 about
+# 9 % (-2 to 19 %), 8 at most 9 % (docs/performance.md).
 GRAM_BLOCK = 4
-# the correction costs about batch * (B - 1) / (4 * units) of the two products: worth it for wide
-# first layers only (the book's 512), not for the homework's 32
-GRAM_MIN_UNITS = 256
+# the correction's cost against the products shrinks with the layer's width: blocks of 4 made
+# 256 units 20 % and 384 units 10 % slower, 512 units faster (single model and 3 batched models)
+GRAM_MIN_UNITS = 512
 
 
 def fuse(model: nn.Module, loss: str, weight_decay: float = 0.0) -> FusedMLP | None:
