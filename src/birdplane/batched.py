@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from birdplane.engine import EVAL_CHUNK, EpochStats, Regularization, Stepper, epoch_runner, fit_loop
-from birdplane.fused import GRAM_BLOCK, GRAM_MIN_UNITS, FusedMLP
+from birdplane.fused import GRAM_BLOCK, GRAM_MIN_UNITS, FusedMLP, gram_steps
 from birdplane.losses import LOSSES
 
 
@@ -78,27 +78,8 @@ class BatchedMLP:
         at once with the same Gram correction, batched over the models."""
         if x.shape[1] <= batch_size:
             return self.step(x, y, lr)
-        w = self.weights[0]
-        a = 1 - lr * self.weight_decay
-        xt = x.transpose(1, 2)
-        z_all = torch.bmm(w, xt)          # K x units x rows: every minibatch against W_0
-        deltas = torch.empty_like(z_all)  # delta_i * a^-(i+1), side by side
-        outputs = []
-        for j, o in enumerate(range(0, x.shape[1], batch_size)):
-            e = min(o + batch_size, x.shape[1])
-            z = z_all[:, :, o:e]
-            if o:
-                z.baddbmm_(deltas[:, :, :o], torch.bmm(x[:, :o], xt[:, :, o:e]), alpha=-lr)
-            if a != 1:
-                z.mul_(a ** j)
-            out, delta = self._step(xt[:, :, o:e], y[:, o:e], lr, z)
-            deltas[:, :, o:e] = delta
-            if a != 1:
-                deltas[:, :, o:e].mul_(a ** -(j + 1))
-            outputs.append(out)
-        scale = a ** (j + 1)
-        w.baddbmm_(deltas, x, beta=scale, alpha=-lr * scale)
-        return torch.cat(outputs, dim=1)
+        return gram_steps(self.weights[0], x, y, lr, self.weight_decay, batch_size,
+                          lambda xt, yb, z: self._step(xt, yb, lr, z))
 
     def _step(self, xt: torch.Tensor, y: torch.Tensor, lr: float,
               first_product: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -11,6 +11,8 @@ the reference; a test checks that both give the same weights to float tolerance.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import nn
 
@@ -24,6 +26,41 @@ GRAM_BLOCK = 4
 # the correction's cost against the products shrinks with the layer's width: blocks of 4 made
 # 256 units 20 % and 384 units 10 % slower, 512 units faster (single model and 3 batched models)
 GRAM_MIN_UNITS = 512
+
+
+MinibatchStep = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+def gram_steps(w: torch.Tensor, x: torch.Tensor, y: torch.Tensor, lr: float, weight_decay: float,
+               batch_size: int, step: MinibatchStep) -> torch.Tensor:
+    """The block of FusedMLP.steps (see there for the formulas): w is the first layer's weights
+    (units x features) and x the block's rows (rows x features), or both with a leading dim of K
+    models (birdplane.batched). step(xt, y, z) runs one minibatch given its transposed inputs,
+    its labels and its first-layer product W_j x_j^T, updates everything but w, and returns the
+    head's outputs and the first layer's delta (units x batch). Returns all outputs, in order."""
+    mm = torch.bmm if w.dim() == 3 else torch.mm
+    add_product_ = torch.Tensor.baddbmm_ if w.dim() == 3 else torch.Tensor.addmm_
+    a = 1 - lr * weight_decay
+    xt = x.transpose(-2, -1)
+    rows = x.shape[-2]
+    z_all = mm(w, xt)                 # units x rows: every minibatch against W_0
+    deltas = torch.empty_like(z_all)  # delta_i * a^-(i+1), side by side
+    outputs = []
+    for j, o in enumerate(range(0, rows, batch_size)):
+        e = min(o + batch_size, rows)
+        z = z_all[..., o:e]
+        if o:
+            add_product_(z, deltas[..., :o], mm(x[..., :o, :], xt[..., o:e]), alpha=-lr)
+        if a != 1:
+            z.mul_(a ** j)
+        out, delta = step(xt[..., o:e], y[..., o:e], z)
+        deltas[..., o:e] = delta
+        if a != 1:
+            deltas[..., o:e].mul_(a ** -(j + 1))
+        outputs.append(out)
+    scale = a ** (j + 1)
+    add_product_(w, deltas, x, beta=scale, alpha=-lr * scale)
+    return torch.cat(outputs, dim=-2)
 
 
 def fuse(model: nn.Module, loss: str, weight_decay: float = 0.0) -> FusedMLP | None:
@@ -130,27 +167,8 @@ class FusedMLP:
         """
         if len(x) <= batch_size:
             return self.step(x, y, lr)
-        w = self.linears[0].weight
-        a = 1 - lr * self.weight_decay
-        xt = x.t()
-        z_all = w @ xt                  # units x rows: every minibatch against W_0
-        deltas = torch.empty_like(z_all)  # delta_i * a^-(i+1), side by side
-        outputs = []
-        for j, o in enumerate(range(0, len(x), batch_size)):
-            e = min(o + batch_size, len(x))
-            z = z_all[:, o:e]
-            if o:
-                z.addmm_(deltas[:, :o], x[:o] @ xt[:, o:e], alpha=-lr)
-            if a != 1:
-                z.mul_(a ** j)
-            out, delta = self._step(xt[:, o:e], y[o:e], lr, z)
-            deltas[:, o:e] = delta
-            if a != 1:
-                deltas[:, o:e].mul_(a ** -(j + 1))
-            outputs.append(out)
-        scale = a ** (j + 1)
-        w.addmm_(deltas, x, beta=scale, alpha=-lr * scale)
-        return torch.cat(outputs)
+        return gram_steps(self.linears[0].weight, x, y, lr, self.weight_decay, batch_size,
+                          lambda xt, yb, z: self._step(xt, yb, lr, z))
 
     def _step(self, xt: torch.Tensor, y: torch.Tensor, lr: float,
               first_product: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
