@@ -7,6 +7,7 @@
 # A `python` shim first on PATH runs each stage's process under /usr/bin/time and
 # `python -X importtime` ("imports" is the sum of the top-level imports' cumulative times);
 # "DVC" is what the one dvc process spent around the stages (its start, hashing, bookkeeping).
+# A first line gives the float32 matmul peak before and after: the shared machine's speed that hour.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv="${BIRDPLANE_VENV:-$PWD/.venv}"
@@ -26,10 +27,28 @@ exit \$rc
 EOF
 chmod +x "$work/bin/python"
 stages="${*:-$(dvc stage list --name-only)}"
+# this shared machine's speed changes by the hour: a float32 matmul peak before and after the run
+# says which hour the figures come from
+peak() {
+  "$venv/bin/python" - <<'PY'
+import time, torch
+a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+a @ b
+best = float("inf")
+for _ in range(5):
+    t = time.perf_counter()
+    a @ b
+    best = min(best, time.perf_counter() - t)
+print(f"{2 * 2048 ** 3 / best / 1e9:.0f}")
+PY
+}
+peak_before=$(peak)
 start=$(date +%s.%N)
 # shellcheck disable=SC2086
 PATH="$work/bin:$PATH" dvc repro --force --single-item $stages >/dev/null
 total=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')
+peak_after=$(peak)
+echo "float32 matmul peak (2048^3, best of 5): $peak_before GFLOP/s before, $peak_after after; $(date -u +%FT%TZ)"
 printf '| stage | wall time (s) | imports (s) | peak RSS (MB) |\n| --- | ---: | ---: | ---: |\n'
 for proc in "$work"/procs/*.proc; do
   log=${proc%.proc}
