@@ -8,6 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
+# the editable install imports birdplane from $root/src: HEAD's code must be what is checked out there
+git diff --quiet HEAD -- src pipeline || { echo "commit src/ and pipeline/ first" >&2; exit 1; }
 export BIRDPLANE_VENV="${BIRDPLANE_VENV:-$root/.venv}"
 tree=$(mktemp -d)/homework
 git worktree add --quiet --detach "$tree" HEAD
@@ -23,6 +25,4 @@ with open(path, "w") as f:
     yaml.safe_dump(params, f, sort_keys=False)
 PY
 cd "$tree"
-# the editable install imports birdplane from $root/src: HEAD's code must be what is checked out there
-git -C "$root" diff --quiet HEAD -- src pipeline || { echo "commit src/ and pipeline/ first" >&2; exit 1; }
 bash benchmarks/pipeline_stages.sh download stats train@nll train@mse train@small evaluate shift-test report

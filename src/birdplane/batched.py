@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from birdplane.engine import EVAL_CHUNK, EpochStats, Regularization, Stepper, epoch_runner, fit_loop
-from birdplane.fused import GRAM_BLOCK, GRAM_MIN_UNITS, FusedMLP, gram_steps
+from birdplane.fused import FusedMLP, gram_block, gram_steps
 from birdplane.losses import LOSSES
 
 
@@ -61,9 +61,8 @@ class BatchedMLP:
         return self.weights + self.biases
 
     def gram_block(self, device: torch.device) -> int:
-        """Minibatches per `steps` call: as FusedMLP.gram_block, for the widest first layer."""
-        wide = self.weights[0].shape[1] >= GRAM_MIN_UNITS
-        return GRAM_BLOCK if wide and device.type == "cpu" else 1
+        """Minibatches per `steps` call (fused.gram_block), for the widest first layer."""
+        return gram_block(self.weights[0].shape[1], device)
 
     @torch.no_grad()
     def step(self, x: torch.Tensor, y: torch.Tensor, lr: float) -> torch.Tensor:

@@ -28,6 +28,12 @@ GRAM_BLOCK = 4
 GRAM_MIN_UNITS = 512
 
 
+def gram_block(units: int, device: torch.device) -> int:
+    """Minibatches per call of a blocked step: GRAM_BLOCK on CPU for a first layer of `units`
+    wide enough to gain from it, else 1 (narrower layers, and CUDA, where an epoch is one graph)."""
+    return GRAM_BLOCK if units >= GRAM_MIN_UNITS and device.type == "cpu" else 1
+
+
 MinibatchStep = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
@@ -144,10 +150,8 @@ class FusedMLP:
         return self._step(x.t(), y, lr)[0]
 
     def gram_block(self, device: torch.device) -> int:
-        """How many minibatches `steps` should get at once: GRAM_BLOCK on CPU for a first layer
-        wide enough to gain from it, else 1."""
-        wide = self.linears[0].out_features >= GRAM_MIN_UNITS
-        return GRAM_BLOCK if wide and device.type == "cpu" else 1
+        """How many minibatches `steps` should get at once (see gram_block)."""
+        return gram_block(self.linears[0].out_features, device)
 
     @torch.no_grad()
     def steps(self, x: torch.Tensor, y: torch.Tensor, lr: float, batch_size: int) -> torch.Tensor:
