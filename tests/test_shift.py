@@ -1,8 +1,9 @@
 import pytest
 import torch
 
+import birdplane.shift as shift_module
 from birdplane.models import ModelConfig, build_model
-from birdplane.shift import by_ring, shift, shift_accuracy
+from birdplane.shift import by_ring, cropped_outputs, image_linear, shift, shift_accuracy
 
 
 def images(n=3):
@@ -45,3 +46,38 @@ def test_shift_accuracy_grid_and_rings():
     assert list(rings) == ["0", "1", "2"] and rings["0"] == plain
     assert rings["1"] == pytest.approx(float((grid[1:4, 1:4].sum() - grid[2, 2]) / 8))
     assert rings["2"] == pytest.approx(float((grid.sum() - grid[1:4, 1:4].sum()) / 16))
+
+
+@pytest.mark.parametrize("dx, dy", [(3, 0), (0, -2), (1, 2), (-3, -1), (4, -4)])
+def test_cropped_outputs_equal_the_model_on_moved_images(dx, dy):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(in_features=3 * 8 * 8, hidden=(6, 5), dropout=0.5))
+    x = torch.randn(7, 3, 8, 8)
+    cropped = cropped_outputs(model, x, dx, dy)  # also switches dropout off (eval mode)
+    with torch.no_grad():
+        moved = model(shift(x, dx, dy))
+    torch.testing.assert_close(cropped, moved, rtol=1e-5, atol=1e-6)
+
+
+def test_shift_accuracy_crops_only_mlps_on_zero_fill(monkeypatch):
+    torch.manual_seed(0)
+    x = torch.randn(20, 3, 8, 8)
+    y = torch.randint(0, 2, (20,))
+    mlp = build_model(ModelConfig(in_features=3 * 8 * 8, hidden=(4,)))
+    cnn = build_model(ModelConfig(hidden=(4,), arch="cnn", channels=(2,)))  # 32 x 32 images only
+    x32 = torch.randn(4, 3, 32, 32)
+    assert image_linear(mlp, x.shape[1:]) is mlp[1] and image_linear(cnn, x32.shape[1:]) is None
+    calls = []
+    monkeypatch.setattr(shift_module, "cropped_outputs",
+                        lambda *a: calls.append(a[2:]) or cropped_outputs(*a))
+    grid = shift_accuracy(mlp, x, y, 1)
+    assert sorted(calls) == sorted((dx, dy) for dx in (-1, 0, 1) for dy in (-1, 0, 1) if dx or dy)
+    for dy in (-1, 0, 1):  # the same accuracies as the model on the moved images
+        for dx in (-1, 0, 1):
+            with torch.no_grad():
+                moved = float((mlp(shift(x, dx, dy)).argmax(1) == y).double().mean())
+            assert grid[dy + 1, dx + 1] == moved
+    calls.clear()
+    shift_accuracy(mlp, x, y, 1, "wrap")
+    shift_accuracy(cnn, x32, y[:4], 1)
+    assert calls == []

@@ -54,22 +54,63 @@ def shift(x: torch.Tensor, dx: int, dy: int, mode: str = "fill") -> torch.Tensor
     return shifted(pad(x, k, mode), k, dx, dy)
 
 
+# rows per product in the cropped first layer: 512 ran 10 % faster than engine.EVAL_CHUNK's 256 here
+CROP_CHUNK = 512
+
+
+def image_linear(model: nn.Module, image_shape: torch.Size) -> nn.Linear | None:
+    """The model's first layer when it is a Linear over the flattened image (build_model's mlp:
+    Flatten, Linear, ...), else None (a convnet)."""
+    if (isinstance(model, nn.Sequential) and len(model) > 2 and isinstance(model[0], nn.Flatten)
+            and isinstance(model[1], nn.Linear) and model[1].in_features == image_shape.numel()):
+        return model[1]
+    return None
+
+
+@torch.no_grad()
+def cropped_outputs(model: nn.Sequential, images: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
+    """An mlp's outputs for the images (N x C x H x W) moved by (dx, dy) with a zero-filled border,
+    without building the moved images: the first layer only sums over the pixels that stay in
+    view, W[:, window] @ x[:, window - (dy, dx)], the rest of the net runs as usual.
+
+    The exposed border is zero, so it adds nothing to W @ x; skipping it saves a quarter of the
+    shift test's products over -8..8 (the mean share in view is (472/544)^2 = 0.75), and only the
+    window is copied. The same sums as the model on `shift(images, dx, dy)` up to float rounding
+    (fewer terms, another order); a 512-unit net's shift test took 13.2 instead of 18.8 s here."""
+    model.eval()
+    first, rest = model[1], model[2:]
+    c, h, w = images.shape[1:]
+    r0, r1, c0, c1 = max(0, dy), min(h, h + dy), max(0, dx), min(w, w + dx)
+    weight = first.weight.view(-1, c, h, w)[:, :, r0:r1, c0:c1].reshape(first.out_features, -1)
+    source = images[:, :, r0 - dy:r1 - dy, c0 - dx:c1 - dx]
+    outputs = []
+    for i in range(0, len(images), CROP_CHUNK):
+        rows = source[i:i + CROP_CHUNK]
+        outputs.append(rest(torch.addmm(first.bias, rows.reshape(len(rows), -1), weight.t())))
+    return torch.cat(outputs)
+
+
 @torch.no_grad()
 def shift_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, k: int,
                    mode: str = "fill") -> torch.Tensor:
     """Accuracy for every shift: a (2k+1) x (2k+1) tensor indexed [dy + k, dx + k].
 
-    One pass over the whole set per shift, in engine.predict's chunks; the (0, 0) pass is the
-    plain validation pass, so it reproduces the evaluated accuracy exactly.
+    One pass over the whole set per shift; the (0, 0) pass is engine.predict's plain validation
+    pass, so it reproduces the evaluated accuracy exactly. An mlp on zero-filled shifts skips the
+    border (cropped_outputs); a convnet or the 'wrap' mode runs on the moved images.
     """
     from birdplane.engine import predict
 
     padded = pad(images, k, mode)
+    crop = mode == "fill" and image_linear(model, images.shape[1:]) is not None
     grid = torch.empty(2 * k + 1, 2 * k + 1, dtype=torch.float64)
     for dy in range(-k, k + 1):
         for dx in range(-k, k + 1):
-            batch = shifted(padded, k, dx, dy).reshape(len(images), -1)
-            grid[dy + k, dx + k] = int((predict(model, batch).argmax(1) == labels).sum()) / len(labels)
+            if crop and (dx or dy):
+                out = cropped_outputs(model, images, dx, dy)
+            else:
+                out = predict(model, shifted(padded, k, dx, dy).reshape(len(images), -1))
+            grid[dy + k, dx + k] = int((out.argmax(1) == labels).sum()) / len(labels)
     return grid
 
 
