@@ -377,3 +377,23 @@ def test_gram_blocks_only_for_wide_first_layers_on_cpu():
     assert BatchedMLP([narrow, wide], "nll").gram_block(cpu) == 4  # the widest model decides
     assert engine.make_step(wide, "nll", 0.01).batches_per_call == 4
     assert engine.make_step(wide, "nll", 0.01, fused=False).batches_per_call == 1
+
+
+def test_cnn_weights_are_channels_last_and_saved_contiguous(tmp_path):
+    cfg = ModelConfig(arch="cnn", channels=(4, 4), hidden=(8,))
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    convs = [m for m in model if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
+    assert not all(c.weight.is_contiguous() for c in convs)  # the 4 x 3 x 3 x 3 kernel is not both
+    x = torch.randn(6, 3, 32, 32)
+    nchw = build_model(cfg)
+    nchw.load_state_dict(model.state_dict())
+    nchw.to(memory_format=torch.contiguous_format)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), nchw(x))  # same function, other memory layout
+    save_model(tmp_path / "m.pt", model, cfg)
+    blob = torch.load(tmp_path / "m.pt", weights_only=True)
+    assert all(t.is_contiguous() for t in blob["state_dict"].values())
+    loaded, _ = load_model(tmp_path / "m.pt")
+    assert all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in loaded if isinstance(m, torch.nn.Conv2d))

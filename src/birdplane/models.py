@@ -64,7 +64,14 @@ def build_model(cfg: ModelConfig) -> nn.Sequential:
             layers.append(nn.Dropout(cfg.dropout))
         width = h
     layers += [nn.Linear(width, cfg.n_classes), HEADS[cfg.head](dim=1)]
-    return nn.Sequential(*layers)
+    model = nn.Sequential(*layers)
+    if cfg.arch == "cnn":
+        # convolution weights channels-last: oneDNN then runs the convolutions and max-pools
+        # channels-last (the images stay N x 3 x 32 x 32). On 2 cores the book's Net trained at 2.7
+        # instead of 3.65 s per epoch and predicted 2,000 images in 0.21 instead of 0.42 s (NCHW's
+        # max-pool took half of that); the same math in another rounding order
+        model.to(memory_format=torch.channels_last)
+    return model
 
 
 def n_parameters(model: nn.Module) -> int:
