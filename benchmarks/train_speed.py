@@ -16,7 +16,9 @@ Trains the same model (same init) on the same data for the same epochs with
   graph    (CUDA only) the engine's GPU default: the fused epoch captured once as a CUDA graph;
 and prints seconds per epoch (training only, no evaluation passes), the ratio to the book,
 achieved GFLOP/s (forward plus weight-gradient matrix products), the machine's measured float32
-matmul peak, and the final training accuracy of each (they must agree within noise).
+matmul peak, and the final training accuracy of each (they must agree within noise); then the
+first layer's two big products alone per epoch (64 and 256 rows at a time), the floor that no
+step on this net can beat on this machine, as a share of the book's epoch.
 
 The methods take turns epoch by epoch (book, autograd, stepwise, fused, book, ...), so a busy neighbour on a
 shared machine slows all of them alike; the ratio uses the medians over epochs 2..n.
@@ -119,6 +121,26 @@ def matmul_peak(device, n=2048, reps=5):
     return 2 * n ** 3 * reps / best / 1e9
 
 
+def products_floor(cfg, n, rows, device, reps=3) -> float:
+    """Seconds per epoch of the first layer's two big products alone: for every `rows` rows of the
+    n images the forward W @ X^T and the update W += D X, as the engine runs them (no activation,
+    head, gather or Gram correction): what no step on this layer can beat on this machine."""
+    w = torch.randn(cfg.hidden[0], cfg.in_features, device=device) * 0.01
+    xb = torch.randn(rows, cfg.in_features, device=device)
+    d = torch.randn(cfg.hidden[0], rows, device=device) * 1e-4
+    blocks = n // rows
+    best = float("inf")
+    for _ in range(reps):
+        sync(device)
+        t0 = time.perf_counter()
+        for _ in range(blocks):
+            torch.mm(w, xb.t())
+            w.addmm_(d, xb, alpha=-0.01)
+        sync(device)
+        best = min(best, time.perf_counter() - t0)
+    return best * n / (blocks * rows)
+
+
 def compare_engines(args, device, x, y, cfg, flops):
     models: dict[str, nn.Module] = {}
     methods: dict[str, Iterator[None]] = {}
@@ -138,6 +160,11 @@ def compare_engines(args, device, x, y, cfg, flops):
         t = steady(times[name])
         print(f"{name:9s} per-epoch s: {' '.join(f'{s:.3f}' for s in times[name])}  median {t:.4f} s  "
               f"{flops / t / 1e9:6.1f} GFLOP/s  ratio to book {t / book:.2f}  train accuracy {acc:.4f}")
+    if cfg.hidden:  # the floor the engine works against, same run (best of 3 epochs' worth)
+        for rows in (args.batch, 4 * args.batch):
+            t = products_floor(cfg, len(y), rows, device)
+            print(f"first layer's two products alone, {rows} rows at a time: {t:.4f} s per epoch, "
+                  f"{t / book:.2f} of the book's epoch")
     torch.manual_seed(0)
     model = build_model(cfg).to(device)
     sync(device)
