@@ -29,3 +29,8 @@ def test_train_speed_compares_methods_and_prints_the_floor():
 def test_train_speed_many_models_at_once():
     out = run_speed("--many", "2")
     assert re.search(r"batched / one by one: \d+\.\d\d", out), out
+
+
+def test_train_speed_without_the_book_prints_no_ratio_to_it():
+    out = run_speed("--methods", "fused")  # as benchmarks/gpu.sh runs the 100-epoch graph figure
+    assert "nan" not in out and "products alone" in out
