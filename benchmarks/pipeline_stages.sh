@@ -30,17 +30,7 @@ stages="${*:-$(dvc stage list --name-only)}"
 # this shared machine's speed changes by the hour: a float32 matmul peak before and after the run
 # says which hour the figures come from
 peak() {
-  "$venv/bin/python" - <<'PY'
-import time, torch
-a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
-a @ b
-best = float("inf")
-for _ in range(5):
-    t = time.perf_counter()
-    a @ b
-    best = min(best, time.perf_counter() - t)
-print(f"{2 * 2048 ** 3 / best / 1e9:.0f}")
-PY
+  "$venv/bin/python" benchmarks/train_speed.py --peak
 }
 peak_before=$(peak)
 start=$(date +%s.%N)
@@ -48,7 +38,7 @@ start=$(date +%s.%N)
 PATH="$work/bin:$PATH" dvc repro --force --single-item $stages >/dev/null
 total=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')
 peak_after=$(peak)
-echo "float32 matmul peak (2048^3, best of 5): $peak_before GFLOP/s before, $peak_after after; $(date -u +%FT%TZ)"
+echo "float32 matmul peak (2048^3, best of 3): $peak_before GFLOP/s before, $peak_after after; $(date -u +%FT%TZ)"
 printf '| stage | wall time (s) | imports (s) | peak RSS (MB) |\n| --- | ---: | ---: | ---: |\n'
 for proc in "$work"/procs/*.proc; do
   log=${proc%.proc}

@@ -230,8 +230,13 @@ def main():
                     help="default: all that apply to the device")
     ap.add_argument("--many", type=int, default=0, metavar="K", help="K models at once vs one by one")
     ap.add_argument("--data", default="data/prepared/dataset.npz", help="real images if the file exists")
+    ap.add_argument("--peak", action="store_true",
+                    help="print only the float32 matmul peak in GFLOP/s (benchmarks/pipeline_stages.sh)")
     args = ap.parse_args()
     device = torch.device(args.device)
+    if args.peak:
+        print(f"{matmul_peak(device):.0f}")
+        return
     engine.seed_everything(0)
     x, y, source = data(args, device)
     cfg = ModelConfig(hidden=tuple(args.hidden))

@@ -38,3 +38,11 @@ def test_train_speed_many_models_at_once():
 def test_train_speed_without_the_book_prints_no_ratio_to_it():
     out = run_speed("--methods", "fused")  # as benchmarks/gpu.sh runs the 100-epoch graph figure
     assert "nan" not in out and "products alone" in out
+
+
+def test_train_speed_peak_prints_one_number():
+    """benchmarks/pipeline_stages.sh reads the matmul peak before and after a run from this."""
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks/train_speed.py"), "--peak"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert re.fullmatch(r"\d+\n", out.stdout), out.stdout
