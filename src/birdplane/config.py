@@ -13,13 +13,10 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
+from birdplane.data import CIFAR10_CLASSES
 from birdplane.errors import BirdplaneError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-CIFAR10_CLASSES = (
-    "airplane", "automobile", "bird", "cat", "deer",
-    "dog", "frog", "horse", "ship", "truck",
-)
 OFFICIAL_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 OFFICIAL_MD5 = "c58f30108f718f92721af3b95e74349a"
 ENV_URL, ENV_MD5 = "BIRDPLANE_DATA_URL", "BIRDPLANE_DATA_MD5"

@@ -18,12 +18,16 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from birdplane.errors import BirdplaneError
-from birdplane.config import CIFAR10_CLASSES
 
 BATCH_DIR = "cifar-10-batches-py"
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_BATCH = "test_batch"
 META = "batches.meta"
+# the official label order (batches.meta); a label is its index here
+CIFAR10_CLASSES = (
+    "airplane", "automobile", "bird", "cat", "deer",
+    "dog", "frog", "horse", "ship", "truck",
+)
 
 
 class ArchiveError(BirdplaneError):
