@@ -1,17 +1,54 @@
 #!/usr/bin/env bash
-# The GPU measurements of docs/performance.md in one short run (about 2 minutes on an H100):
-#   bash benchmarks/gpu.sh            # from the project root, with the venv's python on PATH or .venv
-# Synthetic CIFAR-shaped data made on the spot unless data/prepared/dataset.npz exists.
-set -euo pipefail
+# The GPU measurements of docs/performance.md in one short run (a few minutes on an H100):
+#   bash benchmarks/gpu.sh                      # from the project root on the GPU machine
+#   DEVICE=cpu QUICK=1 bash benchmarks/gpu.sh   # the same steps as a dry run on CPU, tiny sizes
+# The lent GPU machine's image has torch, numpy, pytest and PyYAML but not this project's venv (no
+# pydantic, MLflow or DVC): the engine, its tests and the benchmark need only those, with src/ on
+# PYTHONPATH (tests/test_benchmarks.py checks this with the other packages hidden). Real images
+# when data/prepared/dataset.npz is there (carry it along: 37 MB), else synthetic ones.
+# Every step runs even when one before it failed (one try costs minutes of a short lease); the
+# exit status says whether all passed. With OUT set (the device tool's output folder) the log is
+# also written to $OUT/gpu.log.
+set -uo pipefail
 cd "$(dirname "$0")/.."
-py=python
+if [ -n "${OUT:-}" ]; then
+  exec > >(tee "$OUT/gpu.log") 2>&1
+fi
+device=${DEVICE:-cuda}
+py=python3
 [ -x .venv/bin/python ] && py=.venv/bin/python
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+if [ "${QUICK:-0}" = 1 ]; then
+  size=(--n 512 --hidden 16); compare_epochs=2; long_epochs=2; many=4; many_epochs=2
+else
+  size=(); compare_epochs=20; long_epochs=100; many=64; many_epochs=10
+fi
+methods=(book autograd fused)
+long=fused
+if [ "$device" = cuda ]; then
+  methods+=(graph)
+  long=graph
+fi
+failed=()
+step() {
+  echo "== $*"
+  "$@" || failed+=("$*")
+}
+
+date -u +%FT%TZ
+git rev-parse HEAD 2>/dev/null || true
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || true
+step "$py" -c "import sys, numpy, torch; print(sys.version.split()[0], 'torch', torch.__version__, 'numpy', numpy.__version__, 'cuda', torch.cuda.is_available())"
 # the GPU path is the tested path: CUDA-graph epochs and batched models against eager and CPU
-$py -m pytest -q -p no:cacheprovider tests/test_engine.py -k "cuda or batched or fused"
-# book loop, autograd, fused and CUDA-graph epochs side by side (20 epochs, interleaved), then
-# engine.train for 100 epochs (the <= 2 s target)
-$py benchmarks/train_speed.py --device cuda --epochs 20 --methods book autograd fused graph
-$py benchmarks/train_speed.py --device cuda --epochs 100 --methods graph
-# 64 small models at once against one by one (<= 4 ms per epoch per model at K = 64)
-$py benchmarks/train_speed.py --device cuda --many 64 --hidden 32 --epochs 10
+step "$py" -m pytest -q -p no:cacheprovider tests/test_engine.py -k "cuda or batched or fused"
+# book loop, autograd, fused and CUDA-graph epochs side by side (interleaved), then the engine's
+# default for 100 epochs (the <= 2 s target), then K small models at once (<= 4 ms per epoch per
+# model at K = 64)
+step "$py" benchmarks/train_speed.py --device "$device" --epochs "$compare_epochs" --methods "${methods[@]}" "${size[@]}"
+step "$py" benchmarks/train_speed.py --device "$device" --epochs "$long_epochs" --methods "$long" "${size[@]}"
+step "$py" benchmarks/train_speed.py --device "$device" --many "$many" --hidden 32 --epochs "$many_epochs" "${size[@]:0:2}"
+if [ ${#failed[@]} -gt 0 ]; then
+  printf '!! failed: %s\n' "${failed[@]}"
+  exit 1
+fi
+echo "== all steps passed"

@@ -182,7 +182,7 @@ def compare_engines(args, device, x, y, cfg, flops):
     engine.train(model, "nll", x, y, val_x, val_y, epochs=args.epochs, batch_size=args.batch, lr=args.lr, seed=0)
     sync(device)
     total = time.perf_counter() - t0
-    print(f"engine.train, {args.epochs} epochs with a 2000-image validation pass each: {total:.2f} s "
+    print(f"engine.train, {args.epochs} epochs with a {len(val_y)}-image validation pass each: {total:.2f} s "
           f"({total / args.epochs * 1e3:.1f} ms per epoch)")
 
 
