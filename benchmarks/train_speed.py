@@ -158,13 +158,13 @@ def compare_engines(args, device, x, y, cfg, flops):
     for name in names:
         _, acc = engine.loss_and_accuracy(models[name], nn.NLLLoss(), x, y)
         t = steady(times[name])
-        ratio = f"  ratio to book {t / book:.2f}" if "book" in times else ""
+        ratio = f"  ratio to book {t / book:.2f}" if book is not None else ""
         print(f"{name:9s} per-epoch s: {' '.join(f'{s:.3f}' for s in times[name])}  median {t:.4f} s  "
               f"{flops / t / 1e9:6.1f} GFLOP/s{ratio}  train accuracy {acc:.4f}")
     if cfg.hidden:  # the floor the engine works against, same run (best of 3 epochs' worth)
         for rows in (args.batch, 4 * args.batch):
             t = products_floor(cfg, len(y), rows, device)
-            share = f", {t / book:.2f} of the book's epoch" if "book" in times else ""
+            share = f", {t / book:.2f} of the book's epoch" if book is not None else ""
             print(f"first layer's two products alone, {rows} rows at a time: {t:.4f} s per epoch{share}")
     torch.manual_seed(0)
     model = build_model(cfg).to(device)
