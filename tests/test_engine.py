@@ -264,6 +264,46 @@ def test_batched_cuda_graph_matches_cpu():
             torch.testing.assert_close(b[name], a[name], rtol=1e-4, atol=1e-5)
 
 
+META = torch.device("meta")
+
+
+@pytest.mark.parametrize("loss, dropout, shift", [("nll", 0.0, 0), ("mse", 0.5, 2)])
+def test_the_epoch_a_gpu_captures_runs_on_the_meta_device(loss, dropout, shift):
+    """On CUDA, engine.epoch_runner captures a whole epoch as one CUDA graph. Capture fails if the
+    epoch reads a value back to the host (.item(), float(), bool() of a tensor) or mixes in a tensor
+    made on the CPU; both fail on the meta device too, which has shapes but no data. So the CPU
+    suite checks that the captured body (fused step with weight decay, dropout and random shifts,
+    the running batch statistics) stays capturable; the CUDA tests check its numbers on a GPU."""
+    head = "log_softmax" if loss == "nll" else "softmax"
+    model = build_model(ModelConfig(hidden=(8, 4), head=head, dropout=dropout)).to(META)
+    n = 100  # 6 minibatches of 16 and a short one of 4
+    x, y = torch.empty(n, 3072, device=META), torch.empty(n, dtype=torch.long, device=META)
+    step = engine.make_step(model, loss, 0.05, weight_decay=0.01, batch_size=16)
+    assert step.fused and step.batches_per_call == 1  # what a GPU runs: one minibatch per step
+    run = engine.epoch_runner(step, list(model.parameters()), loss, x, y, 16, (n,), graph=False, max_shift=shift)
+    inputs = [torch.empty(n, dtype=torch.long, device=META)]
+    if shift:
+        inputs.append(torch.empty(n, 2, dtype=torch.long, device=META))
+    loss_sum, correct = run(*inputs)
+    assert loss_sum.device == META and loss_sum.shape == () and correct.shape == ()
+
+
+def test_the_batched_epoch_a_gpu_captures_runs_on_the_meta_device():
+    from birdplane.batched import BatchedMLP
+
+    batched = BatchedMLP([build_model(ModelConfig(hidden=(h,))) for h in (8, 3)], "nll", weight_decay=0.01)
+    batched.weights = [t.to(META) for t in batched.weights]  # built on the CPU, trained on "the GPU"
+    batched.biases = [t.to(META) for t in batched.biases]
+    batched.masks = [None if t is None else t.to(META) for t in batched.masks]
+    assert batched.gram_block(META) == 1
+    n = 100
+    stepper = engine.Stepper(lambda x, y: batched.steps(x, y, 0.05, 16), 1, fused=True)
+    run = engine.epoch_runner(stepper, batched.parameters(), "nll", torch.empty(n, 3072, device=META),
+                              torch.empty(n, dtype=torch.long, device=META), 16, (2, n), graph=False)
+    loss_sum, correct = run(torch.empty(2, n, dtype=torch.long, device=META))
+    assert loss_sum.shape == (2,) and correct.shape == (2,)
+
+
 @pytest.mark.parametrize("block", [1, 4])
 @pytest.mark.parametrize("loss, hidden, activation", [("nll", (16,), "tanh"), ("mse", (12, 8), "relu")])
 def test_fused_weight_decay_and_dropout_match_autograd(loss, hidden, activation, block):
