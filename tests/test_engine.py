@@ -43,6 +43,39 @@ def test_training_is_deterministic_and_learns():
     assert h3[-1].train_loss != h1[-1].train_loss
 
 
+@pytest.mark.parametrize("block", [1, 4])
+def test_nothing_reads_memory_before_writing_it(block):
+    """seed_everything keeps deterministic algorithms but drops their NaN fill of new tensors (it
+    cost 12 % of the small net's epoch, docs/performance.md). That is safe only where no step reads
+    memory it has not written: with the fill on, such a read would be NaN. The same bytes both ways,
+    through the fused step (one minibatch, or Gram blocks with a short last one), weight decay,
+    dropout and random shifts, and through the batched engine."""
+    from birdplane.batched import train_many
+
+    reg = engine.Regularization(weight_decay=0.01, augment_shift=2)
+    results = []
+    for fill in (True, False):
+        engine.seed_everything(0)
+        assert torch.are_deterministic_algorithms_enabled() and not torch.utils.deterministic.fill_uninitialized_memory
+        torch.utils.deterministic.fill_uninitialized_memory = fill
+        try:
+            model = build_model(ModelConfig(hidden=(16,), dropout=0.2))
+            history = engine.train(model, "nll", *tiny_data(n=120), epochs=2, batch_size=10, lr=0.05, seed=0,
+                                   block=block, regularization=reg)
+            models = [build_model(ModelConfig(hidden=(h,))) for h in (6, 3)]
+            train_many(models, "nll", *tiny_data(n=120), epochs=2, batch_size=10, lr=0.05,
+                       seeds=[1, 2], block=block, regularization=engine.Regularization(weight_decay=0.01))
+        finally:
+            torch.utils.deterministic.fill_uninitialized_memory = False
+        results.append(([model.state_dict(), *(m.state_dict() for m in models)],
+                        [s.to_dict() | {"seconds": 0} for s in history]))
+    (states_on, history_on), (states_off, history_off) = results
+    assert history_on == history_off
+    for on, off in zip(states_on, states_off):
+        for name in on:
+            assert torch.equal(on[name], off[name]), name
+
+
 def test_mse_variant_trains():
     _, h = fit(loss="mse", lr=0.5, epochs=4)
     assert h[-1].train_loss < h[0].train_loss and h[-1].train_accuracy > 0.8

@@ -56,6 +56,11 @@ def seed_everything(seed: int) -> None:
     # what torch.use_deterministic_algorithms(True, warn_only=True) does, less its import of
     # torch._inductor (3 s per stage process, for a setting of the compiler that nothing here uses)
     torch._C._set_deterministic_algorithms(True, warn_only=True)
+    # Deterministic mode also fills every new tensor of torch.empty or a resize with NaN, so that
+    # reading memory before writing it would show. Nothing here does (the results are the same
+    # bytes without the fill), and it wrote each gathered minibatch twice: 12 % of the 32-unit
+    # net's epoch on 2 cores (docs/performance.md).
+    torch.utils.deterministic.fill_uninitialized_memory = False
 
 
 def to_features(images: np.ndarray, mean: list[float], std: list[float], device: torch.device) -> torch.Tensor:
