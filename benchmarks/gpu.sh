@@ -18,10 +18,10 @@ device=${DEVICE:-cuda}
 py=python3
 [ -x .venv/bin/python ] && py=.venv/bin/python
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-if [ "${QUICK:-0}" = 1 ]; then
-  size=(--n 512 --hidden 16); compare_epochs=2; long_epochs=2; many=4; many_epochs=2
+if [ "${QUICK:-0}" = 1 ]; then  # images, and the width of the compared net (the K nets are 32 wide)
+  images=(--n 512); width=(--hidden 16); compare_epochs=2; long_epochs=2; many=4; many_epochs=2
 else
-  size=(); compare_epochs=20; long_epochs=100; many=64; many_epochs=10
+  images=(); width=(); compare_epochs=20; long_epochs=100; many=64; many_epochs=10
 fi
 methods=(book autograd fused)
 long=fused
@@ -44,9 +44,9 @@ step "$py" -m pytest -q -p no:cacheprovider tests/test_engine.py -k "cuda or bat
 # book loop, autograd, fused and CUDA-graph epochs side by side (interleaved), then the engine's
 # default for 100 epochs (the <= 2 s target), then K small models at once (<= 4 ms per epoch per
 # model at K = 64)
-step "$py" benchmarks/train_speed.py --device "$device" --epochs "$compare_epochs" --methods "${methods[@]}" "${size[@]}"
-step "$py" benchmarks/train_speed.py --device "$device" --epochs "$long_epochs" --methods "$long" "${size[@]}"
-step "$py" benchmarks/train_speed.py --device "$device" --many "$many" --hidden 32 --epochs "$many_epochs" "${size[@]:0:2}"
+step "$py" benchmarks/train_speed.py --device "$device" --epochs "$compare_epochs" --methods "${methods[@]}" "${images[@]}" "${width[@]}"
+step "$py" benchmarks/train_speed.py --device "$device" --epochs "$long_epochs" --methods "$long" "${images[@]}" "${width[@]}"
+step "$py" benchmarks/train_speed.py --device "$device" --many "$many" --hidden 32 --epochs "$many_epochs" "${images[@]}"
 if [ ${#failed[@]} -gt 0 ]; then
   printf '!! failed: %s\n' "${failed[@]}"
   exit 1

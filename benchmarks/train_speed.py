@@ -91,15 +91,20 @@ def engine_epochs(model, x, y, batch, lr, fused, graph, block=None) -> Iterator[
         yield
 
 
+def seconds(run: Callable[[], object], device) -> float:
+    """Wall time of run(), the device's queued work included."""
+    sync(device)
+    t0 = time.perf_counter()
+    run()
+    sync(device)
+    return time.perf_counter() - t0
+
+
 def timed_turns(methods: dict[str, Iterator[None]], epochs: int, device) -> dict[str, list[float]]:
     times: dict[str, list[float]] = {name: [] for name in methods}
     for _ in range(epochs):
         for name, epochs_of in methods.items():
-            sync(device)
-            t0 = time.perf_counter()
-            next(epochs_of)
-            sync(device)
-            times[name].append(time.perf_counter() - t0)
+            times[name].append(seconds(lambda: next(epochs_of), device))
     return times
 
 
@@ -110,14 +115,12 @@ def steady(times: list[float]) -> float:
 def matmul_peak(device, n=2048, reps=5):
     a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     a @ b
-    sync(device)
-    best = float("inf")
-    for _ in range(3):
-        t0 = time.perf_counter()
+
+    def products() -> None:
         for _ in range(reps):
             a @ b
-        sync(device)
-        best = min(best, time.perf_counter() - t0)
+
+    best = min(seconds(products, device) for _ in range(3))
     return 2 * n ** 3 * reps / best / 1e9
 
 
@@ -129,15 +132,13 @@ def products_floor(cfg, n, rows, device, reps=3) -> float:
     xb = torch.randn(rows, cfg.in_features, device=device)
     d = torch.randn(cfg.hidden[0], rows, device=device) * 1e-4
     blocks = n // rows
-    best = float("inf")
-    for _ in range(reps):
-        sync(device)
-        t0 = time.perf_counter()
+
+    def epoch() -> None:
         for _ in range(blocks):
             torch.mm(w, xb.t())
             w.addmm_(d, xb, alpha=-0.01)
-        sync(device)
-        best = min(best, time.perf_counter() - t0)
+
+    best = min(seconds(epoch, device) for _ in range(reps))
     return best * n / (blocks * rows)
 
 
@@ -168,20 +169,14 @@ def compare_engines(args, device, x, y, cfg, flops):
             print(f"first layer's two products alone, {rows} rows at a time: {t:.4f} s per epoch{share}")
     torch.manual_seed(0)
     model = build_model(cfg).to(device)
-    sync(device)
-    t0 = time.perf_counter()
-    engine.loss_and_accuracy(model, nn.NLLLoss(), x, y)
-    sync(device)
-    print(f"one full no-grad evaluation pass over the {len(y)} images: {time.perf_counter() - t0:.3f} s")
+    t = seconds(lambda: engine.loss_and_accuracy(model, nn.NLLLoss(), x, y), device)
+    print(f"one full no-grad evaluation pass over the {len(y)} images: {t:.3f} s")
     # what a training stage runs: engine.train with its defaults for the device, validation pass included
     torch.manual_seed(0)
     model = build_model(cfg).to(device)
     val_x, val_y = x[:2000], y[:2000]
-    sync(device)
-    t0 = time.perf_counter()
-    engine.train(model, "nll", x, y, val_x, val_y, epochs=args.epochs, batch_size=args.batch, lr=args.lr, seed=0)
-    sync(device)
-    total = time.perf_counter() - t0
+    total = seconds(lambda: engine.train(model, "nll", x, y, val_x, val_y, epochs=args.epochs, batch_size=args.batch,
+                                         lr=args.lr, seed=0), device)
     print(f"engine.train, {args.epochs} epochs with a {len(val_y)}-image validation pass each: {total:.2f} s "
           f"({total / args.epochs * 1e3:.1f} ms per epoch)")
 
@@ -200,19 +195,12 @@ def compare_many(args, device, x, y, cfg):
             out.append(build_model(cfg).to(device))
         return out
 
-    def timed(run: Callable[[], None]) -> float:
-        sync(device)
-        t0 = time.perf_counter()
-        run()
-        sync(device)
-        return time.perf_counter() - t0
-
     epochs = args.epochs
-    one_by_one = timed(lambda: [engine.train(m, "nll", x, y, val_x, val_y, epochs=epochs, batch_size=args.batch,
-                                             lr=args.lr, seed=s) for s, m in enumerate(models())])
+    one_by_one = seconds(lambda: [engine.train(m, "nll", x, y, val_x, val_y, epochs=epochs, batch_size=args.batch,
+                                               lr=args.lr, seed=s) for s, m in enumerate(models())], device)
     batched_models = models()
-    together = timed(lambda: train_many(batched_models, "nll", x, y, val_x, val_y, epochs=epochs,
-                                        batch_size=args.batch, lr=args.lr, seeds=list(range(k))))
+    together = seconds(lambda: train_many(batched_models, "nll", x, y, val_x, val_y, epochs=epochs,
+                                          batch_size=args.batch, lr=args.lr, seeds=list(range(k))), device)
     for name, t in (("one by one", one_by_one), ("batched", together)):
         print(f"{name:10s} {k} models x {epochs} epochs: {t:.2f} s, {t / epochs / k * 1e3:.2f} ms per epoch per model")
     print(f"batched / one by one: {together / one_by_one:.2f}")
