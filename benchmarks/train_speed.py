@@ -153,7 +153,7 @@ def compare_engines(args, device, x, y, cfg, flops):
             methods[name] = book_epochs(models[name], x, y, args.batch, args.lr, device)
         else:
             methods[name] = engine_epochs(models[name], x, y, args.batch, args.lr, fused=name != "autograd",
-                                          graph=name == "graph", block=1 if name == "stepwise" else None)
+                                          graph=name == "graph", block=1 if name == "stepwise" else args.block)
     times = timed_turns(methods, args.epochs, device)
     book = steady(times["book"]) if "book" in times else None
     for name in names:
@@ -176,7 +176,7 @@ def compare_engines(args, device, x, y, cfg, flops):
     model = build_model(cfg).to(device)
     val_x, val_y = x[:2000], y[:2000]
     total = seconds(lambda: engine.train(model, "nll", x, y, val_x, val_y, epochs=args.epochs, batch_size=args.batch,
-                                         lr=args.lr, seed=0), device)
+                                         lr=args.lr, seed=0, block=args.block), device)
     print(f"engine.train, {args.epochs} epochs with a {len(val_y)}-image validation pass each: {total:.2f} s "
           f"({total / args.epochs * 1e3:.1f} ms per epoch)")
 
@@ -216,6 +216,9 @@ def main():
     ap.add_argument("--lr", type=float, default=1e-2)
     ap.add_argument("--methods", nargs="+", choices=["book", "autograd", "stepwise", "fused", "graph"],
                     help="default: all that apply to the device")
+    ap.add_argument("--block", type=int, metavar="B",
+                    help="minibatches per call of the fused step (fused, graph and engine.train; default: the "
+                         "engine's choice for the device, FusedMLP.gram_block)")
     ap.add_argument("--many", type=int, default=0, metavar="K", help="K models at once vs one by one")
     ap.add_argument("--data", default="data/prepared/dataset.npz", help="real images if the file exists")
     ap.add_argument("--peak", action="store_true",
@@ -233,7 +236,8 @@ def main():
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
     print(f"{name}, torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}; "
           f"model {'-'.join(map(str, widths))}; {len(y)} images ({source}), batch {args.batch}, "
-          f"{args.epochs} epochs; {flops / 1e9:.1f} GFLOP per epoch")
+          f"{args.epochs} epochs; {flops / 1e9:.1f} GFLOP per epoch"
+          + (f"; fused step {args.block} minibatches per call" if args.block else ""))
     print(f"float32 matmul peak (2048^3, best of 3): {matmul_peak(device):.0f} GFLOP/s")
     if args.many:
         compare_many(args, device, x, y, cfg)

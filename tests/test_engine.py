@@ -258,9 +258,10 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA de
 
 
 @cuda
-@pytest.mark.parametrize("loss", ["nll", "mse"])
-def test_cuda_graph_epochs_match_eager_and_cpu(loss):
-    """The default GPU path (each epoch one replayed CUDA graph) = the eager fused loop = CPU."""
+@pytest.mark.parametrize("loss, block", [("nll", None), ("mse", None), ("nll", 4)])
+def test_cuda_graph_epochs_match_eager_and_cpu(loss, block):
+    """The default GPU path (each epoch one replayed CUDA graph) = the eager fused loop = CPU, also
+    with Gram blocks of 4 minibatches per call (150 training rows: two blocks and a last call of 22)."""
     head = "log_softmax" if loss == "nll" else "softmax"
     cfg = ModelConfig(hidden=(32,), head=head)
     data = tiny_data(n=200)
@@ -269,7 +270,7 @@ def test_cuda_graph_epochs_match_eager_and_cpu(loss):
         engine.seed_everything(1)
         model = build_model(cfg).to(device)
         history = engine.train(model, loss, *(t.to(device) for t in data), epochs=3, batch_size=16, lr=0.05,
-                               seed=1, graph=graph)
+                               seed=1, graph=graph, block=block)
         results[device, graph] = (model.cpu().state_dict(), history)
     ref_w, ref_h = results["cpu", False]
     for key in (("cuda", False), ("cuda", True)):

@@ -225,10 +225,18 @@ def epoch_runner(step: Step | Stepper, params: list[torch.Tensor], loss: str, x:
         return body
     from birdplane.graphs import GraphedEpoch
 
-    inputs = [torch.zeros(perm_shape, dtype=torch.long, device=x.device)]
-    if max_shift:
-        inputs.append(torch.zeros(perm_shape + (2,), dtype=torch.long, device=x.device))
-    return GraphedEpoch(body, params, inputs)
+    def zeros(n: int) -> list[torch.Tensor]:
+        """Inputs of an epoch of n rows, index 0 everywhere (valid, like any permutation)."""
+        shape = perm_shape[:-1] + (n,)
+        inputs = [torch.zeros(shape, dtype=torch.long, device=x.device)]
+        if max_shift:
+            inputs.append(torch.zeros(shape + (2,), dtype=torch.long, device=x.device))
+        return inputs
+
+    # the warm-up meets every shape of the epoch: one full call of the step and the short last one
+    per_call, n = batch_size * stepper.batches_per_call, perm_shape[-1]
+    warm = n if n <= per_call else per_call + n % per_call
+    return GraphedEpoch(body, params, zeros(n), zeros(warm))
 
 
 @dataclass(frozen=True)
@@ -325,12 +333,14 @@ def fit_loop(run_epoch: Callable[[torch.Tensor, torch.Tensor | None], tuple[torc
                 shifts.append(torch.randint(-augment_shift, augment_shift + 1, (n, 2), generator=g))
         perm = torch.stack(perms).to(train_x.device)
         loss_sums, corrects = run_epoch(perm, torch.stack(shifts).to(train_x.device) if shifts else None)
+        # the passes before reading the running sums: on a GPU their launches then queue behind the
+        # epoch's work instead of waiting for it to finish
         if train_metrics == "full":
             train_losses, train_accs = full_pass(train_x, train_y)
-        else:
+        val_losses, val_accs = full_pass(val_x, val_y)
+        if train_metrics == "running":
             train_losses = [v / n for v in loss_sums.tolist()]
             train_accs = [c / n for c in corrects.tolist()]
-        val_losses, val_accs = full_pass(val_x, val_y)
         seconds = time.perf_counter() - t0
         stats = []
         for k, name in enumerate(names):

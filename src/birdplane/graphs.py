@@ -22,20 +22,24 @@ class GraphedEpoch(Generic[T]):
 
     `inputs` are the epoch's changing tensors (the permutation, the augmentation shifts): the graph
     reads them from static buffers, initialised from the given tensors (zeros are valid indices).
+    `warmup` (default: `inputs`) are shorter ones of the same kind for the one eager run before the
+    capture, which must only meet every operation and shape once (cuBLAS handles, workspaces):
+    a whole eager epoch there cost ~0.12 s of the 0.45 s first epoch on an H100.
     """
 
-    def __init__(self, body: Callable[..., T], params: list[torch.Tensor], inputs: list[torch.Tensor]):
+    def __init__(self, body: Callable[..., T], params: list[torch.Tensor], inputs: list[torch.Tensor],
+                 warmup: list[torch.Tensor] | None = None):
         device = inputs[0].device
         if device.type != "cuda":
             raise ValueError("a CUDA graph needs a CUDA device")
         self.inputs = [t.clone() for t in inputs]
-        # Warm-up outside the graph (cuBLAS handles, workspaces, the allocator) trains on index 0;
-        # the weights are put back afterwards, so the graph starts from the untouched model.
+        # Warm-up outside the graph (cuBLAS handles, workspaces, the allocator) trains on the
+        # warm-up inputs; the weights are put back afterwards, so the graph starts from the untouched model.
         saved = [p.detach().clone() for p in params]
         side = torch.cuda.Stream(device)
         side.wait_stream(torch.cuda.current_stream(device))
         with torch.cuda.stream(side):
-            body(*self.inputs)
+            body(*(self.inputs if warmup is None else warmup))
         torch.cuda.current_stream(device).wait_stream(side)
         with torch.no_grad():
             for p, s in zip(params, saved):
