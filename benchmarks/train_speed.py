@@ -167,6 +167,8 @@ def compare_engines(args, device, x, y, cfg, flops):
             t = products_floor(cfg, len(y), rows, device)
             share = f", {t / book:.2f} of the book's epoch" if book is not None else ""
             print(f"first layer's two products alone, {rows} rows at a time: {t:.4f} s per epoch{share}")
+    if device.type == "cuda":
+        graph_startup(args, device, x, y, cfg)
     torch.manual_seed(0)
     model = build_model(cfg).to(device)
     t = seconds(lambda: engine.loss_and_accuracy(model, nn.NLLLoss(), x, y), device)
@@ -179,6 +181,21 @@ def compare_engines(args, device, x, y, cfg, flops):
                                          lr=args.lr, seed=0, block=args.block), device)
     print(f"engine.train, {args.epochs} epochs with a {len(val_y)}-image validation pass each: {total:.2f} s "
           f"({total / args.epochs * 1e3:.1f} ms per epoch)")
+
+
+def graph_startup(args, device, x, y, cfg):
+    """What the first epoch of the graph path costs: building its CUDA graph (a warm-up call on a
+    few minibatches, the capture, the instantiation), then its first and second replay."""
+    torch.manual_seed(0)
+    model = build_model(cfg).to(device)
+    step = engine.make_step(model, "nll", args.lr, batch_size=args.batch, block=args.block)
+    runner = []
+    built = seconds(lambda: runner.append(engine.epoch_runner(step, list(model.parameters()), "nll", x, y,
+                                                              args.batch, (len(x),), graph=True)), device)
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(0)).to(device)
+    first, second = (seconds(lambda: runner[0](perm), device) for _ in range(2))
+    print(f"one epoch's CUDA graph ({step.batches_per_call} minibatches per step call): built in {built:.3f} s "
+          f"(warm-up, capture, instantiation); replays {first * 1e3:.1f} ms, then {second * 1e3:.1f} ms")
 
 
 def compare_many(args, device, x, y, cfg):

@@ -301,19 +301,20 @@ def test_batched_cuda_graph_matches_cpu():
 META = torch.device("meta")
 
 
-@pytest.mark.parametrize("loss, dropout, shift", [("nll", 0.0, 0), ("mse", 0.5, 2)])
-def test_the_epoch_a_gpu_captures_runs_on_the_meta_device(loss, dropout, shift):
+@pytest.mark.parametrize("loss, dropout, shift, block", [("nll", 0.0, 0, None), ("mse", 0.5, 2, None), ("nll", 0.5, 2, 4)])
+def test_the_epoch_a_gpu_captures_runs_on_the_meta_device(loss, dropout, shift, block):
     """On CUDA, engine.epoch_runner captures a whole epoch as one CUDA graph. Capture fails if the
     epoch reads a value back to the host (.item(), float(), bool() of a tensor) or mixes in a tensor
     made on the CPU; both fail on the meta device too, which has shapes but no data. So the CPU
     suite checks that the captured body (fused step with weight decay, dropout and random shifts,
-    the running batch statistics) stays capturable; the CUDA tests check its numbers on a GPU."""
+    the running batch statistics; Gram blocks, the default for wide first layers) stays
+    capturable; the CUDA tests check its numbers on a GPU."""
     head = "log_softmax" if loss == "nll" else "softmax"
     model = build_model(ModelConfig(hidden=(8, 4), head=head, dropout=dropout)).to(META)
     n = 100  # 6 minibatches of 16 and a short one of 4
     x, y = torch.empty(n, 3072, device=META), torch.empty(n, dtype=torch.long, device=META)
-    step = engine.make_step(model, loss, 0.05, weight_decay=0.01, batch_size=16)
-    assert step.fused and step.batches_per_call == 1  # what a GPU runs: one minibatch per step
+    step = engine.make_step(model, loss, 0.05, weight_decay=0.01, batch_size=16, block=block)
+    assert step.fused and step.batches_per_call == (block or 1)  # narrow: one minibatch per step
     run = engine.epoch_runner(step, list(model.parameters()), loss, x, y, 16, (n,), graph=False, max_shift=shift)
     inputs = [torch.empty(n, dtype=torch.long, device=META)]
     if shift:
@@ -329,7 +330,7 @@ def test_the_batched_epoch_a_gpu_captures_runs_on_the_meta_device():
     batched.weights = [t.to(META) for t in batched.weights]  # built on the CPU, trained on "the GPU"
     batched.biases = [t.to(META) for t in batched.biases]
     batched.masks = [None if t is None else t.to(META) for t in batched.masks]
-    assert batched.gram_block(META) == 1
+    assert batched.gram_block() == 1
     n = 100
     stepper = engine.Stepper(lambda x, y: batched.steps(x, y, 0.05, 16), 1, fused=True)
     run = engine.epoch_runner(stepper, batched.parameters(), "nll", torch.empty(n, 3072, device=META),
@@ -437,18 +438,16 @@ def test_small_rule_picks_the_fewest_parameters_within_one_std():
     assert s["mean"] == pytest.approx(0.82) and s["std"] == pytest.approx(0.02) and spread([0.5])["std"] == 0.0
 
 
-def test_gram_blocks_only_for_wide_first_layers_on_cpu():
-    """The engine's default: blocks of 4 minibatches for the book's 512-unit layer on CPU (faster
-    there), one minibatch per step for narrower layers (slower with blocks) and on CUDA (graphs)."""
+def test_gram_blocks_only_for_wide_first_layers():
+    """The engine's default: blocks of 4 minibatches for the book's 512-unit layer (faster on CPU
+    and inside an H100's epoch graph), one minibatch per step for narrower layers (slower on CPU)."""
     from birdplane.batched import BatchedMLP
     from birdplane.fused import GRAM_BLOCK, FusedMLP
 
-    cpu, cuda = torch.device("cpu"), torch.device("cuda")
     wide, narrow = build_model(ModelConfig(hidden=(512,))), build_model(ModelConfig(hidden=(32,)))
-    assert FusedMLP(wide, "nll").gram_block(cpu) == GRAM_BLOCK == 4
-    assert FusedMLP(wide, "nll").gram_block(cuda) == 1
-    assert FusedMLP(narrow, "nll").gram_block(cpu) == 1
-    assert BatchedMLP([narrow, wide], "nll").gram_block(cpu) == 4  # the widest model decides
+    assert FusedMLP(wide, "nll").gram_block() == GRAM_BLOCK == 4
+    assert FusedMLP(narrow, "nll").gram_block() == 1
+    assert BatchedMLP([narrow, wide], "nll").gram_block() == 4  # the widest model decides
     assert engine.make_step(wide, "nll", 0.01).batches_per_call == 4
     assert engine.make_step(wide, "nll", 0.01, fused=False).batches_per_call == 1
 

@@ -60,9 +60,9 @@ class BatchedMLP:
     def parameters(self) -> list[torch.Tensor]:
         return self.weights + self.biases
 
-    def gram_block(self, device: torch.device) -> int:
+    def gram_block(self) -> int:
         """Minibatches per `steps` call (fused.gram_block), for the widest first layer."""
-        return gram_block(self.weights[0].shape[1], device)
+        return gram_block(self.weights[0].shape[1])
 
     @torch.no_grad()
     def step(self, x: torch.Tensor, y: torch.Tensor, lr: float) -> torch.Tensor:
@@ -182,7 +182,7 @@ def train_many(models: list[nn.Sequential], loss: str, train_x: torch.Tensor, tr
     if graph is None:
         graph = train_x.device.type == "cuda"
     if block is None:
-        block = batched.gram_block(train_x.device)
+        block = batched.gram_block()
     stepper = Stepper(lambda x, y: batched.steps(x, y, lr, batch_size), block, fused=True)
     run_epoch = epoch_runner(stepper, batched.parameters(), loss, train_x, train_y,
                              batch_size, (len(models), len(train_x)), graph)

@@ -150,7 +150,7 @@ def make_step(model: nn.Module, loss: str, lr: float, fused: bool = True, weight
               batch_size: int = 64, block: int | None = None) -> Stepper:
     """SGD steps on minibatches of `batch_size`: birdplane.fused's one-pass update where the model
     is a build_model mlp and `fused`, else autograd + optim.SGD. The fused step takes `block`
-    minibatches per call (default: FusedMLP.gram_block, 4 for a wide first layer on CPU)."""
+    minibatches per call (default: FusedMLP.gram_block, 4 for a wide first layer)."""
     fused_mlp = None
     if fused:
         from birdplane.fused import fuse
@@ -159,7 +159,7 @@ def make_step(model: nn.Module, loss: str, lr: float, fused: bool = True, weight
     if fused_mlp is None:
         return Stepper(autograd_step(model, LOSSES[loss], lr, weight_decay))
     if block is None:
-        block = fused_mlp.gram_block(fused_mlp.linears[0].weight.device)
+        block = fused_mlp.gram_block()
     if block == 1:
         return Stepper(lambda x, y: fused_mlp.step(x, y, lr), fused=True)
     return Stepper(lambda x, y: fused_mlp.steps(x, y, lr, batch_size), block, fused=True)

@@ -18,20 +18,22 @@ from torch import nn
 
 _ACTIVATIONS = {nn.Tanh: "tanh", nn.ReLU: "relu", nn.Sigmoid: "sigmoid"}
 
-# `steps` on CPU: minibatches per block. The first layer's two big products then run with 256
-# rows instead of 64 (MKL: ~120 instead of ~85 GFLOP/s here) for a Gram correction that grows with
-# the block (B(B-1)/2 products of 64 x 3072 x 64): on the 3072-512-2 net 2 gained 4-17 %, 4 about
-# 9 % (-2 to 19 %), 8 at most 9 % (docs/performance.md).
+# `steps`: minibatches per block. The first layer's two big products then run with 256 rows
+# instead of 64 (MKL: ~120 instead of ~85 GFLOP/s on 2 cores) for a Gram correction that grows with
+# the block (B(B-1)/2 products of 64 x 3072 x 64): on the 3072-512-2 net on CPU 2 gained 4-17 %,
+# 4 about 9 % (-2 to 19 %), 8 at most 9 %; on an H100, inside the epoch's CUDA graph, where a
+# 64-row product leaves most of the chip idle, 14.7 ms per epoch became 12.9 (2), 11.8 (4) and
+# 11.8 (8) (docs/performance.md).
 GRAM_BLOCK = 4
 # the correction's cost against the products shrinks with the layer's width: blocks of 4 made
 # 256 units 20 % and 384 units 10 % slower, 512 units faster (single model and 3 batched models)
 GRAM_MIN_UNITS = 512
 
 
-def gram_block(units: int, device: torch.device) -> int:
-    """Minibatches per call of a blocked step: GRAM_BLOCK on CPU for a first layer of `units`
-    wide enough to gain from it, else 1 (narrower layers, and CUDA, where an epoch is one graph)."""
-    return GRAM_BLOCK if units >= GRAM_MIN_UNITS and device.type == "cpu" else 1
+def gram_block(units: int) -> int:
+    """Minibatches per call of a blocked step: GRAM_BLOCK for a first layer of `units` wide enough
+    to gain from it (on CPU and on CUDA alike), else 1."""
+    return GRAM_BLOCK if units >= GRAM_MIN_UNITS else 1
 
 
 MinibatchStep = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -149,9 +151,9 @@ class FusedMLP:
         """
         return self._step(x.t(), y, lr)[0]
 
-    def gram_block(self, device: torch.device) -> int:
+    def gram_block(self) -> int:
         """How many minibatches `steps` should get at once (see gram_block)."""
-        return gram_block(self.linears[0].out_features, device)
+        return gram_block(self.linears[0].out_features)
 
     @torch.no_grad()
     def steps(self, x: torch.Tensor, y: torch.Tensor, lr: float, batch_size: int) -> torch.Tensor:
