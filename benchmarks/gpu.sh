@@ -36,7 +36,11 @@ step() {
 }
 
 date -u +%FT%TZ
-git rev-parse HEAD 2>/dev/null || true
+# which code ran: the device tool's copy of the tree can carry an older .git than its files (seen
+# 2026-11-27: HEAD of the session's start), so say how many paths differ from HEAD, and print a
+# digest of the sources to match against a commit here (the same two commands on a checkout of it)
+echo "git HEAD $(git rev-parse --short HEAD 2>/dev/null || echo none), $(git status --porcelain 2>/dev/null | wc -l) paths differ from it"
+echo "sources $(cat src/birdplane/*.py benchmarks/train_speed.py | sha256sum | cut -c1-12)"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || true
 step "$py" -c "import sys, numpy, torch; print(sys.version.split()[0], 'torch', torch.__version__, 'numpy', numpy.__version__, 'cuda', torch.cuda.is_available())"
 # the GPU path is the tested path: CUDA-graph epochs and batched models against eager and CPU
