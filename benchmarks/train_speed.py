@@ -11,7 +11,7 @@ Trains the same model (same init) on the same data for the same epochs with
   autograd the engine's loop: data as one tensor, batches by slices of a seeded permutation,
            autograd + torch.optim.SGD (the reference path);
   stepwise the same loop with birdplane.fused's one-pass SGD update, one minibatch at a time;
-  fused    the engine's default: the fused update, on CPU with FusedMLP.steps (the first layer's
+  fused    the engine's default: the fused update, with FusedMLP.steps (the first layer's
            products for 4 minibatches at once, Gram-corrected; same SGD) for wide first layers;
   graph    (CUDA only) the engine's GPU default: the fused epoch captured once as a CUDA graph;
 and prints seconds per epoch (training only, no evaluation passes), the ratio to the book,
@@ -81,10 +81,15 @@ def book_epochs(model, x, y, batch, lr, device) -> Iterator[None]:
         yield
 
 
+def engine_runner(model, x, y, batch, lr, fused, graph, block=None) -> tuple[engine.Stepper, engine.EpochRunner]:
+    """The engine's step and epoch for this model, wired as engine.train wires them."""
+    step = engine.make_step(model, "nll", lr, fused, batch_size=batch, block=block)
+    return step, engine.epoch_runner(step, list(model.parameters()), "nll", x, y, batch, (len(x),), graph)
+
+
 def engine_epochs(model, x, y, batch, lr, fused, graph, block=None) -> Iterator[None]:
     """The engine's training epochs alone (engine.train adds the validation pass, timed apart)."""
-    step = engine.make_step(model, "nll", lr, fused, batch_size=batch, block=block)
-    run = engine.epoch_runner(step, list(model.parameters()), "nll", x, y, batch, (len(x),), graph)
+    _, run = engine_runner(model, x, y, batch, lr, fused, graph, block)
     gen = torch.Generator().manual_seed(0)
     while True:
         run(torch.randperm(len(x), generator=gen).to(x.device))
@@ -188,12 +193,12 @@ def graph_startup(args, device, x, y, cfg):
     few minibatches, the capture, the instantiation), then its first and second replay."""
     torch.manual_seed(0)
     model = build_model(cfg).to(device)
-    step = engine.make_step(model, "nll", args.lr, batch_size=args.batch, block=args.block)
-    runner = []
-    built = seconds(lambda: runner.append(engine.epoch_runner(step, list(model.parameters()), "nll", x, y,
-                                                              args.batch, (len(x),), graph=True)), device)
+    made = []  # (step, run): building the graph is what is timed
+    built = seconds(lambda: made.append(engine_runner(model, x, y, args.batch, args.lr, True, True, args.block)),
+                    device)
+    (step, run), = made
     perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(0)).to(device)
-    first, second = (seconds(lambda: runner[0](perm), device) for _ in range(2))
+    first, second = (seconds(lambda: run(perm), device) for _ in range(2))
     print(f"one epoch's CUDA graph ({step.batches_per_call} minibatches per step call): built in {built:.3f} s "
           f"(warm-up, capture, instantiation); replays {first * 1e3:.1f} ms, then {second * 1e3:.1f} ms")
 
@@ -235,7 +240,7 @@ def main():
                     help="default: all that apply to the device")
     ap.add_argument("--block", type=int, metavar="B",
                     help="minibatches per call of the fused step (fused, graph and engine.train; default: the "
-                         "engine's choice for the device, FusedMLP.gram_block)")
+                         "engine's, FusedMLP.gram_block: 4 for first layers of 512 units or more)")
     ap.add_argument("--many", type=int, default=0, metavar="K", help="K models at once vs one by one")
     ap.add_argument("--data", default="data/prepared/dataset.npz", help="real images if the file exists")
     ap.add_argument("--peak", action="store_true",
