@@ -1,7 +1,9 @@
-"""The thin layer every stage script shares: argument parsing and error reporting."""
+"""The thin layer every stage script shares: argument parsing, error reporting and the process's
+memory settings."""
 from __future__ import annotations
 
 import argparse
+import ctypes
 import sys
 from pathlib import Path
 from typing import Callable
@@ -66,8 +68,37 @@ def selected_variants(requested: list[str] | None, configured: dict) -> list[str
     return list(requested or configured)
 
 
+# glibc's mallopt parameters (malloc.h)
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+# Below this, freed blocks go back to the heap for reuse: more than a training step's temporaries
+# (a 256-row block of images is 3 MB) and glibc's own ceiling for its adaptive threshold.
+MMAP_THRESHOLD = 32 << 20
+# Free memory the heap keeps at its top instead of shrinking: twice the above, as glibc pairs them.
+TRIM_THRESHOLD = 64 << 20
+
+
+def keep_freed_memory() -> bool:
+    """Let freed blocks under 32 MB stay in the process's heap (glibc); returns whether it could.
+
+    PyTorch's CPU allocator hands every temporary straight back to malloc. glibc gives the top of
+    its heap back to the kernel once more than its trim threshold is free there, and how often that
+    happens depends on the heap's history: in a training stage (after the MLflow store, the data
+    and the validation pass) the heap shrank and grew again every block or two, and the block's
+    temporaries came back as fresh, zeroed pages: about 20,000 page faults and 0.06-0.09 s of
+    kernel time per epoch of the 3072-512-2 net, none in a fresh benchmark process
+    (docs/performance.md, "Page faults"). Fixed thresholds end that; setting them also turns off
+    glibc's adaptive ones, so both are set. A no-op returning False where there is no mallopt.
+    """
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+
+
 def run_stage(name: str, main: Callable[[], None]) -> None:
     """Run a stage; a BirdplaneError ends it with its message and exit status 1, no traceback."""
+    keep_freed_memory()
     try:
         main()
     except BirdplaneError as e:
