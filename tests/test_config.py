@@ -96,3 +96,190 @@ def test_environment_overrides_source(monkeypatch):
     monkeypatch.setenv("BIRDPLANE_DATA_MD5", "nope")
     with pytest.raises(ConfigError, match="BIRDPLANE_DATA_MD5"):
         p.data.source()
+
+
+# ---- one source of defaults -------------------------------------------------------------
+
+def test_code_defaults_are_the_project_params():
+    """Params() and params.yaml must never drift apart: a partial params file means 'the project's
+    values for the rest'."""
+    from birdplane.config import Params
+
+    assert Params().model_dump() == load_params(ROOT / "params.yaml").model_dump()
+
+
+@pytest.mark.parametrize("text", ["seed: 1\ntrain: {epochs: 3}\n", "{}\n", "report: {lang: de}\n",
+                                  "train:\n  lr: 1\n"])
+def test_a_partial_params_file_gets_the_project_values_for_the_rest(tmp_path, text):
+    (tmp_path / "p.yaml").write_text(text)
+    got = load_params(tmp_path / "p.yaml").model_dump()
+    expected = load_params(ROOT / "params.yaml").model_dump()
+    for section, values in yaml.safe_load(text).items():
+        if isinstance(values, dict):
+            expected[section].update(values)
+        else:
+            expected[section] = values
+    assert got == expected
+
+
+# ---- the file is read defensively -------------------------------------------------------
+
+def _laughs(levels: int = 9) -> str:
+    """The classic 'billion laughs': 9 aliases per level, 9**9 strings once expanded."""
+    lines = ['l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, levels)]
+    return "\n".join(lines) + f"\nseed: *l{levels - 1}\n"
+
+
+HOSTILE = [
+    ("billion laughs", _laughs().encode(), "anchors and aliases"),
+    ("one alias", b"seed: &s 1\ntrain: {epochs: *s}\n", "line 1, column 7: anchors and aliases"),
+    ("merge key", b"train:\n  <<: {epochs: 3}\n", "merge keys (<<)"),
+    ("flow nesting 5000 deep", b"seed: " + b"[" * 5000 + b"]" * 5000, "nested more than 32 levels"),
+    ("block nesting 300 deep", "".join(" " * i + f"k{i}:\n" for i in range(300)).encode(),  # 45 KB
+     "nested more than 32 levels"),
+    ("duplicate section", (ROOT / "params.yaml").read_bytes() + b"seed: 3\n",
+     "key 'seed' appears twice (first on line 5)"),
+    ("duplicate key in a flow mapping", b"train: {epochs: 3, lr: 0.1, epochs: 4}\n",
+     "line 1, column 29: key 'epochs' appears twice (first on line 1)"),
+    ("non-UTF-8 byte", b"seed: 0\ndata: {url: caf\xe9}\n", "not UTF-8 text: byte 0xe9 at offset 23 (line 2)"),
+    ("UTF-16", "seed: 0\n".encode("utf-16"), "not UTF-8 text: byte 0xff at offset 0"),
+    ("control character", b"seed: 0\x00\n", "line 1: control character #x0000"),
+    ("explicit tag", b"seed: !!int 3\n", "tags such as"),
+    ("python tag", b"seed: !!python/object/apply:os.system [echo hi]\n", "tags such as"),
+    ("a 5,000-digit int", b"seed: " + b"7" * 5000 + b"\n", "cannot read this value"),
+    ("an impossible date", b"seed: 2024-13-45\n", "cannot read this value: month must be in 1..12"),
+    ("tab indent", b"train:\n\tepochs: 3\n", "indent with spaces, not tabs"),
+    ("too large", b"# padding\n" * 7000, "is larger than 64 KiB"),
+    ("empty", b"", "is empty"),
+    ("only a comment", b"# nothing\n", "is empty"),
+    ("a list", b"- seed\n- train\n", "must be a mapping of sections (seed, data, stats, train, ...); got ['seed',"),
+    ("a number", b"42\n", "must be a mapping of sections (seed, data, stats, train, ...); got 42"),
+    ("two documents", b"seed: 1\n---\nseed: 2\n", "expected a single document"),
+    ("unclosed", b"train: [unclosed", "line 1, column 17: while parsing a flow sequence"),
+]
+
+
+@pytest.mark.parametrize("name, content, message", HOSTILE, ids=[h[0] for h in HOSTILE])
+def test_hostile_files_end_in_one_short_line(tmp_path, name, content, message):
+    import time
+
+    (tmp_path / "params.yaml").write_bytes(content)
+    t0 = time.perf_counter()
+    with pytest.raises(ConfigError) as e:
+        load_params(tmp_path / "params.yaml")
+    assert time.perf_counter() - t0 < 2
+    text = str(e.value)
+    assert message in text
+    assert "\n" not in text and len(text) < 300, text
+
+
+def test_directory_instead_of_file(tmp_path):
+    with pytest.raises(ConfigError, match="cannot be read"):
+        load_params(tmp_path)
+
+
+# ---- strict types -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("edit, expected", [
+    (lambda d: d.update(seed=True), "seed: Input should be a valid integer (got True)"),
+    (lambda d: d["train"].update(epochs="3"), "train.epochs: Input should be a valid integer (got '3')"),
+    (lambda d: d["train"].update(epochs=3.0), "train.epochs: Input should be a valid integer (got 3.0)"),
+    (lambda d: d["train"].update(lr=True), "train.lr: Input should be a valid number (got True)"),
+    (lambda d: d["train"].update(lr="0.1"), "train.lr: Input should be a valid number"),
+    (lambda d: d["train"].update(lr=float("nan")), "train.lr: Input should be a finite number"),
+    (lambda d: d["data"].update(timeout_s=float("inf")), "data.timeout_s: Input should be a finite number"),
+    (lambda d: d["stats"].update(ddof=True), "stats.ddof: Input should be 0 or 1 (got True)"),
+    (lambda d: d["stats"].update(ddof=1.0), "stats.ddof: Input should be 0 or 1 (got 1.0)"),
+    (lambda d: d["train"]["variants"]["nll"].update(hidden=[True]),
+     "train.variants.nll.hidden.0: Input should be a valid integer"),
+    (lambda d: d["train"]["variants"]["nll"].update(dropout=False),
+     "train.variants.nll.dropout: Input should be a valid number"),
+    (lambda d: d["mlflow"].update(experiment=2024), "mlflow.experiment: Input should be a valid string (got 2024)"),
+    (lambda d: d["train"]["variants"].update({7: {}}), "Input should be a valid string (got 7)"),
+])
+def test_types_are_strict(tmp_path, edit, expected):
+    d = project_params()
+    edit(d)
+    with pytest.raises(ConfigError) as e:
+        load_params(write(tmp_path, d))
+    assert expected in str(e.value)
+
+
+def test_an_int_is_a_valid_float(tmp_path):
+    d = project_params()
+    d["train"]["lr"], d["data"]["timeout_s"], d["report"]["fit_threshold"] = 1, 30, 1
+    p = load_params(write(tmp_path, d))
+    assert (p.train.lr, p.data.timeout_s, p.report.fit_threshold) == (1.0, 30.0, 1.0)
+    assert isinstance(p.train.lr, float)
+
+
+def test_echoed_values_are_cut_short(tmp_path):
+    d = project_params()
+    d["mlflow"]["experiment"] = "y" * 15_000  # three of them just under the 64 KiB cap
+    d["train"]["variants"]["x" * 15_000] = {}
+    d["data"]["classes"] = ["airplane", "z" * 15_000]
+    with pytest.raises(ConfigError) as e:
+        load_params(write(tmp_path, d))
+    lines = str(e.value).splitlines()
+    assert lines[0].endswith("3 invalid setting(s)") and all(len(line) < 300 for line in lines), lines
+
+
+def test_many_errors_are_counted_not_all_listed(tmp_path):
+    (tmp_path / "p.yaml").write_text("".join(f"k{i}: {i}\n" for i in range(500)))
+    with pytest.raises(ConfigError) as e:
+        load_params(tmp_path / "p.yaml")
+    lines = str(e.value).splitlines()
+    assert len(lines) == 22 and lines[-1] == "  ... and 480 more"
+
+
+# ---- sizes --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("edit, expected", [
+    (lambda d: d["train"]["variants"]["nll"].update(hidden=[1_000_000_000]),
+     "train.variants.nll.hidden.0: Input should be less than or equal to 65536 (got 1000000000)"),
+    (lambda d: d["train"]["variants"]["nll"].update(hidden=[65_536, 65_536]),
+     "train.variants.nll.hidden [65536, 65536] gives a model of 4,496,556,034 parameters (18.0 GB"),
+    (lambda d: d["train"]["variants"]["cnn"].update(channels=[4096, 4096]),
+     "train.variants.cnn.channels [4096, 4096] with hidden [32] gives a model of 159,502,434 parameters"),
+    (lambda d: d["train"]["variants"]["cnn"].update(channels=[100_000]), "train.variants.cnn.channels.0"),
+    (lambda d: d["sweep"].update(widths=[2, 20_000]), "sweep.widths entry 20000 gives a model of 61,500,002"),
+    (lambda d: d["sweep"].update(deep=[8000, 8000]), "sweep.deep [8000, 8000] gives a model of"),
+    (lambda d: d["sweep"].update(base_width=20_000), "sweep.base_width 20000 gives a model of"),
+])
+def test_impossible_models_are_refused_while_reading(tmp_path, edit, expected):
+    d = project_params()
+    edit(d)
+    with pytest.raises(ConfigError) as e:
+        load_params(write(tmp_path, d))
+    assert expected in str(e.value) and "\n" not in str(e.value), str(e.value)
+
+
+def test_the_largest_allowed_model_loads(tmp_path):
+    from birdplane.config import MAX_PARAMETERS, n_parameters
+
+    d = project_params()
+    d["train"]["variants"]["nll"]["hidden"] = [16_000]  # 49.2 M parameters
+    assert n_parameters([16_000], 2) <= MAX_PARAMETERS
+    load_params(write(tmp_path, d))
+
+
+@pytest.mark.parametrize("arch, hidden, channels, n_classes", [
+    ("mlp", (512,), (), 2), ("mlp", (), (), 10), ("mlp", (1024, 512, 128), (), 3),
+    ("cnn", (32,), (16, 8), 2), ("cnn", (), (5,), 4), ("cnn", (7, 3), (3, 4, 5, 6), 10),
+])
+def test_parameter_estimate_equals_the_built_model(arch, hidden, channels, n_classes):
+    from birdplane.config import n_parameters
+    from birdplane.models import ModelConfig, build_model
+    from birdplane.models import n_parameters as counted
+
+    model = build_model(ModelConfig(arch=arch, hidden=hidden, channels=channels, n_classes=n_classes))
+    assert n_parameters(list(hidden), n_classes, list(channels)) == counted(model)
+
+
+def test_importing_config_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, birdplane.config; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0

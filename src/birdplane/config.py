@@ -3,12 +3,22 @@
 Every model forbids unknown keys, so a typo (`epoch:` for `epochs:`) is an error
 that names the key, not a silently ignored setting. Stages call `load_params`
 first, before any work, and read only their own section.
+
+The file is untrusted input (`dvc exp run -S`, a pull request, a student's editor), so it is
+read defensively: a size cap before parsing, UTF-8 only, plain YAML only (no anchors, aliases,
+merge keys or tags, so no "billion laughs"), bounded nesting, no duplicate keys, strict types
+(`seed: true` is not 1) and an upper bound on the size of every model. Each refusal is a
+ConfigError with a short message that never echoes more than a few dozen characters of input.
+
+The defaults below are the project's params.yaml (tests/test_config.py keeps them equal), so a
+params file that sets only some sections gets the project's values for the rest.
 """
 from __future__ import annotations
 
 import difflib
 import os
 import re
+import reprlib
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -21,13 +31,45 @@ OFFICIAL_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 OFFICIAL_MD5 = "c58f30108f718f92721af3b95e74349a"
 ENV_URL, ENV_MD5 = "BIRDPLANE_DATA_URL", "BIRDPLANE_DATA_MD5"
 
+# params.yaml is 4 KB; 64 KiB leaves room for many variants and comments. Checked before parsing
+# because the pure-Python parser (needed for the checks in _Loader) reads only ~100 KB/s of dense
+# tokens: a bigger file would take seconds before its error.
+MAX_FILE_BYTES = 64 * 1024
+# params.yaml nests 5 levels deep (the list train.variants.cnn.channels in 4 mappings)
+MAX_DEPTH = 32
+# one hidden layer or conv layer: 128x the book's 512, far below sizes that only an allocator stops
+MAX_WIDTH = 65_536
+# Parameters of one model. The book net (3072-512-2) has 1.6 M; 50 M is 30x that, about 200 MB of
+# float32 weights (twice that with the gradients), which a student laptop still trains. A bigger
+# model is refused while the params are read, before MLflow or torch do any work.
+MAX_PARAMETERS = 50_000_000
+IMAGE = (3, 32, 32)  # a CIFAR-10 image, as birdplane.models.build_model takes it
+MAX_MESSAGE_LINES = 20  # settings listed in one error; the rest are counted
+
 
 class ConfigError(BirdplaneError):
     """params.yaml is missing, unreadable or invalid; the message says which key and what is allowed."""
 
 
+def _short(value: object, limit: int = 80) -> str:
+    """The repr of a value from the file, at most `limit` characters. reprlib stops early, so a
+    huge string or list is never formatted whole."""
+    r = reprlib.Repr()
+    r.maxstring = r.maxother = min(limit, 40)
+    r.maxlong, r.maxlist, r.maxdict, r.maxlevel = 40, 6, 3, 2
+    text = r.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _cut(text: str, limit: int = 200) -> str:
+    """Plain text (a parser's message) cut to `limit` characters."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: no coercion, so a bool is not an int and "3" is not a number (an int is still a valid
+    # float: `lr: 1` is 1.0); allow_inf_nan=False: `.nan` and `.inf` are errors, not values
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class DataConfig(_Strict):
@@ -35,7 +77,7 @@ class DataConfig(_Strict):
     md5: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")] = OFFICIAL_MD5
     retries: Annotated[int, Field(ge=1, le=10)] = 3
     timeout_s: Annotated[float, Field(gt=0, le=3600)] = 60
-    classes: Annotated[list[str], Field(min_length=2)] = ["airplane", "bird"]
+    classes: Annotated[list[str], Field(min_length=2, max_length=len(CIFAR10_CLASSES))] = ["airplane", "bird"]
 
     @field_validator("url")
     @classmethod
@@ -49,7 +91,7 @@ class DataConfig(_Strict):
     def _known_classes(cls, classes: list[str]) -> list[str]:
         unknown = [c for c in classes if c not in CIFAR10_CLASSES]
         if unknown:
-            raise ValueError(f"unknown class {unknown}; choose from {list(CIFAR10_CLASSES)}")
+            raise ValueError(f"unknown class {_short(unknown)}; choose from {list(CIFAR10_CLASSES)}")
         if len(set(classes)) != len(classes):
             raise ValueError("lists a class twice")
         return classes
@@ -59,17 +101,26 @@ class DataConfig(_Strict):
         url = os.environ.get(ENV_URL) or self.url
         md5 = (os.environ.get(ENV_MD5) or self.md5).lower()
         if not re.match(r"^(https?|file)://", url):
-            raise ConfigError(f"{ENV_URL}={url!r} must start with http://, https:// or file://")
+            raise ConfigError(f"{ENV_URL}={_short(url)} must start with http://, https:// or file://")
         if not re.match(r"^[0-9a-f]{32}$", md5):
-            raise ConfigError(f"{ENV_MD5}={md5!r} is not an md5 (32 hex digits)")
+            raise ConfigError(f"{ENV_MD5}={_short(md5)} is not an md5 (32 hex digits)")
         return url, md5
 
 
 class StatsConfig(_Strict):
     ddof: Literal[0, 1] = 1
 
+    @field_validator("ddof", mode="before")
+    @classmethod
+    def _integer(cls, ddof: object) -> object:
+        # a Literal matches by equality even in strict mode, and True == 1.0 == 1
+        if type(ddof) is not int:
+            raise ValueError("Input should be 0 or 1")
+        return ddof
+
 
 Positive = Annotated[int, Field(ge=1)]
+Width = Annotated[int, Field(ge=1, le=MAX_WIDTH)]
 
 
 Fraction = Annotated[float, Field(ge=0, lt=1)]
@@ -88,8 +139,8 @@ class VariantConfig(Regularizers):
     shared recipe."""
 
     arch: Literal["mlp", "cnn"] = "mlp"
-    hidden: Annotated[list[Positive], Field(min_length=0, max_length=8)] = [512]
-    channels: Annotated[list[Positive], Field(max_length=4)] = []  # cnn: 3x3 conv + 2x2 max-pool each
+    hidden: Annotated[list[Width], Field(min_length=0, max_length=8)] = [512]
+    channels: Annotated[list[Width], Field(max_length=4)] = []  # cnn: 3x3 conv + 2x2 max-pool each
     activation: Literal["tanh", "relu", "sigmoid"] = "tanh"
     loss: Literal["nll", "mse"] = "nll"
     epochs: Annotated[int, Field(ge=1, le=10_000)] | None = None
@@ -106,6 +157,16 @@ class VariantConfig(Regularizers):
         return self
 
 
+# params.yaml's train.variants: the homework's three nets and the two translation comparisons
+DEFAULT_VARIANTS = {
+    "nll": VariantConfig(hidden=[512], activation="tanh", loss="nll"),
+    "mse": VariantConfig(hidden=[512], activation="tanh", loss="mse"),
+    "small": VariantConfig(hidden=[32], activation="tanh", loss="nll"),
+    "augmented": VariantConfig(hidden=[512], activation="tanh", loss="nll", augment_shift=4),
+    "cnn": VariantConfig(arch="cnn", channels=[16, 8], hidden=[32], activation="tanh", loss="nll", epochs=30),
+}
+
+
 class TrainConfig(_Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     engine: Literal["fused", "autograd"] = "fused"
@@ -116,11 +177,7 @@ class TrainConfig(_Strict):
     batch_size: Annotated[int, Field(ge=1, le=65_536)] = 64
     lr: Annotated[float, Field(gt=0, le=1e6)] = 1e-2
     seeds: Annotated[int, Field(ge=1, le=100)] = 1  # models per variant, seeds seed, seed+1, ...
-    variants: dict[str, VariantConfig] = {
-        "nll": VariantConfig(hidden=[512], loss="nll"),
-        "mse": VariantConfig(hidden=[512], loss="mse"),
-        "small": VariantConfig(hidden=[32], loss="nll"),
-    }
+    variants: dict[str, VariantConfig] = DEFAULT_VARIANTS
 
     @field_validator("variants")
     @classmethod
@@ -129,13 +186,14 @@ class TrainConfig(_Strict):
             raise ValueError("needs at least one variant")
         for name in variants:
             if not re.match(r"^[a-z][a-z0-9_-]{0,31}$", name):
-                raise ValueError(f"variant name {name!r}: use lower-case letters, digits, '-' or '_'")
+                raise ValueError(f"variant name {_short(name)}: use lower-case letters, digits, '-' or '_'")
         return variants
 
     def recipe(self, variant: str) -> "Recipe":
         """The full training recipe of one variant: shared defaults with its overrides applied."""
         if variant not in self.variants:
-            raise ConfigError(f"unknown variant {variant!r}; params.yaml train.variants has {sorted(self.variants)}")
+            raise ConfigError(f"unknown variant {_short(variant)}; params.yaml train.variants has "
+                              f"{sorted(self.variants)}")
         v = self.variants[variant]
         return Recipe(
             name=variant, arch=v.arch, hidden=tuple(v.hidden), channels=tuple(v.channels),
@@ -167,10 +225,10 @@ class SweepConfig(_Strict):
     # fewer epochs than the homework variants: the sweep trains ~40 models on 2 CPU cores; by
     # epoch 30 the book net fits 92% of the training images and its gap has opened (README: costs)
     epochs: Annotated[int, Field(ge=1, le=10_000)] = 30
-    widths: Annotated[list[Positive], Field(max_length=32)] = [2, 4, 8, 16, 32, 64, 128, 256, 512]
+    widths: Annotated[list[Width], Field(max_length=32)] = [2, 4, 8, 16, 32, 64, 128, 256, 512]
     # [1024, 512, 128] is the book's deep net: +3 min on 2 CPU cores, so not in the default grid
-    deep: Annotated[list[Positive], Field(max_length=8)] = []
-    base_width: Positive = 512   # the net the regularizers are tried on (the book's)
+    deep: Annotated[list[Width], Field(max_length=8)] = []
+    base_width: Width = 512   # the net the regularizers are tried on (the book's)
     regularizers: dict[str, Regularizers] = {
         "weight_decay": Regularizers(weight_decay=0.002),
         "dropout": Regularizers(dropout=0.5),
@@ -189,7 +247,7 @@ class SweepConfig(_Strict):
     def _reg_names(cls, regs: dict[str, Regularizers]) -> dict[str, Regularizers]:
         for name, r in regs.items():
             if not re.match(r"^[a-z][a-z0-9_]{0,31}$", name):
-                raise ValueError(f"regularizer name {name!r}: use lower-case letters, digits or '_'")
+                raise ValueError(f"regularizer name {_short(name)}: use lower-case letters, digits or '_'")
             if r.augment_shift:
                 raise ValueError(f"{name}: augment_shift is not swept; give a train variant augment_shift instead")
         return regs
@@ -201,7 +259,7 @@ class EvaluateConfig(_Strict):
 
 class ShiftConfig(_Strict):
     max_shift: Annotated[int, Field(ge=0, le=16)] = 8
-    modes: Annotated[list[Literal["fill", "wrap"]], Field(min_length=1)] = ["fill"]
+    modes: Annotated[list[Literal["fill", "wrap"]], Field(min_length=1, max_length=2)] = ["fill"]
     summary_shift: Annotated[int, Field(ge=0, le=16)] = 4
 
     @field_validator("modes")
@@ -228,6 +286,22 @@ class MlflowConfig(_Strict):
     experiment: Annotated[str, Field(min_length=1, max_length=200)] = "birdplane"
 
 
+def n_parameters(hidden: list[int], n_classes: int, channels: list[int] = ()) -> int:
+    """The parameter count of the net birdplane.models.build_model makes, without building it:
+    3x3 convolutions (each followed by a 2x2 max-pool), then Linear layers to n_classes."""
+    count, width = 0, IMAGE[0] * IMAGE[1] * IMAGE[2]
+    if channels:
+        c, side = IMAGE[0], IMAGE[1]
+        for out in channels:
+            count += c * out * 9 + out
+            c, side = out, side // 2
+        width = c * side * side
+    for h in (*hidden, n_classes):
+        count += width * h + h
+        width = h
+    return count
+
+
 class Params(_Strict):
     seed: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
     data: DataConfig = DataConfig()
@@ -249,23 +323,58 @@ class Params(_Strict):
             if role in ("augmented", "cnn") and not name:
                 continue
             if name not in self.train.variants:
-                raise ValueError(f"report.{role} is {name!r}, which is not in train.variants "
-                                 f"({', '.join(self.train.variants)})")
+                leave_out = " or '' to leave it out" if role in ("augmented", "cnn") else ""
+                raise ValueError(f"report.{role} is {_short(name)}, which is not in train.variants "
+                                 f"({', '.join(self.train.variants)}): set it to one of them{leave_out}")
+        self._models_fit()
         return self
+
+    def _models_fit(self) -> None:
+        """Refuse a model too big to train (MAX_PARAMETERS) while reading the params, not after the
+        MLflow run has started and torch has asked for the memory."""
+        n_classes = len(self.data.classes)
+        models = {}  # what the message names -> (hidden, channels)
+        for name, v in self.train.variants.items():
+            key = f"train.variants.{name}"
+            what = f"{key}.channels {v.channels} with hidden {v.hidden}" if v.channels else \
+                f"{key}.hidden {v.hidden}"
+            models[what] = (v.hidden, v.channels)
+        models |= {f"sweep.widths entry {w}": ([w], []) for w in self.sweep.widths}
+        if self.sweep.deep:
+            models[f"sweep.deep {self.sweep.deep}"] = (self.sweep.deep, [])
+        if self.sweep.regularizers:
+            models[f"sweep.base_width {self.sweep.base_width}"] = ([self.sweep.base_width], [])
+        for what, (hidden, channels) in models.items():
+            n = n_parameters(hidden, n_classes, channels)
+            if n > MAX_PARAMETERS:
+                raise ValueError(f"{what} gives a model of {n:,} parameters ({n * 4 / 1e9:.1f} GB of float32 "
+                                 f"weights), more than the limit of {MAX_PARAMETERS:,}: use fewer or narrower layers")
 
 
 def _describe(err: ValidationError, path: Path) -> str:
-    lines = [f"{path}: {err.error_count()} invalid setting(s)"]
-    for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+    """One line for one bad setting; a header and one line per setting (at most
+    MAX_MESSAGE_LINES) for several."""
+    problems = []
+    for e in err.errors(include_url=False):
+        key = ".".join(p if isinstance(p, str) and re.fullmatch(r"[\w\[\]-]{1,40}", p) else _short(p, 40)
+                       for p in e["loc"])
         if e["type"] == "extra_forbidden":
             allowed = _allowed(e["loc"])
-            close = difflib.get_close_matches(str(e["loc"][-1]), allowed, n=1)
+            close = difflib.get_close_matches(str(e["loc"][-1])[:100], allowed, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
-            lines.append(f"  - {key}: unknown key; {hint}allowed here: {', '.join(allowed)}")
+            problems.append(f"{key}: unknown key; {hint}allowed here: {', '.join(allowed)}")
+        elif not e["loc"]:  # a rule across sections: its message names the keys
+            problems.append(e["msg"].removeprefix("Value error, "))
         else:
-            got = "" if e["type"] == "missing" or not e["loc"] else f" (got {e.get('input')!r})"
-            lines.append(f"  - {key}: {e['msg'].removeprefix('Value error, ')}{got}")
+            got = "" if e["type"] == "missing" else f" (got {_short(e.get('input'), 60)})"
+            problems.append(f"{key}: {e['msg'].removeprefix('Value error, ')}{got}")
+    problems = [_cut(p, 280) for p in problems]  # the values are cut already; this bounds the rest
+    if len(problems) == 1:
+        return f"{path}: {problems[0]}"
+    lines = [f"{path}: {len(problems)} invalid setting(s)"]
+    lines += [f"  - {p}" for p in problems[:MAX_MESSAGE_LINES]]
+    if len(problems) > MAX_MESSAGE_LINES:
+        lines.append(f"  ... and {len(problems) - MAX_MESSAGE_LINES} more")
     return "\n".join(lines)
 
 
@@ -283,6 +392,8 @@ def _allowed(loc: tuple) -> list[str]:
             model = Regularizers
             parts = parts[1:]
             continue
+        if part not in model.model_fields:  # inside a list or dict value: no model there
+            break
         model = _model_of(model.model_fields[part].annotation) or model
     return list(model.model_fields)
 
@@ -296,18 +407,111 @@ def _model_of(annotation) -> type[BaseModel] | None:
     return None
 
 
+class _Loader(yaml.SafeLoader):
+    """SafeLoader restricted to plain YAML, checked event by event while the document is composed,
+    before anything is built: no anchors or aliases (one alias can stand for billions of values),
+    no explicit tags, nesting at most MAX_DEPTH (checked before descending, so 5,000 levels end at
+    level 33, not in a RecursionError), and no key twice in one mapping (YAML would keep the last
+    one silently)."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self.depth = 0
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or event.anchor is not None:
+            raise _refusal(event, "anchors and aliases (&name, *name) are not allowed: write each value out")
+        if getattr(event, "tag", None) is not None:  # !!int, !foo, !!python/...: explicit types
+            raise _refusal(event, f"tags such as {_short(event.tag, 40)} are not allowed: write plain values")
+        if not isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+            return super().compose_node(parent, index)
+        if self.depth >= MAX_DEPTH:
+            raise _refusal(event, f"nested more than {MAX_DEPTH} levels deep; params.yaml needs 5")
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                raise _refusal(key_node, "merge keys (<<) are not allowed: write each key out")
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.get(key)
+            except TypeError:  # unhashable: the base class reports it
+                continue
+            if first is not None:
+                raise _refusal(key_node, f"key {_short(key, 40)} appears twice (first on line {first}): "
+                                         f"keep one, YAML would silently use the last")
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+    def construct_object(self, node, deep=False):
+        try:
+            return super().construct_object(node, deep=deep)
+        except yaml.YAMLError:
+            raise
+        except (ValueError, TypeError, ArithmeticError) as e:  # e.g. an int of 5,000 digits
+            raise _refusal(node, f"cannot read this value: {_cut(str(e), 100)}") from None
+
+
+def _refusal(at, problem: str) -> yaml.MarkedYAMLError:
+    return yaml.MarkedYAMLError(problem=problem, problem_mark=at.start_mark)
+
+
+def _yaml_problem(e: yaml.YAMLError, text: str) -> str:
+    """A YAML error as one line: where it is and what is wrong, without PyYAML's snippet."""
+    if isinstance(e, yaml.reader.ReaderError):
+        line = text[: e.position].count("\n") + 1
+        char = e.character if isinstance(e.character, int) else ord(e.character)
+        return f"line {line}: control character #x{char:04x} is not allowed in YAML"
+    if isinstance(e, yaml.MarkedYAMLError):
+        mark = e.problem_mark or e.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        what = ", ".join(x for x in (e.context, e.problem) if x)
+        if "'\\t'" in what:
+            what += " (indent with spaces, not tabs)"
+        return where + _cut(" ".join(what.split()))
+    return _cut(str(e))
+
+
+def _read_text(path: Path) -> str:
+    """The file's text: at most MAX_FILE_BYTES (checked before parsing) of UTF-8."""
+    try:
+        with path.open("rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+    except FileNotFoundError:
+        raise ConfigError(f"{path} not found: run the stage from the project root") from None
+    except OSError as e:
+        raise ConfigError(f"{path} cannot be read: {e.strerror or e}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ConfigError(f"{path} is larger than {MAX_FILE_BYTES // 1024} KiB; params.yaml is about 4 KiB: "
+                          f"is it the right file?")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise ConfigError(f"{path} is not UTF-8 text: byte 0x{data[e.start]:02x} at offset {e.start} "
+                          f"(line {line}); save the file as UTF-8") from None
+
+
 def load_params(path: str | Path = "params.yaml") -> Params:
     """Read and validate the whole params file; raise ConfigError naming every bad key."""
     path = Path(path)
+    text = _read_text(path)
     try:
-        with path.open(encoding="utf-8") as f:
-            raw = yaml.safe_load(f)
-    except FileNotFoundError:
-        raise ConfigError(f"{path} not found: run the stage from the project root") from None
+        raw = yaml.load(text, Loader=_Loader)  # noqa: S506 (_Loader is a restricted SafeLoader)
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path} is not valid YAML: {e}") from None
+        raise ConfigError(f"{path} is not valid YAML: {_yaml_problem(e, text)}") from None
+    if raw is None:
+        raise ConfigError(f"{path} is empty: give at least one section (seed, data, train, ...)")
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path} must be a mapping of sections (seed, data, stats, train, ...)")
+        raise ConfigError(f"{path} must be a mapping of sections (seed, data, stats, train, ...); "
+                          f"got {_short(raw, 40)}")
     try:
         return Params.model_validate(raw)
     except ValidationError as e:
