@@ -1,11 +1,13 @@
 import io
 import pickle
+import re
 import tarfile
 
 import numpy as np
 import pytest
 
-from birdplane.data import ArchiveError, Split, load_cifar10, safe_loads, select_classes
+from birdplane.data import (ArchiveError, DatasetError, Split, load_cifar10, load_dataset, safe_loads,
+                            save_dataset, select_classes)
 from birdplane.stats import channel_stats
 from cifar_fixture import arrays, make_archive, py2_pickle
 
@@ -96,3 +98,66 @@ def test_channel_stats_match_numpy(ddof):
     x = images.astype(np.float64) / 255
     np.testing.assert_allclose(mean, x.mean(axis=(0, 2, 3)), rtol=1e-12)
     np.testing.assert_allclose(std, x.transpose(1, 0, 2, 3).reshape(3, -1).std(axis=1, ddof=ddof), rtol=1e-12)
+
+
+def saved_dataset(path, **replace):
+    """A small dataset as save_dataset writes it, or with arrays replaced (None drops one)."""
+    rng = np.random.default_rng(0)
+    train = Split(rng.integers(0, 256, (6, 3, 32, 32), dtype=np.uint8), np.array([0, 1, 0, 1, 0, 1]))
+    val = Split(rng.integers(0, 256, (2, 3, 32, 32), dtype=np.uint8), np.array([1, 0]))
+    save_dataset(path, train, val, ["airplane", "bird"])
+    if replace:
+        with np.load(path) as z:
+            arrays = {k: z[k] for k in z.files}
+        arrays.update(replace)
+        np.savez(path, **{k: v for k, v in arrays.items() if v is not None})
+    return path
+
+
+def flip_middle(data: bytes) -> bytes:
+    b = bytearray(data)
+    b[len(b) // 2] ^= 0xFF
+    return bytes(b)
+
+
+@pytest.mark.parametrize("damage, why", [
+    (lambda p: p.write_bytes(flip_middle(p.read_bytes())), r"BadZipFile: Bad CRC-32 for file 'train_images.npy'"),
+    (lambda p: p.write_bytes(p.read_bytes()[:5000]), r"BadZipFile: File is not a zip file"),
+    (lambda p: p.write_bytes(b""), r"not an .npz file: no zip header at its start"),
+    (lambda p: p.write_bytes(b"\x80\x04garbage" * 100), r"not an .npz file: no zip header at its start"),
+    (lambda p: p.write_bytes(p.read_bytes().replace(b"'descr'", b"'d\xa7scr'", 1)), r"ValueError: "),
+    (lambda p: saved_dataset(p, classes=None), r"KeyError: .*classes is not a file in the archive"),
+    (lambda p: saved_dataset(p, train_images=np.zeros((6, 3, 32, 32), np.float32)),
+     r"train_images is float32 \(6, 3, 32, 32\), not uint8 N x 3 x 32 x 32"),
+    (lambda p: saved_dataset(p, val_labels=np.array([0, 1, 1])), r"val_labels is int64 \(3,\), not int64 \(2,\)"),
+    (lambda p: saved_dataset(p, val_labels=np.array([0, 2])), r"val_labels outside 0..1"),
+    (lambda p: saved_dataset(p, classes=np.array([1, 2])), r"classes is int64 \(2,\), not a list of names"),
+], ids=["flipped-byte", "truncated", "empty", "not-npz", "npy-header", "missing-array", "dtype", "length", "labels", "classes"])
+def test_damaged_dataset_is_one_clear_error(tmp_path, monkeypatch, damage, why):
+    monkeypatch.chdir(tmp_path)  # no dvc.lock here: the generic recovery
+    path = saved_dataset(tmp_path / "dataset.npz")
+    load_dataset(path)
+    damage(path)
+    with pytest.raises(DatasetError, match=rf"^{path} is corrupt \({why}.*\): delete it and run `dvc repro -f stats`$") as e:
+        load_dataset(path)
+    assert "\n" not in str(e.value)
+
+
+def test_damaged_dvc_output_names_its_cache_object(tmp_path, monkeypatch):
+    """In a DVC project the error gives the exact commands: the cache holds the damaged copy too."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data/prepared").mkdir(parents=True)
+    h = "63110063d95d485f24581a19cc174edd"
+    (tmp_path / "dvc.lock").write_text(
+        "schema: '2.0'\nstages:\n  stats:\n    cmd: python pipeline/stats.py\n    outs:\n"
+        f"    - path: data/prepared/dataset.npz\n      hash: md5\n      md5: {h}\n      size: 1\n")
+    path = saved_dataset(tmp_path / "data/prepared/dataset.npz")
+    path.write_bytes(flip_middle(path.read_bytes()))
+    with pytest.raises(DatasetError, match=re.escape(
+            f'run `rm -f data/prepared/dataset.npz "$(dvc cache dir)/files/md5/63/{h[2:]}" && dvc repro -f stats`')):
+        load_dataset(path)
+
+
+def test_missing_dataset(tmp_path):
+    with pytest.raises(DatasetError, match="does not exist: run `dvc repro stats`"):
+        load_dataset(tmp_path / "nope.npz")

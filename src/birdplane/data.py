@@ -4,13 +4,17 @@ The archive is a tar.gz of pickled batches. Pickle can run arbitrary code, so
 batches are read with `SafeUnpickler`, which admits only what the format needs
 (numpy array reconstruction and builtin containers). Members are read straight
 from the tar, never extracted; an archive with an absolute path, a `..`
-component, a link or a device member is refused as a whole.
+component, a link or a device member is refused as a whole, and so is one whose members are larger
+than a CIFAR-10 batch can be, checked on the tar headers before anything is read into memory.
 """
 from __future__ import annotations
 
+import gzip
 import io
+import os
 import pickle
 import tarfile
+import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -59,55 +63,129 @@ def safe_loads(payload: bytes) -> object:
     return SafeUnpickler(io.BytesIO(payload), encoding="latin1").load()
 
 
-def _check_member(m: tarfile.TarInfo) -> None:
+# Sizes a genuine archive can have, with a margin. A batch is a pickle of 10,000 images x 3,072
+# bytes plus labels and file names, about 31 MB (30,949,436 bytes for data_batch_1 of the archive
+# ../shared/data builds); the archive holds a folder and 8 files, 186 MB (177 MiB) unpacked.
+# Anything larger is refused from the tar headers alone, before its bytes are read or skipped:
+# a 5 MB download can unpack to gigabytes.
+MAX_MEMBER_BYTES = 40 << 20
+MAX_MEMBERS = 32
+MAX_TOTAL_BYTES = 256 << 20
+READ_CHUNK = 1 << 20
+
+
+def _not_cifar(shown: str, why: str) -> ArchiveError:
+    return ArchiveError(f"{shown}: {why}; this is not the CIFAR-10 python archive, refusing it before "
+                        "reading it: point data.url and data.md5 at the official archive")
+
+
+class _BoundedStream:
+    """The unpacked tar stream as tarfile reads it, refusing any one read larger than a member can
+    be and any position past what a whole archive can unpack to.
+
+    tarfile reads a pax or GNU long-name header whole, before the member it describes is yielded,
+    so a header that declares a gigabyte is only caught here; skipping an unwanted member seeks,
+    which decompresses everything up to the target, so the total is bounded here as well.
+    """
+
+    def __init__(self, raw: gzip.GzipFile, shown: str):
+        self._raw, self._shown = raw, shown
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0 or size > MAX_MEMBER_BYTES:
+            raise _not_cifar(self._shown, f"a tar entry needs a read of {size} bytes, more than any "
+                                          f"CIFAR-10 member ({MAX_MEMBER_BYTES >> 20} MiB at most)")
+        data = self._raw.read(min(size, MAX_TOTAL_BYTES + 1 - self._raw.tell()))
+        self._check(self._raw.tell())
+        return data
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        self._check(offset if whence == io.SEEK_SET else self._raw.tell() + offset)
+        return self._raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._raw.tell()
+
+    def _check(self, position: int) -> None:
+        if position > MAX_TOTAL_BYTES:
+            raise _not_cifar(self._shown, f"it unpacks to more than {MAX_TOTAL_BYTES >> 20} MiB "
+                                          "(the CIFAR-10 archive: 177 MiB)")
+
+
+def _check_member(m: tarfile.TarInfo, shown: str) -> None:
     p = PurePosixPath(m.name)
     if p.is_absolute() or ".." in p.parts:
-        raise ArchiveError(f"unsafe archive member {m.name!r}: its path escapes the archive's folder")
+        raise ArchiveError(f"{shown}: unsafe archive member {m.name!r}: its path escapes the archive's folder")
     if not (m.isfile() or m.isdir()):
-        raise ArchiveError(f"unsafe archive member {m.name!r}: links and special files are not allowed")
+        raise ArchiveError(f"{shown}: unsafe archive member {m.name!r}: links and special files are not allowed")
+    if m.size > MAX_MEMBER_BYTES:
+        raise _not_cifar(shown, f"member {m.name!r} is {m.size:,} bytes, more than a CIFAR-10 batch can be "
+                                f"({MAX_MEMBER_BYTES >> 20} MiB at most)")
 
 
-def read_members(archive: Path, wanted: tuple[str, ...]) -> dict[str, bytes]:
-    """Return the bytes of `wanted` members (names under BATCH_DIR) after checking every member."""
+def read_members(archive: Path, wanted: tuple[str, ...], name: str | None = None) -> dict[str, bytes]:
+    """Return the bytes of `wanted` members (names under BATCH_DIR) after checking every member.
+
+    `name` is what messages call the archive (default: its path): the download passes the URL,
+    because it checks a temporary file the user never sees. Member sizes are checked on the tar
+    headers, before a member is read or skipped, and the gzip trailer (CRC-32 and length) at the
+    end, so a flipped bit is reported as corruption rather than as a missing member.
+    """
+    shown = name or str(archive)
     out: dict[str, bytes] = {}
     try:
-        with tarfile.open(archive, mode="r:gz") as tar:
-            for m in tar:  # streams through the archive once; every member checked
-                _check_member(m)
-                name = PurePosixPath(m.name)
-                if m.isfile() and name.parent.name == BATCH_DIR and name.name in wanted:
-                    f = tar.extractfile(m)
-                    assert f is not None
-                    with f:
-                        out[name.name] = f.read()
+        with gzip.open(archive, "rb") as gz:
+            stream = _BoundedStream(gz, shown)
+            with tarfile.open(fileobj=stream, mode="r:") as tar:
+                for i, m in enumerate(tar):  # streams through the archive once; every member checked
+                    if i >= MAX_MEMBERS:
+                        raise _not_cifar(shown, f"it has more than {MAX_MEMBERS} members (CIFAR-10: 9)")
+                    _check_member(m, shown)
+                    member = PurePosixPath(m.name)
+                    if m.isfile() and member.parent.name == BATCH_DIR and member.name in wanted:
+                        f = tar.extractfile(m)
+                        assert f is not None
+                        with f:
+                            out[member.name] = f.read()
+            while stream.read(READ_CHUNK):  # the rest of the tar record, then the gzip trailer
+                pass
     except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
+        fix = dvc_recovery(archive, "delete it and run the download stage again") if name is None \
+            else "point data.url and data.md5 at a good copy"
         raise ArchiveError(
-            f"{archive} is not a readable tar.gz ({type(e).__name__}: {e}); it is probably truncated "
-            "or corrupt: delete it and run the download stage again") from None
+            f"{shown} is not a readable tar.gz ({type(e).__name__}: {e}); it is probably truncated "
+            f"or corrupt: {fix}") from None
     missing = [w for w in wanted if w not in out]
     if missing:
-        raise ArchiveError(f"{archive} lacks {BATCH_DIR}/{', '.join(missing)}: not the CIFAR-10 python archive")
+        raise ArchiveError(f"{shown} lacks {BATCH_DIR}/{', '.join(missing)}: not the CIFAR-10 python archive")
     return out
 
 
-def _parse_batch(name: str, payload: bytes) -> tuple[np.ndarray, np.ndarray]:
+def _parse_batch(name: str, payload: bytes, archive: str = "") -> tuple[np.ndarray, np.ndarray]:
+    where = f"{archive}: member {name}" if archive else name
     try:
         batch = safe_loads(payload)
     except pickle.UnpicklingError as e:
-        raise ArchiveError(f"{name}: {e}; the archive is not a genuine CIFAR-10 batch, refusing it") from None
+        raise ArchiveError(f"{where}: {e}; the archive is not a genuine CIFAR-10 batch, refusing it") from None
     except Exception as e:  # malformed pickles raise anything from EOFError to TypeError
-        raise ArchiveError(f"{name}: unreadable pickle ({type(e).__name__}: {e})") from None
+        raise ArchiveError(f"{where}: unreadable pickle ({type(e).__name__}: {e})") from None
     if not isinstance(batch, dict):
-        raise ArchiveError(f"{name}: expected a dict, found {type(batch).__name__}")
+        raise ArchiveError(f"{where}: expected a dict, found {type(batch).__name__}")
     batch = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in batch.items()}
     data, labels = batch.get("data"), batch.get("labels")
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
-        raise ArchiveError(f"{name}: 'data' must be a uint8 array of N x 3072 pixels")
+        raise ArchiveError(f"{where}: 'data' must be a uint8 array of N x 3072 pixels")
+    # A pickle can call numpy.ndarray itself: with zero strides over a few bytes, or uninitialized,
+    # an array claims any number of images, and the first copy (concatenate, class selection) would
+    # allocate them all. Real pixels are in the payload, so a genuine array is never larger.
+    if data.nbytes > len(payload):
+        raise ArchiveError(f"{where}: 'data' claims {len(data):,} images ({data.nbytes:,} bytes) in a "
+                           f"{len(payload):,}-byte member; the archive is not a genuine CIFAR-10 batch, refusing it")
     if not isinstance(labels, list) or len(labels) != len(data) or not all(type(x) is int for x in labels):
-        raise ArchiveError(f"{name}: 'labels' must be a list of {len(data)} integers")
+        raise ArchiveError(f"{where}: 'labels' must be a list of {len(data)} integers")
     labels_arr = np.asarray(labels, dtype=np.int64)
     if len(labels_arr) and (labels_arr.min() < 0 or labels_arr.max() > 9):
-        raise ArchiveError(f"{name}: labels outside 0..9")
+        raise ArchiveError(f"{where}: labels outside 0..9")
     return data.reshape(-1, 3, 32, 32), labels_arr
 
 
@@ -117,11 +195,12 @@ class Split:
     labels: np.ndarray  # int64, N, the official label (0..9) or a renumbered one
 
 
-def load_cifar10(archive: Path) -> tuple[Split, Split]:
-    """All train and test images of the official archive, in file order."""
-    raw = read_members(archive, TRAIN_BATCHES + (TEST_BATCH,))
-    train = [_parse_batch(n, raw[n]) for n in TRAIN_BATCHES]
-    test_x, test_y = _parse_batch(TEST_BATCH, raw[TEST_BATCH])
+def load_cifar10(archive: Path, name: str | None = None) -> tuple[Split, Split]:
+    """All train and test images of the official archive, in file order; `name` as in read_members."""
+    shown = name or str(archive)
+    raw = read_members(archive, TRAIN_BATCHES + (TEST_BATCH,), name=name)
+    train = [_parse_batch(n, raw.pop(n), shown) for n in TRAIN_BATCHES]
+    test_x, test_y = _parse_batch(TEST_BATCH, raw.pop(TEST_BATCH), shown)
     return (Split(np.concatenate([x for x, _ in train]), np.concatenate([y for _, y in train])),
             Split(test_x, test_y))
 
@@ -135,6 +214,27 @@ def select_classes(split: Split, classes: list[str]) -> Split:
     return Split(np.ascontiguousarray(split.images[keep]), remap[split.labels[keep]])
 
 
+def check_selection(train: Split, val: Split, classes: list[str]) -> None:
+    """Refuse a selection where a split lacks a selected class: training on it fails later (an
+    empty validation set cannot be reshaped) or, worse, silently learns one class fewer."""
+    for what, split in (("training set (the archive's data_batch_1..5)", train),
+                        ("validation set (the archive's test_batch)", val)):
+        counts = np.bincount(split.labels, minlength=len(classes))
+        absent = [c for c, n in zip(classes, counts) if n == 0]
+        if absent:
+            raise ArchiveError(
+                f"the {what} has no images of {', '.join(map(repr, absent))} (data.classes {classes}, "
+                f"{len(split.labels)} images selected): the archive is not the full CIFAR-10; point "
+                "data.url and data.md5 at the official archive")
+
+
+DATASET_ARRAYS = ("train_images", "train_labels", "val_images", "val_labels", "classes")
+
+
+class DatasetError(BirdplaneError):
+    """The prepared dataset is missing, unreadable or malformed; the message says how to recover."""
+
+
 def save_dataset(path: Path, train: Split, val: Split, classes: list[str]) -> None:
     """Store the selected images compactly (uint8) in an .npz that loads without pickle."""
     with Path(path).open("wb") as f:
@@ -143,6 +243,60 @@ def save_dataset(path: Path, train: Split, val: Split, classes: list[str]) -> No
 
 
 def load_dataset(path: Path) -> tuple[Split, Split, list[str]]:
-    with np.load(path, allow_pickle=False) as z:
-        return (Split(z["train_images"], z["train_labels"]), Split(z["val_images"], z["val_labels"]),
-                [str(c) for c in z["classes"]])
+    """The train and validation splits and class names that `save_dataset` wrote, checked.
+
+    Every way a damaged file fails (a bad CRC, a cut-off zip, a broken .npy header, a missing
+    array, a wrong dtype or shape) ends in one DatasetError naming the file and the recovery.
+    """
+    if not Path(path).is_file():
+        raise DatasetError(f"{path} does not exist: run `dvc repro stats` (or `dvc checkout {path}`)")
+    with open(path, "rb") as f:
+        if f.read(4) != b"PK\x03\x04":  # else numpy tries it as a pickle and suggests allow_pickle
+            raise _corrupt(path, "not an .npz file: no zip header at its start")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            a = {k: z[k] for k in DATASET_ARRAYS}
+    except (zipfile.BadZipFile, zlib.error, ValueError, KeyError, OSError, EOFError) as e:
+        raise _corrupt(path, f"{type(e).__name__}: {' '.join(str(e).split())[:200]}") from None
+    n_classes = len(a["classes"])
+    for split in ("train", "val"):
+        images, labels = a[f"{split}_images"], a[f"{split}_labels"]
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (3, 32, 32):
+            raise _corrupt(path, f"{split}_images is {images.dtype} {images.shape}, not uint8 N x 3 x 32 x 32")
+        if labels.dtype != np.int64 or labels.shape != (len(images),):
+            raise _corrupt(path, f"{split}_labels is {labels.dtype} {labels.shape}, not int64 ({len(images)},)")
+        if len(labels) and (labels.min() < 0 or labels.max() >= n_classes):
+            raise _corrupt(path, f"{split}_labels outside 0..{n_classes - 1}")
+    if a["classes"].dtype.kind != "U" or a["classes"].ndim != 1:
+        raise _corrupt(path, f"classes is {a['classes'].dtype} {a['classes'].shape}, not a list of names")
+    return (Split(a["train_images"], a["train_labels"]), Split(a["val_images"], a["val_labels"]),
+            [str(c) for c in a["classes"]])
+
+
+def _corrupt(path: Path, why: str) -> DatasetError:
+    return DatasetError(f"{path} is corrupt ({why}): {dvc_recovery(path, 'delete it and run `dvc repro -f stats`')}")
+
+
+def dvc_recovery(path: Path, fallback: str) -> str:
+    """How to replace a corrupt DVC-tracked file: delete it AND its cache object, then re-run the
+    stage that writes it. DVC does not check its cache: `dvc checkout` copies a damaged object as
+    it is, and `dvc repro -f` re-creates the file, finds an object of that hash in the cache and
+    puts the damaged copy back. The object's name is the file's md5 in dvc.lock (run from the
+    project root, as DVC runs stages); `fallback` where the file is not a DVC output there.
+    """
+    try:
+        import yaml
+
+        rel = Path(os.path.relpath(path)).as_posix()
+        with open("dvc.lock", encoding="utf-8") as f:
+            lock = yaml.safe_load(f)
+        for stage, entry in lock["stages"].items():
+            for out in entry.get("outs") or ():
+                if out.get("path") == rel and isinstance(out.get("md5"), str) and len(out["md5"]) == 32:
+                    md5 = out["md5"]
+                    return (f'run `rm -f {rel} "$(dvc cache dir)/files/md5/{md5[:2]}/{md5[2:]}" && '
+                            f"dvc repro -f {stage}` (the DVC cache holds the damaged copy too: "
+                            "`dvc repro` alone would put it back)")
+    except Exception:  # a hint must never hide the error it explains
+        pass
+    return fallback
