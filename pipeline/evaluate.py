@@ -19,11 +19,13 @@ def main() -> None:
     from birdplane.config import load_params
     params = load_params(args.params)
     variants = selected_variants(args.variants, params.train.variants)
+    from birdplane import tracking
+    tracking.setup(params.mlflow.experiment)  # a store that is down ends the stage before any work
 
     import pandas as pd
     import torch
 
-    from birdplane import engine, tracking
+    from birdplane import engine
     from birdplane.data import load_dataset
     from birdplane.io import outputs, read_json
     from birdplane.losses import LOSSES, probabilities
@@ -81,7 +83,7 @@ def main() -> None:
                 params.mlflow.experiment, v, read_json(args.train_logs / f"{v}.json").get("mlflow_run_id"),
                 metrics={f"eval_{k}": float(results[v][k]) for k in (
                     "train_accuracy", "val_accuracy", "overfit_gap", "train_loss", "val_loss", "val_nll", "val_ece")},
-                tags={"evaluated_by": "evaluate"}, documents={"evaluation.json": results[v]})
+                tags={"evaluated_by": "evaluate"}, stage="evaluate", documents={"evaluation.json": results[v]})
 
 
 if __name__ == "__main__":

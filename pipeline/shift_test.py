@@ -17,12 +17,14 @@ def main() -> None:
     from birdplane.config import load_params
     cfg = load_params(args.params)
     variants = selected_variants(args.variants, cfg.train.variants)
+    from birdplane import tracking
+    tracking.setup(cfg.mlflow.experiment)  # a store that is down ends the stage before any work
     k = cfg.shift.max_shift
 
     import pandas as pd
     import torch
 
-    from birdplane import engine, tracking
+    from birdplane import engine
     from birdplane.data import load_dataset
     from birdplane.io import outputs, read_json
     from birdplane.models import load_model
@@ -67,7 +69,7 @@ def main() -> None:
             tracking.add_to_variant_run(
                 cfg.mlflow.experiment, v, read_json(args.train_logs / f"{v}.json").get("mlflow_run_id"),
                 metrics={f"shift_accuracy_at_{r}": a for r, a in results[v]["accuracy_by_shift"].items()},
-                tags={"shift_tested_by": "shift-test"})
+                tags={"shift_tested_by": "shift-test"}, stage="shift-test")
 
 
 if __name__ == "__main__":

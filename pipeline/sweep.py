@@ -28,9 +28,12 @@ def main() -> None:
     params = load_params(args.params)
     sw = params.sweep
 
+    from birdplane import tracking
+    tracking.setup(params.mlflow.experiment)  # a store that is down ends the stage before any work
+
     import pandas as pd
 
-    from birdplane import engine, provenance, tracking
+    from birdplane import engine, provenance
     from birdplane.batched import train_many
     from birdplane.data import load_dataset
     from birdplane.io import outputs, read_json
@@ -55,7 +58,7 @@ def main() -> None:
 
     results, rows, timings = {}, [], {}
     tags = {"dvc_stage": "sweep", "git_commit": tracking.git_commit(), "data_md5": stats.get("source", {}).get("md5")}
-    with tracking.variant_run(params.mlflow.experiment, "sweep", tags={**tags, "variant": "sweep"}) as parent:
+    with tracking.variant_run(params.mlflow.experiment, "sweep", stage="sweep", tags={**tags, "variant": "sweep"}) as parent:
         import mlflow
 
         mlflow.log_params({"seeds": sw.seeds, "epochs": sw.epochs, "widths": sw.widths, "deep": sw.deep,
@@ -67,8 +70,8 @@ def main() -> None:
                 engine.seed_everything(seed)
                 models.append(build_model(cfg).to(device))
             t0 = time.perf_counter()
-            with mlflow.start_run(run_name=f"sweep-{name}", nested=True, experiment_id=parent.info.experiment_id,
-                                  tags={**tags, "variant": "sweep", "sweep_config": name}):
+            with tracking.nested_run(f"sweep-{name}", stage="sweep",
+                                     tags={**tags, "variant": "sweep", "sweep_config": name}):
                 mlflow.log_params({"config": name, "kind": kind, "model": describe(cfg), "hidden": list(hidden),
                                    "dropout": dropout, "weight_decay": reg.weight_decay, "patience": reg.patience,
                                    "seeds": seeds, "epochs": sw.epochs, "n_parameters": n_parameters(models[0])})

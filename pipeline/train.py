@@ -6,6 +6,7 @@ With several seeds (train.seeds or the variant's seeds), every seed trains its o
 first seed's model is the variant's model (saved, evaluated, shift-tested), and the metrics add
 the mean and spread over all seeds.
 """
+import contextlib
 import time
 
 from birdplane.cli import parse_variant_args, run_stage, variant_parser
@@ -21,9 +22,12 @@ def main() -> None:
     params = load_params(args.params)
     recipe = params.train.recipe(v)
 
+    from birdplane import tracking
+    tracking.setup(params.mlflow.experiment)  # a store that is down ends the stage now, not after training
+
     import pandas as pd
 
-    from birdplane import engine, provenance, tracking
+    from birdplane import engine, provenance
     from birdplane.data import load_dataset
     from birdplane.io import outputs, read_json
     from birdplane.losses import LOSSES
@@ -44,23 +48,21 @@ def main() -> None:
     seeds = [params.seed + i for i in range(recipe.seeds)]
     loss_fn = LOSSES[recipe.loss]
 
-    tags = {"variant": v, "dvc_stage": f"train@{v}", "git_commit": tracking.git_commit(),
+    stage = f"train@{v}"
+    tags = {"variant": v, "dvc_stage": stage, "git_commit": tracking.git_commit(),
             "data_md5": stats.get("source", {}).get("md5"), "model": describe(cfg)}
-    with tracking.variant_run(params.mlflow.experiment, v, tags=tags) as run:
+    with tracking.variant_run(params.mlflow.experiment, v, stage=stage, tags=tags) as run:
         import mlflow
 
-        runs = []  # per seed: model, history, final metrics
-        t_train = time.perf_counter()
-        for seed in seeds:
+        def train_seed(seed: int) -> tuple:
+            """One model of the recipe with this seed: (model, history, final metrics)."""
             engine.seed_everything(seed)
             model = build_model(cfg).to(device)
-            nested = mlflow.start_run(run_name=f"{v}-seed{seed}", nested=True, experiment_id=run.info.experiment_id,
-                                      tags={**tags, "seed": str(seed)}) if seed != seeds[0] else None
             mlflow.log_params({**recipe.model_dump(exclude={"name"}), "seed": seed,
                                "classes": ",".join(classes), "device": str(device), "engine": params.train.engine,
                                "n_parameters": n_parameters(model), "n_train": len(train_y), "n_val": len(val_y)})
 
-            def on_epoch(s: engine.EpochStats, seed: int = seed) -> None:
+            def on_epoch(s: engine.EpochStats) -> None:
                 mlflow.log_metrics({k: val for k, val in s.to_dict().items() if k != "epoch"}, step=s.epoch)
                 print(f"[{v} seed {seed}] epoch {s.epoch:3d}/{recipe.epochs}  train loss {s.train_loss:.4f} "
                       f"acc {s.train_accuracy:.4f}  val loss {s.val_loss:.4f} acc {s.val_accuracy:.4f}  "
@@ -78,10 +80,17 @@ def main() -> None:
                      "val_loss": val_loss, "overfit_gap": train_acc - val_acc,
                      "best_val_accuracy": best.val_accuracy, "best_epoch": best.epoch,
                      "epochs_trained": len(history)}
-            if nested is not None:
-                mlflow.log_metrics({f"final_{k}": float(x) for k, x in final.items()})
-                mlflow.end_run()
-            runs.append((model, history, final))
+            return model, history, final
+
+        runs = []  # per seed: model, history, final metrics
+        t_train = time.perf_counter()
+        for seed in seeds:
+            if seed == seeds[0]:  # the first seed logs into the variant's run, the others into nested runs
+                runs.append(train_seed(seed))
+                continue
+            with tracking.nested_run(f"{v}-seed{seed}", stage=stage, tags={**tags, "seed": seed}):
+                runs.append(train_seed(seed))
+                mlflow.log_metrics({f"final_{k}": float(x) for k, x in runs[-1][2].items()})
         train_seconds = time.perf_counter() - t_train
 
         model, history, first = runs[0]
@@ -99,8 +108,9 @@ def main() -> None:
             "variant": v, "mlflow_run_id": run.info.run_id, "mlflow_experiment": params.mlflow.experiment,
             "train_seconds": train_seconds,
             "seconds_per_epoch": train_seconds / sum(len(r[1]) for r in runs),
-            "stage_seconds": None, "finished": provenance.now(), "git_commit": tags["git_commit"],
-            "versions": provenance.versions(), "machine": provenance.machine(str(device)),
+            "stage_seconds": None, "model_log_seconds": None, "finished": provenance.now(),
+            "git_commit": tags["git_commit"], "versions": provenance.versions(),
+            "machine": provenance.machine(str(device)),
         }
         with outputs() as out:
             out.write_with(args.model, lambda p: save_model(p, model, cfg))
@@ -108,7 +118,7 @@ def main() -> None:
             out.write_with(args.plot,
                            lambda p: frame.to_csv(p, index=False, float_format="%.6f"))
             # two images: the signature then shows a batch dimension
-            tracking.log_torch_model(model, val_x[:2].reshape(2, 3, 32, 32))
+            log["model_log_seconds"] = tracking.log_torch_model(model, cfg, val_x[:2].reshape(2, 3, 32, 32))
             mlflow.log_metrics({"train_seconds": train_seconds,
                                 **{f"final_{k}": float(x) for k, x in first.items()}})
             log["stage_seconds"] = time.perf_counter() - t_start

@@ -6,6 +6,9 @@ import subprocess
 import time
 import urllib.request
 
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -13,6 +16,7 @@ import yaml
 from birdplane import engine
 from birdplane.data import load_dataset
 from birdplane.io import read_json
+from birdplane.models import load_model
 from conftest import BIN, TINY_SWEEP, TINY_TRAIN, VARIANTS, dvc, files_under, make_project, project_env, stage
 
 pytestmark = pytest.mark.e2e
@@ -126,8 +130,11 @@ def test_mlflow_rest_api_has_one_run_per_variant(pipeline, mlflow_server):
 
 
 def test_logged_model_reproduces_val_accuracy(pipeline, mlflow_server):
+    """The logged model loads without pickle (birdplane.serving: torch.load with weights_only) and
+    predicts exactly what the DVC-tracked model predicts."""
     import mlflow
-    import mlflow.pytorch
+
+    from birdplane.serving import load_logged_model
 
     proj, _ = pipeline
     mlflow.set_tracking_uri(mlflow_server)
@@ -142,10 +149,22 @@ def test_logged_model_reproduces_val_accuracy(pipeline, mlflow_server):
             model_info = mlflow.search_logged_models(experiment_ids=[exp.experiment_id],
                                                      filter_string=f"source_run_id = '{run.info.run_id}'",
                                                      output_format="list")[0]
-            model = mlflow.pytorch.load_model(f"models:/{model_info.model_id}")
+            model = load_logged_model(f"models:/{model_info.model_id}")
+            tracked, _ = load_model(proj / f"models/{v}.pt")
             with torch.no_grad():
+                assert torch.equal(model(x), tracked(x))
                 acc = float((model(x).argmax(1) == torch.from_numpy(val.labels)).float().mean())
             assert acc == read_json(proj / f"metrics/eval/{v}.json")["val_accuracy"]
+            # no pickle anywhere in the artifact: MLflow's pyfunc format around the model file
+            local = Path(mlflow.artifacts.download_artifacts(f"models:/{model_info.model_id}"))
+            files = [p for p in local.rglob("*") if p.is_file()]
+            assert not [p for p in files if p.suffix in (".pkl", ".pickle", ".pth", ".cloudpickle")]
+            mlmodel = yaml.safe_load((local / "MLmodel").read_text())
+            assert set(mlmodel["flavors"]) == {"python_function"}
+            assert mlmodel["flavors"]["python_function"]["loader_module"] == "birdplane.serving"
+            # the same numbers through MLflow's generic pyfunc interface
+            pyfunc = mlflow.pyfunc.load_model(f"models:/{model_info.model_id}")
+            assert np.array_equal(pyfunc.predict(x[:4].numpy()), tracked(x[:4]).detach().numpy())
             # pinned to this environment (tracking.log_torch_model shortcuts MLflow's package scan)
             requirements = mlflow.pyfunc.get_model_dependencies(f"models:/{model_info.model_id}")
             with open(requirements) as f:

@@ -1,9 +1,11 @@
-"""The thin layer every stage script shares: argument parsing, error reporting and the process's
-memory settings."""
+"""The thin layer every stage script shares: argument parsing, error reporting, signals and the
+process's memory settings."""
 from __future__ import annotations
 
 import argparse
 import ctypes
+import errno
+import signal
 import sys
 from pathlib import Path
 from typing import Callable
@@ -90,20 +92,61 @@ def keep_freed_memory() -> bool:
     glibc's adaptive ones, so both are set. A no-op returning False where there is no mallopt.
     """
     try:
+        # Windows: CDLL(None) raises TypeError; macOS and musl: no mallopt (AttributeError) or a
+        # stub that returns 0. Any of them: leave the allocator as it is.
         mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError, ValueError):
         return False
     return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (or SIGHUP) arrived: handled like Ctrl-C, so every `finally` and `except
+    BaseException` on the way out (temporary outputs, the MLflow run) cleans up."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_terminated(signum: int, _frame) -> None:
+    # a second signal while cleaning up must not interrupt the clean-up itself
+    signal.signal(signum, signal.SIG_IGN)
+    raise Terminated(signum)
+
+
+def handle_termination() -> None:
+    """Turn SIGTERM (what `timeout`, `kill`, a CI cancel and a container stop send) and SIGHUP (a
+    closed terminal) into Terminated. Where a signal does not exist (SIGHUP on Windows), skip it."""
+    for name in ("SIGTERM", "SIGHUP"):
+        signum = getattr(signal, name, None)
+        if signum is not None:
+            signal.signal(signum, _raise_terminated)
+
+
 def run_stage(name: str, main: Callable[[], None]) -> None:
-    """Run a stage; a BirdplaneError ends it with its message and exit status 1, no traceback."""
+    """Run a stage; a BirdplaneError ends it with its message and exit status 1, no traceback.
+
+    Ctrl-C and SIGTERM end it with a message and 128 + the signal's number (130, 143); a full disk
+    with a message naming the path. In every case the stage's outputs are left as they were."""
     keep_freed_memory()
+    handle_termination()
     try:
         main()
     except BirdplaneError as e:
         print(f"error in stage {name}: {e}", file=sys.stderr)
         sys.exit(1)
-    except KeyboardInterrupt:
-        print(f"stage {name} interrupted; no outputs were written", file=sys.stderr)
-        sys.exit(130)
+    except KeyboardInterrupt as e:
+        signum = getattr(e, "signum", signal.SIGINT)
+        print(f"stage {name} interrupted ({signal.Signals(signum).name}); no outputs were written", file=sys.stderr)
+        sys.exit(128 + signum)
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+            raise
+        # shutil's copies name the source as filename and the destination as filename2
+        target = getattr(e, "filename2", None) or e.filename
+        where = f" writing {target}" if target else ""
+        print(f"error in stage {name}: no space left on the device{where}; free some space (or move the "
+              f"project, its DVC cache or MLflow store elsewhere) and run the stage again. No outputs were "
+              f"written", file=sys.stderr)
+        sys.exit(1)

@@ -15,6 +15,7 @@ from typing import Callable
 from birdplane.errors import BirdplaneError
 from birdplane.config import ENV_MD5, ENV_URL
 from birdplane.data import TEST_BATCH, TRAIN_BATCHES, read_members
+from birdplane.io import remove_stale, tmp_name
 
 CHUNK = 1 << 20
 
@@ -93,7 +94,8 @@ def download(url: str, md5: str, dest: Path, *, retries: int = 3, timeout_s: flo
     if progress is None:
         progress = sys.stderr.isatty()
     dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(f".{dest.name}.{os.getpid()}.part")
+    remove_stale(dest.parent)  # what a killed download left behind
+    part = tmp_name(dest)
     try:
         for attempt in range(1, retries + 1):
             try:
@@ -111,7 +113,7 @@ def download(url: str, md5: str, dest: Path, *, retries: int = 3, timeout_s: flo
                 f"checksum mismatch for {url}: expected md5 {md5}, got {got} ({part.stat().st_size} bytes). "
                 f"The file is truncated, corrupt or a different archive: fix data.md5 in params.yaml "
                 f"(or {ENV_MD5}) only if you trust this file, otherwise fetch it again")
-        read_members(part, TRAIN_BATCHES + (TEST_BATCH,))  # raises ArchiveError if unusable
+        read_members(part, TRAIN_BATCHES + (TEST_BATCH,), name=url)  # raises ArchiveError if unusable
         os.replace(part, dest)
         return dest
     finally:

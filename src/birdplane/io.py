@@ -2,47 +2,102 @@
 
 A stage writes every output through one `Outputs` transaction: each file goes to a temporary
 name beside its destination, and only when the stage's work succeeded are all of them renamed
-into place. An exception anywhere leaves the previous state of the disk untouched.
+into place. An exception anywhere (Ctrl-C and SIGTERM included) deletes the temporary files and
+leaves the previous state of the disk untouched.
+
+A temporary file is named `.<name>.<pid>.birdplane-tmp`: beside its destination, so that the
+rename is atomic on any file system, and with a suffix that `.dvcignore` and `.gitignore` list, so
+that neither DVC's hash of an output folder nor `git add` ever sees one. A process killed with
+SIGKILL cannot delete its own; the next stage that writes into the same folder removes those of
+dead processes (`remove_stale`).
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+TMP_SUFFIX = ".birdplane-tmp"
 
-def _tmp_name(dest: Path) -> Path:
-    return dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+
+def tmp_name(dest: Path) -> Path:
+    return dest.with_name(f".{dest.name}.{os.getpid()}{TMP_SUFFIX}")
+
+
+def _pid_of(tmp: Path) -> int | None:
+    stem = tmp.name[: -len(TMP_SUFFIX)]
+    pid = stem.rsplit(".", 1)[-1]
+    return int(pid) if pid.isdigit() else None
+
+
+def process_alive(pid: int, since: float | None = None) -> bool:
+    """Whether process `pid` runs, and (with `since`, a time.time()) already ran then: a pid that
+    was reused by a process started later is not the one that wrote the file."""
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        return since is None or proc.create_time() <= since + 1
+    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
+        return False
+
+
+def remove_stale(folder: Path) -> list[Path]:
+    """Delete the temporary files that dead processes left in `folder`; return them."""
+    removed = []
+    for tmp in folder.glob(f"*{TMP_SUFFIX}") if folder.is_dir() else ():
+        pid = _pid_of(tmp)
+        try:
+            mtime = tmp.stat().st_mtime
+        except FileNotFoundError:
+            continue
+        if pid != os.getpid() and (pid is None or not process_alive(pid, since=mtime)):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def _no_space(e: BaseException) -> bool:
+    return isinstance(e, OSError) and e.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
 
 
 class Outputs:
     def __init__(self) -> None:
         self._pending: list[tuple[Path, Path]] = []
+        self._swept: set[Path] = set()
 
     def path(self, dest: str | Path) -> Path:
         """A temporary path to write `dest` to; it is renamed to `dest` on commit."""
         dest = Path(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = _tmp_name(dest)
+        if dest.parent not in self._swept:
+            remove_stale(dest.parent)
+            self._swept.add(dest.parent)
+        tmp = tmp_name(dest)
         self._pending.append((tmp, dest))
         return tmp
 
     def write_text(self, dest: str | Path, text: str) -> None:
-        with self.path(dest).open("w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
+        self.write_with(dest, lambda p: p.write_text(text, encoding="utf-8", newline="\n"))
 
     def write_bytes(self, dest: str | Path, data: bytes) -> None:
-        with self.path(dest).open("wb") as f:
-            f.write(data)
+        self.write_with(dest, lambda p: p.write_bytes(data))
 
     def write_json(self, dest: str | Path, obj: Any) -> None:
         self.write_text(dest, dumps_json(obj))
 
     def write_with(self, dest: str | Path, writer: Callable[[Path], None]) -> None:
-        """Let `writer` (e.g. torch.save, DataFrame.to_csv) write to the temporary path."""
-        writer(self.path(dest))
+        """Let `writer` (e.g. torch.save, DataFrame.to_csv) write to the temporary path. A full
+        disk is reported with the destination's name, not the temporary one."""
+        try:
+            writer(self.path(dest))
+        except OSError as e:
+            if _no_space(e):
+                raise OSError(e.errno, os.strerror(e.errno), str(dest)) from None
+            raise
 
     def _commit(self) -> None:
         for tmp, dest in self._pending:

@@ -2,6 +2,7 @@
 for comparison on shifted images, the small convolutional net of chapter 8."""
 from __future__ import annotations
 
+import io
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -94,10 +95,13 @@ def describe(cfg: ModelConfig) -> str:
 def save_model(path: Path, model: nn.Module, cfg: ModelConfig) -> None:
     """A state_dict plus the config that rebuilds it: loadable with torch.load(weights_only=True)."""
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    # through a file object: given a path, torch.save names the zip's folder after the file, and a
-    # temporary name would make the same weights give different bytes (and DVC hashes) every run
+    # into memory first: given a path, torch.save names the zip's folder after the file (a temporary
+    # name would change the bytes, and DVC's hash, every run), and a full disk then fails in a plain
+    # write (OSError ENOSPC, reported with the path) rather than deep in torch's zip writer
+    buffer = io.BytesIO()
+    torch.save({"config": cfg.to_dict(), "state_dict": state}, buffer)
     with Path(path).open("wb") as f:
-        torch.save({"config": cfg.to_dict(), "state_dict": state}, f)
+        f.write(buffer.getbuffer())
 
 
 def load_model(path: Path, device: str | torch.device = "cpu") -> tuple[nn.Sequential, ModelConfig]:

@@ -1,17 +1,40 @@
 """MLflow: where the store is, and the run of each variant. Imported only by stage scripts.
 
-Core code never sees MLflow; stages pass plain callbacks into it.
+Core code never sees MLflow; stages pass plain callbacks into it. Every run this module opens
+carries the host and process id that opened it, so that a later stage can close the runs of a
+process that was killed (SIGKILL, a lost machine) instead of leaving them RUNNING forever.
 """
 from __future__ import annotations
 
 import os
+import shutil
+import socket
 import subprocess
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from birdplane.errors import BirdplaneError
+
 DB_NAME = "mlflow.db"
 ARTIFACTS = "mlartifacts"
+PID_TAG, HOST_TAG, STAGE_TAG = "birdplane.pid", "birdplane.host", "birdplane.stage"
+CLOSED_TAG = "birdplane.closed"
+
+# MLflow's own HTTP settings, with shorter defaults than its 120 s timeout and 7 retries (about 4
+# minutes of silence per call before an error): a tracking server that is down or hangs ends the
+# stage in under 30 s (3 attempts of at most 5 s, 0 + 2 s of back-off, up to 1 s of jitter each).
+# A value the user set in the environment wins.
+HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+}
+
+
+class TrackingError(BirdplaneError):
+    """The MLflow tracking store cannot be reached or refused a write."""
 
 
 def project_root(start: Path | None = None) -> Path:
@@ -29,8 +52,9 @@ def project_root(start: Path | None = None) -> Path:
 
 
 def tracking_uri(root: Path | None = None) -> str:
-    """MLFLOW_TRACKING_URI if set, else sqlite:///<project root>/mlflow.db (absolute)."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(root or project_root()) / DB_NAME}"
+    """MLFLOW_TRACKING_URI if set, else sqlite:///<project root>/mlflow.db (absolute; forward
+    slashes, which SQLAlchemy expects on Windows too)."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{((root or project_root()) / DB_NAME).as_posix()}"
 
 
 def git_commit(root: Path | None = None) -> str | None:
@@ -42,26 +66,71 @@ def git_commit(root: Path | None = None) -> str | None:
     return out.stdout.strip() or None
 
 
-def setup(experiment: str) -> str:
-    """Point MLflow at the project's store and return the experiment id, creating it if needed."""
-    import mlflow
+def _short(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {text[:160]}{'…' if len(text) > 160 else ''}"
 
+
+def _is_tracking_failure(e: BaseException) -> bool:
+    """An error of the store or of the connection to it (not of the stage's own work)."""
+    from mlflow.exceptions import MlflowException
+    from requests.exceptions import RequestException
+
+    import sqlalchemy.exc
+
+    return isinstance(e, (MlflowException, RequestException, sqlalchemy.exc.SQLAlchemyError))
+
+
+def _unreachable(uri: str, e: BaseException) -> TrackingError:
+    own = f"sqlite:///{(project_root() / DB_NAME).as_posix()}"
+    if uri.startswith(("http://", "https://")):
+        fix = (f"start the server (e.g. `mlflow server --host 127.0.0.1 --port 5000`), fix MLFLOW_TRACKING_URI, "
+               f"or unset it to use the project's own store {own}")
+    else:
+        fix = "check that the path is writable and the disk not full, or point MLFLOW_TRACKING_URI at another store"
+    return TrackingError(f"cannot use the MLflow tracking store {uri} ({_short(e)}): {fix}")
+
+
+def setup(experiment: str) -> str:
+    """Point MLflow at the project's store, check that it answers, close the runs that killed
+    processes left RUNNING, and return the experiment id (creating the experiment if needed).
+
+    Stages call this first, before loading data or training, so that a store that is down costs
+    seconds, not a training."""
+    for var, value in HTTP_DEFAULTS.items():
+        os.environ.setdefault(var, value)
+    import logging
+
+    import mlflow
     from filelock import FileLock
 
+    # MLflow's INFO lines ("Creating initial MLflow database tables...", "Validating input example
+    # against model signature") are its routine, not news: a stage's stderr is for its errors
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     root = project_root()
     # our default store keeps artifacts beside it (absolute, so experiment copies share them);
     # read the variable before set_tracking_uri, which sets it
     own_store = not os.environ.get("MLFLOW_TRACKING_URI")
-    mlflow.set_tracking_uri(tracking_uri(root))
+    uri = tracking_uri(root)
+    mlflow.set_tracking_uri(uri)
     # Parallel stages (`dvc queue start --jobs 2`) may meet a store that does not exist yet: one of
     # them creates the tables and the experiment while the others wait.
     lock = FileLock(root / f".{DB_NAME}.lock", timeout=300) if own_store else _no_lock()
-    with lock:
-        exp = mlflow.get_experiment_by_name(experiment)
-        if exp is None:
-            artifact_location = (root / ARTIFACTS).as_uri() if own_store else None
-            return mlflow.create_experiment(experiment, artifact_location=artifact_location)
-    return exp.experiment_id
+    try:
+        with lock:
+            exp = mlflow.get_experiment_by_name(experiment)
+            if exp is None:
+                artifact_location = (root / ARTIFACTS).as_uri() if own_store else None
+                exp_id = mlflow.create_experiment(experiment, artifact_location=artifact_location)
+            else:
+                exp_id = exp.experiment_id
+        close_orphaned_runs(exp_id)
+    except Exception as e:
+        if _is_tracking_failure(e) or isinstance(e, OSError):
+            raise _unreachable(uri, e) from None
+        raise
+    return exp_id
 
 
 @contextmanager
@@ -69,10 +138,78 @@ def _no_lock() -> Iterator[None]:
     yield
 
 
+def close_orphaned_runs(experiment_id: str) -> list[str]:
+    """Mark KILLED the RUNNING runs that a process on this host opened and that process is gone
+    (killed with SIGKILL, or the machine went down); returns their ids. Runs of other hosts, and
+    runs without our tags, are left alone: we cannot know whether their process still works."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from birdplane.io import process_alive
+
+    host = socket.gethostname()
+    runs = mlflow.search_runs(experiment_ids=[experiment_id], output_format="list",
+                              filter_string=f"attributes.status = 'RUNNING' and tags.`{HOST_TAG}` = '{host}'")
+    client, closed = MlflowClient(), []
+    for run in runs:
+        pid = run.data.tags.get(PID_TAG, "")
+        if not pid.isdigit() or process_alive(int(pid), since=run.info.start_time / 1000):
+            continue
+        client.set_tag(run.info.run_id, CLOSED_TAG,
+                       f"process {pid} on {host} ended without closing this run (killed); closed by a later stage")
+        client.set_terminated(run.info.run_id, status="KILLED")
+        closed.append(run.info.run_id)
+    return closed
+
+
+def _owner_tags(stage: str | None) -> dict[str, str]:
+    tags = {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
+    if stage:
+        tags[STAGE_TAG] = stage
+    return tags
+
+
+def _end(status: str) -> None:
+    """End the active run; a store that went away meanwhile must not hide the original error."""
+    import mlflow
+
+    try:
+        mlflow.end_run(status=status)
+    except Exception:  # noqa: BLE001: the next stage's close_orphaned_runs closes it
+        pass
+
+
 @contextmanager
-def variant_run(experiment: str, variant: str, *, run_id: str | None = None,
+def _managed(run: Any) -> Iterator[Any]:
+    """Close `run` as FINISHED, KILLED (Ctrl-C, SIGTERM) or FAILED; errors of the store become
+    one TrackingError line."""
+    try:
+        yield run
+    except KeyboardInterrupt:
+        _end("KILLED")
+        raise
+    except BaseException as e:
+        _end("FAILED")
+        if isinstance(e, Exception) and _is_tracking_failure(e):
+            raise _unreachable(tracking_uri(), e) from None
+        raise
+    try:
+        _end_finished()
+    except Exception as e:
+        raise _unreachable(tracking_uri(), e) from None
+
+
+def _end_finished() -> None:
+    import mlflow
+
+    mlflow.end_run(status="FINISHED")
+
+
+@contextmanager
+def variant_run(experiment: str, variant: str, *, run_id: str | None = None, stage: str | None = None,
                 tags: dict[str, Any] | None = None) -> Iterator[Any]:
-    """Start (or resume, with run_id) the variant's run; a failure inside marks it FAILED."""
+    """Start (or resume, with run_id) the variant's run; it ends FINISHED, KILLED (interrupted)
+    or FAILED (any other error)."""
     import mlflow
 
     exp_id = setup(experiment)
@@ -82,17 +219,32 @@ def variant_run(experiment: str, variant: str, *, run_id: str | None = None,
         except Exception:
             run_id = None  # the store was reset or this is another machine: start a fresh run
     kwargs = {"run_id": run_id} if run_id else {"experiment_id": exp_id, "run_name": variant}
-    run = mlflow.start_run(**kwargs, tags={k: str(v) for k, v in (tags or {}).items() if v is not None})
+    all_tags = {**{k: str(v) for k, v in (tags or {}).items() if v is not None}, **_owner_tags(stage)}
     try:
-        yield run
-    except BaseException:
-        mlflow.end_run(status="FAILED")
+        run = mlflow.start_run(**kwargs, tags=all_tags)
+    except Exception as e:
+        if _is_tracking_failure(e):
+            raise _unreachable(tracking_uri(), e) from None
         raise
-    mlflow.end_run(status="FINISHED")
+    with _managed(run):
+        yield run
+
+
+@contextmanager
+def nested_run(name: str, *, stage: str | None = None, tags: dict[str, Any] | None = None) -> Iterator[Any]:
+    """A child run of the active run (a further seed, a sweep configuration), ended like it."""
+    import mlflow
+
+    parent = mlflow.active_run()
+    run = mlflow.start_run(run_name=name, nested=True, experiment_id=parent.info.experiment_id,
+                           tags={**{k: str(v) for k, v in (tags or {}).items() if v is not None},
+                                 **_owner_tags(stage)})
+    with _managed(run):
+        yield run
 
 
 def add_to_variant_run(experiment: str, variant: str, run_id: str | None, *, metrics: dict[str, float],
-                       tags: dict[str, str], documents: dict[str, Any] | None = None) -> None:
+                       tags: dict[str, str], stage: str, documents: dict[str, Any] | None = None) -> None:
     """Add a later stage's metrics (and JSON documents) to the variant's training run.
 
     Without a run id, or when the store does not know it (a fresh store, a `dvc pull` on another
@@ -100,39 +252,75 @@ def add_to_variant_run(experiment: str, variant: str, run_id: str | None, *, met
     """
     import mlflow
 
-    with variant_run(experiment, variant, run_id=run_id, tags={"variant": variant, **tags}):
+    with variant_run(experiment, variant, run_id=run_id, stage=stage, tags={"variant": variant, **tags}):
         mlflow.log_metrics(metrics)
         for name, doc in (documents or {}).items():
             mlflow.log_dict(doc, name)
 
 
-def log_torch_model(model, example_input, name: str = "model") -> None:
-    """Log the model with a signature, an input example and pinned pip requirements.
+def log_torch_model(model, cfg, example_input, name: str = "model") -> float:
+    """Log the model as an MLflow pyfunc model (the state_dict plus its config, as the stage saves
+    it), with a signature, an input example and pinned pip requirements; returns the seconds it took.
 
-    Saved as the pickled nn.Sequential (serialization_format="pickle"): mlflow.pytorch.load_model
-    gives back the trainable module, and it skips torch.export, which costs about 3 s per training
-    stage here (its imports alone 2.5 s). Load only models you trust, as with any pickle.
+    No pickle: the artifact holds a birdplane model file and this package's code, and loads through
+    birdplane.serving (`torch.load(weights_only=True)`, then build_model), so loading a model from a
+    shared tracking server cannot run code that someone put into a pickle. Should logging fail half
+    way (a full disk, a lost server, SIGTERM), the logged model and its partial artifacts are deleted.
     """
-    import cloudpickle
+    t0 = time.perf_counter()
+    import tempfile
+
     import mlflow
-    import mlflow.pytorch
+    import mlflow.pyfunc
     import numpy as np
     import torch
     from mlflow.models import infer_signature
-
     from mlflow.utils import requirements_utils
+
+    import birdplane
+    from birdplane import serving
+    from birdplane.models import save_model
 
     # MLflow checks the pinned requirements against the environment through a map of every
     # installed distribution's files to its modules, built on first use: 3 s per training stage
-    # here. The pins are this environment's own versions of four packages whose module and
-    # distribution names agree, so the map needs only them.
+    # here. The pins are this environment's own versions of packages whose module and distribution
+    # names agree, so the map needs only them.
     if getattr(requirements_utils, "_MODULES_TO_PACKAGES", ()) is None:
-        requirements_utils._MODULES_TO_PACKAGES = {m: [m] for m in ("torch", "mlflow", "numpy", "cloudpickle")}
-    with torch.no_grad():
-        example_output = model(example_input)
-    signature = infer_signature(example_input.cpu().numpy(), example_output.cpu().numpy())
-    mlflow.pytorch.log_model(
-        model.cpu(), name=name, signature=signature, input_example=example_input.cpu().numpy().astype(np.float32),
-        serialization_format="pickle",
-        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}",
-                          f"numpy=={np.__version__}", f"cloudpickle=={cloudpickle.__version__}"])
+        requirements_utils._MODULES_TO_PACKAGES = {m: [m] for m in ("torch", "mlflow", "numpy")}
+    example = example_input.cpu().numpy().astype(np.float32)
+    signature = infer_signature(example, serving.predict_numpy(model.cpu().eval(), example))
+    before = mlflow.last_logged_model()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            model_file = Path(tmp) / "model.pt"
+            save_model(model_file, model, cfg)
+            mlflow.pyfunc.log_model(
+                name=name, loader_module="birdplane.serving", data_path=str(model_file),
+                code_paths=[str(Path(birdplane.__file__).parent)], signature=signature, input_example=example,
+                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}",
+                                  f"numpy=={np.__version__}"])
+    except BaseException:
+        _delete_partial_model(before.model_id if before else None)
+        raise
+    return time.perf_counter() - t0
+
+
+def _delete_partial_model(previous: str | None) -> None:
+    """Remove the logged model that a failed log_model left (its artifacts first), if it got as far
+    as creating one (`previous`: the last model logged before it)."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    try:
+        model = mlflow.last_logged_model()
+        if model is None or model.model_id == previous:
+            return
+        location = model.artifact_location
+        if location.startswith("file:"):
+            from urllib.parse import urlparse
+            from urllib.request import url2pathname
+
+            shutil.rmtree(url2pathname(urlparse(location).path), ignore_errors=True)
+        MlflowClient().delete_logged_model(model.model_id)
+    except Exception:  # noqa: BLE001: best effort, the original error is what the user must see
+        pass
