@@ -1,7 +1,9 @@
 """Stage `download`: fetch the CIFAR-10 python archive and verify its md5.
 
 Reads params `data.url`, `data.md5`, `data.retries`, `data.timeout_s`; the environment variables
-BIRDPLANE_DATA_URL and BIRDPLANE_DATA_MD5 replace url and md5 (a local mirror).
+BIRDPLANE_DATA_URL and BIRDPLANE_DATA_MD5 replace url and md5 (a local mirror). The URL actually
+used goes to the log (provenance, for the report), never into a file a later stage depends on:
+the same bytes from another mirror leave every later stage up to date.
 """
 from pathlib import Path
 
@@ -10,20 +12,20 @@ from birdplane.cli import parser, run_stage
 
 def main() -> None:
     ap = parser(__doc__)
-    ap.add_argument("--out", type=Path, default=Path("data/raw/cifar-10-python.tar.gz"))
-    ap.add_argument("--source", type=Path, default=Path("data/raw/source.json"),
-                    help="where to record the URL and md5 actually used")
+    ap.add_argument("--out", type=Path, required=True, help="the archive")
+    ap.add_argument("--log", type=Path, required=True, help="where to record the URL and md5 actually used")
     args = ap.parse_args()
 
     from birdplane.config import load_params
     from birdplane.download import download
     from birdplane.io import outputs
+    from birdplane.provenance import now
 
     cfg = load_params(args.params).data
     url, md5 = cfg.source()
     with outputs() as out:
         archive = download(url, md5, out.path(args.out), retries=cfg.retries, timeout_s=cfg.timeout_s)
-        out.write_json(args.source, {"url": url, "md5": md5, "bytes": archive.stat().st_size})
+        out.write_json(args.log, {"url": url, "md5": md5, "bytes": archive.stat().st_size, "finished": now()})
     print(f"downloaded {url} -> {args.out} (md5 {md5} verified)")
 
 

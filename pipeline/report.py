@@ -16,7 +16,7 @@ def main() -> None:
     ap.add_argument("--stats", type=Path, default=Path("metrics/stats.json"))
     ap.add_argument("--metrics", type=Path, default=Path("metrics"), help="metrics/{train,eval,shift}/<variant>.json")
     ap.add_argument("--plots", type=Path, default=Path("plots"), help="plots/train/<variant>.csv, plots/shift/grid/<variant>.csv")
-    ap.add_argument("--logs", type=Path, default=Path("logs"), help="logs/train/<variant>.json")
+    ap.add_argument("--logs", type=Path, default=Path("logs"), help="logs/train/<variant>.json, logs/download.json")
     ap.add_argument("--out", type=Path, default=Path("reports"))
     args = ap.parse_args()
 
@@ -50,7 +50,8 @@ def main() -> None:
     inp = Inputs(stats=read_json(args.stats), variants=variants, params=raw_params,
                  roles={"baseline": r.baseline, "mse": r.mse, "small": r.small, "augmented": r.augmented,
                         "cnn": r.cnn},
-                 fit_threshold=r.fit_threshold, sweep=optional_json(args.metrics / "sweep.json"))
+                 fit_threshold=r.fit_threshold, sweep=optional_json(args.metrics / "sweep.json"),
+                 download=optional_json(args.logs / "download.json"))
 
     with tempfile.TemporaryDirectory() as tmp:
         fig_dir = Path(tmp)

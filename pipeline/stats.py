@@ -2,7 +2,8 @@
 mean and std over the selected training images only (the normalization of the lecture).
 
 Reads params `data.classes`, `stats.ddof`. The official test batch is the validation set,
-as in the book.
+as in the book. Records the archive's md5 and size (what the data is), not its URL (where it came
+from: the download stage's log), so that a mirror with the same bytes changes nothing here.
 """
 from pathlib import Path
 
@@ -11,21 +12,21 @@ from birdplane.cli import parser, run_stage
 
 def main() -> None:
     ap = parser(__doc__)
-    ap.add_argument("--archive", type=Path, default=Path("data/raw/cifar-10-python.tar.gz"))
-    ap.add_argument("--source", type=Path, default=Path("data/raw/source.json"),
-                    help="the download stage's record of the URL and md5 used")
-    ap.add_argument("--out", type=Path, default=Path("data/prepared/dataset.npz"))
-    ap.add_argument("--metrics", type=Path, default=Path("metrics/stats.json"))
+    ap.add_argument("--archive", type=Path, required=True)
+    ap.add_argument("--out", type=Path, required=True, help="the selected images (.npz)")
+    ap.add_argument("--metrics", type=Path, required=True)
     args = ap.parse_args()
 
     from birdplane.config import load_params
-    from birdplane.data import load_cifar10, save_dataset, select_classes
-    from birdplane.io import outputs, read_json
+    from birdplane.data import check_selection, load_cifar10, save_dataset, select_classes
+    from birdplane.download import md5_of
+    from birdplane.io import outputs
     from birdplane.stats import channel_stats
 
     params = load_params(args.params)
     classes = params.data.classes
     train, val = (select_classes(s, classes) for s in load_cifar10(args.archive))
+    check_selection(train, val, classes)  # an empty split fails here, not in training
     mean, std = channel_stats(train.images, ddof=params.stats.ddof)
     with outputs() as out:
         out.write_with(args.out, lambda p: save_dataset(p, train, val, classes))
@@ -34,7 +35,7 @@ def main() -> None:
             "n_train": int(len(train.labels)), "n_val": int(len(val.labels)),
             "train_per_class": {c: int((train.labels == i).sum()) for i, c in enumerate(classes)},
             "val_per_class": {c: int((val.labels == i).sum()) for i, c in enumerate(classes)},
-            "source": read_json(args.source),
+            "source": {"md5": md5_of(args.archive), "bytes": args.archive.stat().st_size},
         })
     print(f"{len(train.labels)} train / {len(val.labels)} val images of {classes}; "
           f"mean {[round(m, 4) for m in mean]} std {[round(s, 4) for s in std]}")

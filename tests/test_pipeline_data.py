@@ -25,8 +25,11 @@ def test_dvc_repro_stats(tmp_path, tiny_archive, http_server):
     sel = tx[np.isin(ty, [0, 2])].reshape(-1, 3, 1024).astype(np.float64) / 255
     np.testing.assert_allclose(stats["mean"], sel.mean(axis=(0, 2)), rtol=1e-12)
     np.testing.assert_allclose(stats["std"], sel.transpose(1, 0, 2).reshape(3, -1).std(axis=1, ddof=1), rtol=1e-12)
-    assert stats["n_train"] == 20 and stats["n_val"] == 8 and stats["source"] == {
-        "url": url, "md5": md5, "bytes": (http_server[1] / "cifar-10-python.tar.gz").stat().st_size}
+    size = (http_server[1] / "cifar-10-python.tar.gz").stat().st_size
+    # what the data is goes into the metrics, where it came from into the download log only
+    assert stats["n_train"] == 20 and stats["n_val"] == 8 and stats["source"] == {"md5": md5, "bytes": size}
+    log = json.loads((proj / "logs/download.json").read_text())
+    assert (log["url"], log["md5"], log["bytes"]) == (url, md5, size)
     train, val, classes = load_dataset(proj / "data/prepared/dataset.npz")
     assert classes == ["airplane", "bird"] and train.images.dtype == np.uint8
     assert set(train.labels.tolist()) == {0, 1}
@@ -42,6 +45,23 @@ def test_dvc_repro_stats(tmp_path, tiny_archive, http_server):
     assert "Stage 'download' didn't change" in r.stdout and http_server[2]["requests"] == requests
     stats = json.loads((proj / "metrics/stats.json").read_text())
     assert stats["classes"] == ["bird", "ship", "airplane"] and stats["n_val"] == 12
+
+
+def test_the_same_bytes_from_another_url_change_nothing_downstream(tmp_path, tiny_archive):
+    """The URL is provenance: it goes to logs/download.json (read by the report only), so a mirror
+    serving the same archive leaves stats, and with it every training stage, up to date."""
+    url, md5, path = tiny_archive
+    proj = make_project(tmp_path / "proj")
+    dvc(proj, project_env(url, md5), "repro", "stats", check=True)
+    stats_before = (proj / "metrics/stats.json").read_bytes()
+    other = path.as_uri()  # the same file, now through file://
+    env = project_env(other, md5)
+    r = dvc(proj, env, "repro", "-f", "download")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((proj / "logs/download.json").read_text())["url"] == other
+    r = dvc(proj, env, "status", "stats", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout) == {}, r.stdout  # stats and everything after it: up to date
+    assert (proj / "metrics/stats.json").read_bytes() == stats_before
 
 
 def failing_stage(proj, env, script, *args):

@@ -51,7 +51,7 @@ def test_report_numbers_equal_metrics(pipeline):
     stats = read_json(proj / "metrics/stats.json")
     norm = md_table(md, "channel")
     assert [r["mean (here)"] for r in norm] == [f"{m:.4f}" for m in stats["mean"]]
-    assert stats["source"]["md5"] in md and stats["source"]["url"] in md
+    assert stats["source"]["md5"] in md and read_json(proj / "logs/download.json")["url"] in md
     nll, mse = read_json(proj / "metrics/eval/nll.json"), read_json(proj / "metrics/eval/mse.json")
     assert f"with MSELoss the final validation accuracy is {pct(mse['val_accuracy'])}, with NLLLoss " \
            f"{pct(nll['val_accuracy'])}" in md

@@ -44,6 +44,7 @@ class Inputs:
     fit_threshold: float
     samples: Any = None            # uint8 images per class for the data figure
     sweep: dict[str, Any] | None = None  # metrics/sweep.json
+    download: dict[str, Any] | None = None  # logs/download.json: the URL and md5 actually used
 
 
 @dataclass
@@ -221,7 +222,7 @@ def build_document(inp: Inputs, lang: str, figures: dict[str, str]) -> tuple[str
 
     # --- data
     H(t.h_data)
-    src = st.get("source", {})
+    src = {**st.get("source", {}), **(inp.download or {})}
     P(t.data(classes=", ".join(st["classes"]), n_train=t.int(st["n_train"]), n_val=t.int(st["n_val"]),
              per_class=", ".join(f"{c} {t.int(n)}" for c, n in st["train_per_class"].items())))
     table(t.source_header, [[t.source_url, f"`{src.get('url', '?')}`"], [t.source_md5, f"`{src.get('md5', '?')}`"],

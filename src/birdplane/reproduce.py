@@ -168,7 +168,8 @@ def rerun(root: Path) -> int:
 
 
 def _data_source_hint(committed: dict[str, Any], root: Path) -> str | None:
-    """Say so plainly when the fresh run read another archive than the committed results."""
+    """Say so plainly when the fresh run read another archive than the committed results: the md5
+    is in metrics/stats.json, the URL it came from in the download stage's log."""
     old = committed.get("metrics/stats.json", {}).get("source", {})
     path = root / "metrics/stats.json"
     if not old or not path.exists():
@@ -177,8 +178,13 @@ def _data_source_hint(committed: dict[str, Any], root: Path) -> str | None:
         new = json.load(f).get("source", {})
     if old.get("md5") == new.get("md5"):
         return None
-    return (f"reproduction check: the committed results were made from {old.get('url')} (md5 {old.get('md5')}), "
-            f"this run read {new.get('url')} (md5 {new.get('md5')}): different data, so the numbers cannot match. "
+    log = root / "logs/download.json"
+    url = ""
+    if log.exists():
+        with log.open(encoding="utf-8") as f:
+            url = f" from {json.load(f).get('url')}"
+    return (f"reproduction check: the committed results were made from the archive with md5 {old.get('md5')}, "
+            f"this run read md5 {new.get('md5')}{url}: different data, so the numbers cannot match. "
             f"Point BIRDPLANE_DATA_URL / BIRDPLANE_DATA_MD5 at the committed source, or re-run the pipeline "
             f"on this data and commit its results.")
 
