@@ -40,7 +40,9 @@ $(STAMP): $(VENV)/.interpreter pyproject.toml requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
 
+# params.yaml is checked first: DVC reads it with a YAML parser of its own, without our limits
 pipeline: $(STAMP)
+	@$(BIN)/python -m birdplane.config params.yaml
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 
 test: $(STAMP)

@@ -283,3 +283,19 @@ def test_importing_config_does_not_import_torch():
 
     code = "import sys, birdplane.config; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_the_command_line_check_refuses_what_dvc_would_choke_on(tmp_path):
+    """`make pipeline` runs `python -m birdplane.config` before `dvc repro`, whose own YAML reader
+    would expand a billion laughs until DVC runs out of memory."""
+    import subprocess
+    import sys
+
+    bad = tmp_path / "params.yaml"
+    bad.write_bytes(_laughs().encode())
+    r = subprocess.run([sys.executable, "-m", "birdplane.config", str(bad)], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "anchors and aliases" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "birdplane.config", str(ROOT / "params.yaml")], capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 0 and r.stdout.strip().endswith("params.yaml: valid")

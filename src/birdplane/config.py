@@ -516,3 +516,23 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         return Params.model_validate(raw)
     except ValidationError as e:
         raise ConfigError(_describe(e, path)) from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m birdplane.config [PARAMS]`: check a params file the way every stage does, before
+    `dvc repro` reads it (DVC parses params.yaml with its own YAML reader, which has none of the
+    checks above: a billion-laughs file makes DVC itself run out of memory)."""
+    import sys
+
+    path = Path((argv if argv is not None else sys.argv[1:] or ["params.yaml"])[0])
+    try:
+        load_params(path)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"{path}: valid")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
