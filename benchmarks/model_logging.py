@@ -25,12 +25,13 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--hidden", type=int, default=512)
     args = ap.parse_args()
-    logging.getLogger("mlflow").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
 
     import mlflow
     import mlflow.pytorch
     import torch
+
+    logging.getLogger("mlflow").setLevel(logging.ERROR)  # after the import, which sets MLflow's levels
 
     from birdplane import serving, tracking
     from birdplane.models import ModelConfig, build_model
