@@ -41,12 +41,12 @@ def main() -> None:
     results, tables = {}, {}
     for v in variants:
         model, cfg = load_model(args.models / f"{v}.pt")
-        loss_name = "nll" if cfg.head == "log_softmax" else "mse"
+        loss_name = params.train.recipe(v).loss
         r: dict = {}
         for split, (x, y) in splits.items():
             out = engine.predict(model, x)
             r[f"{split}_accuracy"] = engine.accuracy(out, y)
-            r[f"{split}_loss"] = float(LOSSES[loss_name](out, y))
+            r[f"{split}_loss"] = float(LOSSES[loss_name].mean(out, y))
         x, y = splits["val"]
         probs = probabilities(out, cfg.head)
         pred = out.argmax(1)

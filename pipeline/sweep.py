@@ -88,8 +88,8 @@ def main() -> None:
                                        on_epoch=on_epoch)
                 per_seed = []
                 for seed, model, history in zip(seeds, models, histories):
-                    tr_loss, tr_acc = engine.loss_and_accuracy(model, LOSSES["nll"], train_x, train_y)
-                    va_loss, va_acc = engine.loss_and_accuracy(model, LOSSES["nll"], val_x, val_y)
+                    tr_loss, tr_acc = engine.loss_and_accuracy(model, LOSSES["nll"].mean, train_x, train_y)
+                    va_loss, va_acc = engine.loss_and_accuracy(model, LOSSES["nll"].mean, val_x, val_y)
                     best = max(history, key=lambda s: (s.val_accuracy, -s.epoch))
                     per_seed.append({"config": name, "seed": seed, "train_accuracy": tr_acc, "val_accuracy": va_acc,
                                      "overfit_gap": tr_acc - va_acc, "best_epoch": best.epoch,

@@ -31,7 +31,7 @@ def main() -> None:
     from birdplane.data import load_dataset
     from birdplane.io import outputs, read_json
     from birdplane.losses import LOSSES
-    from birdplane.models import HEAD_FOR_LOSS, ModelConfig, build_model, describe, n_parameters, save_model
+    from birdplane.models import ModelConfig, build_model, describe, head_for, n_parameters, save_model
     from birdplane.summary import spread
 
     t_start = time.perf_counter()
@@ -41,12 +41,12 @@ def main() -> None:
     (train_x, train_y), (val_x, val_y) = (engine.split_tensors(s, stats, device) for s in (train, val))
 
     cfg = ModelConfig(hidden=recipe.hidden, n_classes=len(classes), activation=recipe.activation,
-                      head=HEAD_FOR_LOSS[recipe.loss], arch=recipe.arch, channels=recipe.channels,
+                      head=head_for(recipe.loss), arch=recipe.arch, channels=recipe.channels,
                       dropout=recipe.dropout)
     reg = engine.Regularization(weight_decay=recipe.weight_decay, patience=recipe.patience,
                                 augment_shift=recipe.augment_shift)
     seeds = [params.seed + i for i in range(recipe.seeds)]
-    loss_fn = LOSSES[recipe.loss]
+    loss_fn = LOSSES[recipe.loss].mean
 
     stage = f"train@{v}"
     tags = {"variant": v, "dvc_stage": stage, "git_commit": tracking.git_commit(),

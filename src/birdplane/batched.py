@@ -20,7 +20,7 @@ from torch import nn
 
 from birdplane.engine import EVAL_CHUNK, EpochStats, Regularization, Stepper, epoch_runner, fit_loop
 from birdplane.fused import FusedMLP, gram_block, gram_steps
-from birdplane.losses import LOSSES
+from birdplane.losses import HEADS, LOSSES
 
 
 class BatchedMLP:
@@ -136,7 +136,7 @@ class BatchedMLP:
                 h = torch.baddbmm(self.biases[i], self.weights[i], h)
             chunks.append(h)
         z = torch.cat(chunks, dim=2)
-        return torch.log_softmax(z, dim=1).transpose(1, 2) if self.loss == "nll" else torch.softmax(z, dim=1).transpose(1, 2)
+        return HEADS[LOSSES[self.loss].head].apply(z, 1).transpose(1, 2)
 
     def snapshot(self, k: int) -> list[torch.Tensor]:
         return [t[k].clone() for t in self.weights + self.biases]
@@ -148,7 +148,7 @@ class BatchedMLP:
 
     def loss_and_accuracy(self, x: torch.Tensor, y: torch.Tensor) -> tuple[list[float], list[float]]:
         out = self.predict(x)
-        loss_fn = LOSSES[self.loss]
+        loss_fn = LOSSES[self.loss].mean
         losses = [float(loss_fn(out[k], y)) for k in range(self.k)]
         correct = (out.argmax(2) == y).sum(1).tolist()
         return losses, [c / len(y) for c in correct]

@@ -66,6 +66,15 @@ def _cut(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _one_of(name: str, registry: dict) -> str:
+    """`name` if the registry has it, else the error pydantic gives for a Literal."""
+    if name not in registry:
+        names = [repr(n) for n in registry]
+        choices = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+        raise ValueError(f"Input should be {choices}")
+    return name
+
+
 class _Strict(BaseModel):
     # strict: no coercion, so a bool is not an int and "3" is not a number (an int is still a valid
     # float: `lr: 1` is 1.0); allow_inf_nan=False: `.nan` and `.inf` are errors, not values
@@ -141,12 +150,26 @@ class VariantConfig(Regularizers):
     arch: Literal["mlp", "cnn"] = "mlp"
     hidden: Annotated[list[Width], Field(min_length=0, max_length=8)] = [512]
     channels: Annotated[list[Width], Field(max_length=4)] = []  # cnn: 3x3 conv + 2x2 max-pool each
-    activation: Literal["tanh", "relu", "sigmoid"] = "tanh"
-    loss: Literal["nll", "mse"] = "nll"
+    activation: str = "tanh"  # a name in birdplane.activations
+    loss: str = "nll"         # a name in birdplane.losses
     epochs: Annotated[int, Field(ge=1, le=10_000)] | None = None
     batch_size: Annotated[int, Field(ge=1, le=65_536)] | None = None
     lr: Annotated[float, Field(gt=0, le=1e6)] | None = None
     seeds: Annotated[int, Field(ge=1, le=100)] | None = None
+
+    @field_validator("activation")
+    @classmethod
+    def _known_activation(cls, name: str) -> str:
+        from birdplane.activations import ACTIVATIONS
+
+        return _one_of(name, ACTIVATIONS)
+
+    @field_validator("loss")
+    @classmethod
+    def _known_loss(cls, name: str) -> str:
+        from birdplane.losses import LOSSES
+
+        return _one_of(name, LOSSES)
 
     @model_validator(mode="after")
     def _channels_for_cnn(self) -> "VariantConfig":

@@ -16,7 +16,9 @@ from torch import nn
 
 from birdplane.data import Split
 from birdplane.errors import BirdplaneError
-from birdplane.losses import LOSSES, LossFn
+from birdplane.losses import LOSSES
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 # rows per no-grad forward pass: bounds memory; 256 keeps a convnet's feature maps in cache (2x
 # faster than 2,000 at once on 2 cores) and is still a full-speed matrix product for the MLPs
@@ -107,13 +109,7 @@ def batch_stats(outputs: torch.Tensor, y: torch.Tensor, loss: str) -> tuple[torc
     ops and reductions only (the one-hot target by comparison, no gather or scatter), so that it
     runs inside a captured CUDA graph; the sums stay on the device (no sync per step).
     """
-    n_classes = outputs.shape[-1]
-    onehot = (y.unsqueeze(-1) == torch.arange(n_classes, device=y.device)).to(outputs.dtype)
-    if loss == "nll":  # outputs are log-probabilities
-        total = -(outputs * onehot).sum((-2, -1))
-    else:  # MSELoss averages over the classes too
-        total = (outputs - onehot).square().sum((-2, -1)) / n_classes
-    return total, (outputs.argmax(-1) == y).sum(-1)
+    return LOSSES[loss].total(outputs, y), (outputs.argmax(-1) == y).sum(-1)
 
 
 Step = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -157,7 +153,7 @@ def make_step(model: nn.Module, loss: str, lr: float, fused: bool = True, weight
 
         fused_mlp = fuse(model, loss, weight_decay)
     if fused_mlp is None:
-        return Stepper(autograd_step(model, LOSSES[loss], lr, weight_decay))
+        return Stepper(autograd_step(model, LOSSES[loss].mean, lr, weight_decay))
     if block is None:
         block = fused_mlp.gram_block()
     if block == 1:
@@ -274,7 +270,7 @@ def train(model: nn.Module, loss: str, train_x: torch.Tensor, train_y: torch.Ten
                              reg.augment_shift)
 
     def full_pass(x: torch.Tensor, y: torch.Tensor) -> tuple[list[float], list[float]]:
-        batch_loss, acc = loss_and_accuracy(model, LOSSES[loss], x, y)
+        batch_loss, acc = loss_and_accuracy(model, LOSSES[loss].mean, x, y)
         return [batch_loss], [acc]
 
     def on_epochs(stats: list[EpochStats]) -> None:

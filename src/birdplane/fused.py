@@ -16,7 +16,9 @@ from typing import Callable
 import torch
 from torch import nn
 
-_ACTIVATIONS = {nn.Tanh: "tanh", nn.ReLU: "relu", nn.Sigmoid: "sigmoid"}
+from birdplane.activations import ACTIVATIONS, by_module
+from birdplane.losses import HEADS, LOSSES
+
 
 # `steps`: minibatches per block. The first layer's two big products then run with 256 rows
 # instead of 64 (MKL: ~120 instead of ~85 GFLOP/s on 2 cores) for a Gram correction that grows with
@@ -88,7 +90,7 @@ class FusedMLP:
             raise TypeError("expected a model from birdplane.models.build_model")
         body, head = layers[1:-1], layers[-1]
         self.linears: list[nn.Linear] = [m for m in body if isinstance(m, nn.Linear)]
-        self.activations: list[str] = [_ACTIVATIONS[type(m)] for m in body
+        self.activations: list[str] = [by_module(m).name for m in body
                                        if not isinstance(m, (nn.Linear, nn.Dropout))]
         self.dropout: list[float] = [0.0] * len(self.activations)
         for i, m in enumerate(body):
@@ -98,47 +100,32 @@ class FusedMLP:
                 self.dropout[sum(isinstance(b, nn.Linear) for b in body[:i]) - 1] = m.p
         if len(self.activations) != len(self.linears) - 1 or any(m.bias is None for m in self.linears):
             raise TypeError("expected Linear layers with bias separated by activations")
-        self.head = "log_softmax" if isinstance(head, nn.LogSoftmax) else "softmax"
-        if (loss, self.head) not in (("nll", "log_softmax"), ("mse", "softmax")):
+        self.head = next((h.name for h in HEADS.values() if h.module == type(head).__name__), None)
+        if self.head is None:
+            raise TypeError(f"unknown output head {type(head).__name__}")
+        if LOSSES[loss].head != self.head:
             raise ValueError(f"loss {loss!r} does not fit the model's {self.head} head")
         self.loss = loss
         self.weight_decay = weight_decay
 
     @staticmethod
     def activate(z: torch.Tensor, kind: str) -> torch.Tensor:
-        if kind == "tanh":
-            return z.tanh_()
-        if kind == "relu":
-            return z.relu_()
-        return z.sigmoid_()
+        """act(z), in place (birdplane.activations)."""
+        return ACTIVATIONS[kind].forward_(z)
 
     @staticmethod
     def derivative_times(grad: torch.Tensor, h: torch.Tensor, kind: str) -> torch.Tensor:
-        """grad * activation'(z), written with the activation's output h = act(z): autograd's own
-        backward kernels (one pass instead of three elementwise ops)."""
-        if kind == "tanh":
-            return torch.ops.aten.tanh_backward(grad, h)
-        if kind == "relu":
-            return torch.ops.aten.threshold_backward(grad, h, 0)
-        return torch.ops.aten.sigmoid_backward(grad, h)
+        """grad * activation'(z), written with the activation's output h = act(z)."""
+        return ACTIVATIONS[kind].backward(grad, h)
 
     @staticmethod
     def output_grad(z: torch.Tensor, y: torch.Tensor, loss: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """d(mean loss)/d(logits) for the batch, and the head's outputs.
+        """d(mean loss)/d(logits) for the batch, and the head's outputs (birdplane.losses).
 
         z and the gradient are (..., classes, batch), y is (..., batch), the outputs (..., batch,
-        classes); a leading dim holds several models (birdplane.batched). The one-hot target is
-        built by comparison (no scatter), so the step can be captured in a CUDA graph.
+        classes); a leading dim holds several models (birdplane.batched).
         """
-        c, n = z.shape[-2:]
-        onehot = (y.unsqueeze(-2) == torch.arange(c, device=z.device).unsqueeze(1)).to(z.dtype)
-        if loss == "nll":  # d/dz of -log softmax(z)[y], averaged over the batch
-            outputs = torch.log_softmax(z, dim=-2)
-            return outputs.exp().sub_(onehot).div_(n), outputs.transpose(-2, -1)
-        # MSELoss(softmax(z), onehot(y)) averaged over n*c entries, through the softmax Jacobian
-        p = torch.softmax(z, dim=-2)
-        dp = (p - onehot).mul_(2 / (n * c))
-        return p * (dp - (dp * p).sum(dim=-2, keepdim=True)), p.transpose(-2, -1)
+        return LOSSES[loss].grad(z, y)
 
     @torch.no_grad()
     def step(self, x: torch.Tensor, y: torch.Tensor, lr: float) -> torch.Tensor:

@@ -10,9 +10,21 @@ from typing import Any
 import torch
 from torch import nn
 
-ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "sigmoid": nn.Sigmoid}
-HEADS = {"log_softmax": nn.LogSoftmax, "softmax": nn.Softmax}
-HEAD_FOR_LOSS = {"nll": "log_softmax", "mse": "softmax"}
+from birdplane.activations import ACTIVATIONS
+from birdplane.losses import HEADS, LOSSES
+
+
+def head_for(loss: str) -> str:
+    """The output head a loss trains on (birdplane.losses): log_softmax for nll, softmax for mse."""
+    return LOSSES[loss].head
+
+
+def _activation(name: str) -> type[nn.Module]:
+    return getattr(nn, ACTIVATIONS[name].module)
+
+
+def _head(name: str) -> type[nn.Module]:
+    return getattr(nn, HEADS[name].module)
 
 
 @dataclass(frozen=True)
@@ -46,7 +58,7 @@ def build_model(cfg: ModelConfig) -> nn.Sequential:
     Flatten comes first so that every model takes images (N x 3 x 32 x 32) as well as flat rows
     (N x 3072); only standard modules, so a pickled model loads without this package.
     """
-    act = ACTIVATIONS[cfg.activation]
+    act = _activation(cfg.activation)
     layers: list[nn.Module] = [nn.Flatten()]
     width = cfg.in_features
     if cfg.arch == "cnn":
@@ -64,7 +76,7 @@ def build_model(cfg: ModelConfig) -> nn.Sequential:
         if cfg.dropout > 0:
             layers.append(nn.Dropout(cfg.dropout))
         width = h
-    layers += [nn.Linear(width, cfg.n_classes), HEADS[cfg.head](dim=1)]
+    layers += [nn.Linear(width, cfg.n_classes), _head(cfg.head)(dim=1)]
     model = nn.Sequential(*layers)
     if cfg.arch == "cnn":
         # convolution weights channels-last: oneDNN then runs the convolutions and max-pools
@@ -82,14 +94,14 @@ def n_parameters(model: nn.Module) -> int:
 def describe(cfg: ModelConfig) -> str:
     """'3072-512-2, Tanh, LogSoftmax': the shape of the net as the lecture writes it;
     'conv 16-8, 512-32-2, Tanh, LogSoftmax' for a cnn."""
-    act = ACTIVATIONS[cfg.activation].__name__
+    act = ACTIVATIONS[cfg.activation].module
     extra = f", dropout {cfg.dropout:g}" if cfg.dropout else ""
     if cfg.arch == "cnn":
         flat = cfg.channels[-1] * (IMAGE[1] >> len(cfg.channels)) ** 2 if cfg.channels else cfg.in_features
         widths = "-".join(str(w) for w in (flat, *cfg.hidden, cfg.n_classes))
-        return f"conv {'-'.join(map(str, cfg.channels))}, {widths}, {act}, {HEADS[cfg.head].__name__}{extra}"
+        return f"conv {'-'.join(map(str, cfg.channels))}, {widths}, {act}, {HEADS[cfg.head].module}{extra}"
     widths = "-".join(str(w) for w in (cfg.in_features, *cfg.hidden, cfg.n_classes))
-    return f"{widths}, {act}, {HEADS[cfg.head].__name__}{extra}"
+    return f"{widths}, {act}, {HEADS[cfg.head].module}{extra}"
 
 
 def save_model(path: Path, model: nn.Module, cfg: ModelConfig) -> None:
