@@ -26,10 +26,9 @@ def main() -> None:
     import pandas as pd
     import yaml
 
-    from birdplane import figures
     from birdplane.data import load_dataset
     from birdplane.io import outputs, read_json
-    from birdplane.report import Inputs, Variant, build_document, render
+    from birdplane.report import Inputs, Variant, build_document, figures, render
 
     def optional_json(path: Path):
         return read_json(path) if path.exists() else None

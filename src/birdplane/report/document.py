@@ -4,7 +4,7 @@
 `build_document` turns findings into sections of blocks (headings, paragraphs, tables, figures)
 in one language; `render` fills the Markdown and HTML templates with the same blocks, so both
 files say the same thing. No sentence that states a result is written by hand: each is a
-phrase from `birdplane.i18n` filled with numbers from the findings.
+phrase from `birdplane.report.i18n` filled with numbers from the findings.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from birdplane.i18n import Phrases, phrases
+from birdplane.report.i18n import Phrases, phrases
 
 # Deep Learning with PyTorch, ch. 7: per-channel mean/std of the 50,000 official training images
 BOOK_MEAN = (0.4915, 0.4823, 0.4468)
@@ -376,10 +376,10 @@ def render(title: str, blocks: list[Block], lang: str, figure_dir: Path) -> tupl
     """(markdown, html) from the same blocks; HTML embeds every figure as a data URI."""
     import jinja2
 
-    env_md = jinja2.Environment(loader=jinja2.PackageLoader("birdplane", "templates"),
+    env_md = jinja2.Environment(loader=jinja2.PackageLoader("birdplane.report", "templates"),
                                 autoescape=False, keep_trailing_newline=True,
                                 trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
-    env_html = jinja2.Environment(loader=jinja2.PackageLoader("birdplane", "templates"),
+    env_html = jinja2.Environment(loader=jinja2.PackageLoader("birdplane.report", "templates"),
                                   autoescape=True, trim_blocks=True, lstrip_blocks=True,
                                   undefined=jinja2.StrictUndefined)
     env_md.filters["cell"] = lambda s: str(s).replace("|", "\\|").replace("\n", " ")
