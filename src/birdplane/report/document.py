@@ -2,15 +2,13 @@
 
 `analyse` turns the earlier stages' outputs into findings (plain numbers and verdicts);
 `build_document` turns findings into sections of blocks (headings, paragraphs, tables, figures)
-in one language; `render` fills the Markdown and HTML templates with the same blocks, so both
-files say the same thing. No sentence that states a result is written by hand: each is a
+in one language; `birdplane.report.render` fills the Markdown and HTML templates with the same
+blocks, so both files say the same thing. No sentence that states a result is written by hand: each is a
 phrase from `birdplane.report.i18n` filled with numbers from the findings.
 """
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -368,36 +366,3 @@ def _shift_numbers(inp: Inputs, name: str, t: Phrases) -> dict[str, str]:
     chance = 1 / len(inp.stats["classes"])
     return {"a0": t.pct(sh["accuracy_at_0"]), "mid": str(mid), "amid": t.pct(sh["accuracy_by_shift"][str(mid)]),
             "k": str(k), "ak": t.pct(sh["accuracy_by_shift"][str(k)]), "chance": t.pct(chance)}
-
-
-# ---------------------------------------------------------------- rendering
-
-def render(title: str, blocks: list[Block], lang: str, figure_dir: Path) -> tuple[str, str]:
-    """(markdown, html) from the same blocks; HTML embeds every figure as a data URI."""
-    import jinja2
-
-    env_md = jinja2.Environment(loader=jinja2.PackageLoader("birdplane.report", "templates"),
-                                autoescape=False, keep_trailing_newline=True,
-                                trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
-    env_html = jinja2.Environment(loader=jinja2.PackageLoader("birdplane.report", "templates"),
-                                  autoescape=True, trim_blocks=True, lstrip_blocks=True,
-                                  undefined=jinja2.StrictUndefined)
-    env_md.filters["cell"] = lambda s: str(s).replace("|", "\\|").replace("\n", " ")
-    env_html.filters["code"] = _inline_code
-
-    def data_uri(name: str) -> str:
-        with (figure_dir / name).open("rb") as fh:
-            return "data:image/png;base64," + base64.b64encode(fh.read()).decode("ascii")
-
-    md = env_md.get_template("report.md.j2").render(title=title, blocks=blocks, lang=lang)
-    html = env_html.get_template("report.html.j2").render(title=title, blocks=blocks, lang=lang, data_uri=data_uri)
-    return md, html
-
-
-def _inline_code(text: str):
-    """`code` spans as <code> in HTML; everything else escaped."""
-    from markupsafe import Markup, escape
-
-    parts = str(text).split("`")
-    return Markup("".join(escape(p) if i % 2 == 0 else Markup("<code>") + escape(p) + Markup("</code>")
-                          for i, p in enumerate(parts)))
