@@ -8,6 +8,7 @@ files say the same thing.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from birdplane.report.findings import BOOK_MEAN, BOOK_NLL, BOOK_STD, Inputs, analyse, best_epoch
 from birdplane.report.i18n import Phrases, phrases
@@ -25,174 +26,242 @@ class Block:
     anchor: str = ""
 
 
-# ---------------------------------------------------------------- document
+# ---------------------------------------------------------------- blocks
 
-def _mlflow_rows(inp: Inputs, t: Phrases) -> list[list[str]]:
-    return [[x.name, f"`{x.log.get('mlflow_run_id', '?')}`", x.log.get("mlflow_experiment", "?")]
-            for x in inp.variants.values()]
+def heading(text: str, level: int = 2) -> Block:
+    return Block("heading", text=text, level=level)
+
+
+def paragraph(text: str) -> Block:
+    return Block("paragraph", text=text)
+
+
+def table(header: list[str], rows: list[list[str]]) -> Block:
+    return Block("table", header=header, rows=rows)
+
+
+def bullets(items: list[str]) -> Block:
+    return Block("list", items=items)
+
+
+@dataclass
+class Doc:
+    """What every section reads: the inputs, their findings, the language and the figures drawn."""
+    inp: Inputs
+    f: dict[str, Any]              # analyse(inp)
+    t: Phrases
+    figures: dict[str, str]        # figure key -> file name
+
+    def figure(self, key: str, caption: str) -> Block:
+        return Block("figure", src=self.figures[key], text=caption)
+
+    def mean_std(self, d: dict[str, float]) -> str:
+        return self.t.mean_std(d["mean"], d["std"])
+
+
+# ---------------------------------------------------------------- sections, in the report's order
+
+def summary(d: Doc) -> list[Block]:
+    t, f, inp = d.t, d.f, d.inp
+    base, mse, small = f["baseline"], f["mse"], f["small"]
+    items = [
+        t.summary_task1(mse=t.pct(mse["val"]), nll=t.pct(base["val"]), verdict=t.verdict(f["task1"]["val"])),
+        t.summary_task2(small=t.pct(small["gap"]), nll=t.pct(base["gap"]), reduced=f["task2"]["reduced"]),
+    ]
+    if inp.variants[base["name"]].shift:
+        items.append(t.summary_shift(**_shift_numbers(inp, base["name"], t)))
+    return [paragraph(t.intro(classes=" / ".join(inp.stats["classes"]), n=len(inp.variants))), bullets(items)]
+
+
+def data(d: Doc) -> list[Block]:
+    t, st, num = d.t, d.inp.stats, d.t.num
+    src = _source(d.inp)
+    blocks = [
+        heading(t.h_data),
+        paragraph(t.data(classes=", ".join(st["classes"]), n_train=t.int(st["n_train"]), n_val=t.int(st["n_val"]),
+                         per_class=", ".join(f"{c} {t.int(n)}" for c, n in st["train_per_class"].items()))),
+        table(t.source_header, [[t.source_url, f"`{src.get('url', '?')}`"], [t.source_md5, f"`{src.get('md5', '?')}`"],
+                                [t.source_bytes, t.int(src.get("bytes", 0))]]),
+    ]
+    if "samples" in d.figures:
+        blocks.append(d.figure("samples", t.fig_samples))
+    return blocks + [
+        heading(t.h_norm, 3),
+        paragraph(t.norm_text),
+        table(t.norm_header, [[ch, num(st["mean"][i]), num(BOOK_MEAN[i]), num(st["std"][i]), num(BOOK_STD[i])]
+                              for i, ch in enumerate(t.channels)]),
+    ]
+
+
+def models(d: Doc) -> list[Block]:
+    t = d.t
+    rows = [[x.name, x.train["model"], x.train["recipe"]["loss"].upper(), t.int(x.eval["n_parameters"]),
+             str(x.train["recipe"]["epochs"]), t.num(x.train["recipe"]["lr"]), str(x.train["recipe"]["batch_size"])]
+            for x in d.inp.variants.values()]
+    return [heading(t.h_models), table(t.models_header, rows)]
+
+
+def curves(d: Doc) -> list[Block]:
+    return [heading(d.t.h_curves), d.figure("accuracy", d.t.fig_accuracy), d.figure("loss", d.t.fig_loss)]
+
+
+def results(d: Doc) -> list[Block]:
+    t, pct = d.t, d.t.pct
+    rows = []
+    for x in d.inp.variants.values():
+        best = best_epoch(x.history)
+        rows.append([x.name, pct(x.eval["train_accuracy"]), pct(x.eval["val_accuracy"]), pct(x.eval["overfit_gap"]),
+                     t.num(x.eval["val_loss"]), f"{pct(float(best['val_accuracy']))} ({int(best['epoch'])})",
+                     str(int(x.history["epoch"].max())), t.seconds(x.log.get("train_seconds"))])
+    blocks = [heading(t.h_results), table(t.results_header, rows),
+              paragraph(t.results_note(tol=t.pp(d.f["tolerance"]), book_train=pct(BOOK_NLL["train_accuracy"]),
+                                       book_val=pct(BOOK_NLL["val_accuracy"])))]
+    seeded = [x for x in d.inp.variants.values() if x.train.get("seeds")]
+    if seeded:
+        blocks += [paragraph(t.seeds_text),
+                   table(t.seeds_header, [[x.name, str(x.train["seeds"]["val_accuracy"]["n"]),
+                                           *(d.mean_std(x.train["seeds"][m])
+                                             for m in ("train_accuracy", "val_accuracy", "overfit_gap"))]
+                                          for x in seeded])]
+    return blocks
+
+
+def task1(d: Doc) -> list[Block]:
+    t, f, pct = d.t, d.f, d.t.pct
+    base, mse = f["baseline"], f["mse"]
+    return [
+        heading(t.h_task1),
+        paragraph(t.task1_numbers(mse_val=pct(mse["val"]), nll_val=pct(base["val"]),
+                                  diff=t.points(mse["val"] - base["val"]), verdict=t.verdict(f["task1"]["val"]),
+                                  mse_best=pct(mse["best_val"]), mse_best_epoch=mse["best_epoch"],
+                                  nll_best=pct(base["best_val"]), nll_best_epoch=base["best_epoch"])),
+        paragraph(t.task1_speed(threshold=pct(d.inp.fit_threshold), nll_epoch=base["fit_epoch"],
+                                mse_epoch=mse["fit_epoch"], epochs=base["epochs"], mse_gap=pct(mse["gap"]),
+                                nll_gap=pct(base["gap"]), gap_verdict=t.relative(f["task1"]["gap"]))),
+        paragraph(t.task1_ece(mse=t.num(mse["ece"]), nll=t.num(base["ece"]))),
+        paragraph(t.task1_reason),
+    ]
+
+
+def task2(d: Doc) -> list[Block]:
+    t, f, pct = d.t, d.f, d.t.pct
+    base, small, fix = f["baseline"], f["small"], f["best_fix"]
+    return [
+        heading(t.h_task2),
+        paragraph(t.task2_numbers(small=small["name"], small_params=t.int(small["params"]),
+                                  nll_params=t.int(base["params"]), ratio=f"{f['task2']['params_ratio']:.0f}",
+                                  small_gap=pct(small["gap"]), nll_gap=pct(base["gap"]), small_val=pct(small["val"]),
+                                  nll_val=pct(base["val"]))),
+        paragraph(t.task2_verdict(reduced=f["task2"]["reduced"], val=t.relative(f["task2"]["val"]),
+                                  n_train=t.int(d.inp.stats["n_train"]))),
+        paragraph(t.task2_best_fix(what=fix["what"], gap=pct(fix["gap"]), val=pct(fix["val"]),
+                                   best_epoch=base["best_epoch"], epochs=base["epochs"], base_gap=pct(base["gap"]),
+                                   helped=fix["helped"])),
+    ]
+
+
+def sweep(d: Doc) -> list[Block]:
+    """Task 2's evidence: the capacity sweep, when it ran."""
+    t, sw, ms = d.t, d.f["sweep"], d.mean_std
+    if not sw:
+        return []
+    c = sw["configs"]
+    blocks = [heading(t.h_sweep, 3), paragraph(t.sweep_intro(seeds=sw["seeds"], epochs=sw["epochs"], n=len(c)))]
+    if "sweep" in d.figures:
+        blocks.append(d.figure("sweep", t.fig_sweep))
+    blocks.append(table(t.sweep_header, [[n, x["model"], t.int(x["n_parameters"]), ms(x["train_accuracy"]),
+                                          ms(x["val_accuracy"]), ms(x["overfit_gap"])] for n, x in c.items()]))
+    blocks.append(paragraph(t.sweep_trend(
+        first=sw["first"], last=sw["last"], gap_first=ms(c[sw["first"]]["overfit_gap"]),
+        gap_last=ms(c[sw["last"]]["overfit_gap"]), grows=sw["gap_grows"], min_gap=sw["min_gap"],
+        min_gap_value=ms(c[sw["min_gap"]]["overfit_gap"]), best_val=sw["best_val"],
+        best_val_value=ms(c[sw["best_val"]]["val_accuracy"]))))
+    if sw["regularizers"]:
+        blocks.append(bullets([
+            t.sweep_regularizer(name=n, base=sw["base"], gap=ms(r["gap"]), base_gap=ms(r["base_gap"]),
+                                val=ms(r["val"]), base_val=ms(r["base_val"]), gap_change=r["gap_change"],
+                                val_change=r["val_change"], stopped=r["epochs_trained"], epochs=sw["epochs"])
+            for n, r in sw["regularizers"].items()]))
+    rule = sw["rule"]
+    blocks.append(paragraph(t.sweep_rule(
+        pick=rule["pick"], model=c[rule["pick"]]["model"], params=t.int(c[rule["pick"]]["n_parameters"]),
+        pick_val=ms(c[rule["pick"]]["val_accuracy"]), best=rule["best"], best_val=ms(c[rule["best"]]["val_accuracy"]),
+        threshold=t.pct(rule["threshold"]), small=d.inp.roles["small"], small_hidden=sw["small_hidden"],
+        agrees=sw["small_agrees"], hidden=rule["hidden"])))
+    return blocks
+
+
+def translation(d: Doc) -> list[Block]:
+    """The shift test, when every variant ran it; the MLP / augmented / convnet table when two of them did."""
+    t, inp = d.t, d.inp
+    if not all(x.shift for x in inp.variants.values()):
+        return []
+    blocks = [heading(t.h_shift), paragraph(t.shift_intro(k=_k(inp))), d.figure("shift", t.fig_shift)]
+    if "shift_grid" in d.figures:
+        blocks.append(d.figure("shift_grid", t.fig_shift_grid))
+    blocks += [bullets([t.shift_variant(name=x.name, **_shift_numbers(inp, x.name, t)) for x in inp.variants.values()]),
+               paragraph(t.shift_reason)]
+    tr = d.f["translation"]
+    if tr:
+        rows = tr["rows"]
+        blocks += [
+            table(t.translation_header(tr["mid"], tr["k"]),
+                  [[n, inp.variants[n].train["model"], t.pct(r["a0"]), t.pct(r["amid"]), t.pct(r["ak"]),
+                    t.points(-r["drop"])] for n, r in rows.items()]),
+            paragraph(t.translation_verdict(most=tr["most_robust"], drop=t.pp(rows[tr["most_robust"]]["drop"]),
+                                            base=tr["baseline"], base_drop=t.pp(rows[tr["baseline"]]["drop"]),
+                                            k=tr["k"], best=tr["best_everywhere"])),
+        ]
+    return blocks
+
+
+def evaluation(d: Doc) -> list[Block]:
+    t, num, variants = d.t, d.t.num, d.inp.variants.values()
+    per_class = [[x.name, c, num(s["precision"]), num(s["recall"]), num(s["f1"]), str(s["support"])]
+                 for x in variants for c, s in x.eval["per_class"].items()]
+    return [heading(t.h_eval), table(t.per_class_header, per_class), d.figure("confusion", t.fig_confusion),
+            table(t.calibration_header, [[x.name, num(x.eval["val_ece"]), num(x.eval["val_nll"])] for x in variants])]
+
+
+def provenance(d: Doc) -> list[Block]:
+    import yaml
+
+    t, inp = d.t, d.inp
+    src = _source(inp)
+    any_log = next(iter(inp.variants.values())).log
+    versions = any_log.get("versions", {})
+    machine = any_log.get("machine", {})
+    return [
+        heading(t.h_provenance),
+        table(t.prov_header, [
+            [t.prov_commit, f"`{any_log.get('git_commit') or '?'}`"],
+            [t.prov_date, any_log.get("finished", "?")],
+            [t.prov_device, f"{machine.get('device', '?')} ({machine.get('gpu') or machine.get('processor', '?')}, "
+                            f"{machine.get('torch_threads', '?')} threads)"],
+            [t.prov_versions, ", ".join(f"{k} {val}" for k, val in versions.items())],
+            [t.source_url, f"`{src.get('url', '?')}`"], [t.source_md5, f"`{src.get('md5', '?')}`"],
+        ]),
+        heading(t.h_mlflow, 3),
+        paragraph(t.mlflow_text),
+        table(t.mlflow_header, [[x.name, f"`{x.log.get('mlflow_run_id', '?')}`", x.log.get("mlflow_experiment", "?")]
+                                for x in inp.variants.values()]),
+        heading(t.h_params, 3),
+        Block("code", text=yaml.safe_dump(inp.params, sort_keys=False, allow_unicode=True).strip()),
+    ]
+
+
+SECTIONS = (summary, data, models, curves, results, task1, task2, sweep, translation, evaluation, provenance)
 
 
 def build_document(inp: Inputs, lang: str, figures: dict[str, str]) -> tuple[str, list[Block]]:
     """The report as (title, blocks) in `lang`; `figures` maps figure keys to file names."""
-    t = phrases(lang)
-    f = analyse(inp)
-    pct, num = t.pct, t.num
-    st = inp.stats
-    base, mse, small = f["baseline"], f["mse"], f["small"]
-    blocks: list[Block] = []
-    H = lambda text, level=2: blocks.append(Block("heading", text=text, level=level))  # noqa: E731
-    P = lambda text: blocks.append(Block("paragraph", text=text))  # noqa: E731
+    d = Doc(inp, analyse(inp), phrases(lang), figures)
+    return d.t.title, [block for section in SECTIONS for block in section(d)]
 
-    def table(header, rows):
-        blocks.append(Block("table", header=header, rows=rows))
 
-    def figure(key, caption):
-        blocks.append(Block("figure", src=figures[key], text=caption))
-
-    # --- summary
-    P(t.intro(classes=" / ".join(st["classes"]), n=len(inp.variants)))
-    blocks.append(Block("list", items=[
-        t.summary_task1(mse=pct(mse["val"]), nll=pct(base["val"]), verdict=t.verdict(f["task1"]["val"])),
-        t.summary_task2(small=pct(small["gap"]), nll=pct(base["gap"]), reduced=f["task2"]["reduced"]),
-        t.summary_shift(**_shift_numbers(inp, base["name"], t)) if inp.variants[base["name"]].shift else "",
-    ]))
-    blocks[-1].items = [i for i in blocks[-1].items if i]
-
-    # --- data
-    H(t.h_data)
-    src = {**st.get("source", {}), **(inp.download or {})}
-    P(t.data(classes=", ".join(st["classes"]), n_train=t.int(st["n_train"]), n_val=t.int(st["n_val"]),
-             per_class=", ".join(f"{c} {t.int(n)}" for c, n in st["train_per_class"].items())))
-    table(t.source_header, [[t.source_url, f"`{src.get('url', '?')}`"], [t.source_md5, f"`{src.get('md5', '?')}`"],
-                            [t.source_bytes, t.int(src.get("bytes", 0))]])
-    if "samples" in figures:
-        figure("samples", t.fig_samples)
-    H(t.h_norm, 3)
-    P(t.norm_text)
-    table(t.norm_header, [[ch, num(st["mean"][i]), num(BOOK_MEAN[i]), num(st["std"][i]), num(BOOK_STD[i])]
-                          for i, ch in enumerate(t.channels)])
-
-    # --- models
-    H(t.h_models)
-    table(t.models_header, [[x.name, x.train["model"], x.train["recipe"]["loss"].upper(), t.int(x.eval["n_parameters"]),
-                             str(x.train["recipe"]["epochs"]), num(x.train["recipe"]["lr"]),
-                             str(x.train["recipe"]["batch_size"])] for x in inp.variants.values()])
-
-    # --- learning curves and results
-    H(t.h_curves)
-    figure("accuracy", t.fig_accuracy)
-    figure("loss", t.fig_loss)
-    H(t.h_results)
-    table(t.results_header, [[
-        x.name, pct(x.eval["train_accuracy"]), pct(x.eval["val_accuracy"]), pct(x.eval["overfit_gap"]),
-        num(x.eval["val_loss"]), f"{pct(float(best_epoch(x.history)['val_accuracy']))} ({int(best_epoch(x.history)['epoch'])})",
-        str(int(x.history["epoch"].max())), t.seconds(x.log.get("train_seconds"))] for x in inp.variants.values()])
-    P(t.results_note(tol=t.pp(f["tolerance"]), book_train=pct(BOOK_NLL["train_accuracy"]),
-                     book_val=pct(BOOK_NLL["val_accuracy"])))
-    seeded = [x for x in inp.variants.values() if x.train.get("seeds")]
-    if seeded:
-        ms = lambda d: t.mean_std(d["mean"], d["std"])  # noqa: E731
-        P(t.seeds_text)
-        table(t.seeds_header, [[x.name, str(x.train["seeds"]["val_accuracy"]["n"]), ms(x.train["seeds"]["train_accuracy"]),
-                                ms(x.train["seeds"]["val_accuracy"]), ms(x.train["seeds"]["overfit_gap"])] for x in seeded])
-
-    # --- task 1
-    H(t.h_task1)
-    P(t.task1_numbers(mse_val=pct(mse["val"]), nll_val=pct(base["val"]), diff=t.points(mse["val"] - base["val"]),
-                      verdict=t.verdict(f["task1"]["val"]), mse_best=pct(mse["best_val"]), mse_best_epoch=mse["best_epoch"],
-                      nll_best=pct(base["best_val"]), nll_best_epoch=base["best_epoch"]))
-    P(t.task1_speed(threshold=pct(inp.fit_threshold), nll_epoch=base["fit_epoch"], mse_epoch=mse["fit_epoch"],
-                    epochs=base["epochs"], mse_gap=pct(mse["gap"]), nll_gap=pct(base["gap"]),
-                    gap_verdict=t.relative(f["task1"]["gap"])))
-    P(t.task1_ece(mse=num(mse["ece"]), nll=num(base["ece"])))
-    P(t.task1_reason)
-
-    # --- task 2
-    H(t.h_task2)
-    P(t.task2_numbers(small=small["name"], small_params=t.int(small["params"]), nll_params=t.int(base["params"]),
-                      ratio=f"{f['task2']['params_ratio']:.0f}", small_gap=pct(small["gap"]), nll_gap=pct(base["gap"]),
-                      small_val=pct(small["val"]), nll_val=pct(base["val"])))
-    P(t.task2_verdict(reduced=f["task2"]["reduced"], val=t.relative(f["task2"]["val"]), n_train=t.int(st["n_train"])))
-    fix = f["best_fix"]
-    P(t.task2_best_fix(what=fix["what"], gap=pct(fix["gap"]), val=pct(fix["val"]), best_epoch=base["best_epoch"],
-                       epochs=base["epochs"], base_gap=pct(base["gap"]), helped=fix["helped"]))
-    sw = f["sweep"]
-    if sw:
-        ms = lambda d: t.mean_std(d["mean"], d["std"])  # noqa: E731
-        H(t.h_sweep, 3)
-        P(t.sweep_intro(seeds=sw["seeds"], epochs=sw["epochs"], n=len(sw["configs"])))
-        if "sweep" in figures:
-            figure("sweep", t.fig_sweep)
-        table(t.sweep_header, [[n, c["model"], t.int(c["n_parameters"]), ms(c["train_accuracy"]), ms(c["val_accuracy"]),
-                                ms(c["overfit_gap"])] for n, c in sw["configs"].items()])
-        c = sw["configs"]
-        P(t.sweep_trend(first=sw["first"], last=sw["last"], gap_first=ms(c[sw["first"]]["overfit_gap"]),
-                        gap_last=ms(c[sw["last"]]["overfit_gap"]), grows=sw["gap_grows"], min_gap=sw["min_gap"],
-                        min_gap_value=ms(c[sw["min_gap"]]["overfit_gap"]), best_val=sw["best_val"],
-                        best_val_value=ms(c[sw["best_val"]]["val_accuracy"])))
-        if sw["regularizers"]:
-            blocks.append(Block("list", items=[
-                t.sweep_regularizer(name=n, base=sw["base"], gap=ms(r["gap"]), base_gap=ms(r["base_gap"]),
-                                    val=ms(r["val"]), base_val=ms(r["base_val"]), gap_change=r["gap_change"],
-                                    val_change=r["val_change"], stopped=r["epochs_trained"], epochs=sw["epochs"])
-                for n, r in sw["regularizers"].items()]))
-        rule = sw["rule"]
-        P(t.sweep_rule(pick=rule["pick"], model=c[rule["pick"]]["model"], params=t.int(c[rule["pick"]]["n_parameters"]),
-                       pick_val=ms(c[rule["pick"]]["val_accuracy"]), best=rule["best"],
-                       best_val=ms(c[rule["best"]]["val_accuracy"]), threshold=pct(rule["threshold"]),
-                       small=inp.roles["small"], small_hidden=sw["small_hidden"], agrees=sw["small_agrees"],
-                       hidden=rule["hidden"]))
-
-    # --- translation
-    if all(x.shift for x in inp.variants.values()):
-        H(t.h_shift)
-        P(t.shift_intro(k=_k(inp)))
-        figure("shift", t.fig_shift)
-        if "shift_grid" in figures:
-            figure("shift_grid", t.fig_shift_grid)
-        blocks.append(Block("list", items=[t.shift_variant(name=x.name, **_shift_numbers(inp, x.name, t))
-                                           for x in inp.variants.values()]))
-        P(t.shift_reason)
-        tr = f["translation"]
-        if tr:
-            rows = tr["rows"]
-            table(t.translation_header(tr["mid"], tr["k"]),
-                  [[n, inp.variants[n].train["model"], pct(r["a0"]), pct(r["amid"]), pct(r["ak"]), t.points(-r["drop"])]
-                   for n, r in rows.items()])
-            P(t.translation_verdict(most=tr["most_robust"], drop=t.pp(rows[tr["most_robust"]]["drop"]),
-                                    base=tr["baseline"], base_drop=t.pp(rows[tr["baseline"]]["drop"]), k=tr["k"],
-                                    best=tr["best_everywhere"]))
-
-    # --- evaluation details
-    H(t.h_eval)
-    rows = []
-    for x in inp.variants.values():
-        for c, s in x.eval["per_class"].items():
-            rows.append([x.name, c, num(s["precision"]), num(s["recall"]), num(s["f1"]), str(s["support"])])
-    table(t.per_class_header, rows)
-    figure("confusion", t.fig_confusion)
-    table(t.calibration_header, [[x.name, num(x.eval["val_ece"]), num(x.eval["val_nll"])] for x in inp.variants.values()])
-
-    # --- provenance
-    H(t.h_provenance)
-    any_log = next(iter(inp.variants.values())).log
-    versions = any_log.get("versions", {})
-    machine = any_log.get("machine", {})
-    table(t.prov_header, [
-        [t.prov_commit, f"`{any_log.get('git_commit') or '?'}`"],
-        [t.prov_date, any_log.get("finished", "?")],
-        [t.prov_device, f"{machine.get('device', '?')} ({machine.get('gpu') or machine.get('processor', '?')}, "
-                        f"{machine.get('torch_threads', '?')} threads)"],
-        [t.prov_versions, ", ".join(f"{k} {val}" for k, val in versions.items())],
-        [t.source_url, f"`{src.get('url', '?')}`"], [t.source_md5, f"`{src.get('md5', '?')}`"],
-    ])
-    H(t.h_mlflow, 3)
-    P(t.mlflow_text)
-    table(t.mlflow_header, _mlflow_rows(inp, t))
-    H(t.h_params, 3)
-    import yaml
-    blocks.append(Block("code", text=yaml.safe_dump(inp.params, sort_keys=False, allow_unicode=True).strip()))
-    return t.title, blocks
+def _source(inp: Inputs) -> dict[str, Any]:
+    """Where the archive came from: the stats stage's record, updated by the download log."""
+    return {**inp.stats.get("source", {}), **(inp.download or {})}
 
 
 def _k(inp: Inputs) -> int:
