@@ -1,16 +1,21 @@
-"""The report in every language from small synthetic inputs (no pipeline): every branch of every
-finding renders, in every catalog."""
+"""The report's languages are data: every catalog has the same keys and placeholders, every key the
+document uses exists and renders from small synthetic inputs (no pipeline) that take every branch,
+and a third language is one file."""
 from __future__ import annotations
+
+import string
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from birdplane.report import Inputs, Variant, analyse, build_document
+from birdplane.report import Inputs, Variant, analyse, build_document, languages, phrases
+from birdplane.report.catalog import LANG_DIR, CatalogError
 
 EPOCHS = 12
 CLASSES = ["airplane", "bird"]
 FIGURES = {k: f"{k}.png" for k in ("samples", "accuracy", "loss", "confusion", "shift", "shift_grid", "sweep")}
-LANGS = ["en", "de"]
+LANGS = languages()
 
 
 def history(best_val: float, best_epoch: int, final_val: float, fits: bool) -> pd.DataFrame:
@@ -179,3 +184,92 @@ def test_every_branch_renders_in_every_language(name, lang, tmp_path):
     text = md.split("```yaml")[0]  # the params listing is data, not a sentence
     assert "{" not in text and "}" not in text, "a placeholder was left unfilled"
     assert html.startswith(f'<!DOCTYPE html>\n<html lang="{lang}">')
+
+
+def fields(entry) -> set[tuple[str, str, str | None]]:
+    """(name, format spec, conversion) of every placeholder, parsed the way str.format does."""
+    texts = [entry] if isinstance(entry, str) else entry
+    return {(name, spec, conv) for text in texts for _, name, spec, conv in string.Formatter().parse(text)
+            if name is not None}
+
+
+def flat(lang: str, directory: Path = LANG_DIR) -> dict:
+    import tomllib
+
+    def walk(prefix: str, table: dict) -> dict:
+        out = {}
+        for k, v in table.items():
+            out.update(walk(f"{prefix}{k}.", v) if isinstance(v, dict) else {prefix + k: v})
+        return out
+
+    with (directory / f"{lang}.toml").open("rb") as f:
+        return walk("", tomllib.load(f))
+
+
+def test_the_shipped_languages_are_the_catalog_files():
+    assert {"en", "de"} <= set(LANGS) and LANGS == sorted(p.stem for p in LANG_DIR.glob("*.toml"))
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_every_catalog_has_the_same_keys_and_placeholders_as_the_english_one(lang):
+    en, other = flat("en"), flat(lang)
+    assert sorted(other) == sorted(en)
+    for key, entry in en.items():
+        assert type(other[key]) is type(entry), key
+        if isinstance(entry, list):
+            assert len(other[key]) == len(entry), key
+        assert fields(other[key]) == fields(entry), key
+        assert all(spec == "" and conv is None for _, spec, conv in fields(entry)), f"{key}: plain {{name}} only"
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_the_document_uses_every_key_and_only_keys_that_exist(lang):
+    """Rendering every scenario with one catalog raises KeyError on a key the catalog lacks; what the
+    scenarios looked up is then every key there is, so no entry is dead."""
+    t = phrases(lang)
+    for name in SCENARIOS:
+        inp, figures = scenario(name)
+        build_document(inp, t, figures)
+    assert sorted(set(t.entries) - t.used) == []
+
+
+def test_a_third_language_is_one_file(tmp_path):
+    text = (LANG_DIR / "en.toml").read_text(encoding="utf-8")
+    text = text.replace('title = "Birds vs airplanes', 'title = "Oiseaux ou avions')
+    text = text.replace('number.decimal = "."', 'number.decimal = ","').replace('number.thousands = ","',
+                                                                              'number.thousands = " "')
+    (tmp_path / "fr.toml").write_text(text, encoding="utf-8")
+    assert languages(tmp_path) == ["fr"]
+    inp, figures = scenario("everything")
+    title, blocks = build_document(inp, phrases("fr", tmp_path), figures)
+    assert title.startswith("Oiseaux ou avions")
+    table = next(b for b in blocks if b.kind == "table" and b.header[0] == "variant" and "val. acc." in b.header)
+    assert table.rows[0][2] == "80,00 %"  # numbers follow the file's decimal mark
+    from birdplane.report import render
+
+    for fig in figures.values():
+        (tmp_path / fig).write_bytes(b"\x89PNG")
+    _, html = render(title, blocks, "fr", tmp_path)
+    assert html.startswith('<!DOCTYPE html>\n<html lang="fr">') and "<title>Oiseaux ou avions" in html
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda s: s.replace('title = "Birds vs airplanes: NLLLoss, MSELoss and a smaller net"\n', ""), "missing title"),
+    (lambda s: s + 'extra = "x"\n', "unknown extra"),
+    (lambda s: s.replace("{verdict}.", "{verdikt}."), "summary.task1 must use exactly {mse}, {nll}, {verdict}"),
+    (lambda s: s.replace("by {k} pixels to {ak}", "by {k:d} pixels to {ak}"), "summary.shift: {k:d} is not a plain"),
+    (lambda s: s.replace('"lower than"', '["lower than"]'), "relative.lower must be text"),
+    (lambda s: s.replace('title = "Birds', 'title = Birds'), "fix the TOML syntax"),
+])
+def test_a_catalog_that_does_not_fit_is_refused_in_one_line(tmp_path, edit, message):
+    (tmp_path / "xx.toml").write_text(edit((LANG_DIR / "en.toml").read_text(encoding="utf-8")), encoding="utf-8")
+    with pytest.raises(CatalogError) as e:
+        phrases("xx", tmp_path)
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_an_unknown_language_names_the_ones_there_are():
+    with pytest.raises(CatalogError, match=r"no report language 'xx': choose one of de, en"):
+        phrases("xx")
+    with pytest.raises(CatalogError, match="no report language '../en'"):
+        phrases("../en")
