@@ -273,3 +273,15 @@ def test_an_unknown_language_names_the_ones_there_are():
         phrases("xx")
     with pytest.raises(CatalogError, match="no report language '../en'"):
         phrases("../en")
+
+
+def test_importing_the_report_package_stays_light():
+    """Loading a catalog (e.g. to list the languages a config may name) pulls in no pandas, numpy,
+    matplotlib, jinja2 or yaml: those load when a report is built, rendered or drawn."""
+    import subprocess
+    import sys
+
+    code = ("import sys, birdplane.report; birdplane.report.languages(); "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'pandas', 'numpy', 'matplotlib', 'jinja2', 'yaml'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

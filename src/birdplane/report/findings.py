@@ -7,9 +7,10 @@ the report quotes and the verdicts that decide which statement applies ("same" /
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:  # the functions only call DataFrame methods: importing the report stays light
+    import pandas as pd
 
 # Deep Learning with PyTorch, ch. 7: per-channel mean/std of the 50,000 official training images
 BOOK_MEAN = (0.4915, 0.4823, 0.4468)
