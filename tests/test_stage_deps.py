@@ -9,26 +9,46 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src" / "birdplane"
 # Modules whose changes cannot change a stage's outputs: argument parsing and error reporting,
-# atomic file writing, MLflow logging (not a DVC output), provenance (only in the logs, which are
-# not compared) and the exception base class.
-SIDE_EFFECTS = {"cli", "io", "tracking", "provenance", "errors", "__init__"}
+# the process's set-up (signals, heap), atomic file writing, MLflow logging and loading (not a DVC
+# output), provenance (only in the logs, which are not compared) and the exception base class.
+SIDE_EFFECTS = {"cli", "process", "io", "tracking", "serving", "provenance", "errors", "__init__"}
+
+
+def module_file(name: str) -> Path | None:
+    """src/birdplane/<a>/<b>.py for "a.b", or the package's __init__.py; None if neither exists."""
+    path = SRC.joinpath(*name.split("."))
+    if path.with_suffix(".py").exists():
+        return path.with_suffix(".py")
+    if (path / "__init__.py").exists():
+        return path / "__init__.py"
+    return None
+
+
+def with_packages(name: str) -> set[str]:
+    """Importing birdplane.a.b runs birdplane/a/__init__.py too."""
+    parts = name.split(".")
+    return {".".join(parts[:i]) for i in range(1, len(parts) + 1)}
 
 
 def birdplane_imports(path: Path, everywhere: bool) -> set[str]:
-    """birdplane modules the file imports: anywhere (a stage script: its main() is what runs), or at
-    module level only (a library module: a function's own imports run only when it is called; the
-    stages that call such functions list those modules themselves, e.g. train's fused.py)."""
+    """birdplane modules (dotted, below birdplane) the file imports: anywhere (a stage script: its
+    main() is what runs), or at module level only (a library module: a function's own imports run
+    only when it is called; the stages that call such functions list those modules themselves)."""
     found = set()
-    tree = ast.parse(path.read_text(), str(path))
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
     for node in ast.walk(tree) if everywhere else tree.body:
-        if isinstance(node, ast.ImportFrom) and node.module:
-            if node.module == "birdplane":
-                found |= {a.name for a in node.names}
-            elif node.module.startswith("birdplane."):
-                found.add(node.module.split(".")[1])
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "birdplane":
+            base = node.module.split(".", 1)[1] if "." in node.module else ""
+            if base:
+                found |= with_packages(base)
+            for alias in node.names:  # `from birdplane.x import y` where y is a module
+                sub = f"{base}.{alias.name}" if base else alias.name
+                if module_file(sub) is not None:
+                    found |= with_packages(sub)
         elif isinstance(node, ast.Import):
-            found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("birdplane.")}
-    return {m for m in found if (SRC / f"{m}.py").exists()}
+            found |= {m for a in node.names if a.name.startswith("birdplane.")
+                      for m in with_packages(a.name.split(".", 1)[1])}
+    return {m for m in found if module_file(m) is not None}
 
 
 def closure(script: Path) -> set[str]:
@@ -37,7 +57,7 @@ def closure(script: Path) -> set[str]:
         m = todo.pop()
         if m not in seen:
             seen.add(m)
-            todo.extend(birdplane_imports(SRC / f"{m}.py", everywhere=False))
+            todo.extend(birdplane_imports(module_file(m), everywhere=False))
     return seen
 
 
@@ -52,11 +72,13 @@ def test_stage_deps_list_the_code_it_runs(name, stage):
     script = re.search(r"python (pipeline/\S+\.py)", stage["cmd"]).group(1)
     deps = {d if isinstance(d, str) else next(iter(d)) for d in stage["deps"]}
     assert script in deps
-    needed = {f"src/birdplane/{m}.py" for m in closure(ROOT / script) - SIDE_EFFECTS}
+    needed = {module_file(m).relative_to(ROOT).as_posix() for m in closure(ROOT / script)
+              if m.split(".")[0] not in SIDE_EFFECTS and m.split(".")[-1] not in SIDE_EFFECTS}
     missing = {p for p in needed if p not in deps and not any(p.startswith(d.rstrip("/") + "/") for d in deps)}
     assert not missing, f"stage {name} runs {sorted(missing)} but dvc.yaml does not list them as deps"
 
 
 def test_the_closure_follows_the_scripts_imports_and_module_level_ones():
-    assert {"engine", "data", "models", "errors"} <= closure(ROOT / "pipeline" / "train.py")
+    assert {"engine", "data", "models", "errors", "losses", "activations"} <= closure(ROOT / "pipeline" / "train.py")
     assert "fused" not in closure(ROOT / "pipeline" / "evaluate.py")  # engine imports it inside train()
+    assert {"report", "report.document", "report.catalog"} <= closure(ROOT / "pipeline" / "report.py")

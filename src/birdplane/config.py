@@ -294,7 +294,7 @@ class ShiftConfig(_Strict):
 
 
 class ReportConfig(_Strict):
-    lang: Literal["en", "de"] = "en"
+    lang: str = "en"  # a catalog src/birdplane/report/lang/<lang>.toml: a language is a file
     # which variant answers which homework question
     baseline: str = "nll"
     mse: str = "mse"
@@ -303,6 +303,16 @@ class ReportConfig(_Strict):
     augmented: str = "augmented"
     cnn: str = "cnn"
     fit_threshold: Annotated[float, Field(gt=0, le=1)] = 0.95
+
+    @field_validator("lang")
+    @classmethod
+    def _known_language(cls, lang: str) -> str:
+        from birdplane.report.catalog import languages  # the files in report/lang/
+
+        if lang not in languages():
+            raise ValueError(f"no report catalog for {_short(lang)}; choose from {languages()} "
+                             f"or add src/birdplane/report/lang/{_short(lang, 20)}.toml")
+        return lang
 
 
 class MlflowConfig(_Strict):
