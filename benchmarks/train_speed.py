@@ -39,7 +39,8 @@ import torch
 from torch import nn
 
 from birdplane import engine
-from birdplane.data import load_dataset
+from birdplane.data import load_dataset, to_features
+from birdplane.inference import loss_and_accuracy
 from birdplane.models import ModelConfig, build_model
 
 
@@ -54,7 +55,7 @@ def data(args, device):
         images = np.clip(rng.normal(120 + 20 * labels[:, None, None, None], 60, (args.n, 3, 32, 32)), 0, 255)
         images = images.astype(np.uint8)
         source = "synthetic"
-    x = engine.to_features(images, [0.5] * 3, [0.25] * 3, device)
+    x = to_features(images, [0.5] * 3, [0.25] * 3, device)
     return x, torch.from_numpy(labels).to(device), source
 
 
@@ -162,7 +163,7 @@ def compare_engines(args, device, x, y, cfg, flops):
     times = timed_turns(methods, args.epochs, device)
     book = steady(times["book"]) if "book" in times else None
     for name in names:
-        _, acc = engine.loss_and_accuracy(models[name], nn.NLLLoss(), x, y)
+        _, acc = loss_and_accuracy(models[name], nn.NLLLoss(), x, y)
         t = steady(times[name])
         ratio = f"  ratio to book {t / book:.2f}" if book is not None else ""
         print(f"{name:9s} per-epoch s: {' '.join(f'{s:.3f}' for s in times[name])}  median {t:.4f} s  "
@@ -176,7 +177,7 @@ def compare_engines(args, device, x, y, cfg, flops):
         graph_startup(args, device, x, y, cfg)
     torch.manual_seed(0)
     model = build_model(cfg).to(device)
-    t = seconds(lambda: engine.loss_and_accuracy(model, nn.NLLLoss(), x, y), device)
+    t = seconds(lambda: loss_and_accuracy(model, nn.NLLLoss(), x, y), device)
     print(f"one full no-grad evaluation pass over the {len(y)} images: {t:.3f} s")
     # what a training stage runs: engine.train with its defaults for the device, validation pass included
     torch.manual_seed(0)

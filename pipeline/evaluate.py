@@ -25,8 +25,8 @@ def main() -> None:
     import pandas as pd
     import torch
 
-    from birdplane import engine
-    from birdplane.data import load_dataset
+    from birdplane.data import load_dataset, split_tensors
+    from birdplane.inference import accuracy, predict
     from birdplane.io import outputs, read_json
     from birdplane.losses import LOSSES, probabilities
     from birdplane.metrics import calibration, confusion_matrix, per_class_scores
@@ -35,7 +35,7 @@ def main() -> None:
     stats = read_json(args.stats)
     train, val, classes = load_dataset(args.data)
     device = torch.device("cpu")
-    splits = {"train": engine.split_tensors(train, stats, device), "val": engine.split_tensors(val, stats, device)}
+    splits = {"train": split_tensors(train, stats, device), "val": split_tensors(val, stats, device)}
     bins_n = params.evaluate.calibration_bins
 
     results, tables = {}, {}
@@ -44,8 +44,8 @@ def main() -> None:
         loss_name = params.train.recipe(v).loss
         r: dict = {}
         for split, (x, y) in splits.items():
-            out = engine.predict(model, x)
-            r[f"{split}_accuracy"] = engine.accuracy(out, y)
+            out = predict(model, x)
+            r[f"{split}_accuracy"] = accuracy(out, y)
             r[f"{split}_loss"] = float(LOSSES[loss_name].mean(out, y))
         x, y = splits["val"]
         probs = probabilities(out, cfg.head)

@@ -24,15 +24,14 @@ def main() -> None:
     import pandas as pd
     import torch
 
-    from birdplane import engine
-    from birdplane.data import load_dataset
+    from birdplane.data import load_dataset, split_tensors
     from birdplane.io import outputs, read_json
     from birdplane.models import load_model
     from birdplane.shift import by_ring, shift_accuracy
 
     stats = read_json(args.stats)
     _, val, _ = load_dataset(args.data)
-    x, y = engine.split_tensors(val, stats, torch.device("cpu"))
+    x, y = split_tensors(val, stats, torch.device("cpu"))
     x = x.reshape(-1, 3, 32, 32)
 
     results, tables = {}, {}

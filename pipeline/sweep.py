@@ -35,7 +35,8 @@ def main() -> None:
 
     from birdplane import engine, provenance
     from birdplane.batched import train_many
-    from birdplane.data import load_dataset
+    from birdplane.data import load_dataset, split_tensors
+    from birdplane.inference import loss_and_accuracy
     from birdplane.io import outputs, read_json
     from birdplane.losses import LOSSES
     from birdplane.models import ModelConfig, build_model, describe, n_parameters
@@ -45,7 +46,7 @@ def main() -> None:
     device = engine.resolve_device(params.train.device)
     stats = read_json(args.stats)
     train, val, classes = load_dataset(args.data)
-    (train_x, train_y), (val_x, val_y) = (engine.split_tensors(s, stats, device) for s in (train, val))
+    (train_x, train_y), (val_x, val_y) = (split_tensors(s, stats, device) for s in (train, val))
     seeds = [params.seed + i for i in range(sw.seeds)]
 
     # (name, kind, hidden layers, regularizers)
@@ -88,8 +89,8 @@ def main() -> None:
                                        on_epoch=on_epoch)
                 per_seed = []
                 for seed, model, history in zip(seeds, models, histories):
-                    tr_loss, tr_acc = engine.loss_and_accuracy(model, LOSSES["nll"].mean, train_x, train_y)
-                    va_loss, va_acc = engine.loss_and_accuracy(model, LOSSES["nll"].mean, val_x, val_y)
+                    tr_loss, tr_acc = loss_and_accuracy(model, LOSSES["nll"].mean, train_x, train_y)
+                    va_loss, va_acc = loss_and_accuracy(model, LOSSES["nll"].mean, val_x, val_y)
                     best = max(history, key=lambda s: (s.val_accuracy, -s.epoch))
                     per_seed.append({"config": name, "seed": seed, "train_accuracy": tr_acc, "val_accuracy": va_acc,
                                      "overfit_gap": tr_acc - va_acc, "best_epoch": best.epoch,

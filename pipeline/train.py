@@ -28,7 +28,8 @@ def main() -> None:
     import pandas as pd
 
     from birdplane import engine, provenance
-    from birdplane.data import load_dataset
+    from birdplane.data import load_dataset, split_tensors
+    from birdplane.inference import loss_and_accuracy
     from birdplane.io import outputs, read_json
     from birdplane.losses import LOSSES
     from birdplane.models import ModelConfig, build_model, describe, head_for, n_parameters, save_model
@@ -38,7 +39,7 @@ def main() -> None:
     device = engine.resolve_device(params.train.device)
     stats = read_json(args.stats)
     train, val, classes = load_dataset(args.data)
-    (train_x, train_y), (val_x, val_y) = (engine.split_tensors(s, stats, device) for s in (train, val))
+    (train_x, train_y), (val_x, val_y) = (split_tensors(s, stats, device) for s in (train, val))
 
     cfg = ModelConfig(hidden=recipe.hidden, n_classes=len(classes), activation=recipe.activation,
                       head=head_for(recipe.loss), arch=recipe.arch, channels=recipe.channels,
@@ -73,8 +74,8 @@ def main() -> None:
                                    fused=params.train.engine == "fused", train_metrics=params.train.train_metrics,
                                    regularization=reg, on_epoch=on_epoch)
             # the final model (the best epoch's with early stopping) on all images, as evaluate sees it
-            train_loss, train_acc = engine.loss_and_accuracy(model, loss_fn, train_x, train_y)
-            val_loss, val_acc = engine.loss_and_accuracy(model, loss_fn, val_x, val_y)
+            train_loss, train_acc = loss_and_accuracy(model, loss_fn, train_x, train_y)
+            val_loss, val_acc = loss_and_accuracy(model, loss_fn, val_x, val_y)
             best = max(history, key=lambda s: (s.val_accuracy, -s.epoch))
             final = {"train_accuracy": train_acc, "val_accuracy": val_acc, "train_loss": train_loss,
                      "val_loss": val_loss, "overfit_gap": train_acc - val_acc,

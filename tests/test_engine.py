@@ -3,6 +3,8 @@ import pytest
 import torch
 
 from birdplane import engine
+from birdplane.data import to_features
+from birdplane.inference import loss_and_accuracy
 from birdplane.losses import mse, nll, probabilities
 from birdplane.metrics import calibration, confusion_matrix, per_class_scores
 from birdplane.models import ModelConfig, build_model, describe, load_model, n_parameters, save_model
@@ -113,7 +115,7 @@ def test_features_are_normalized():
     images = rng.integers(0, 256, size=(50, 3, 32, 32), dtype=np.uint8)
     x = images.astype(np.float64) / 255
     mean, std = x.mean(axis=(0, 2, 3)).tolist(), x.std(axis=(0, 2, 3)).tolist()
-    f = engine.to_features(images, mean, std, torch.device("cpu")).reshape(50, 3, -1)
+    f = to_features(images, mean, std, torch.device("cpu")).reshape(50, 3, -1)
     torch.testing.assert_close(f.mean(dim=(0, 2)), torch.zeros(3), atol=1e-5, rtol=0)
     torch.testing.assert_close(f.std(dim=(0, 2), unbiased=False), torch.ones(3), atol=1e-4, rtol=0)
 
@@ -371,7 +373,7 @@ def test_early_stopping_keeps_the_best_epoch():
                            regularization=engine.Regularization(patience=3))
     best = max(history, key=lambda s: (s.val_accuracy, -s.epoch))
     assert len(history) < 40 and len(history) - best.epoch == 3  # stopped 3 epochs after the best
-    _, val_acc = engine.loss_and_accuracy(model, nll, data[2], data[3])
+    _, val_acc = loss_and_accuracy(model, nll, data[2], data[3])
     assert val_acc == best.val_accuracy  # the model is the best epoch's
 
 
@@ -397,7 +399,8 @@ def test_batched_weight_decay_and_early_stopping_equal_one_by_one():
 
 
 def test_cnn_trains_through_autograd_and_augmentation_moves_images():
-    from birdplane.shift import RandomShift, shift
+    from birdplane.augment import RandomShift
+    from birdplane.shift import shift
 
     images = torch.randn(5, 3, 32, 32)
     dxdy = torch.tensor([[0, 0], [1, -1], [-2, 2], [3, 0], [0, -3]])

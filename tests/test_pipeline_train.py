@@ -14,7 +14,7 @@ import torch
 import yaml
 
 from birdplane import engine
-from birdplane.data import load_dataset
+from birdplane.data import load_dataset, to_features
 from birdplane.io import read_json
 from birdplane.models import load_model
 from conftest import BIN, TINY_SWEEP, TINY_TRAIN, VARIANTS, dvc, files_under, make_project, project_env, stage
@@ -142,7 +142,7 @@ def test_logged_model_reproduces_val_accuracy(pipeline, mlflow_server):
         exp = mlflow.get_experiment_by_name("birdplane")
         stats = read_json(proj / "metrics/stats.json")
         _, val, _ = load_dataset(proj / "data/prepared/dataset.npz")
-        x = engine.to_features(val.images, stats["mean"], stats["std"], torch.device("cpu")).reshape(-1, 3, 32, 32)
+        x = to_features(val.images, stats["mean"], stats["std"], torch.device("cpu")).reshape(-1, 3, 32, 32)
         for v in VARIANTS:
             run = mlflow.search_runs([exp.experiment_id], filter_string=f"tags.variant = '{v}'",
                                      output_format="list")[0]

@@ -8,6 +8,7 @@ import yaml
 
 from birdplane import activations, engine, losses
 from birdplane.config import load_params
+from birdplane.inference import predict
 from birdplane.models import ModelConfig, build_model, describe, head_for
 
 EPS = 0.2  # label smoothing: the target puts 1 - EPS on the class and EPS/classes on every class
@@ -95,7 +96,7 @@ def test_fused_equals_autograd_with_a_new_loss_and_activation(registered, block)
     assert h_fast[-1].train_loss == pytest.approx(h_ref[-1].train_loss, rel=1e-4)
     # the evaluation's loss is the registered mean
     with torch.no_grad():
-        out = engine.predict(fast, data()[2])
+        out = predict(fast, data()[2])
     assert h_fast[-1].val_loss == pytest.approx(float(SMOOTH.mean(out, data()[3])), rel=1e-6)
     assert h_fast[-1].val_loss != pytest.approx(float(losses.nll(out, data()[3])), rel=1e-3)
 

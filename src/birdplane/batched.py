@@ -18,7 +18,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from birdplane.engine import EVAL_CHUNK, EpochStats, Regularization, Stepper, epoch_runner, fit_loop
+from birdplane.engine import EpochStats, Regularization, Stepper, epoch_runner, fit_loop
+from birdplane.inference import EVAL_CHUNK
 from birdplane.fused import FusedMLP, gram_block, gram_steps
 from birdplane.losses import HEADS, LOSSES
 

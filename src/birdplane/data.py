@@ -300,3 +300,26 @@ def dvc_recovery(path: Path, fallback: str) -> str:
     except Exception:  # a hint must never hide the error it explains
         pass
     return fallback
+
+
+# ---- normalization: the prepared uint8 images as the float tensors the nets take
+
+
+def to_features(images: np.ndarray, mean: list[float], std: list[float], device) -> "torch.Tensor":
+    """uint8 N x 3 x 32 x 32 -> normalized float32 N x 3072 on `device` (one copy of the data)."""
+    import torch
+
+    x = torch.from_numpy(images).to(device).float().div_(255)
+    m = torch.tensor(mean, device=device).view(1, 3, 1, 1)
+    s = torch.tensor(std, device=device).view(1, 3, 1, 1)
+    return x.sub_(m).div_(s).reshape(len(images), -1)
+
+
+def split_tensors(split: Split, stats: dict, device) -> tuple["torch.Tensor", "torch.Tensor"]:
+    """A Split as (normalized N x 3072 features, labels) on `device`, with the mean and std of the
+    stats stage's output (metrics/stats.json). torch is imported here, not by this module: the
+    stats stage reads archives without it."""
+    import torch
+
+    return (to_features(split.images, stats["mean"], stats["std"], device),
+            torch.from_numpy(split.labels).to(device))

@@ -14,16 +14,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from birdplane.data import Split
+from birdplane.inference import loss_and_accuracy
 from birdplane.errors import BirdplaneError
 from birdplane.losses import LOSSES
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-# rows per no-grad forward pass: bounds memory; 256 keeps a convnet's feature maps in cache (2x
-# faster than 2,000 at once on 2 cores) and is still a full-speed matrix product for the MLPs
-EVAL_CHUNK = 256
-
 
 class TrainingDiverged(BirdplaneError):
     """The loss became NaN or infinite."""
@@ -63,43 +58,6 @@ def seed_everything(seed: int) -> None:
     # bytes without the fill), and it wrote each gathered minibatch twice: 12 % of the 32-unit
     # net's epoch on 2 cores (docs/performance.md).
     torch.utils.deterministic.fill_uninitialized_memory = False
-
-
-def to_features(images: np.ndarray, mean: list[float], std: list[float], device: torch.device) -> torch.Tensor:
-    """uint8 N x 3 x 32 x 32 -> normalized float32 N x 3072 on `device` (one copy of the data)."""
-    x = torch.from_numpy(images).to(device).float().div_(255)
-    m = torch.tensor(mean, device=device).view(1, 3, 1, 1)
-    s = torch.tensor(std, device=device).view(1, 3, 1, 1)
-    return x.sub_(m).div_(s).reshape(len(images), -1)
-
-
-def torch_labels(labels: np.ndarray, device: torch.device) -> torch.Tensor:
-    return torch.from_numpy(labels).to(device)
-
-
-def split_tensors(split: Split, stats: dict, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """A data.Split as (normalized N x 3072 features, labels) on `device`, with the mean and std of
-    the stats stage's output (metrics/stats.json)."""
-    return to_features(split.images, stats["mean"], stats["std"], device), torch_labels(split.labels, device)
-
-
-@torch.no_grad()
-def predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Model outputs for all rows of x, in chunks."""
-    model.eval()
-    return torch.cat([model(x[i:i + EVAL_CHUNK]) for i in range(0, len(x), EVAL_CHUNK)])
-
-
-@torch.no_grad()
-def loss_and_accuracy(model: nn.Module, loss_fn: LossFn, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-    """Mean loss and accuracy over the whole set (a full no-grad pass)."""
-    out = predict(model, x)
-    return float(loss_fn(out, y)), accuracy(out, y)
-
-
-def accuracy(outputs: torch.Tensor, y: torch.Tensor) -> float:
-    """Share of correct predictions, as an exact ratio of counts (9987/10000 is 0.9987, not float32 noise)."""
-    return int((outputs.argmax(1) == y).sum()) / len(y)
 
 
 def batch_stats(outputs: torch.Tensor, y: torch.Tensor, loss: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -183,7 +141,7 @@ def train_epoch(step: Step, x: torch.Tensor, y: torch.Tensor, batch_size: int, p
 
     `perm` is (N,) for one model or (K, N) for K models trained at once, each with its own order.
     `shifts` (perm.shape + (2,)) moves each training image by its own (dx, dy) for this epoch
-    through `augment` (a birdplane.shift.RandomShift over x): random-shift augmentation. Returns the summed loss and the number of
+    through `augment` (a birdplane.augment.RandomShift over x): random-shift augmentation. Returns the summed loss and the number of
     correct predictions over the epoch's minibatches (each measured on the batch just before its
     update), as device tensors of shape perm.shape[:-1].
     """
@@ -210,7 +168,7 @@ def epoch_runner(step: Step | Stepper, params: list[torch.Tensor], loss: str, x:
     stepper = step if isinstance(step, Stepper) else Stepper(step)
     augment = None
     if max_shift:
-        from birdplane.shift import RandomShift
+        from birdplane.augment import RandomShift
 
         augment = RandomShift(x, max_shift)
 

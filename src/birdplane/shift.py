@@ -26,35 +26,12 @@ def shifted(padded: torch.Tensor, k: int, dx: int, dy: int) -> torch.Tensor:
     return padded[..., k - dy:k - dy + h, k - dx:k - dx + w]
 
 
-class RandomShift:
-    """Random-shift augmentation: training image i moved right by dx[i] and down by dy[i]
-    (|dx|, |dy| <= k), the exposed border filled with zeros (the mean colour).
-
-    The data set is padded once; a minibatch is then one gather from it (per image a start offset
-    plus the fixed offsets of a 3x32x32 window), no per-batch padding or 4-d fancy indexing.
-    """
-
-    def __init__(self, x: torch.Tensor, k: int, shape: tuple[int, int, int] = (3, 32, 32)):
-        c, h, w = shape
-        self.k, self.wp = k, w + 2 * k
-        self.padded = F.pad(x.reshape(-1, c, h, w), (k, k, k, k)).reshape(-1)
-        self.stride = c * (h + 2 * k) * self.wp
-        ch = torch.arange(c, device=x.device).view(c, 1, 1) * (h + 2 * k) * self.wp
-        rows = torch.arange(h, device=x.device).view(1, h, 1) * self.wp
-        self.window = (ch + rows + torch.arange(w, device=x.device).view(1, 1, w)).reshape(-1)
-
-    def __call__(self, idx: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
-        """Images idx (any shape) moved by shifts (idx.shape + (2,): dx, dy), flattened rows."""
-        start = idx * self.stride + (self.k - shifts[..., 1]) * self.wp + (self.k - shifts[..., 0])
-        return torch.take(self.padded, start.unsqueeze(-1) + self.window)  # 3x faster than padded[...]
-
-
 def shift(x: torch.Tensor, dx: int, dy: int, mode: str = "fill") -> torch.Tensor:
     k = max(abs(dx), abs(dy))
     return shifted(pad(x, k, mode), k, dx, dy)
 
 
-# rows per product in the cropped first layer: 512 ran 10 % faster than engine.EVAL_CHUNK's 256 here
+# rows per product in the cropped first layer: 512 ran 10 % faster than inference.EVAL_CHUNK's 256 here
 CROP_CHUNK = 512
 
 
@@ -95,11 +72,11 @@ def shift_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
                    mode: str = "fill") -> torch.Tensor:
     """Accuracy for every shift: a (2k+1) x (2k+1) tensor indexed [dy + k, dx + k].
 
-    One pass over the whole set per shift; the (0, 0) pass is engine.predict's plain validation
+    One pass over the whole set per shift; the (0, 0) pass is inference.predict's plain validation
     pass, so it reproduces the evaluated accuracy exactly. An mlp on zero-filled shifts skips the
     border (cropped_outputs); a convnet or the 'wrap' mode runs on the moved images.
     """
-    from birdplane.engine import predict
+    from birdplane.inference import predict
 
     padded = pad(images, k, mode)
     crop = mode == "fill" and image_linear(model, images.shape[1:]) is not None
