@@ -10,7 +10,7 @@ Trains the same model (same init) on the same data for the same epochs with
            (Deep Learning with PyTorch, ch. 7);
   autograd the engine's loop: data as one tensor, batches by slices of a seeded permutation,
            autograd + torch.optim.SGD (the reference path);
-  stepwise the same loop with birdplane.fused's one-pass SGD update, one minibatch at a time;
+  stepwise the same loop with birdplane.train.fused's one-pass SGD update, one minibatch at a time;
   fused    the engine's default: the fused update, with FusedMLP.steps (the first layer's
            products for 4 minibatches at once, Gram-corrected; same SGD) for wide first layers;
   graph    (CUDA only) the engine's GPU default: the fused epoch captured once as a CUDA graph;
@@ -23,7 +23,7 @@ step on this net can beat on this machine, as a share of the book's epoch.
 The methods take turns epoch by epoch (book, autograd, stepwise, fused, book, ...), so a busy neighbour on a
 shared machine slows all of them alike; the ratio uses the medians over epochs 2..n.
 
---many K trains K models of --hidden widths (seeds 0..K-1) with birdplane.batched at once and,
+--many K trains K models of --hidden widths (seeds 0..K-1) with birdplane.train.batched at once and,
 for comparison, the same K models one after the other with the fused engine.
 """
 from __future__ import annotations
@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from birdplane import engine
+from birdplane.train import engine
 from birdplane.data import load_dataset, to_features
 from birdplane.inference import loss_and_accuracy
 from birdplane.models import ModelConfig, build_model
@@ -205,8 +205,8 @@ def graph_startup(args, device, x, y, cfg):
 
 
 def compare_many(args, device, x, y, cfg):
-    """K models at once (birdplane.batched) against the same K one after the other (fused engine)."""
-    from birdplane.batched import train_many
+    """K models at once (birdplane.train.batched) against the same K one after the other (fused engine)."""
+    from birdplane.train.batched import train_many
 
     k = args.many
     val_x, val_y = x[:200], y[:200]  # the per-epoch validation pass, small here: this times training

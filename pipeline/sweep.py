@@ -1,7 +1,7 @@
 """Stage `sweep`: the capacity sweep behind homework task 2. The book's recipe (tanh MLP, NLLLoss,
 SGD on minibatches) on every hidden width of `sweep.widths`, the book's deep net (`sweep.deep`) and
 the book net (`sweep.base_width`) with each of `sweep.regularizers`, `sweep.seeds` seeds each; the
-seeds of one configuration train at once with birdplane.batched.
+seeds of one configuration train at once with birdplane.train.batched.
 
 Reads params `seed`, `train.device`, `train.batch_size`, `train.lr`, `train.train_metrics`,
 `sweep.*`, `mlflow.experiment`. Writes per configuration the mean and std over seeds of train and
@@ -33,8 +33,8 @@ def main() -> None:
 
     import pandas as pd
 
-    from birdplane import engine, provenance
-    from birdplane.batched import train_many
+    from birdplane.train import engine, provenance
+    from birdplane.train.batched import train_many
     from birdplane.data import load_dataset, split_tensors
     from birdplane.inference import loss_and_accuracy
     from birdplane.io import outputs, read_json

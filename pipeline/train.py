@@ -27,7 +27,7 @@ def main() -> None:
 
     import pandas as pd
 
-    from birdplane import engine, provenance
+    from birdplane.train import engine, provenance
     from birdplane.data import load_dataset, split_tensors
     from birdplane.inference import loss_and_accuracy
     from birdplane.io import outputs, read_json

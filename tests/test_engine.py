@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from birdplane import engine
+from birdplane.train import engine
 from birdplane.data import to_features
 from birdplane.inference import loss_and_accuracy
 from birdplane.losses import mse, nll, probabilities
@@ -52,7 +52,7 @@ def test_nothing_reads_memory_before_writing_it(block):
     memory it has not written: with the fill on, such a read would be NaN. The same bytes both ways,
     through the fused step (one minibatch, or Gram blocks with a short last one), weight decay,
     dropout and random shifts, and through the batched engine."""
-    from birdplane.batched import train_many
+    from birdplane.train.batched import train_many
 
     reg = engine.Regularization(weight_decay=0.01, augment_shift=2)
     results = []
@@ -185,7 +185,7 @@ def test_fused_step_matches_autograd(loss, hidden, activation, block):
 
 
 def test_fused_refuses_a_loss_that_does_not_fit_the_head():
-    from birdplane.fused import FusedMLP
+    from birdplane.train.fused import FusedMLP
 
     with pytest.raises(ValueError, match="does not fit"):
         FusedMLP(build_model(ModelConfig(head="log_softmax")), "mse")
@@ -218,7 +218,7 @@ def test_batched_training_equals_one_model_at_a_time(loss, activation, widths, b
     """K models at once (own init, own batch order, mixed widths) = the same K trained one by one
     (step by step), also in Gram blocks of 4 minibatches (batch 10: a short last minibatch) and
     with weight decay."""
-    from birdplane.batched import train_many
+    from birdplane.train.batched import train_many
 
     head = "log_softmax" if loss == "nll" else "softmax"
     data = tiny_data()
@@ -247,7 +247,7 @@ def test_batched_training_equals_one_model_at_a_time(loss, activation, widths, b
 
 
 def test_batched_training_names_the_model_that_diverged():
-    from birdplane.batched import train_many
+    from birdplane.train.batched import train_many
 
     models = [build_model(ModelConfig(hidden=(4,))) for _ in range(2)]
     with torch.no_grad():
@@ -284,7 +284,7 @@ def test_cuda_graph_epochs_match_eager_and_cpu(loss, block):
 
 @cuda
 def test_batched_cuda_graph_matches_cpu():
-    from birdplane.batched import train_many
+    from birdplane.train.batched import train_many
 
     data = tiny_data(n=200)
     out = {}
@@ -326,7 +326,7 @@ def test_the_epoch_a_gpu_captures_runs_on_the_meta_device(loss, dropout, shift, 
 
 
 def test_the_batched_epoch_a_gpu_captures_runs_on_the_meta_device():
-    from birdplane.batched import BatchedMLP
+    from birdplane.train.batched import BatchedMLP
 
     batched = BatchedMLP([build_model(ModelConfig(hidden=(h,))) for h in (8, 3)], "nll", weight_decay=0.01)
     batched.weights = [t.to(META) for t in batched.weights]  # built on the CPU, trained on "the GPU"
@@ -378,7 +378,7 @@ def test_early_stopping_keeps_the_best_epoch():
 
 
 def test_batched_weight_decay_and_early_stopping_equal_one_by_one():
-    from birdplane.batched import train_many
+    from birdplane.train.batched import train_many
 
     data = tiny_data(n=200)
     reg = engine.Regularization(weight_decay=0.01, patience=2)
@@ -399,7 +399,7 @@ def test_batched_weight_decay_and_early_stopping_equal_one_by_one():
 
 
 def test_cnn_trains_through_autograd_and_augmentation_moves_images():
-    from birdplane.augment import RandomShift
+    from birdplane.train.augment import RandomShift
     from birdplane.shift import shift
 
     images = torch.randn(5, 3, 32, 32)
@@ -444,8 +444,8 @@ def test_small_rule_picks_the_fewest_parameters_within_one_std():
 def test_gram_blocks_only_for_wide_first_layers():
     """The engine's default: blocks of 4 minibatches for the book's 512-unit layer (faster on CPU
     and inside an H100's epoch graph), one minibatch per step for narrower layers (slower on CPU)."""
-    from birdplane.batched import BatchedMLP
-    from birdplane.fused import GRAM_BLOCK, FusedMLP
+    from birdplane.train.batched import BatchedMLP
+    from birdplane.train.fused import GRAM_BLOCK, FusedMLP
 
     wide, narrow = build_model(ModelConfig(hidden=(512,))), build_model(ModelConfig(hidden=(32,)))
     assert FusedMLP(wide, "nll").gram_block() == GRAM_BLOCK == 4

@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-from birdplane import engine
+from birdplane.train import engine
 from birdplane.data import load_dataset, to_features
 from birdplane.io import read_json
 from birdplane.models import load_model

@@ -6,7 +6,8 @@ import pytest
 import torch
 import yaml
 
-from birdplane import activations, engine, losses
+from birdplane import activations, losses
+from birdplane.train import engine
 from birdplane.config import load_params
 from birdplane.inference import predict
 from birdplane.models import ModelConfig, build_model, describe, head_for
@@ -102,7 +103,7 @@ def test_fused_equals_autograd_with_a_new_loss_and_activation(registered, block)
 
 
 def test_k_models_at_once_equal_one_by_one_with_a_new_loss_and_activation(registered):
-    from birdplane.batched import train_many
+    from birdplane.train.batched import train_many
 
     seeds, widths = [5, 6], [(6,), (4,)]
 

@@ -18,9 +18,9 @@ from typing import Callable
 import torch
 from torch import nn
 
-from birdplane.engine import EpochStats, Regularization, Stepper, epoch_runner, fit_loop
+from birdplane.train.engine import EpochStats, Regularization, Stepper, epoch_runner, fit_loop
 from birdplane.inference import EVAL_CHUNK
-from birdplane.fused import FusedMLP, gram_block, gram_steps
+from birdplane.train.fused import FusedMLP, gram_block, gram_steps
 from birdplane.losses import HEADS, LOSSES
 
 

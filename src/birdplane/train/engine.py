@@ -79,7 +79,7 @@ row as they were before its step's update (rows x classes, no autograd history).
 @dataclass(frozen=True)
 class Stepper:
     """A Step, how many minibatches of `batch_size` rows it takes per call, and whether it is
-    birdplane.fused's (no autograd, no optimizer: can be captured in a CUDA graph)."""
+    birdplane.train.fused's (no autograd, no optimizer: can be captured in a CUDA graph)."""
     step: Step
     batches_per_call: int = 1
     fused: bool = False
@@ -102,12 +102,12 @@ def autograd_step(model: nn.Module, loss_fn: LossFn, lr: float, weight_decay: fl
 
 def make_step(model: nn.Module, loss: str, lr: float, fused: bool = True, weight_decay: float = 0.0,
               batch_size: int = 64, block: int | None = None) -> Stepper:
-    """SGD steps on minibatches of `batch_size`: birdplane.fused's one-pass update where the model
+    """SGD steps on minibatches of `batch_size`: birdplane.train.fused's one-pass update where the model
     is a build_model mlp and `fused`, else autograd + optim.SGD. The fused step takes `block`
     minibatches per call (default: FusedMLP.gram_block, 4 for a wide first layer)."""
     fused_mlp = None
     if fused:
-        from birdplane.fused import fuse
+        from birdplane.train.fused import fuse
 
         fused_mlp = fuse(model, loss, weight_decay)
     if fused_mlp is None:
@@ -141,7 +141,7 @@ def train_epoch(step: Step, x: torch.Tensor, y: torch.Tensor, batch_size: int, p
 
     `perm` is (N,) for one model or (K, N) for K models trained at once, each with its own order.
     `shifts` (perm.shape + (2,)) moves each training image by its own (dx, dy) for this epoch
-    through `augment` (a birdplane.augment.RandomShift over x): random-shift augmentation. Returns the summed loss and the number of
+    through `augment` (a birdplane.train.augment.RandomShift over x): random-shift augmentation. Returns the summed loss and the number of
     correct predictions over the epoch's minibatches (each measured on the batch just before its
     update), as device tensors of shape perm.shape[:-1].
     """
@@ -164,11 +164,11 @@ EpochRunner = Callable[..., tuple[torch.Tensor, torch.Tensor]]
 def epoch_runner(step: Step | Stepper, params: list[torch.Tensor], loss: str, x: torch.Tensor, y: torch.Tensor,
                  batch_size: int, perm_shape: tuple[int, ...], graph: bool, max_shift: int = 0) -> EpochRunner:
     """(perm[, shifts]) -> train_epoch(...) for this step and data; with `graph`, a whole epoch captured
-    once as a CUDA graph and replayed (birdplane.graphs), else the plain Python loop."""
+    once as a CUDA graph and replayed (birdplane.train.graphs), else the plain Python loop."""
     stepper = step if isinstance(step, Stepper) else Stepper(step)
     augment = None
     if max_shift:
-        from birdplane.augment import RandomShift
+        from birdplane.train.augment import RandomShift
 
         augment = RandomShift(x, max_shift)
 
@@ -177,7 +177,7 @@ def epoch_runner(step: Step | Stepper, params: list[torch.Tensor], loss: str, x:
 
     if not graph:
         return body
-    from birdplane.graphs import GraphedEpoch
+    from birdplane.train.graphs import GraphedEpoch
 
     def zeros(n: int) -> list[torch.Tensor]:
         """Inputs of an epoch of n rows, index 0 everywhere (valid, like any permutation)."""
@@ -209,7 +209,7 @@ def train(model: nn.Module, loss: str, train_x: torch.Tensor, train_y: torch.Ten
           block: int | None = None, on_epoch: Callable[[EpochStats], None] | None = None) -> list[EpochStats]:
     """Plain minibatch SGD, as in the book; returns one EpochStats per epoch trained.
 
-    `fused` uses birdplane.fused for build_model's mlps (same math, one pass over each weight
+    `fused` uses birdplane.train.fused for build_model's mlps (same math, one pass over each weight
     matrix per update; other models use autograd); False uses autograd + torch.optim.SGD. `block`
     minibatches go through the fused step at once (FusedMLP.steps: the first layer's products for
     all of them together; default FusedMLP.gram_block, 1 = step by step). `graph`
@@ -262,7 +262,7 @@ def fit_loop(run_epoch: Callable[[torch.Tensor, torch.Tensor | None], tuple[torc
              on_epoch: Callable[[list[EpochStats]], None] | None, patience: int | None = None,
              augment_shift: int = 0, snapshot: Callable[[int], object] | None = None,
              restore: Callable[[int, object], None] | None = None) -> list[list[EpochStats]]:
-    """The epoch loop shared by one model (train) and K models at once (birdplane.batched).
+    """The epoch loop shared by one model (train) and K models at once (birdplane.train.batched).
 
     Each model k draws its batch order (and augmentation shifts) from its own generator seeded
     with seeds[k]; run_epoch(perm: K x N, shifts: K x N x 2 or None) trains one epoch and returns

@@ -45,7 +45,7 @@ def gram_steps(w: torch.Tensor, x: torch.Tensor, y: torch.Tensor, lr: float, wei
                batch_size: int, step: MinibatchStep) -> torch.Tensor:
     """The block of FusedMLP.steps (see there for the formulas): w is the first layer's weights
     (units x features) and x the block's rows (rows x features), or both with a leading dim of K
-    models (birdplane.batched). step(xt, y, z) runs one minibatch given its transposed inputs,
+    models (birdplane.train.batched). step(xt, y, z) runs one minibatch given its transposed inputs,
     its labels and its first-layer product W_j x_j^T, updates everything but w, and returns the
     head's outputs and the first layer's delta (units x batch). Returns all outputs, in order."""
     mm = torch.bmm if w.dim() == 3 else torch.mm
@@ -123,7 +123,7 @@ class FusedMLP:
         """d(mean loss)/d(logits) for the batch, and the head's outputs (birdplane.losses).
 
         z and the gradient are (..., classes, batch), y is (..., batch), the outputs (..., batch,
-        classes); a leading dim holds several models (birdplane.batched).
+        classes); a leading dim holds several models (birdplane.train.batched).
         """
         return LOSSES[loss].grad(z, y)
 
