@@ -5,16 +5,12 @@ BIRDPLANE_DATA_URL and BIRDPLANE_DATA_MD5 replace url and md5 (a local mirror). 
 used goes to the log (provenance, for the report), never into a file a later stage depends on:
 the same bytes from another mirror leave every later stage up to date.
 """
-from pathlib import Path
-
-from birdplane.cli import parser, run_stage
+from birdplane.cli import parser
+from birdplane.process import run_stage
 
 
 def main() -> None:
-    ap = parser(__doc__)
-    ap.add_argument("--out", type=Path, required=True, help="the archive")
-    ap.add_argument("--log", type=Path, required=True, help="where to record the URL and md5 actually used")
-    args = ap.parse_args()
+    args = parser(__doc__, {"out": "the archive", "log": "where to record the URL and md5 actually used"}).parse_args()
 
     from birdplane.config import load_params
     from birdplane.download import download

@@ -1,73 +1,54 @@
 """Stage `shift-test`: accuracy of every trained variant on the validation images moved by every
-(dx, dy) in -k..k pixels, the lecture's "lack of translation invariance" measured.
+(dx, dy) in -k..k pixels (birdplane.shift), the lecture's "lack of translation invariance" measured.
 
 One process for all variants (data and imports once). Reads params `train.variants` (which
 variants), `shift.max_shift`, `shift.modes`, `shift.summary_shift`, `mlflow.experiment`.
 """
-
-from birdplane.cli import all_variants_parser, run_stage, selected_variants
+from birdplane.cli import selected_variants, variants_parser
+from birdplane.process import run_stage
 
 
 def main() -> None:
-    args = all_variants_parser(__doc__, {
-        "metrics": "metrics/shift",  # <variant>.json
-        "plots": "plots/shift",      # by_shift/<variant>.csv, grid/<variant>.csv
+    args = variants_parser(__doc__, {
+        "data": "the prepared images (.npz)", "stats": "metrics/stats.json (mean, std)",
+        "models": "folder of <variant>.pt", "train-logs": "folder of the training logs <variant>.json",
+        "metrics": "folder for <variant>.json", "plots": "folder for by_shift/ and grid/ <variant>.csv",
     }).parse_args()
 
-    from birdplane.config import load_params
-    cfg = load_params(args.params)
-    variants = selected_variants(args.variants, cfg.train.variants)
     from birdplane import tracking
-    tracking.setup(cfg.mlflow.experiment)  # a store that is down ends the stage before any work
-    k = cfg.shift.max_shift
+    from birdplane.config import load_params
 
-    import pandas as pd
+    params = load_params(args.params)
+    variants = selected_variants(args.variants, params.train.variants)
+    tracking.setup(params.mlflow.experiment)  # a store that is down ends the stage before any work
+
     import torch
 
-    from birdplane.data import load_dataset, split_tensors
+    from birdplane.data import load_tensors
     from birdplane.io import outputs, read_json
     from birdplane.models import load_model
-    from birdplane.shift import by_ring, shift_accuracy
+    from birdplane.shift import shift_test
 
-    stats = read_json(args.stats)
-    _, val, _ = load_dataset(args.data)
-    x, y = split_tensors(val, stats, torch.device("cpu"))
+    sh = params.shift
+    _, (x, y), _, _ = load_tensors(args.data, args.stats, torch.device("cpu"))
     x = x.reshape(-1, 3, 32, 32)
-
-    results, tables = {}, {}
+    tested = {}
     for v in variants:
         model, _ = load_model(args.models / f"{v}.pt")
-        result: dict = {}
-        rings, cells = [], []
-        for mode in cfg.shift.modes:
-            grid = shift_accuracy(model, x, y, k, mode)
-            ring = by_ring(grid)
-            summary = {"accuracy_at_0": ring["0"], "accuracy_by_shift": ring,
-                       f"accuracy_at_{cfg.shift.summary_shift}": ring[str(cfg.shift.summary_shift)],
-                       "mean_accuracy": float(grid.mean()), "max_shift": k}
-            if mode == cfg.shift.modes[0]:
-                result.update(summary, mode=mode)  # the contract keys, for the first (default) mode
-            else:
-                result[mode] = summary
-            rings += [{"mode": mode, "shift": int(r), "accuracy": a} for r, a in ring.items()]
-            cells += [{"mode": mode, "dx": dx, "dy": dy, "accuracy": float(grid[dy + k, dx + k])}
-                      for dy in range(-k, k + 1) for dx in range(-k, k + 1)]
-        results[v], tables[v] = result, (pd.DataFrame(rings), pd.DataFrame(cells))
-        print(f"[{v}] accuracy at shift 0: {result['accuracy_at_0']:.4f}, at {cfg.shift.summary_shift}: "
-              f"{result[f'accuracy_at_{cfg.shift.summary_shift}']:.4f}, at {k}: {result['accuracy_by_shift'][str(k)]:.4f}")
+        tested[v] = result, _, _ = shift_test(model, x, y, sh.max_shift, sh.modes, sh.summary_shift)
+        print(f"[{v}] accuracy at shift 0: {result['accuracy_at_0']:.4f}, at {sh.summary_shift}: "
+              f"{result[f'accuracy_at_{sh.summary_shift}']:.4f}, at {sh.max_shift}: "
+              f"{result['accuracy_by_shift'][str(sh.max_shift)]:.4f}")
 
     with outputs() as out:
-        for v in variants:
-            rings, cells = tables[v]
-            out.write_json(args.metrics / f"{v}.json", results[v])
-            out.write_with(args.plots / "by_shift" / f"{v}.csv",
-                           lambda p: rings.to_csv(p, index=False, float_format="%.6f"))
-            out.write_with(args.plots / "grid" / f"{v}.csv",
-                           lambda p: cells.to_csv(p, index=False, float_format="%.6f"))
-        for v in variants:
+        for v, (result, rings, cells) in tested.items():
+            out.write_json(args.metrics / f"{v}.json", result)
+            out.write_csv(args.plots / "by_shift" / f"{v}.csv", rings, float_format="%.6f")
+            out.write_csv(args.plots / "grid" / f"{v}.csv", cells, float_format="%.6f")
+        for v, (result, _, _) in tested.items():
             tracking.add_to_variant_run(
-                cfg.mlflow.experiment, v, read_json(args.train_logs / f"{v}.json").get("mlflow_run_id"),
-                metrics={f"shift_accuracy_at_{r}": a for r, a in results[v]["accuracy_by_shift"].items()},
+                params.mlflow.experiment, v, read_json(args.train_logs / f"{v}.json").get("mlflow_run_id"),
+                metrics={f"shift_accuracy_at_{r}": a for r, a in result["accuracy_by_shift"].items()},
                 tags={"shift_tested_by": "shift-test"}, stage="shift-test")
 
 

@@ -5,17 +5,13 @@ Reads params `data.classes`, `stats.ddof`. The official test batch is the valida
 as in the book. Records the archive's md5 and size (what the data is), not its URL (where it came
 from: the download stage's log), so that a mirror with the same bytes changes nothing here.
 """
-from pathlib import Path
-
-from birdplane.cli import parser, run_stage
+from birdplane.cli import parser
+from birdplane.process import run_stage
 
 
 def main() -> None:
-    ap = parser(__doc__)
-    ap.add_argument("--archive", type=Path, required=True)
-    ap.add_argument("--out", type=Path, required=True, help="the selected images (.npz)")
-    ap.add_argument("--metrics", type=Path, required=True)
-    args = ap.parse_args()
+    args = parser(__doc__, {"archive": "the CIFAR-10 python archive", "out": "the selected images (.npz)",
+                            "metrics": "mean, std, counts and the archive's md5 (.json)"}).parse_args()
 
     from birdplane.config import load_params
     from birdplane.data import check_selection, load_cifar10, save_dataset, select_classes

@@ -134,19 +134,21 @@ def dvc(project: Path, env: dict, *args, check=False, timeout=900) -> subprocess
     return run([str(BIN / "dvc"), *args], project, env, check=check, timeout=timeout)
 
 
-def stage_args(script: str) -> list[str]:
-    """The arguments dvc.yaml's cmd gives `script` (stages that are not `foreach`), e.g. the paths."""
+def stage_args(script: str, variant: str | None = None) -> list[str]:
+    """The arguments dvc.yaml's cmd gives `script` (the paths; with `variant`, a `foreach` stage's
+    command for that variant, e.g. train.py's)."""
     with (ROOT / "dvc.yaml").open() as f:
         for spec in yaml.safe_load(f)["stages"].values():
+            spec = spec.get("do", spec)
             words = spec.get("cmd", "").split()
             if words[:2] == ["python", f"pipeline/{script}"]:
-                return words[2:]
+                return [w.replace("${key}", variant or "") for w in words[2:]]
     return []
 
 
-def stage(project: Path, env: dict, script: str, *args) -> subprocess.CompletedProcess:
+def stage(project: Path, env: dict, script: str, *args, variant: str | None = None) -> subprocess.CompletedProcess:
     """Run one stage script directly, as dvc.yaml's cmd does; `args` add to (or override) its own."""
-    return run([str(BIN / "python"), f"pipeline/{script}", *stage_args(script), *args], project, env)
+    return run([str(BIN / "python"), f"pipeline/{script}", *stage_args(script, variant), *args], project, env)
 
 
 def files_under(path: Path) -> list[str]:

@@ -1,4 +1,4 @@
-"""What every stage process shares at start-up (birdplane.cli.run_stage): freed memory stays in the heap."""
+"""What every stage process shares at start-up (birdplane.process.run_stage): freed memory stays in the heap."""
 import os
 import subprocess
 import sys
@@ -12,7 +12,7 @@ import pytest
 WHERE = textwrap.dedent("""
     import sys
     import torch
-    from birdplane.cli import run_stage
+    from birdplane.process import run_stage
 
     def where():
         with open("/proc/self/maps") as f:
@@ -33,7 +33,7 @@ def allocation(mode: str) -> str:
 def test_a_stage_keeps_blocks_up_to_32_mb_in_its_heap():
     if allocation("plain") != "mapped":
         pytest.skip("this libc already serves 31 MB from the heap without being asked")
-    # under run_stage (birdplane.cli.keep_freed_memory) the block comes from the heap, where a
+    # under run_stage (birdplane.process.keep_freed_memory) the block comes from the heap, where a
     # free keeps it for the next training block instead of unmapping it
     assert allocation("stage") == "heap"
 
@@ -51,12 +51,12 @@ NO_GLIBC = {
 def test_the_heap_setting_is_a_no_op_without_glibc(monkeypatch, platform):
     import ctypes
 
-    from birdplane import cli
+    from birdplane import process
 
     namespace: dict = {}
     exec(NO_GLIBC[platform], namespace)
     monkeypatch.setattr(ctypes, "CDLL", namespace["CDLL"])
-    assert cli.keep_freed_memory() is False
+    assert process.keep_freed_memory() is False
 
 
 def test_a_stage_runs_on_a_simulated_platform_without_glibc(tmp_path):
@@ -76,6 +76,6 @@ def test_a_stage_runs_on_a_simulated_platform_without_glibc(tmp_path):
                        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
     assert r.returncode == 0, r.stderr
     assert (out / "raw.tar.gz").read_bytes() == archive.read_bytes()
-    probe = subprocess.run([sys.executable, "-c", "from birdplane.cli import keep_freed_memory as k; print(k())"],
+    probe = subprocess.run([sys.executable, "-c", "from birdplane.process import keep_freed_memory as k; print(k())"],
                            capture_output=True, text=True, env=env, check=True)
     assert probe.stdout.strip() == "False"  # the simulation was in force

@@ -86,7 +86,7 @@ def test_corrupt_dataset_is_one_line_and_recovers(project):
     corrupt_cache_and_check_out(proj, env, DATASET)
 
     # a consumer of the dataset: one line naming the file and the recovery, no traceback
-    error = one_error_line(stage(proj, env, "train.py", "--variant", "small"), "train")
+    error = one_error_line(stage(proj, env, "train.py", variant="small"), "train")
     assert f"{DATASET} is corrupt (BadZipFile: Bad CRC-32 for file 'train_images.npy')" in error
     h = good
     assert f'rm -f {DATASET} "$(dvc cache dir)/files/md5/{h[:2]}/{h[2:]}" && dvc repro -f stats' in error

@@ -54,7 +54,7 @@ def test_nothing_reads_memory_before_writing_it(block):
     dropout and random shifts, and through the batched engine."""
     from birdplane.train.batched import train_many
 
-    reg = engine.Regularization(weight_decay=0.01, augment_shift=2)
+    reg = dict(weight_decay=0.01, augment_shift=2)
     results = []
     for fill in (True, False):
         engine.seed_everything(0)
@@ -63,10 +63,10 @@ def test_nothing_reads_memory_before_writing_it(block):
         try:
             model = build_model(ModelConfig(hidden=(16,), dropout=0.2))
             history = engine.train(model, "nll", *tiny_data(n=120), epochs=2, batch_size=10, lr=0.05, seed=0,
-                                   block=block, regularization=reg)
+                                   block=block, **reg)
             models = [build_model(ModelConfig(hidden=(h,))) for h in (6, 3)]
             train_many(models, "nll", *tiny_data(n=120), epochs=2, batch_size=10, lr=0.05,
-                       seeds=[1, 2], block=block, regularization=engine.Regularization(weight_decay=0.01))
+                       seeds=[1, 2], block=block, weight_decay=0.01)
         finally:
             torch.utils.deterministic.fill_uninitialized_memory = False
         results.append(([model.state_dict(), *(m.state_dict() for m in models)],
@@ -231,13 +231,13 @@ def test_batched_training_equals_one_model_at_a_time(loss, activation, widths, b
             out.append(build_model(ModelConfig(hidden=hidden, activation=activation, head=head)))
         return out
 
-    reg = engine.Regularization(weight_decay=weight_decay)
+    reg = dict(weight_decay=weight_decay)
     one_by_one = models()
-    singles = [engine.train(m, loss, *data, epochs=3, batch_size=10, lr=0.05, seed=s, block=1, regularization=reg)
+    singles = [engine.train(m, loss, *data, epochs=3, batch_size=10, lr=0.05, seed=s, block=1, **reg)
                for m, s in zip(one_by_one, seeds)]
     together = models()
     batched = train_many(together, loss, *data, epochs=3, batch_size=10, lr=0.05, seeds=seeds, block=block,
-                         regularization=reg)
+                         **reg)
     for ref, fast, h_ref, h_fast in zip(one_by_one, together, singles, batched):
         for (k, a), b in zip(ref.state_dict().items(), fast.state_dict().values()):
             torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=k)
@@ -349,13 +349,13 @@ def test_fused_weight_decay_and_dropout_match_autograd(loss, hidden, activation,
     (same random numbers, same weights)."""
     head = "log_softmax" if loss == "nll" else "softmax"
     cfg = ModelConfig(hidden=hidden, activation=activation, head=head, dropout=0.3)
-    reg = engine.Regularization(weight_decay=0.5)  # large, so a wrong power of the decay shows
+    reg = dict(weight_decay=0.5)  # large, so a wrong power of the decay shows
     out = []
     for fused in (False, True):
         engine.seed_everything(4)
         model = build_model(cfg)
         engine.train(model, loss, *tiny_data(), epochs=2, batch_size=10, lr=0.05, seed=4, fused=fused,
-                     regularization=reg, block=block)
+                     **reg, block=block)
         out.append(model.state_dict())
     for k, a in out[0].items():
         torch.testing.assert_close(out[1][k], a, rtol=1e-4, atol=1e-5, msg=k)
@@ -370,7 +370,7 @@ def test_early_stopping_keeps_the_best_epoch():
     engine.seed_everything(0)
     model = build_model(ModelConfig(hidden=(32,)))
     history = engine.train(model, "nll", *data, epochs=40, batch_size=8, lr=0.3, seed=0,
-                           regularization=engine.Regularization(patience=3))
+                           patience=3)
     best = max(history, key=lambda s: (s.val_accuracy, -s.epoch))
     assert len(history) < 40 and len(history) - best.epoch == 3  # stopped 3 epochs after the best
     _, val_acc = loss_and_accuracy(model, nll, data[2], data[3])
@@ -381,7 +381,7 @@ def test_batched_weight_decay_and_early_stopping_equal_one_by_one():
     from birdplane.train.batched import train_many
 
     data = tiny_data(n=200)
-    reg = engine.Regularization(weight_decay=0.01, patience=2)
+    reg = dict(weight_decay=0.01, patience=2)
     seeds = [1, 2]
     singles, together = [], []
     for seed in seeds:
@@ -389,9 +389,9 @@ def test_batched_weight_decay_and_early_stopping_equal_one_by_one():
         singles.append(build_model(ModelConfig(hidden=(8,))))
         torch.manual_seed(seed)
         together.append(build_model(ModelConfig(hidden=(8,))))
-    h_single = [engine.train(m, "nll", *data, epochs=15, batch_size=8, lr=0.3, seed=s, regularization=reg)
+    h_single = [engine.train(m, "nll", *data, epochs=15, batch_size=8, lr=0.3, seed=s, **reg)
                 for m, s in zip(singles, seeds)]
-    h_batched = train_many(together, "nll", *data, epochs=15, batch_size=8, lr=0.3, seeds=seeds, regularization=reg)
+    h_batched = train_many(together, "nll", *data, epochs=15, batch_size=8, lr=0.3, seeds=seeds, **reg)
     for a, b, ha, hb in zip(singles, together, h_single, h_batched):
         assert [s.val_accuracy for s in ha] == [s.val_accuracy for s in hb]
         for k, w in a.state_dict().items():
@@ -416,12 +416,12 @@ def test_cnn_trains_through_autograd_and_augmentation_moves_images():
     model = build_model(cfg)
     assert n_parameters(build_model(ModelConfig(arch="cnn", channels=(16, 8), hidden=(32,)))) == 18_090  # the book's Net
     history = engine.train(model, "nll", *tiny_data(), epochs=3, batch_size=8, lr=0.05, seed=0,
-                           regularization=engine.Regularization(augment_shift=2))
+                           augment_shift=2)
     assert len(history) == 3 and np.isfinite(history[-1].train_loss)
     engine.seed_everything(0)
     again = build_model(cfg)
     engine.train(again, "nll", *tiny_data(), epochs=3, batch_size=8, lr=0.05, seed=0,
-                 regularization=engine.Regularization(augment_shift=2))
+                 augment_shift=2)
     for k, w in model.state_dict().items():  # augmentation draws from the seeded generator: reproducible
         assert torch.equal(again.state_dict()[k], w)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import BIN, dvc, files_under, make_project, project_env
+from conftest import BIN, dvc, files_under, make_project, project_env, stage_args
 
 pytestmark = pytest.mark.e2e
 
@@ -42,7 +42,7 @@ def project(tmp_path, tiny_archive):
 
 
 def train(proj, env, variant, **popen) -> subprocess.Popen:
-    return subprocess.Popen([str(BIN / "python"), "pipeline/train.py", "--variant", variant], cwd=proj, env=env,
+    return subprocess.Popen([str(BIN / "python"), "pipeline/train.py", *stage_args("train.py", variant)], cwd=proj, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
 
 
@@ -132,7 +132,7 @@ def silent_server():
 
 def run_against(proj, env, uri, **extra) -> tuple[subprocess.CompletedProcess, float]:
     t0 = time.monotonic()
-    r = subprocess.run([str(BIN / "python"), "pipeline/train.py", "--variant", "small"], cwd=proj, capture_output=True,
+    r = subprocess.run([str(BIN / "python"), "pipeline/train.py", *stage_args("train.py", "small")], cwd=proj, capture_output=True,
                        text=True, env={**env, "MLFLOW_TRACKING_URI": uri, **extra}, timeout=120)
     return r, time.monotonic() - t0
 
@@ -249,7 +249,7 @@ def test_a_full_disk_for_the_outputs_writes_nothing_and_fails_the_run(project, t
     with tmpfs(tmp_path / "small-disk", "48k") as disk:  # the 3072-8-2 model file is 99 KB
         assert not (proj / "models").exists()
         (proj / "models").symlink_to(disk, target_is_directory=True)
-        r = subprocess.run([str(BIN / "python"), "pipeline/train.py", "--variant", "small"], cwd=proj, env=env,
+        r = subprocess.run([str(BIN / "python"), "pipeline/train.py", *stage_args("train.py", "small")], cwd=proj, env=env,
                            capture_output=True, text=True, timeout=300)
         assert r.returncode == 1
         line = one_error_line(r.stderr)
@@ -265,7 +265,7 @@ def test_a_full_disk_for_the_artifact_store_leaves_no_partial_model(project, tmp
     proj, env = project
     with tmpfs(tmp_path / "small-disk", "48k") as disk:
         (proj / "mlartifacts").symlink_to(disk, target_is_directory=True)
-        r = subprocess.run([str(BIN / "python"), "pipeline/train.py", "--variant", "small"], cwd=proj, env=env,
+        r = subprocess.run([str(BIN / "python"), "pipeline/train.py", *stage_args("train.py", "small")], cwd=proj, env=env,
                            capture_output=True, text=True, timeout=300)
         assert r.returncode == 1
         line = one_error_line(r.stderr)

@@ -17,7 +17,8 @@ from birdplane.train import engine
 from birdplane.data import load_dataset, to_features
 from birdplane.io import read_json
 from birdplane.models import load_model
-from conftest import BIN, TINY_SWEEP, TINY_TRAIN, VARIANTS, dvc, files_under, make_project, project_env, stage
+from conftest import (BIN, TINY_SWEEP, TINY_TRAIN, VARIANTS, dvc, files_under, make_project, project_env, stage,
+                      stage_args)
 
 pytestmark = pytest.mark.e2e
 
@@ -208,7 +209,7 @@ def test_nan_loss_fails_the_stage_without_model(tmp_path, tiny_archive):
     proj = make_project(tmp_path / "proj", huge_lr)
     env = project_env(url, md5)
     dvc(proj, env, "repro", "stats", check=True)
-    r = stage(proj, env, "train.py", "--variant", "boom")
+    r = stage(proj, env, "train.py", variant="boom")
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert "variant 'boom'" in r.stderr and "epoch 1 of 2" in r.stderr and "learning rate" in r.stderr
     assert files_under(proj / "models") == [] and files_under(proj / "metrics/train") == []
@@ -223,7 +224,7 @@ def test_nan_loss_fails_the_stage_without_model(tmp_path, tiny_archive):
 
 def test_unknown_variant_is_an_error(pipeline):
     proj, env = pipeline
-    r = stage(proj, env, "train.py", "--variant", "huge")
+    r = stage(proj, env, "train.py", variant="huge")
     assert r.returncode == 1 and "unknown variant 'huge'" in r.stderr and "mse" in r.stderr
     before = files_under(proj / "metrics/eval")
     r = stage(proj, env, "evaluate.py", "--variants", "nll", "huge")
@@ -300,5 +301,7 @@ def test_several_seeds_give_mean_and_std(pipeline, tmp_path):
 
 
 def run_stage_with(project, env, script, *args):
-    return subprocess.run([str(BIN / "python"), f"pipeline/{script}", *args], cwd=project, env=env,
+    variant = args[args.index("--variant") + 1]
+    return subprocess.run([str(BIN / "python"), f"pipeline/{script}", *stage_args(script, variant), *args],
+                          cwd=project, env=env,
                           capture_output=True, text=True, timeout=600)

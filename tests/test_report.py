@@ -191,7 +191,8 @@ def test_report_compares_means_when_variants_ran_several_seeds(pipeline):
         variants["nll"].train["seeds"] = seeds(0.80, 0.10, std)
         variants["small"].train["seeds"] = seeds(0.80, small_gap, std)
         return Inputs(stats=read_json(proj / "metrics/stats.json"), variants=variants, params=params, roles=roles,
-                      fit_threshold=0.95, sweep=read_json(proj / "metrics/sweep.json"))
+                      fit_threshold=0.95, summary_shift=params["shift"]["summary_shift"],
+                      base_width=params["sweep"]["base_width"], sweep=read_json(proj / "metrics/sweep.json"))
 
     assert analyse(inputs(small_gap=0.05, std=0.01))["task2"]["reduced"] is True
     assert analyse(inputs(small_gap=0.05, std=0.06))["task2"]["reduced"] is False  # within the seed spread

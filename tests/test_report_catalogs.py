@@ -143,7 +143,8 @@ def scenario(name: str) -> tuple[Inputs, dict[str, str]]:
     else:
         raise ValueError(name)
     inp = Inputs(stats=stats(download_in_stats=name != "minimal"), variants={v.name: v for v in vs}, params=params,
-                 roles=roles, fit_threshold=0.95, sweep=sw, download=download)
+                 roles=roles, fit_threshold=0.95, summary_shift=params["shift"]["summary_shift"],
+                 base_width=params["sweep"]["base_width"], sweep=sw, download=download)
     return inp, figures
 
 

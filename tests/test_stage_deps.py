@@ -83,3 +83,15 @@ def test_the_closure_follows_the_scripts_imports_and_module_level_ones():
         ROOT / "pipeline" / "train.py")
     assert not any(m.startswith("train") for m in closure(ROOT / "pipeline" / "evaluate.py"))
     assert {"report", "report.document", "report.catalog"} <= closure(ROOT / "pipeline" / "report.py")
+
+
+@pytest.mark.parametrize("name, stage", stages(), ids=[n for n, _ in stages()])
+def test_stage_deps_list_no_module_the_stage_does_not_run(name, stage):
+    """An extra dependency re-runs the stage for nothing (cli.py's heap setting used to re-run
+    evaluate and shift-test). Folders (train/, report/) are taken whole."""
+    script = re.search(r"python (pipeline/\S+\.py)", stage["cmd"]).group(1)
+    deps = {d if isinstance(d, str) else next(iter(d)) for d in stage["deps"]}
+    run = {module_file(m).relative_to(ROOT).as_posix() for m in closure(ROOT / script)}
+    extra = {d for d in deps if d.startswith("src/") and d.endswith(".py") and d not in run}
+    side_effects = {d for d in deps if Path(d).stem in SIDE_EFFECTS}
+    assert not extra and not side_effects, f"stage {name} depends on {sorted(extra | side_effects)}, which it does not run"

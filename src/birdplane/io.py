@@ -89,6 +89,13 @@ class Outputs:
     def write_json(self, dest: str | Path, obj: Any) -> None:
         self.write_text(dest, dumps_json(obj))
 
+    def write_csv(self, dest: str | Path, rows: list[dict[str, Any]], float_format: str | None = None) -> None:
+        """Rows (dicts with the same keys, in column order) as CSV, without an index column."""
+        import pandas as pd
+
+        frame = pd.DataFrame(rows)
+        self.write_with(dest, lambda p: frame.to_csv(p, index=False, float_format=float_format))
+
     def write_with(self, dest: str | Path, writer: Callable[[Path], None]) -> None:
         """Let `writer` (e.g. torch.save, DataFrame.to_csv) write to the temporary path. A full
         disk is reported with the destination's name, not the temporary one."""

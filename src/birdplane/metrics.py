@@ -1,7 +1,12 @@
-"""Evaluation metrics on tensors: confusion matrix, per-class precision/recall/F1, calibration."""
+"""Evaluation metrics on tensors: confusion matrix, per-class precision/recall/F1, calibration, and
+everything the evaluate stage reports for a model (evaluate_model)."""
 from __future__ import annotations
 
 import torch
+
+from birdplane.inference import final_metrics, predict
+from birdplane.losses import LOSSES, probabilities
+from birdplane.models import n_parameters
 
 
 def confusion_matrix(y_true: torch.Tensor, y_pred: torch.Tensor, n_classes: int) -> torch.Tensor:
@@ -48,3 +53,32 @@ def calibration(probs: torch.Tensor, y_true: torch.Tensor, n_bins: int) -> tuple
         bins.append({"bin": i, "lower": i / n_bins, "upper": (i + 1) / n_bins,
                      "count": c, "confidence": mean_conf, "accuracy": acc})
     return ece, bins
+
+
+def evaluate_model(model, loss: str, classes: list[str], train, val, n_bins: int) -> tuple[dict, list[dict], list[dict]]:
+    """Everything the evaluate stage reports for one trained model: its final metrics on both sets
+    (birdplane.inference.final_metrics, as training reports them), the validation NLL and
+    calibration, per-class scores and the confusion matrix; plus the rows of its two plots (the
+    actual and predicted class of every validation image, the non-empty reliability bins)."""
+    final = final_metrics(model, loss, train, val)
+    x, y = val
+    out = predict(model, x)
+    probs = probabilities(out, LOSSES[loss].head)
+    pred = out.argmax(1)
+    cm = confusion_matrix(y, pred, len(classes))
+    ece, bins = calibration(probs, y, n_bins)
+    result = {
+        "train_accuracy": final["train_accuracy"], "val_accuracy": final["val_accuracy"],
+        "overfit_gap": final["overfit_gap"], "train_loss": final["train_loss"], "val_loss": final["val_loss"],
+        "loss": loss,
+        # natural log-likelihood of the true class, comparable across both heads
+        "val_nll": float(-probs.clamp_min(1e-12).log().gather(1, y[:, None]).mean()),
+        "val_ece": ece, "n_parameters": n_parameters(model),
+        "per_class": per_class_scores(cm, classes),
+        "confusion_matrix": {"labels": classes, "rows_actual_cols_predicted": cm.tolist()},
+        "calibration_bins": bins,
+    }
+    confusion_rows = [{"actual": classes[a], "predicted": classes[p]} for a, p in zip(y.tolist(), pred.tolist())]
+    reliability_rows = [{"confidence": b["confidence"], "accuracy": b["accuracy"], "count": b["count"]}
+                        for b in bins if b["count"]]
+    return result, confusion_rows, reliability_rows

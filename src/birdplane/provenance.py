@@ -33,3 +33,8 @@ def machine(device: str | None = None) -> dict[str, str | int | None]:
 
 def now() -> str:
     return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def record(device: str, git_commit: str | None) -> dict:
+    """What a stage's log says about where and when it ran."""
+    return {"finished": now(), "git_commit": git_commit, "versions": versions(), "machine": machine(device)}

@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from birdplane.inference import predict
+
 
 def pad(x: torch.Tensor, k: int, mode: str) -> torch.Tensor:
     """Pad N x C x H x W images by k on every side: zeros ('fill', the mean colour after
@@ -76,8 +78,6 @@ def shift_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     pass, so it reproduces the evaluated accuracy exactly. An mlp on zero-filled shifts skips the
     border (cropped_outputs); a convnet or the 'wrap' mode runs on the moved images.
     """
-    from birdplane.inference import predict
-
     padded = pad(images, k, mode)
     crop = mode == "fill" and image_linear(model, images.shape[1:]) is not None
     grid = torch.empty(2 * k + 1, 2 * k + 1, dtype=torch.float64)
@@ -97,3 +97,26 @@ def by_ring(grid: torch.Tensor) -> dict[str, float]:
     d = torch.arange(-k, k + 1).abs()
     ring = torch.maximum(d[:, None], d[None, :])
     return {str(r): float(grid[ring == r].mean()) for r in range(k + 1)}
+
+
+def shift_test(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, k: int, modes: list[str],
+               summary_shift: int) -> tuple[dict, list[dict], list[dict]]:
+    """Everything the shift-test stage reports for one model: per mode, accuracy for every (dx, dy)
+    in -k..k and its mean per ring (the first mode's figures at the top level, the contract keys);
+    plus the rows of its two plots (accuracy per ring, per cell)."""
+    result: dict = {}
+    rings, cells = [], []
+    for mode in modes:
+        grid = shift_accuracy(model, images, labels, k, mode)
+        ring = by_ring(grid)
+        summary = {"accuracy_at_0": ring["0"], "accuracy_by_shift": ring,
+                   f"accuracy_at_{summary_shift}": ring[str(summary_shift)],
+                   "mean_accuracy": float(grid.mean()), "max_shift": k}
+        if mode == modes[0]:
+            result.update(summary, mode=mode)  # the contract keys, for the first (default) mode
+        else:
+            result[mode] = summary
+        rings += [{"mode": mode, "shift": int(r), "accuracy": a} for r, a in ring.items()]
+        cells += [{"mode": mode, "dx": dx, "dy": dy, "accuracy": float(grid[dy + k, dx + k])}
+                  for dy in range(-k, k + 1) for dx in range(-k, k + 1)]
+    return result, rings, cells

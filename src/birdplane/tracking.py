@@ -243,6 +243,84 @@ def nested_run(name: str, *, stage: str | None = None, tags: dict[str, Any] | No
         yield run
 
 
+class SeedLogger:
+    """MLflow for the seeds of one variant (birdplane.train.variant's hooks): the first seed logs
+    into the variant's run, every further seed into a nested run `<variant>-seed<n>`; params when a
+    seed starts, the per-epoch metrics with step = epoch, a nested run's final metrics at its end.
+    `echo` also gets every epoch (the stage prints a progress line)."""
+
+    def __init__(self, variant: str, stage: str, seeds: list[int], params: dict[str, Any],
+                 tags: dict[str, Any], echo=None):
+        self.variant, self.stage, self.first = variant, stage, seeds[0]
+        self.params, self.tags, self.echo = params, tags, echo
+
+    def scope(self, seed: int):
+        if seed == self.first:
+            from contextlib import nullcontext
+
+            return nullcontext()
+        return nested_run(f"{self.variant}-seed{seed}", stage=self.stage, tags={**self.tags, "seed": seed})
+
+    def start(self, seed: int, model) -> None:
+        import mlflow
+
+        from birdplane.models import n_parameters
+
+        mlflow.log_params({**self.params, "seed": seed, "n_parameters": n_parameters(model)})
+
+    def epoch(self, seed: int, stats) -> None:
+        import mlflow
+
+        mlflow.log_metrics({k: v for k, v in stats.to_dict().items() if k != "epoch"}, step=stats.epoch)
+        if self.echo is not None:
+            self.echo(seed, stats)
+
+    def end(self, seed: int, final: dict[str, Any]) -> None:
+        import mlflow
+
+        if seed != self.first:
+            mlflow.log_metrics({f"final_{k}": float(x) for k, x in final.items()})
+
+
+class SweepLogger:
+    """MLflow for the capacity sweep (birdplane.train.sweep's hooks): a nested run per configuration
+    with its params, the mean accuracies per epoch and the final mean and std; `echo` gets each
+    configuration's result (the stage prints a line)."""
+
+    def __init__(self, tags: dict[str, Any], echo=None):
+        self.tags, self.echo = tags, echo
+
+    @contextmanager
+    def scope(self, config, params: dict[str, Any]) -> Iterator[None]:
+        import mlflow
+
+        with nested_run(f"sweep-{config.name}", stage="sweep", tags={**self.tags, "sweep_config": config.name}):
+            mlflow.log_params(params)
+            yield
+
+    def epoch(self, config, stats: list) -> None:
+        import mlflow
+
+        mlflow.log_metrics({"val_accuracy_mean": sum(s.val_accuracy for s in stats) / len(stats),
+                            "train_accuracy_mean": sum(s.train_accuracy for s in stats) / len(stats)},
+                           step=stats[0].epoch)
+
+    def end(self, config, result: dict[str, Any], seconds: float) -> None:
+        import mlflow
+
+        summary = {k: v for k, v in result.items() if isinstance(v, dict)}
+        mlflow.log_metrics({f"{k}_{stat}": float(summary[k][stat]) for k in summary for stat in ("mean", "std")})
+        if self.echo is not None:
+            self.echo(config, result, seconds)
+
+
+def log_final(train_seconds: float, final: dict[str, Any]) -> None:
+    """The training time and the final metrics (final_*) of the active run."""
+    import mlflow
+
+    mlflow.log_metrics({"train_seconds": train_seconds, **{f"final_{k}": float(x) for k, x in final.items()}})
+
+
 def add_to_variant_run(experiment: str, variant: str, run_id: str | None, *, metrics: dict[str, float],
                        tags: dict[str, str], stage: str, documents: dict[str, Any] | None = None) -> None:
     """Add a later stage's metrics (and JSON documents) to the variant's training run.

@@ -306,7 +306,7 @@ def _k(inp: Inputs) -> int:
 def _shift_numbers(inp: Inputs, name: str, t: Catalog) -> dict[str, str]:
     sh = inp.variants[name].shift
     k = int(sh["max_shift"])
-    mid = min(int(inp.params.get("shift", {}).get("summary_shift", 4)), k)
+    mid = min(inp.summary_shift, k)
     chance = 1 / len(inp.stats["classes"])
     return {"a0": t.pct(sh["accuracy_at_0"]), "mid": str(mid), "amid": t.pct(sh["accuracy_by_shift"][str(mid)]),
             "k": str(k), "ak": t.pct(sh["accuracy_by_shift"][str(k)]), "chance": t.pct(chance)}

@@ -34,9 +34,11 @@ class Variant:
 class Inputs:
     stats: dict[str, Any]
     variants: dict[str, Variant]
-    params: dict[str, Any]
+    params: dict[str, Any]         # params.yaml as written, for the report's provenance section only
     roles: dict[str, str]          # baseline / mse / small / augmented / cnn -> variant name ("" = none)
     fit_threshold: float
+    summary_shift: int             # shift.summary_shift: the translation table's middle column
+    base_width: int                # sweep.base_width: the book net the regularizers were tried on
     samples: Any = None            # uint8 images per class for the data figure
     sweep: dict[str, Any] | None = None  # metrics/sweep.json
     download: dict[str, Any] | None = None  # logs/download.json: the URL and md5 actually used
@@ -118,8 +120,7 @@ def analyse_sweep(inp: Inputs) -> dict[str, Any]:
     sw = inp.sweep
     configs = sw["configs"]
     widths = {n: c for n, c in configs.items() if c["kind"] == "width"}
-    base_width = inp.params.get("sweep", {}).get("base_width", 512)
-    base_name = next((n for n, c in widths.items() if c["hidden"] == [base_width]), None)
+    base_name = next((n for n, c in widths.items() if c["hidden"] == [inp.base_width]), None)
     base = configs[base_name] if base_name else None
     first, last = list(widths)[0], list(widths)[-1]
     regs = {}
@@ -154,7 +155,7 @@ def analyse_translation(inp: Inputs) -> dict[str, Any] | None:
     if len(present) < 2:
         return None
     k = int(inp.variants[present[0]].shift["max_shift"])
-    mid = min(int(inp.params.get("shift", {}).get("summary_shift", 4)), k)
+    mid = min(inp.summary_shift, k)
     rows = {n: {"a0": inp.variants[n].shift["accuracy_at_0"],
                 "amid": inp.variants[n].shift["accuracy_by_shift"][str(mid)],
                 "ak": inp.variants[n].shift["accuracy_by_shift"][str(k)]} for n in present}

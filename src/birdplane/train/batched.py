@@ -18,7 +18,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from birdplane.train.engine import EpochStats, Regularization, Stepper, epoch_runner, fit_loop
+from birdplane.train.engine import EpochStats, Stepper, epoch_runner, fit_loop
 from birdplane.inference import EVAL_CHUNK
 from birdplane.train.fused import FusedMLP, gram_block, gram_steps
 from birdplane.losses import HEADS, LOSSES
@@ -167,7 +167,7 @@ class BatchedMLP:
 def train_many(models: list[nn.Sequential], loss: str, train_x: torch.Tensor, train_y: torch.Tensor,
                val_x: torch.Tensor, val_y: torch.Tensor, *, epochs: int, batch_size: int, lr: float,
                seeds: list[int], names: list[str] | None = None, train_metrics: str = "running",
-               graph: bool | None = None, regularization: Regularization = Regularization(),
+               graph: bool | None = None, weight_decay: float = 0.0, patience: int | None = None,
                block: int | None = None,
                on_epoch: Callable[[list[EpochStats]], None] | None = None) -> list[list[EpochStats]]:
     """Train K models at once, model k with batch order seeds[k]; the same SGD as engine.train on
@@ -176,10 +176,8 @@ def train_many(models: list[nn.Sequential], loss: str, train_x: torch.Tensor, tr
     trained weights (the best epoch's, with early stopping) in `models`."""
     if len(seeds) != len(models):
         raise ValueError("one seed per model")
-    if regularization.augment_shift:
-        raise ValueError("random-shift augmentation: train these models one by one (engine.train)")
     names = names or [f"model{k}" for k in range(len(models))]
-    batched = BatchedMLP(models, loss, regularization.weight_decay)
+    batched = BatchedMLP(models, loss, weight_decay)
     if graph is None:
         graph = train_x.device.type == "cuda"
     if block is None:
@@ -189,7 +187,7 @@ def train_many(models: list[nn.Sequential], loss: str, train_x: torch.Tensor, tr
                              batch_size, (len(models), len(train_x)), graph)
     histories = fit_loop(lambda perm, _: run_epoch(perm), batched.loss_and_accuracy, train_x, train_y, val_x,
                          val_y, epochs=epochs, seeds=seeds, names=names, lr=lr, train_metrics=train_metrics,
-                         on_epoch=on_epoch, patience=regularization.patience, snapshot=batched.snapshot,
+                         on_epoch=on_epoch, patience=patience, snapshot=batched.snapshot,
                          restore=batched.restore)
     batched.write_back()
     return histories

@@ -193,21 +193,18 @@ def epoch_runner(step: Step | Stepper, params: list[torch.Tensor], loss: str, x:
     return GraphedEpoch(body, params, zeros(n), zeros(warm))
 
 
-@dataclass(frozen=True)
-class Regularization:
-    """What a recipe adds to plain SGD against overfitting (the model's dropout lives in its config)."""
-    weight_decay: float = 0.0   # L2 penalty, as torch.optim.SGD's weight_decay
-    patience: int | None = None  # early stopping: stop after this many epochs without a better
-    #                              validation accuracy and keep the best epoch's weights
-    augment_shift: int = 0       # move each training image by a random (dx, dy) in -k..k every epoch
-
-
 def train(model: nn.Module, loss: str, train_x: torch.Tensor, train_y: torch.Tensor,
           val_x: torch.Tensor, val_y: torch.Tensor, *, epochs: int, batch_size: int, lr: float,
           seed: int, name: str = "model", fused: bool = True, train_metrics: str = "running",
-          graph: bool | None = None, regularization: Regularization = Regularization(),
-          block: int | None = None, on_epoch: Callable[[EpochStats], None] | None = None) -> list[EpochStats]:
+          graph: bool | None = None, weight_decay: float = 0.0, patience: int | None = None,
+          augment_shift: int = 0, block: int | None = None,
+          on_epoch: Callable[[EpochStats], None] | None = None) -> list[EpochStats]:
     """Plain minibatch SGD, as in the book; returns one EpochStats per epoch trained.
+
+    Against overfitting (the params' regularizers; the model's dropout lives in its config):
+    `weight_decay` is torch.optim.SGD's L2 penalty; `patience` stops after that many epochs
+    without a better validation accuracy and keeps the best epoch's weights (early stopping);
+    `augment_shift` moves each training image by its own random (dx, dy) in -k..k every epoch.
 
     `fused` uses birdplane.train.fused for build_model's mlps (same math, one pass over each weight
     matrix per update; other models use autograd); False uses autograd + torch.optim.SGD. `block`
@@ -219,13 +216,12 @@ def train(model: nn.Module, loss: str, train_x: torch.Tensor, train_y: torch.Ten
     a full pass. With early stopping the model ends with its best epoch's weights. Raises
     TrainingDiverged (naming `name` and the epoch) as soon as a loss is not finite.
     """
-    reg = regularization
-    step = make_step(model, loss, lr, fused, reg.weight_decay, batch_size, block)
+    step = make_step(model, loss, lr, fused, weight_decay, batch_size, block)
     if graph is None:
         graph = step.fused and train_x.device.type == "cuda"
     params = list(model.parameters())
     run_epoch = epoch_runner(step, params, loss, train_x, train_y, batch_size, (len(train_x),), graph,
-                             reg.augment_shift)
+                             augment_shift)
 
     def full_pass(x: torch.Tensor, y: torch.Tensor) -> tuple[list[float], list[float]]:
         batch_loss, acc = loss_and_accuracy(model, LOSSES[loss].mean, x, y)
@@ -251,7 +247,7 @@ def train(model: nn.Module, loss: str, train_x: torch.Tensor, train_y: torch.Ten
 
     histories = fit_loop(run, full_pass, train_x, train_y, val_x, val_y, epochs=epochs, seeds=[seed],
                          names=[name], lr=lr, train_metrics=train_metrics, on_epoch=on_epochs,
-                         patience=reg.patience, augment_shift=reg.augment_shift, snapshot=snapshot, restore=restore)
+                         patience=patience, augment_shift=augment_shift, snapshot=snapshot, restore=restore)
     return histories[0]
 
 

@@ -1,0 +1,62 @@
+"""What the report is made from: the earlier stages' outputs, read into findings.Inputs, and the
+figures drawn from them."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from birdplane.report.findings import Inputs, Variant
+
+
+def _json(path: Path) -> Any:
+    with path.open(encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _optional(path: Path) -> Any:
+    return _json(path) if path.exists() else None
+
+
+def load_inputs(params, params_file: Path, stats: Path, metrics: Path, plots: Path, logs: Path) -> Inputs:
+    """Every variant's metrics, history, evaluation, shift test and training log; the sweep and the
+    download's log when they exist; params.yaml as written for the provenance section."""
+    import pandas as pd
+    import yaml
+
+    variants = {}
+    for v in params.train.variants:
+        grid = plots / "shift" / "grid" / f"{v}.csv"
+        variants[v] = Variant(
+            name=v, train=_json(metrics / "train" / f"{v}.json"), history=pd.read_csv(plots / "train" / f"{v}.csv"),
+            eval=_json(metrics / "eval" / f"{v}.json"), shift=_optional(metrics / "shift" / f"{v}.json"),
+            shift_grid=pd.read_csv(grid) if grid.exists() else None, log=_json(logs / "train" / f"{v}.json"))
+    r = params.report
+    with params_file.open(encoding="utf-8") as f:
+        as_written = yaml.safe_load(f)  # validated already (load_params); shown whole in the report
+    return Inputs(stats=_json(stats), variants=variants, params=as_written,
+                  roles={"baseline": r.baseline, "mse": r.mse, "small": r.small, "augmented": r.augmented,
+                         "cnn": r.cnn},
+                  fit_threshold=r.fit_threshold, summary_shift=params.shift.summary_shift,
+                  base_width=params.sweep.base_width, sweep=_optional(metrics / "sweep.json"),
+                  download=_optional(logs / "download.json"))
+
+
+def draw_figures(inp: Inputs, images, labels, classes: list[str], folder: Path) -> dict[str, str]:
+    """Every figure the document shows, as PNGs in `folder`; returns figure key -> file name."""
+    from birdplane.report import figures
+
+    made = {"accuracy": "accuracy.png", "loss": "loss.png", "confusion": "confusion.png"}
+    figures.samples(images, labels, classes, folder / "samples.png")
+    made["samples"] = "samples.png"
+    figures.learning_curves(inp, "accuracy", "accuracy", folder / made["accuracy"])
+    figures.learning_curves(inp, "loss", "loss", folder / made["loss"], shared_y=False)
+    figures.confusion(inp, folder / made["confusion"])
+    if inp.sweep:
+        figures.sweep(inp, folder / "sweep.png")
+        made["sweep"] = "sweep.png"
+    if all(v.shift for v in inp.variants.values()):
+        figures.shift_curves(inp, folder / "shift.png")
+        figures.shift_grids(inp, folder / "shift_grid.png")
+        made.update(shift="shift.png", shift_grid="shift_grid.png")
+    return made
