@@ -49,7 +49,7 @@ def test_regularizers_and_sweep_are_validated(tmp_path, edit, message):
 
 def test_variant_overrides_shared_recipe(tmp_path):
     d = project_params()
-    d["train"]["variants"]["fast"] = {"hidden": [8], "loss": "mse", "lr": 0.5, "epochs": 3}
+    d["train"]["variants"]["fast"] = {"hidden": [8], "activation": "tanh", "loss": "mse", "lr": 0.5, "epochs": 3}
     p = load_params(write(tmp_path, d))
     r = p.train.recipe("fast")
     assert (r.lr, r.epochs, r.batch_size) == (0.5, 3, 64)
@@ -100,12 +100,32 @@ def test_environment_overrides_source(monkeypatch):
 
 # ---- one source of defaults -------------------------------------------------------------
 
-def test_code_defaults_are_the_project_params():
-    """Params() and params.yaml must never drift apart: a partial params file means 'the project's
-    values for the rest'."""
-    from birdplane.config import Params
+# What leaving a setting out means, where that is not a value: a variant is a fully connected net
+# unless it says cnn, a regularizer left out is off, an override left out is the shared value.
+ABSENCE = {("VariantConfig", "arch"), ("VariantConfig", "channels"), *(
+    (m, f) for m in ("VariantConfig", "Regularizers", "Recipe")
+    for f in ("weight_decay", "dropout", "patience", "augment_shift"))}
 
-    assert Params().model_dump() == load_params(ROOT / "params.yaml").model_dump()
+
+def test_params_yaml_is_the_only_source_of_values():
+    """The config models define types and bounds; every value lives in params.yaml."""
+    from birdplane import config
+
+    models = [config.Params, config.DataConfig, config.StatsConfig, config.TrainConfig, config.VariantConfig,
+              config.Regularizers, config.SweepConfig, config.EvaluateConfig, config.ShiftConfig,
+              config.ReportConfig, config.MlflowConfig, config.Recipe]
+    for model in models:
+        for name, field in model.model_fields.items():
+            if not field.is_required():
+                assert (model.__name__, name) in ABSENCE or field.default is None, f"{model.__name__}.{name}"
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    del params["shift"]["max_shift"]
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "params.yaml").write_text(yaml.safe_dump(params))
+        with pytest.raises(ConfigError, match="shift.max_shift: Field required"):
+            load_params(Path(tmp) / "params.yaml", base=Path(tmp) / "params.yaml")
 
 
 @pytest.mark.parametrize("text", ["seed: 1\ntrain: {epochs: 3}\n", "{}\n", "report: {lang: de}\n",
@@ -217,7 +237,7 @@ def test_an_int_is_a_valid_float(tmp_path):
 def test_echoed_values_are_cut_short(tmp_path):
     d = project_params()
     d["mlflow"]["experiment"] = "y" * 15_000  # three of them just under the 64 KiB cap
-    d["train"]["variants"]["x" * 15_000] = {}
+    d["train"]["variants"]["x" * 15_000] = {"hidden": [8], "activation": "tanh", "loss": "nll"}
     d["data"]["classes"] = ["airplane", "z" * 15_000]
     with pytest.raises(ConfigError) as e:
         load_params(write(tmp_path, d))

@@ -55,6 +55,7 @@ class Case:
     expect: str = "error"     # "error", "valid" or "any" (a random cut may leave a valid file)
     names: str | None = None  # what the error line must contain: the key, or what is wrong
     one_line: bool = False    # the file is not plain YAML: exactly one line
+    partial: bool = False     # given with --params beside the project's params.yaml, which fills in the rest
 
 
 def dump(d: dict) -> bytes:
@@ -220,7 +221,8 @@ def valid_cases() -> list[Case]:
     return [
         Case("the project's params", PROJECT_TEXT.encode(), expect="valid"),
         Case("with a UTF-8 BOM", b"\xef\xbb\xbf" + PROJECT_TEXT.encode(), expect="valid"),
-        Case("only some sections", b"seed: 1\ntrain: {epochs: 3}\n", expect="valid"),
+        Case("only some sections", b"seed: 1\ntrain: {epochs: 3}\n", expect="valid", partial=True),
+        Case("a params.yaml without a section", PROJECT_TEXT.split("\nmlflow:")[0].encode(), names="mlflow: Field required"),
         Case("an int for a float", PROJECT_TEXT.replace("timeout_s: 60", "timeout_s: 30").encode(), expect="valid"),
     ]
 
@@ -255,8 +257,10 @@ def tree(path: Path) -> set[str]:
 
 def run_case(case: Case, project: Path, env: dict[str, str]) -> Outcome:
     project.mkdir(parents=True)
-    params = project / "params.yaml"
+    params = project / ("my.yaml" if case.partial else "params.yaml")
     params.write_bytes(case.content)
+    if case.partial:
+        (project / "params.yaml").write_text(PROJECT_TEXT, encoding="utf-8")
     before = tree(project)
     t0 = time.perf_counter()
     try:

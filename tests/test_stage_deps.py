@@ -95,3 +95,17 @@ def test_stage_deps_list_no_module_the_stage_does_not_run(name, stage):
     extra = {d for d in deps if d.startswith("src/") and d.endswith(".py") and d not in run}
     side_effects = {d for d in deps if Path(d).stem in SIDE_EFFECTS}
     assert not extra and not side_effects, f"stage {name} depends on {sorted(extra | side_effects)}, which it does not run"
+
+
+def test_the_learning_curve_plots_list_every_variant():
+    """DVC's top-level plots cannot take a folder or a foreach: the per-epoch CSVs are listed one by
+    one, so a new variant must be added there too (README, "Changing the code")."""
+    with open(ROOT / "dvc.yaml") as f:
+        plots = yaml.safe_load(f)["plots"]
+    with open(ROOT / "params.yaml") as f:
+        variants = set(yaml.safe_load(f)["train"]["variants"])
+    curves = [next(iter(p.values())) for p in plots if next(iter(p.values()))["x"] == "epoch"]
+    assert curves
+    for spec in curves:
+        listed = {Path(path).stem for path in spec["y"] if path.startswith("plots/train/")}
+        assert listed == variants, f"dvc.yaml plots list {sorted(listed)}, train.variants has {sorted(variants)}"

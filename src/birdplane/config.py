@@ -10,8 +10,10 @@ merge keys or tags, so no "billion laughs"), bounded nesting, no duplicate keys,
 (`seed: true` is not 1) and an upper bound on the size of every model. Each refusal is a
 ConfigError with a short message that never echoes more than a few dozen characters of input.
 
-The defaults below are the project's params.yaml (tests/test_config.py keeps them equal), so a
-params file that sets only some sections gets the project's values for the rest.
+params.yaml holds every value; the models here define types and bounds only, no second set of
+values (what a setting that is left out means, e.g. a regularizer that is off, is said where it
+is declared). Another params file (`--params my.yaml`) may set only what it changes: the rest
+comes from the project's params.yaml.
 """
 from __future__ import annotations
 
@@ -27,8 +29,6 @@ from birdplane.data import CIFAR10_CLASSES
 from birdplane.errors import BirdplaneError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-OFFICIAL_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
-OFFICIAL_MD5 = "c58f30108f718f92721af3b95e74349a"
 ENV_URL, ENV_MD5 = "BIRDPLANE_DATA_URL", "BIRDPLANE_DATA_MD5"
 
 # params.yaml is 4 KB; 64 KiB leaves room for many variants and comments. Checked before parsing
@@ -82,11 +82,11 @@ class _Strict(BaseModel):
 
 
 class DataConfig(_Strict):
-    url: str = OFFICIAL_URL
-    md5: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")] = OFFICIAL_MD5
-    retries: Annotated[int, Field(ge=1, le=10)] = 3
-    timeout_s: Annotated[float, Field(gt=0, le=3600)] = 60
-    classes: Annotated[list[str], Field(min_length=2, max_length=len(CIFAR10_CLASSES))] = ["airplane", "bird"]
+    url: str
+    md5: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+    retries: Annotated[int, Field(ge=1, le=10)]
+    timeout_s: Annotated[float, Field(gt=0, le=3600)]
+    classes: Annotated[list[str], Field(min_length=2, max_length=len(CIFAR10_CLASSES))]
 
     @field_validator("url")
     @classmethod
@@ -117,7 +117,7 @@ class DataConfig(_Strict):
 
 
 class StatsConfig(_Strict):
-    ddof: Literal[0, 1] = 1
+    ddof: Literal[0, 1]
 
     @field_validator("ddof", mode="before")
     @classmethod
@@ -136,7 +136,8 @@ Fraction = Annotated[float, Field(ge=0, lt=1)]
 
 
 class Regularizers(_Strict):
-    """What may be added to plain SGD against overfitting; all off by default."""
+    """What may be added to plain SGD against overfitting. A regularizer that is not set is off (0,
+    or no early stopping): that is what leaving it out means, not a default value."""
     weight_decay: Annotated[float, Field(ge=0, le=1)] = 0.0  # torch.optim.SGD's L2 weight_decay
     dropout: Fraction = 0.0                                   # share of hidden outputs dropped in training
     patience: Annotated[int, Field(ge=1, le=10_000)] | None = None  # early stopping; keeps the best epoch
@@ -147,11 +148,12 @@ class VariantConfig(Regularizers):
     """One trained model: its architecture and loss, regularizers, and optional overrides of the
     shared recipe."""
 
-    arch: Literal["mlp", "cnn"] = "mlp"
-    hidden: Annotated[list[Width], Field(min_length=0, max_length=8)] = [512]
-    channels: Annotated[list[Width], Field(max_length=4)] = []  # cnn: 3x3 conv + 2x2 max-pool each
-    activation: str = "tanh"  # a name in birdplane.activations
-    loss: str = "nll"         # a name in birdplane.losses
+    arch: Literal["mlp", "cnn"] = "mlp"  # a fully connected net unless a variant says cnn
+    hidden: Annotated[list[Width], Field(min_length=0, max_length=8)]
+    channels: Annotated[list[Width], Field(max_length=4)] = []  # cnn only: 3x3 conv + 2x2 max-pool each
+    activation: str  # a name in birdplane.activations
+    loss: str        # a name in birdplane.losses
+    # not set: the shared train.* value
     epochs: Annotated[int, Field(ge=1, le=10_000)] | None = None
     batch_size: Annotated[int, Field(ge=1, le=65_536)] | None = None
     lr: Annotated[float, Field(gt=0, le=1e6)] | None = None
@@ -180,27 +182,15 @@ class VariantConfig(Regularizers):
         return self
 
 
-# params.yaml's train.variants: the homework's three nets and the two translation comparisons
-DEFAULT_VARIANTS = {
-    "nll": VariantConfig(hidden=[512], activation="tanh", loss="nll"),
-    "mse": VariantConfig(hidden=[512], activation="tanh", loss="mse"),
-    "small": VariantConfig(hidden=[32], activation="tanh", loss="nll"),
-    "augmented": VariantConfig(hidden=[512], activation="tanh", loss="nll", augment_shift=4),
-    "cnn": VariantConfig(arch="cnn", channels=[16, 8], hidden=[32], activation="tanh", loss="nll", epochs=30),
-}
-
-
 class TrainConfig(_Strict):
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    engine: Literal["fused", "autograd"] = "fused"
-    # per-epoch train loss/accuracy: "running" = mean over the epoch's minibatches as they were
-    # trained (free); "full" = an extra pass over all training images after each epoch (+1/3 time)
-    train_metrics: Literal["running", "full"] = "running"
-    epochs: Annotated[int, Field(ge=1, le=10_000)] = 100
-    batch_size: Annotated[int, Field(ge=1, le=65_536)] = 64
-    lr: Annotated[float, Field(gt=0, le=1e6)] = 1e-2
-    seeds: Annotated[int, Field(ge=1, le=100)] = 1  # models per variant, seeds seed, seed+1, ...
-    variants: dict[str, VariantConfig] = DEFAULT_VARIANTS
+    device: Literal["auto", "cpu", "cuda"]
+    engine: Literal["fused", "autograd"]
+    train_metrics: Literal["running", "full"]
+    epochs: Annotated[int, Field(ge=1, le=10_000)]
+    batch_size: Annotated[int, Field(ge=1, le=65_536)]
+    lr: Annotated[float, Field(gt=0, le=1e6)]
+    seeds: Annotated[int, Field(ge=1, le=100)]  # models per variant, seeds seed, seed+1, ...
+    variants: dict[str, VariantConfig]
 
     @field_validator("variants")
     @classmethod
@@ -231,32 +221,25 @@ class Recipe(Regularizers):
     """Everything that determines one trained model (with the seed and the data)."""
 
     name: str
-    arch: str = "mlp"
+    arch: str
     hidden: tuple[int, ...]
-    channels: tuple[int, ...] = ()
+    channels: tuple[int, ...]
     activation: str
     loss: str
     epochs: int
     batch_size: int
     lr: float
-    seeds: int = 1
+    seeds: int
 
 
 class SweepConfig(_Strict):
     """The capacity sweep: the book's recipe on many widths and regularizers, several seeds each."""
-    seeds: Annotated[int, Field(ge=1, le=100)] = 3
-    # fewer epochs than the homework variants: the sweep trains ~40 models on 2 CPU cores; by
-    # epoch 30 the book net fits 92% of the training images and its gap has opened (README: costs)
-    epochs: Annotated[int, Field(ge=1, le=10_000)] = 30
-    widths: Annotated[list[Width], Field(max_length=32)] = [2, 4, 8, 16, 32, 64, 128, 256, 512]
-    # [1024, 512, 128] is the book's deep net: +3 min on 2 CPU cores, so not in the default grid
-    deep: Annotated[list[Width], Field(max_length=8)] = []
-    base_width: Width = 512   # the net the regularizers are tried on (the book's)
-    regularizers: dict[str, Regularizers] = {
-        "weight_decay": Regularizers(weight_decay=0.002),
-        "dropout": Regularizers(dropout=0.5),
-        "early_stopping": Regularizers(patience=5),
-    }
+    seeds: Annotated[int, Field(ge=1, le=100)]
+    epochs: Annotated[int, Field(ge=1, le=10_000)]
+    widths: Annotated[list[Width], Field(max_length=32)]
+    deep: Annotated[list[Width], Field(max_length=8)]
+    base_width: Width   # the net the regularizers are tried on (the book's)
+    regularizers: dict[str, Regularizers]
 
     @field_validator("widths")
     @classmethod
@@ -277,13 +260,13 @@ class SweepConfig(_Strict):
 
 
 class EvaluateConfig(_Strict):
-    calibration_bins: Annotated[int, Field(ge=2, le=100)] = 10
+    calibration_bins: Annotated[int, Field(ge=2, le=100)]
 
 
 class ShiftConfig(_Strict):
-    max_shift: Annotated[int, Field(ge=0, le=16)] = 8
-    modes: Annotated[list[Literal["fill", "wrap"]], Field(min_length=1, max_length=2)] = ["fill"]
-    summary_shift: Annotated[int, Field(ge=0, le=16)] = 4
+    max_shift: Annotated[int, Field(ge=0, le=16)]
+    modes: Annotated[list[Literal["fill", "wrap"]], Field(min_length=1, max_length=2)]
+    summary_shift: Annotated[int, Field(ge=0, le=16)]
 
     @field_validator("modes")
     @classmethod
@@ -294,15 +277,15 @@ class ShiftConfig(_Strict):
 
 
 class ReportConfig(_Strict):
-    lang: str = "en"  # a catalog src/birdplane/report/lang/<lang>.toml: a language is a file
+    lang: str  # a catalog src/birdplane/report/lang/<lang>.toml: a language is a file
     # which variant answers which homework question
-    baseline: str = "nll"
-    mse: str = "mse"
-    small: str = "small"
+    baseline: str
+    mse: str
+    small: str
     # the translation comparison: the MLP trained on shifted images and the convnet ("" to leave out)
-    augmented: str = "augmented"
-    cnn: str = "cnn"
-    fit_threshold: Annotated[float, Field(gt=0, le=1)] = 0.95
+    augmented: str
+    cnn: str
+    fit_threshold: Annotated[float, Field(gt=0, le=1)]
 
     @field_validator("lang")
     @classmethod
@@ -316,7 +299,7 @@ class ReportConfig(_Strict):
 
 
 class MlflowConfig(_Strict):
-    experiment: Annotated[str, Field(min_length=1, max_length=200)] = "birdplane"
+    experiment: Annotated[str, Field(min_length=1, max_length=200)]
 
 
 def n_parameters(hidden: list[int], n_classes: int, channels: list[int] = ()) -> int:
@@ -336,15 +319,15 @@ def n_parameters(hidden: list[int], n_classes: int, channels: list[int] = ()) ->
 
 
 class Params(_Strict):
-    seed: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
-    data: DataConfig = DataConfig()
-    stats: StatsConfig = StatsConfig()
-    train: TrainConfig = TrainConfig()
-    evaluate: EvaluateConfig = EvaluateConfig()
-    shift: ShiftConfig = ShiftConfig()
-    report: ReportConfig = ReportConfig()
-    sweep: SweepConfig = SweepConfig()
-    mlflow: MlflowConfig = MlflowConfig()
+    seed: Annotated[int, Field(ge=0, le=2**31 - 1)]
+    data: DataConfig
+    stats: StatsConfig
+    train: TrainConfig
+    evaluate: EvaluateConfig
+    shift: ShiftConfig
+    report: ReportConfig
+    sweep: SweepConfig
+    mlflow: MlflowConfig
 
     @model_validator(mode="after")
     def _summary_within_range(self) -> "Params":
@@ -532,9 +515,10 @@ def _read_text(path: Path) -> str:
                           f"(line {line}); save the file as UTF-8") from None
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
-    """Read and validate the whole params file; raise ConfigError naming every bad key."""
-    path = Path(path)
+PROJECT_PARAMS = Path("params.yaml")  # stages run from the project's root, as dvc.yaml's cmd does
+
+
+def _read_params(path: Path) -> dict:
     text = _read_text(path)
     try:
         raw = yaml.load(text, Loader=_Loader)  # noqa: S506 (_Loader is a restricted SafeLoader)
@@ -545,6 +529,20 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path} must be a mapping of sections (seed, data, stats, train, ...); "
                           f"got {_short(raw, 40)}")
+    return raw
+
+
+def load_params(path: str | Path = PROJECT_PARAMS, base: Path | None = PROJECT_PARAMS) -> Params:
+    """Read and validate a params file; raise ConfigError naming every bad key. A file other than
+    `base` (the project's params.yaml, where every value lives) may set only what it changes: the
+    rest is base's, section by section and key by key. A collection it sets (train.variants,
+    sweep.regularizers, a list) is taken whole, so it can also drop a variant."""
+    path = Path(path)
+    raw = _read_params(path)
+    if base is not None and base.exists() and path.resolve() != base.resolve():
+        project = _read_params(base)
+        raw = {**project, **{k: {**project[k], **v} if isinstance(v, dict) and isinstance(project.get(k), dict) else v
+                             for k, v in raw.items()}}
     try:
         return Params.model_validate(raw)
     except ValidationError as e:
