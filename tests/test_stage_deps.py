@@ -109,3 +109,25 @@ def test_the_learning_curve_plots_list_every_variant():
     for spec in curves:
         listed = {Path(path).stem for path in spec["y"] if path.startswith("plots/train/")}
         assert listed == variants, f"dvc.yaml plots list {sorted(listed)}, train.variants has {sorted(variants)}"
+
+
+def test_no_import_cycles():
+    """No birdplane module imports, directly or through others, a module that imports it back
+    (engine.py and shift.py used to). Module-level imports and those inside functions both count."""
+    modules = {p.relative_to(SRC).with_suffix("").as_posix().replace("/", ".").removesuffix(".__init__")
+               for p in SRC.rglob("*.py")}
+    graph = {m: {d for d in birdplane_imports(module_file(m), everywhere=True) if d != m and not m.startswith(d + ".")
+                 and not d.startswith(m + ".")} for m in modules if module_file(m) is not None}
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(m: str, path: list[str]) -> None:
+        state[m] = 1
+        for d in sorted(graph.get(m, ())):
+            assert state.get(d) != 1, "import cycle: " + " -> ".join(path[path.index(d):] + [d]) if d in path else d
+            if d not in state:
+                visit(d, path + [d])
+        state[m] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [m])
