@@ -49,7 +49,7 @@ def zeros_archive(path, entries):
 
 
 READ_AND_MEASURE = """
-import json, resource, sys, time
+import json, sys, time
 from pathlib import Path
 from birdplane.data import ArchiveError, read_members, TRAIN_BATCHES, TEST_BATCH
 t = time.perf_counter()
@@ -64,8 +64,12 @@ seconds = time.perf_counter() - t
 try:
     with open("/proc/self/status") as f:
         peak_kb = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
-except OSError:
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+except OSError:  # macOS: ru_maxrss in bytes; Windows: no resource module, no figure
+    try:
+        import resource
+        peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024 if sys.platform == "darwin" else 1)
+    except ImportError:
+        peak_kb = 0
 print(json.dumps({"error": error, "seconds": seconds, "max_rss_mb": peak_kb / 1024}))
 """
 

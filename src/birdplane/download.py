@@ -45,7 +45,10 @@ def _fetch_once(url: str, part: Path, timeout_s: float, progress: bool) -> None:
         raise DownloadError(f"{url}: HTTP {e.code} {e.reason}. {_offline_hint(url)}") from None
     except urllib.error.URLError as e:
         if isinstance(e.reason, (FileNotFoundError, PermissionError, IsADirectoryError)):
-            raise DownloadError(f"{url}: {e.reason}. {_offline_hint(url)}") from None
+            # the same words on every platform (Windows says "[WinError 2] The system cannot find...")
+            what = {FileNotFoundError: "No such file", PermissionError: "Permission denied",
+                    IsADirectoryError: "Is a directory"}[type(e.reason)]
+            raise DownloadError(f"{url}: {what}. {_offline_hint(url)}") from None
         raise _Transient(str(e.reason)) from None
     except (TimeoutError, socket.timeout, ConnectionError, http.client.HTTPException) as e:
         raise _Transient(f"{type(e).__name__}: {e}") from None
