@@ -99,15 +99,21 @@ TINY_SWEEP = {"seeds": 2, "epochs": 2, "widths": [2, 8], "deep": [16, 8], "base_
                                "early_stopping": {"patience": 1}}}
 
 
-def make_project(dest: Path, params_edit=None) -> Path:
-    """Copy the pipeline into a fresh git repo with DVC initialised, params shrunk for speed."""
+def copy_project(dest: Path, items=("dvc.yaml", "params.yaml", "pipeline", "src", ".gitignore")) -> Path:
+    """Copy these files and folders of the project (without caches) into `dest`."""
     dest.mkdir(parents=True)
-    for item in ("dvc.yaml", "params.yaml", "pipeline", "src", ".gitignore"):
+    for item in items:
         src = ROOT / item
         if src.is_dir():
             shutil.copytree(src, dest / item, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
         else:
             shutil.copy2(src, dest / item)
+    return dest
+
+
+def make_project(dest: Path, params_edit=None) -> Path:
+    """Copy the pipeline into a fresh git repo with DVC initialised, params shrunk for speed."""
+    copy_project(dest)
     with (dest / "params.yaml").open() as f:
         params = yaml.safe_load(f)
     params["train"].update(TINY_TRAIN)

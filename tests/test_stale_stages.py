@@ -3,13 +3,12 @@ code. Checked with real `dvc status` in a copy of the project: for a few represe
 which stages does an edit make stale?"""
 import hashlib
 import json
-import shutil
 import subprocess
 
 import pytest
 import yaml
 
-from conftest import BIN, ROOT
+from conftest import BIN, ROOT, copy_project
 
 pytestmark = pytest.mark.e2e
 
@@ -71,14 +70,7 @@ def lock_the_code(project) -> None:
 
 
 def test_an_edit_stales_only_the_stages_that_run_the_file(tmp_path):
-    project = tmp_path / "copy"
-    project.mkdir()
-    for item in ("dvc.yaml", "dvc.lock", "params.yaml", "src", "pipeline"):
-        src = ROOT / item
-        if src.is_dir():
-            shutil.copytree(src, project / item, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        else:
-            shutil.copy2(src, project / item)
+    project = copy_project(tmp_path / "copy", ("dvc.yaml", "dvc.lock", "params.yaml", "src", "pipeline"))
     subprocess.run([str(BIN / "dvc"), "init", "--no-scm", "-q"], cwd=project, check=True)
     lock_the_code(project)
     before = code_changes(project)
