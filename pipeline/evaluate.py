@@ -4,7 +4,7 @@ matrix and calibration of every trained variant (birdplane.metrics.evaluate_mode
 One process for all variants: the data is loaded and normalized once, and torch and MLflow are
 imported once (imports cost about as much as evaluating a model). Reads params `train.variants`
 (which variants, and their losses), `evaluate.calibration_bins`, `mlflow.experiment`. Adds each
-variant's metrics to its MLflow run (found through the train stage's log).
+variant's metrics to its MLflow run (found by the md5 of its model file).
 """
 from birdplane.cli import selected_variants, variants_parser
 from birdplane.process import run_stage
@@ -13,7 +13,7 @@ from birdplane.process import run_stage
 def main() -> None:
     args = variants_parser(__doc__, {
         "data": "the prepared images (.npz)", "stats": "metrics/stats.json (mean, std)",
-        "models": "folder of <variant>.pt", "train-logs": "folder of the training logs <variant>.json",
+        "models": "folder of <variant>.pt",
         "metrics": "folder for <variant>.json", "plots": "folder for confusion/ and calibration/ <variant>.csv",
     }).parse_args()
 
@@ -27,7 +27,7 @@ def main() -> None:
     import torch
 
     from birdplane.data import load_tensors
-    from birdplane.io import outputs, read_json
+    from birdplane.io import outputs
     from birdplane.metrics import evaluate_model
     from birdplane.models import load_model
 
@@ -48,7 +48,7 @@ def main() -> None:
             out.write_csv(args.plots / "calibration" / f"{v}.csv", reliability, float_format="%.6f")
         for v, (result, _, _) in evaluated.items():
             tracking.add_to_variant_run(
-                params.mlflow.experiment, v, read_json(args.train_logs / f"{v}.json").get("mlflow_run_id"),
+                params.mlflow.experiment, v, args.models / f"{v}.pt",
                 metrics={f"eval_{k}": float(result[k]) for k in (
                     "train_accuracy", "val_accuracy", "overfit_gap", "train_loss", "val_loss", "val_nll", "val_ece")},
                 tags={"evaluated_by": "evaluate"}, stage="evaluate", documents={"evaluation.json": result})

@@ -11,7 +11,7 @@ from birdplane.process import run_stage
 def main() -> None:
     args = variants_parser(__doc__, {
         "data": "the prepared images (.npz)", "stats": "metrics/stats.json (mean, std)",
-        "models": "folder of <variant>.pt", "train-logs": "folder of the training logs <variant>.json",
+        "models": "folder of <variant>.pt",
         "metrics": "folder for <variant>.json", "plots": "folder for by_shift/ and grid/ <variant>.csv",
     }).parse_args()
 
@@ -25,7 +25,7 @@ def main() -> None:
     import torch
 
     from birdplane.data import load_tensors
-    from birdplane.io import outputs, read_json
+    from birdplane.io import outputs
     from birdplane.models import load_model
     from birdplane.shift import shift_test
 
@@ -47,7 +47,7 @@ def main() -> None:
             out.write_csv(args.plots / "grid" / f"{v}.csv", cells, float_format="%.6f")
         for v, (result, _, _) in tested.items():
             tracking.add_to_variant_run(
-                params.mlflow.experiment, v, read_json(args.train_logs / f"{v}.json").get("mlflow_run_id"),
+                params.mlflow.experiment, v, args.models / f"{v}.pt",
                 metrics={f"shift_accuracy_at_{r}": a for r, a in result["accuracy_by_shift"].items()},
                 tags={"shift_tested_by": "shift-test"}, stage="shift-test")
 

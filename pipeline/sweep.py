@@ -1,4 +1,4 @@
-"""Stage `sweep`: the capacity sweep behind homework task 2 (birdplane.train.sweep): the book's recipe
+"""Stage `sweep`: the capacity sweep behind homework task 2 (birdplane.sweep): the book's recipe
 on every width of `sweep.widths`, the deep net and the book net with each regularizer, several
 seeds each, trained K at a time.
 
@@ -28,7 +28,7 @@ def main() -> None:
     from birdplane.data import load_tensors
     from birdplane.io import outputs
     from birdplane.train import engine
-    from birdplane.train.sweep import capacity_rows, run_sweep, sweep_metrics
+    from birdplane.sweep import capacity_rows, run_sweep, sweep_metrics
 
     device = engine.resolve_device(params.train.device)
     train, val, classes, stats = load_tensors(args.data, args.stats, device)

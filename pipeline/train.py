@@ -28,7 +28,7 @@ def main() -> None:
 
     from birdplane.data import load_tensors
     from birdplane.io import outputs
-    from birdplane.models import describe, save_model
+    from birdplane.models import describe, model_bytes
     from birdplane.train import engine
     from birdplane.train.variant import history_rows, model_config, train_variant, variant_metrics
 
@@ -57,8 +57,10 @@ def main() -> None:
         log = {"variant": v, "mlflow_run_id": run.info.run_id, "mlflow_experiment": params.mlflow.experiment,
                "train_seconds": train_seconds, "seconds_per_epoch": train_seconds / sum(len(r.history) for r in runs),
                **provenance.record(str(device), tags["git_commit"])}
+        blob = model_bytes(first.model, cfg)
         with outputs() as out:
-            out.write_with(args.model, lambda p: save_model(p, first.model, cfg))
+            out.write_bytes(args.model, blob)
+            tracking.tag_model(blob)  # evaluate and shift-test find this run by the model file's md5
             out.write_json(args.metrics, variant_metrics(recipe, cfg, runs))
             out.write_csv(args.plot, history_rows(first.history), float_format="%.6f")
             # two images: the signature then shows a batch dimension

@@ -319,3 +319,16 @@ def test_the_command_line_check_refuses_what_dvc_would_choke_on(tmp_path):
     r = subprocess.run([sys.executable, "-m", "birdplane.config", str(ROOT / "params.yaml")], capture_output=True,
                        text=True, timeout=30)
     assert r.returncode == 0 and r.stdout.strip().endswith("params.yaml: valid")
+
+
+@pytest.mark.parametrize("edit, message", [
+    # 65,536 channels are within the width bound, but each image's first feature maps take 268 MB
+    (lambda d: d["train"]["variants"]["cnn"].update(channels=[65536], hidden=[], batch_size=64),
+     "train.variants.cnn: a batch of 256 images needs about"),
+    (lambda d: d["sweep"].update(seeds=100, widths=[8192]), "sweep.seeds 100 x"),
+])
+def test_memory_beyond_the_weights_is_bounded(tmp_path, edit, message):
+    d = project_params()
+    edit(d)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_params(write(tmp_path, d))

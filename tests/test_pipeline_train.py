@@ -1,6 +1,8 @@
 """The whole pipeline through real DVC in a temporary git repo on a tiny archive, and its MLflow
 runs read back through a real `mlflow server` on 127.0.0.1."""
+import hashlib
 import json
+import shutil
 import socket
 import subprocess
 import time
@@ -305,3 +307,49 @@ def run_stage_with(project, env, script, *args):
     return subprocess.run([str(BIN / "python"), f"pipeline/{script}", *stage_args(script, variant), *args],
                           cwd=project, env=env,
                           capture_output=True, text=True, timeout=600)
+
+
+def test_the_documented_loader_runs_nothing_from_the_artifact(pipeline, tmp_path):
+    """A shared tracking store is untrusted: someone may change a logged model's MLmodel to name a
+    loader of their own and upload its code. birdplane.serving.load_logged_model reads only the
+    model file (torch.load with weights_only), so their code never runs."""
+    import mlflow
+    from urllib.parse import urlparse
+    from urllib.request import url2pathname
+
+    from birdplane.serving import load_logged_model
+
+    proj, _ = pipeline
+    mlflow.set_tracking_uri(f"sqlite:///{proj}/mlflow.db")
+    try:
+        md5 = hashlib.md5((proj / "models/nll.pt").read_bytes()).hexdigest()  # the run of this model file
+        run = mlflow.search_runs(experiment_names=["birdplane"], output_format="list",
+                                 filter_string=f"tags.`birdplane.model_md5` = '{md5}'")[0]
+        info = mlflow.search_logged_models(filter_string=f"source_run_id = '{run.info.run_id}'",
+                                           experiment_ids=[run.info.experiment_id], output_format="list")[0]
+        store = Path(url2pathname(urlparse(info.artifact_location).path))
+        mlmodel = store / "MLmodel"
+        original = mlmodel.read_text()
+        marker = tmp_path / "ran"
+        (store / "code").mkdir()
+        (store / "code" / "evil_loader.py").write_text(
+            f"open({str(marker)!r}, 'w').close()\ndef _load_pyfunc(path):\n    raise SystemExit('evil')\n")
+        mlmodel.write_text(original.replace("loader_module: birdplane.serving", "loader_module: evil_loader")
+                           .replace("code: null", "code: code"))
+        try:
+            # the threat is real: MLflow's generic loader imports what the artifact names
+            with pytest.raises(SystemExit, match="evil"):
+                mlflow.pyfunc.load_model(f"models:/{info.model_id}")
+            assert marker.exists()
+            marker.unlink()
+            model = load_logged_model(f"models:/{info.model_id}")
+        finally:
+            mlmodel.write_text(original)
+            shutil.rmtree(store / "code")
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert not marker.exists()
+    tracked, _ = load_model(proj / "models/nll.pt")
+    x = torch.zeros(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(model(x), tracked(x))

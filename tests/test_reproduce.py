@@ -31,8 +31,9 @@ def test_compare_rules():
 
 
 def shrink(p):
-    p["train"]["variants"] = {"nll": {"hidden": [8], "loss": "nll"}, "mse": {"hidden": [8], "loss": "mse"},
-                              "small": {"hidden": [2], "loss": "nll"}}
+    p["train"]["variants"] = {"nll": {"hidden": [8], "activation": "tanh", "loss": "nll"},
+                              "mse": {"hidden": [8], "activation": "tanh", "loss": "mse"},
+                              "small": {"hidden": [2], "activation": "tanh", "loss": "nll"}}
     p["train"]["epochs"] = 1
     p["shift"]["max_shift"] = 2
     p["shift"]["summary_shift"] = 1

@@ -18,7 +18,8 @@ EXPECTED = {
     # the training augmentation: not the shift test (the sweep shares the train/ folder with them)
     "src/birdplane/train/augment.py": TRAIN | {"sweep"},
     "src/birdplane/train/engine.py": TRAIN | {"sweep"},
-    "src/birdplane/train/sweep.py": TRAIN | {"sweep"},  # the folder: one line in dvc.yaml
+    "src/birdplane/train/variant.py": TRAIN | {"sweep"},  # the folder: one line in dvc.yaml
+    "src/birdplane/sweep.py": {"sweep"},               # the sweep's own logic: not the variants
     "src/birdplane/metrics.py": {"evaluate"},
     "src/birdplane/inference.py": TRAIN | {"sweep", "evaluate", "shift-test"},
     "src/birdplane/report/document.py": {"report"},
@@ -70,11 +71,16 @@ def lock_the_code(project) -> None:
 
 
 def test_an_edit_stales_only_the_stages_that_run_the_file(tmp_path):
-    project = copy_project(tmp_path / "copy", ("dvc.yaml", "dvc.lock", "params.yaml", "src", "pipeline"))
+    project = copy_project(tmp_path / "copy", ("dvc.yaml", "dvc.lock", "params.yaml", "src", "pipeline", ".dvcignore"))
     subprocess.run([str(BIN / "dvc"), "init", "--no-scm", "-q"], cwd=project, check=True)
     lock_the_code(project)
     before = code_changes(project)
     assert not before, before
+    # Python's bytecode caches (a student's machine writes them on every import) are not code
+    for folder in ("src/birdplane/train/__pycache__", "src/birdplane/report/__pycache__"):
+        (project / folder).mkdir(exist_ok=True)
+        (project / folder / "engine.cpython-311.pyc").write_bytes(b"bytecode")
+    assert not code_changes(project), "a __pycache__ file made stages stale: .dvcignore must list it"
     for path, expected in EXPECTED.items():
         file = project / path
         original = file.read_bytes()

@@ -43,6 +43,12 @@ MAX_WIDTH = 65_536
 # float32 weights (twice that with the gradients), which a student laptop still trains. A bigger
 # model is refused while the params are read, before MLflow or torch do any work.
 MAX_PARAMETERS = 50_000_000
+# Activations of one batch (or of one evaluation chunk of EVAL_ROWS images), x3 for what backward
+# keeps: 4 GiB is what a student laptop can spare; the book's nets need a few MB.
+MAX_ACTIVATION_BYTES = 4 << 30
+EVAL_ROWS = 256  # birdplane.inference.EVAL_CHUNK
+# The sweep trains its seeds side by side: 3 x the book net is 4.7 M parameters.
+MAX_SWEEP_PARAMETERS = 4 * MAX_PARAMETERS
 IMAGE = (3, 32, 32)  # a CIFAR-10 image, as birdplane.models.build_model takes it
 MAX_MESSAGE_LINES = 20  # settings listed in one error; the rest are counted
 
@@ -318,6 +324,16 @@ def n_parameters(hidden: list[int], n_classes: int, channels: list[int] = ()) ->
     return count
 
 
+def activation_floats(hidden: list[int], n_classes: int, channels: list[int] = ()) -> int:
+    """Floats one image produces on its way through the net build_model makes: every convolution's
+    feature maps before the pool, every hidden layer, the outputs."""
+    count, side = 0, IMAGE[1]
+    for out in channels:
+        count += out * side * side
+        side //= 2
+    return count + sum(hidden) + n_classes
+
+
 class Params(_Strict):
     seed: Annotated[int, Field(ge=0, le=2**31 - 1)]
     data: DataConfig
@@ -365,6 +381,19 @@ class Params(_Strict):
             if n > MAX_PARAMETERS:
                 raise ValueError(f"{what} gives a model of {n:,} parameters ({n * 4 / 1e9:.1f} GB of float32 "
                                  f"weights), more than the limit of {MAX_PARAMETERS:,}: use fewer or narrower layers")
+        # memory beyond the weights: a batch's activations (a convnet's feature maps above all) and
+        # the sweep's seeds, which train side by side
+        for name, v in self.train.variants.items():
+            rows = max(v.batch_size or self.train.batch_size, EVAL_ROWS)
+            need = rows * activation_floats(v.hidden, n_classes, v.channels) * 4 * 3  # outputs, gradients, inputs
+            if need > MAX_ACTIVATION_BYTES:
+                raise ValueError(f"train.variants.{name}: a batch of {rows} images needs about {need / 2**30:.1f} GiB "
+                                 f"of activations, more than {MAX_ACTIVATION_BYTES / 2**30:.0f} GiB: use fewer or "
+                                 f"narrower layers or channels, or a smaller batch_size")
+        widest = max((n_parameters(h, n_classes, c) for h, c in models.values()), default=0)
+        if self.sweep.seeds * widest > MAX_SWEEP_PARAMETERS:
+            raise ValueError(f"sweep.seeds {self.sweep.seeds} x {widest:,} parameters train side by side: more "
+                             f"than {MAX_SWEEP_PARAMETERS:,} at once; use fewer seeds or narrower widths")
 
 
 def _describe(err: ValidationError, path: Path) -> str:

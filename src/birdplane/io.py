@@ -41,7 +41,9 @@ def process_alive(pid: int, since: float | None = None) -> bool:
     try:
         proc = psutil.Process(pid)
         return since is None or proc.create_time() <= since + 1
-    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
+    except psutil.AccessDenied:
+        return True  # another user's process: alive, and not ours to clean up after
+    except (psutil.NoSuchProcess, ValueError):
         return False
 
 
@@ -60,7 +62,8 @@ def remove_stale(folder: Path) -> list[Path]:
     return removed
 
 
-def _no_space(e: BaseException) -> bool:
+def no_space(e: BaseException) -> bool:
+    """Whether `e` is the file system saying it is full (or the user's quota is)."""
     return isinstance(e, OSError) and e.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
 
 
@@ -102,7 +105,7 @@ class Outputs:
         try:
             writer(self.path(dest))
         except OSError as e:
-            if _no_space(e):
+            if no_space(e):
                 raise OSError(e.errno, os.strerror(e.errno), str(dest)) from None
             raise
 
@@ -118,6 +121,23 @@ class Outputs:
 
 
 @contextmanager
+def _signals_held() -> Iterator[None]:
+    """Ctrl-C and SIGTERM wait until the renames are done (where the platform can hold signals):
+    a commit is never left half done."""
+    import signal
+
+    hold = getattr(signal, "pthread_sigmask", None)
+    if hold is None:
+        yield
+        return
+    previous = hold(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        hold(signal.SIG_SETMASK, previous)
+
+
+@contextmanager
 def outputs() -> Iterator[Outputs]:
     out = Outputs()
     try:
@@ -125,7 +145,8 @@ def outputs() -> Iterator[Outputs]:
     except BaseException:
         out._discard()
         raise
-    out._commit()
+    with _signals_held():
+        out._commit()
 
 
 def dumps_json(obj: Any) -> str:

@@ -104,16 +104,20 @@ def describe(cfg: ModelConfig) -> str:
     return f"{widths}, {act}, {HEADS[cfg.head].module}{extra}"
 
 
-def save_model(path: Path, model: nn.Module, cfg: ModelConfig) -> None:
-    """A state_dict plus the config that rebuilds it: loadable with torch.load(weights_only=True)."""
+def model_bytes(model: nn.Module, cfg: ModelConfig) -> bytes:
+    """A state_dict plus the config that rebuilds it, as a file's bytes: loadable with
+    torch.load(weights_only=True). Serialized in memory: given a path, torch.save names the zip's
+    folder after the file (a temporary name would change the bytes, and DVC's hash, every run), and
+    a full disk then fails in a plain write (OSError ENOSPC, reported with the path)."""
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    # into memory first: given a path, torch.save names the zip's folder after the file (a temporary
-    # name would change the bytes, and DVC's hash, every run), and a full disk then fails in a plain
-    # write (OSError ENOSPC, reported with the path) rather than deep in torch's zip writer
     buffer = io.BytesIO()
     torch.save({"config": cfg.to_dict(), "state_dict": state}, buffer)
+    return buffer.getvalue()
+
+
+def save_model(path: Path, model: nn.Module, cfg: ModelConfig) -> None:
     with Path(path).open("wb") as f:
-        f.write(buffer.getbuffer())
+        f.write(model_bytes(model, cfg))
 
 
 def load_model(path: Path, device: str | torch.device = "cpu") -> tuple[nn.Sequential, ModelConfig]:

@@ -6,12 +6,12 @@ to the heap setting used to re-run evaluate and shift-test for byte-identical ou
 from __future__ import annotations
 
 import ctypes
-import errno
 import signal
 import sys
 from typing import Callable
 
 from birdplane.errors import BirdplaneError
+from birdplane.io import no_space
 
 
 # glibc's mallopt parameters (malloc.h)
@@ -85,7 +85,7 @@ def run_stage(name: str, main: Callable[[], None]) -> None:
         print(f"stage {name} interrupted ({signal.Signals(signum).name}); no outputs were written", file=sys.stderr)
         sys.exit(128 + signum)
     except OSError as e:
-        if e.errno not in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        if not no_space(e):
             raise
         # shutil's copies name the source as filename and the destination as filename2
         target = getattr(e, "filename2", None) or e.filename

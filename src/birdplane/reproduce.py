@@ -35,7 +35,7 @@ from typing import Any, Iterator
 # None as tolerance: the key is not compared in this mode.
 Rule = tuple[str, float | None, float]
 CROSS_MACHINE: list[Rule] = [
-    (r"(^|\.)(source\.url)$", None, 0),                      # mirror or official URL: informational
+    (r"(^|\.)(source\.url)$", None, 0),  # results committed before the URL moved to logs/download.json
     (r"(^|\.)(best_epoch|best_val_accuracy|epochs_trained)(\.|$)", None, 0),  # argmax over a noisy curve
     (r"(^|\.)small_rule\.", None, 0),                        # a pick among noisy means: see the accuracies
     (r"(^|\.)(confusion_matrix|calibration_bins)\.", None, 0),  # per-cell counts: see the accuracies

@@ -1,8 +1,9 @@
 """Loading the models that the training stages log to MLflow, without pickle.
 
 A logged model is MLflow's pyfunc format around the stage's own model file (a state_dict plus
-the config that rebuilds it, birdplane.models.save_model) and this package's code. MLflow loads it
-through `_load_pyfunc` below; `load_logged_model` gives back the torch module itself:
+the config that rebuilds it, birdplane.models.save_model), loaded through `_load_pyfunc` below
+(this package must be installed). `load_logged_model` reads only the model file and gives back the
+torch module itself:
 
     from birdplane.serving import load_logged_model
     model = load_logged_model("models:/<model id>")      # the id: MLflow UI, the run's "Logged models"
@@ -13,6 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
+MODEL_FILE = "model.pt"  # in the logged model's data/ folder (birdplane.tracking.log_torch_model)
 
 
 def load_file(path: str | Path):
@@ -47,7 +50,14 @@ def _load_pyfunc(data_path: str) -> _PyfuncModel:
 
 
 def load_logged_model(model_uri: str):
-    """The torch module of a model a training stage logged (models:/<id>, runs:/<run>/model, ...)."""
-    import mlflow.pyfunc
+    """The torch module of a model a training stage logged (models:/<id>, runs:/<run>/model, ...).
 
-    return mlflow.pyfunc.load_model(model_uri).get_raw_model()
+    Safe with an untrusted store: only the model file is read, with torch.load(weights_only=True),
+    at the place this package's logging puts it (data/model.pt); nothing the artifact names is
+    imported or run, not its MLmodel's loader and not any code in it. (mlflow.pyfunc.load_model
+    imports the loader module the artifact's MLmodel names: like any MLflow model, for trusted
+    stores only.)"""
+    import mlflow.artifacts
+
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri))
+    return load_file(local / "data" / MODEL_FILE)

@@ -283,7 +283,7 @@ class SeedLogger:
 
 
 class SweepLogger:
-    """MLflow for the capacity sweep (birdplane.train.sweep's hooks): a nested run per configuration
+    """MLflow for the capacity sweep (birdplane.sweep's hooks): a nested run per configuration
     with its params, the mean accuracies per epoch and the final mean and std; `echo` gets each
     configuration's result (the stage prints a line)."""
 
@@ -321,16 +321,48 @@ def log_final(train_seconds: float, final: dict[str, Any]) -> None:
     mlflow.log_metrics({"train_seconds": train_seconds, **{f"final_{k}": float(x) for k, x in final.items()}})
 
 
-def add_to_variant_run(experiment: str, variant: str, run_id: str | None, *, metrics: dict[str, float],
-                       tags: dict[str, str], stage: str, documents: dict[str, Any] | None = None) -> None:
-    """Add a later stage's metrics (and JSON documents) to the variant's training run.
+MODEL_TAG = "birdplane.model_md5"  # which model file a training run produced (md5 of its bytes)
 
-    Without a run id, or when the store does not know it (a fresh store, a `dvc pull` on another
-    machine), a new run of the same name is started instead.
-    """
+
+def tag_model(model_file_bytes: bytes) -> None:
+    """Tag the active run with the md5 of the model file it produced (MODEL_TAG)."""
+    import hashlib
+
     import mlflow
 
-    with variant_run(experiment, variant, run_id=run_id, stage=stage, tags={"variant": variant, **tags}):
+    mlflow.set_tag(MODEL_TAG, hashlib.md5(model_file_bytes).hexdigest())
+
+
+def add_to_variant_run(experiment: str, variant: str, model_file: Path, *, metrics: dict[str, float],
+                       tags: dict[str, str], stage: str, documents: dict[str, Any] | None = None) -> None:
+    """Add a later stage's metrics (and JSON documents) to the training run that produced this model
+    file (found by the md5 tag the training stage set), without reopening it: its status and
+    owner tags stay the training's. Where the store has no such run (a fresh store, a `dvc pull` on
+    another machine), a new run of the variant's name gets them instead."""
+    import hashlib
+
+    import mlflow
+    from mlflow.entities import Metric, RunTag
+    from mlflow.tracking import MlflowClient
+
+    model_md5 = hashlib.md5(Path(model_file).read_bytes()).hexdigest()
+    exp_id = setup(experiment)
+    try:
+        found = mlflow.search_runs(experiment_ids=[exp_id], output_format="list", max_results=1,
+                                   order_by=["attributes.start_time DESC"],
+                                   filter_string=f"tags.`{MODEL_TAG}` = '{model_md5}' and tags.variant = '{variant}'")
+        if found:
+            client, run_id, now = MlflowClient(), found[0].info.run_id, int(time.time() * 1000)
+            client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+                             tags=[RunTag(k, str(v)) for k, v in tags.items()])
+            for name, doc in (documents or {}).items():
+                client.log_dict(run_id, doc, name)
+            return
+    except Exception as e:
+        if _is_tracking_failure(e):
+            raise _unreachable(tracking_uri(), e) from None
+        raise
+    with variant_run(experiment, variant, stage=stage, tags={"variant": variant, MODEL_TAG: model_md5, **tags}):
         mlflow.log_metrics(metrics)
         for name, doc in (documents or {}).items():
             mlflow.log_dict(doc, name)
@@ -340,10 +372,11 @@ def log_torch_model(model, cfg, example_input, name: str = "model") -> float:
     """Log the model as an MLflow pyfunc model (the state_dict plus its config, as the stage saves
     it), with a signature, an input example and pinned pip requirements; returns the seconds it took.
 
-    No pickle: the artifact holds a birdplane model file and this package's code, and loads through
-    birdplane.serving (`torch.load(weights_only=True)`, then build_model), so loading a model from a
-    shared tracking server cannot run code that someone put into a pickle. Should logging fail half
-    way (a full disk, a lost server, SIGTERM), the logged model and its partial artifacts are deleted.
+    No pickle and no code in the artifact: it holds a birdplane model file, which
+    birdplane.serving.load_logged_model reads with `torch.load(weights_only=True)` and build_model,
+    so loading a model from a shared tracking server runs nothing that someone uploaded. Should
+    logging fail half way (a full disk, a lost server, SIGTERM), the logged model and its partial
+    artifacts are deleted.
     """
     t0 = time.perf_counter()
     import tempfile
@@ -355,7 +388,6 @@ def log_torch_model(model, cfg, example_input, name: str = "model") -> float:
     from mlflow.models import infer_signature
     from mlflow.utils import requirements_utils
 
-    import birdplane
     from birdplane import serving
     from birdplane.models import save_model
 
@@ -370,11 +402,11 @@ def log_torch_model(model, cfg, example_input, name: str = "model") -> float:
     before = mlflow.last_logged_model()
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            model_file = Path(tmp) / "model.pt"
+            model_file = Path(tmp) / serving.MODEL_FILE
             save_model(model_file, model, cfg)
             mlflow.pyfunc.log_model(
                 name=name, loader_module="birdplane.serving", data_path=str(model_file),
-                code_paths=[str(Path(birdplane.__file__).parent)], signature=signature, input_example=example,
+                signature=signature, input_example=example,
                 pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}",
                                   f"numpy=={np.__version__}"])
     except BaseException:
