@@ -328,10 +328,9 @@ def split_tensors(split: Split, stats: dict, device) -> tuple["torch.Tensor", "t
 def load_tensors(data: Path, stats: Path, device) -> tuple[tuple, tuple, list[str], dict]:
     """The prepared data as the nets take it: ((train features, labels), (val features, labels),
     class names, the stats stage's metrics), normalized with that stage's mean and std."""
-    import json
+    from birdplane.io import read_json
 
-    with Path(stats).open(encoding="utf-8") as f:
-        stats_record = json.load(f)
+    stats_record = read_json(stats)
     train, val, classes = load_dataset(data)
     return (split_tensors(train, stats_record, device), split_tensors(val, stats_record, device), classes,
             stats_record)

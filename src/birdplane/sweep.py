@@ -10,16 +10,13 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-
 from birdplane.inference import final_metrics
 from birdplane.models import ModelConfig, build_model, describe, n_parameters
 from birdplane.summary import smallest_within_one_std, spread
 from birdplane.train import engine
 from birdplane.train.batched import train_many
-from birdplane.train.variant import best_of
+from birdplane.train.variant import Data, best_of
 
-Data = tuple[torch.Tensor, torch.Tensor]
 LOSS = "nll"  # the book's recipe
 SUMMARIZED = ("train_accuracy", "val_accuracy", "overfit_gap", "best_epoch", "epochs_trained")
 

@@ -81,6 +81,17 @@ def _is_tracking_failure(e: BaseException) -> bool:
     return isinstance(e, (MlflowException, RequestException, sqlalchemy.exc.SQLAlchemyError))
 
 
+@contextmanager
+def _store_errors(also: type[BaseException] | tuple = ()) -> Iterator[None]:
+    """Errors of the store, or of the connection to it, as one TrackingError line."""
+    try:
+        yield
+    except Exception as e:
+        if _is_tracking_failure(e) or isinstance(e, also):
+            raise _unreachable(tracking_uri(), e) from None
+        raise
+
+
 def _unreachable(uri: str, e: BaseException) -> TrackingError:
     own = f"sqlite:///{(project_root() / DB_NAME).as_posix()}"
     if uri.startswith(("http://", "https://")):
@@ -91,12 +102,15 @@ def _unreachable(uri: str, e: BaseException) -> TrackingError:
     return TrackingError(f"cannot use the MLflow tracking store {uri} ({_short(e)}): {fix}")
 
 
+_READY: dict[tuple[str, str], str] = {}  # (tracking URI, experiment) -> id, once per process
+
+
 def setup(experiment: str) -> str:
     """Point MLflow at the project's store, check that it answers, close the runs that killed
     processes left RUNNING, and return the experiment id (creating the experiment if needed).
 
     Stages call this first, before loading data or training, so that a store that is down costs
-    seconds, not a training."""
+    seconds, not a training. Later calls in the same process (a stage's runs) reuse the answer."""
     for var, value in HTTP_DEFAULTS.items():
         os.environ.setdefault(var, value)
     import logging
@@ -114,10 +128,12 @@ def setup(experiment: str) -> str:
     own_store = not os.environ.get("MLFLOW_TRACKING_URI")
     uri = tracking_uri(root)
     mlflow.set_tracking_uri(uri)
+    if (uri, experiment) in _READY:
+        return _READY[uri, experiment]
     # Parallel stages (`dvc queue start --jobs 2`) may meet a store that does not exist yet: one of
     # them creates the tables and the experiment while the others wait.
     lock = FileLock(root / f".{DB_NAME}.lock", timeout=300) if own_store else _no_lock()
-    try:
+    with _store_errors(also=OSError):
         with lock:
             exp = mlflow.get_experiment_by_name(experiment)
             if exp is None:
@@ -126,10 +142,7 @@ def setup(experiment: str) -> str:
             else:
                 exp_id = exp.experiment_id
         close_orphaned_runs(exp_id)
-    except Exception as e:
-        if _is_tracking_failure(e) or isinstance(e, OSError):
-            raise _unreachable(uri, e) from None
-        raise
+    _READY[(uri, experiment)] = exp_id
     return exp_id
 
 
@@ -162,11 +175,13 @@ def close_orphaned_runs(experiment_id: str) -> list[str]:
     return closed
 
 
-def _owner_tags(stage: str | None) -> dict[str, str]:
-    tags = {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
+def _run_tags(tags: dict[str, Any] | None, stage: str | None) -> dict[str, str]:
+    """The caller's tags as strings (None left out), plus which process has the run open."""
+    out = {k: str(v) for k, v in (tags or {}).items() if v is not None}
+    out |= {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
     if stage:
-        tags[STAGE_TAG] = stage
-    return tags
+        out[STAGE_TAG] = stage
+    return out
 
 
 def _end(status: str) -> None:
@@ -193,39 +208,21 @@ def _managed(run: Any) -> Iterator[Any]:
         if isinstance(e, Exception) and _is_tracking_failure(e):
             raise _unreachable(tracking_uri(), e) from None
         raise
-    try:
-        _end_finished()
-    except Exception as e:
-        raise _unreachable(tracking_uri(), e) from None
-
-
-def _end_finished() -> None:
     import mlflow
 
-    mlflow.end_run(status="FINISHED")
+    with _store_errors(also=Exception):
+        mlflow.end_run(status="FINISHED")
 
 
 @contextmanager
-def variant_run(experiment: str, variant: str, *, run_id: str | None = None, stage: str | None = None,
+def variant_run(experiment: str, variant: str, *, stage: str | None = None,
                 tags: dict[str, Any] | None = None) -> Iterator[Any]:
-    """Start (or resume, with run_id) the variant's run; it ends FINISHED, KILLED (interrupted)
-    or FAILED (any other error)."""
+    """Start the variant's run; it ends FINISHED, KILLED (interrupted) or FAILED (any other error)."""
     import mlflow
 
     exp_id = setup(experiment)
-    if run_id is not None:
-        try:
-            mlflow.get_run(run_id)
-        except Exception:
-            run_id = None  # the store was reset or this is another machine: start a fresh run
-    kwargs = {"run_id": run_id} if run_id else {"experiment_id": exp_id, "run_name": variant}
-    all_tags = {**{k: str(v) for k, v in (tags or {}).items() if v is not None}, **_owner_tags(stage)}
-    try:
-        run = mlflow.start_run(**kwargs, tags=all_tags)
-    except Exception as e:
-        if _is_tracking_failure(e):
-            raise _unreachable(tracking_uri(), e) from None
-        raise
+    with _store_errors():
+        run = mlflow.start_run(experiment_id=exp_id, run_name=variant, tags=_run_tags(tags, stage))
     with _managed(run):
         yield run
 
@@ -237,8 +234,7 @@ def nested_run(name: str, *, stage: str | None = None, tags: dict[str, Any] | No
 
     parent = mlflow.active_run()
     run = mlflow.start_run(run_name=name, nested=True, experiment_id=parent.info.experiment_id,
-                           tags={**{k: str(v) for k, v in (tags or {}).items() if v is not None},
-                                 **_owner_tags(stage)})
+                           tags=_run_tags(tags, stage))
     with _managed(run):
         yield run
 
@@ -279,7 +275,7 @@ class SeedLogger:
         import mlflow
 
         if seed != self.first:
-            mlflow.log_metrics({f"final_{k}": float(x) for k, x in final.items()})
+            mlflow.log_metrics(_final(final))
 
 
 class SweepLogger:
@@ -318,7 +314,11 @@ def log_final(train_seconds: float, final: dict[str, Any]) -> None:
     """The training time and the final metrics (final_*) of the active run."""
     import mlflow
 
-    mlflow.log_metrics({"train_seconds": train_seconds, **{f"final_{k}": float(x) for k, x in final.items()}})
+    mlflow.log_metrics({"train_seconds": train_seconds, **_final(final)})
+
+
+def _final(final: dict[str, Any]) -> dict[str, float]:
+    return {f"final_{k}": float(x) for k, x in final.items()}
 
 
 MODEL_TAG = "birdplane.model_md5"  # which model file a training run produced (md5 of its bytes)
@@ -347,7 +347,7 @@ def add_to_variant_run(experiment: str, variant: str, model_file: Path, *, metri
 
     model_md5 = hashlib.md5(Path(model_file).read_bytes()).hexdigest()
     exp_id = setup(experiment)
-    try:
+    with _store_errors():
         found = mlflow.search_runs(experiment_ids=[exp_id], output_format="list", max_results=1,
                                    order_by=["attributes.start_time DESC"],
                                    filter_string=f"tags.`{MODEL_TAG}` = '{model_md5}' and tags.variant = '{variant}'")
@@ -358,10 +358,6 @@ def add_to_variant_run(experiment: str, variant: str, model_file: Path, *, metri
             for name, doc in (documents or {}).items():
                 client.log_dict(run_id, doc, name)
             return
-    except Exception as e:
-        if _is_tracking_failure(e):
-            raise _unreachable(tracking_uri(), e) from None
-        raise
     with variant_run(experiment, variant, stage=stage, tags={"variant": variant, MODEL_TAG: model_md5, **tags}):
         mlflow.log_metrics(metrics)
         for name, doc in (documents or {}).items():

@@ -2,16 +2,11 @@
 figures drawn from them."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+from birdplane.io import read_json as _json
 from birdplane.report.findings import Inputs, Variant
-
-
-def _json(path: Path) -> Any:
-    with path.open(encoding="utf-8") as f:
-        return json.load(f)
 
 
 def _optional(path: Path) -> Any:

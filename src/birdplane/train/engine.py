@@ -14,11 +14,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from birdplane.inference import loss_and_accuracy
 from birdplane.errors import BirdplaneError
+from birdplane.inference import LossFn, loss_and_accuracy
 from birdplane.losses import LOSSES
-
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 class TrainingDiverged(BirdplaneError):
     """The loss became NaN or infinite."""
