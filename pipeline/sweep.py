@@ -1,11 +1,13 @@
-"""Stage `sweep`: the capacity sweep behind homework task 2 (birdplane.sweep): the book's recipe
-on every width of `sweep.widths`, the deep net and the book net with each regularizer, several
-seeds each, trained K at a time.
+"""Stage `sweep`: the capacity sweep behind homework task 2 and the learning-rate study behind
+task 1 (birdplane.sweep): the book's recipe on every width of `sweep.widths`, the deep net and the
+book net with each regularizer, and the book net with each loss at each learning rate; several seeds
+each, trained K at a time, no recipe twice.
 
 Reads params `seed`, `train.device`, `train.batch_size`, `train.lr`, `train.train_metrics`,
 `sweep.*`, `mlflow.experiment`. Writes mean and std over seeds per configuration
-(metrics/sweep.json, plots/sweep/capacity.csv), every seed's result (plots/sweep/runs.csv) and the
-rule's pick for the `small` variant; one MLflow run `sweep` with a nested run per configuration.
+(metrics/sweep.json, plots/sweep/capacity.csv), every seed's result (plots/sweep/runs.csv), every
+epoch of every trained seed (plots/sweep/curves.csv) and the rule's pick for the `small` variant;
+one MLflow run `sweep` with a nested run per configuration.
 """
 import time
 
@@ -15,7 +17,7 @@ from birdplane.process import run_stage
 
 def main() -> None:
     args = parser(__doc__, {"data": "the prepared images (.npz)", "stats": "metrics/stats.json (mean, std)",
-                            "metrics": "metrics/sweep.json", "plots": "folder for capacity.csv and runs.csv",
+                            "metrics": "metrics/sweep.json", "plots": "folder for the sweep's CSV files",
                             "log": "timings, run id, provenance (.json)"}).parse_args()
     t_start = time.perf_counter()
 
@@ -36,28 +38,35 @@ def main() -> None:
     tags = {"dvc_stage": "sweep", "git_commit": tracking.git_commit(), "data_md5": stats.get("source", {}).get("md5"),
             "variant": "sweep"}
 
-    def echo(config, r, seconds):
-        print(f"[sweep] {config.name:16s} {r['n_parameters']:>9,d} params  train {r['train_accuracy']['mean']:.4f}"
-              f"  val {r['val_accuracy']['mean']:.4f} ± {r['val_accuracy']['std']:.4f}"
-              f"  gap {r['overfit_gap']['mean']:.4f} ± {r['overfit_gap']['std']:.4f}  ({seconds:.1f} s)", flush=True)
+    def echo(c, r, seconds):
+        if "diverged" in r:
+            what = f"diverged at epoch {r['diverged']['epoch']}"
+        else:
+            v, gap = r["val_accuracy"], r["overfit_gap"]
+            what = (f"train {r['train_accuracy']['mean']:.4f}  val {v['mean']:.4f} ± {v['std']:.4f}  "
+                    f"gap {gap['mean']:.4f} ± {gap['std']:.4f}")
+        origin = "".join(f"  {words} {r[key]}" for key, words in (("same_as", "same as"), ("read_from", "read from"))
+                         if key in r)
+        print(f"[sweep] {c.name:16s} {r['n_parameters']:>9,d} params  {what}  ({seconds:.1f} s){origin}", flush=True)
 
     with tracking.variant_run(params.mlflow.experiment, "sweep", stage="sweep", tags=tags) as run:
         import mlflow
 
         mlflow.log_params({"seeds": sw.seeds, "epochs": sw.epochs, "widths": sw.widths, "deep": sw.deep,
-                           "base_width": sw.base_width, "lr": params.train.lr, "batch_size": params.train.batch_size})
-        results, rows, timings = run_sweep(sw, train, val, seeds=seeds, n_classes=len(classes), lr=params.train.lr,
-                                           batch_size=params.train.batch_size,
-                                           train_metrics=params.train.train_metrics,
-                                           hooks=tracking.SweepLogger(tags, echo))
-        metrics = sweep_metrics(sw, seeds, results)
+                           "base_width": sw.base_width, "lr": params.train.lr, "batch_size": params.train.batch_size,
+                           "losses": sw.losses, "learning_rates": sw.learning_rates})
+        done = run_sweep(sw, train, val, seeds=seeds, n_classes=len(classes), lr=params.train.lr,
+                         batch_size=params.train.batch_size, train_metrics=params.train.train_metrics,
+                         hooks=tracking.SweepLogger(tags, echo))
+        results, metrics = done.results, sweep_metrics(sw, seeds, done.results)
         with outputs() as out:
             out.write_json(args.metrics, metrics)
             out.write_csv(args.plots / "capacity.csv", capacity_rows(results), float_format="%.6f")
-            out.write_csv(args.plots / "runs.csv", rows, float_format="%.6f")
+            out.write_csv(args.plots / "runs.csv", done.rows, float_format="%.6f")
+            out.write_csv(args.plots / "curves.csv", done.curves, float_format="%.6f")
             mlflow.log_dict(metrics, "sweep.json")
             mlflow.set_tags({"small_pick": metrics["small_rule"]["pick"]})
-            out.write_json(args.log, {"mlflow_run_id": run.info.run_id, "seconds": timings,
+            out.write_json(args.log, {"mlflow_run_id": run.info.run_id, "seconds": done.seconds,
                                       "stage_seconds": time.perf_counter() - t_start,
                                       **provenance.record(str(device), tags["git_commit"])})
     pick = metrics["small_rule"]

@@ -1,9 +1,10 @@
 """Stage `train@<variant>`: train one variant of `train.variants` and record its per-epoch history.
 
 Reads params `seed`, `train.device`, `train.engine`, `train.train_metrics`, `train.epochs`,
-`train.batch_size`, `train.lr`, `train.seeds`, `train.variants.<variant>`, `mlflow.experiment`.
-With several seeds every seed trains its own model; the first seed's model is the variant's
-model (saved, evaluated, shift-tested), the metrics add mean and std over all seeds.
+`train.batch_size`, `train.lr`, `train.seeds`, `train.variants.<variant>`, `evaluate.calibration_bins`,
+`mlflow.experiment`. With several seeds every seed trains its own model; the first seed's model is
+the variant's model (saved, evaluated, shift-tested), the metrics add mean and std over all seeds
+and each seed's figures, the plot is the mean curve and the seed curves are each seed's.
 """
 import time
 
@@ -14,7 +15,9 @@ from birdplane.process import run_stage
 def main() -> None:
     ap = parser(__doc__, {"data": "the prepared images (.npz)", "stats": "metrics/stats.json (mean, std)",
                           "model": "the model file", "metrics": "final metrics (.json)",
-                          "plot": "per-epoch history (.csv)", "train-log": "timings, run id, provenance (.json)"})
+                          "plot": "per-epoch history, the mean over the seeds (.csv)",
+                          "seed-curves": "per-epoch history of every seed (.csv)",
+                          "train-log": "timings, run id, provenance (.json)"})
     ap.add_argument("--variant", required=True, help="a key of train.variants")
     args = ap.parse_args()
     t_start = time.perf_counter()
@@ -30,12 +33,14 @@ def main() -> None:
     from birdplane.io import outputs
     from birdplane.models import describe, model_bytes
     from birdplane.train import engine
-    from birdplane.train.variant import history_rows, model_config, train_variant, variant_metrics
+    from birdplane.train.variant import (mean_rows, model_config, seed_rows, side_by_side, train_variant,
+                                         variant_metrics)
 
     device = engine.resolve_device(params.train.device)
     train, val, classes, stats = load_tensors(args.data, args.stats, device)
     cfg = model_config(recipe, len(classes))
     seeds = [params.seed + i for i in range(recipe.seeds)]
+    fused = params.train.engine == "fused"
     stage, v = f"train@{args.variant}", args.variant
     tags = {"variant": v, "dvc_stage": stage, "git_commit": tracking.git_commit(),
             "data_md5": stats.get("source", {}).get("md5"), "model": describe(cfg)}
@@ -49,20 +54,23 @@ def main() -> None:
 
     with tracking.variant_run(params.mlflow.experiment, v, stage=stage, tags=tags) as run:
         t_train = time.perf_counter()
-        runs = train_variant(recipe, cfg, train, val, seeds=seeds, fused=params.train.engine == "fused",
+        runs = train_variant(recipe, cfg, train, val, seeds=seeds, fused=fused,
                              train_metrics=params.train.train_metrics,
                              hooks=tracking.SeedLogger(v, stage, seeds, run_params, tags, echo))
         train_seconds = time.perf_counter() - t_train
         first = runs[0]
         log = {"variant": v, "mlflow_run_id": run.info.run_id, "mlflow_experiment": params.mlflow.experiment,
                "train_seconds": train_seconds, "seconds_per_epoch": train_seconds / sum(len(r.history) for r in runs),
+               "side_by_side": side_by_side(recipe, cfg, fused, len(seeds)),
                **provenance.record(str(device), tags["git_commit"])}
         blob = model_bytes(first.model, cfg)
         with outputs() as out:
             out.write_bytes(args.model, blob)
             tracking.tag_model(blob)  # evaluate and shift-test find this run by the model file's md5
-            out.write_json(args.metrics, variant_metrics(recipe, cfg, runs))
-            out.write_csv(args.plot, history_rows(first.history), float_format="%.6f")
+            out.write_json(args.metrics, variant_metrics(recipe, cfg, runs, train, val,
+                                                         params.evaluate.calibration_bins))
+            out.write_csv(args.plot, mean_rows(runs), float_format="%.6f")
+            out.write_csv(args.seed_curves, seed_rows(runs), float_format="%.6f")
             # two images: the signature then shows a batch dimension
             log["model_log_seconds"] = tracking.log_torch_model(first.model, cfg, val[0][:2].reshape(2, 3, 32, 32))
             tracking.log_final(train_seconds, first.final)

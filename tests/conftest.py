@@ -96,7 +96,8 @@ TINY_TRAIN = {"epochs": 2, "batch_size": 16}
 VARIANTS = ("nll", "mse", "small", "augmented", "cnn")
 TINY_SWEEP = {"seeds": 2, "epochs": 2, "widths": [2, 8], "deep": [16, 8], "base_width": 8,
               "regularizers": {"weight_decay": {"weight_decay": 0.002}, "dropout": {"dropout": 0.5},
-                               "early_stopping": {"patience": 1}}}
+                               "early_stopping": {"patience": 1}},
+              "losses": ["nll", "mse"], "learning_rates": [0.01, 0.1]}
 
 
 def copy_project(dest: Path, items=("dvc.yaml", "params.yaml", "pipeline", "src", ".gitignore")) -> Path:

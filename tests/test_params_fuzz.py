@@ -104,7 +104,7 @@ def unreadable_cases() -> list[Case]:
         Case("two documents", text + b"---\n" + text, names="single document"),
         Case("a 5,000-digit number", b"seed: " + b"9" * 5000 + b"\n", names="cannot read this value"),
         Case("an impossible date", b"seed: 2024-02-30\n", names="cannot read this value"),
-        Case("unclosed flow mapping", text.split(b"activation: tanh, loss: mse}")[0], names="not valid YAML"),
+        Case("unclosed flow mapping", text.split(b"activation: tanh, loss: mse, seeds: 3}")[0], names="not valid YAML"),
         Case("empty file", b"", names="is empty"),
         Case("only comments", b"# seed: 0\n# train: {}\n", names="is empty"),
         Case("a list at top level", b"- seed: 0\n- train: {epochs: 3}\n", names="must be a mapping"),

@@ -39,6 +39,15 @@ def test_every_stage_wrote_its_outputs(pipeline):
         lines = (proj / f"plots/train/{v}.csv").read_text().splitlines()
         assert lines[0] == "epoch,train_loss,train_accuracy,val_loss,val_accuracy"
         assert len(lines) == 1 + TINY_TRAIN["epochs"]
+        # every seed's curve; the plot above is their mean (params.yaml: 3 seeds for nll, mse, small)
+        seeds = t.get("seeds", {}).get("seeds", [0])
+        assert len(seeds) == (3 if v in ("nll", "mse", "small") else 1)
+        per_seed = (proj / f"plots/train/seeds/{v}.csv").read_text().splitlines()
+        assert per_seed[0] == "seed," + lines[0] and len(per_seed) == 1 + len(seeds) * TINY_TRAIN["epochs"]
+        if len(seeds) == 1:
+            assert [row[2:] for row in per_seed[1:]] == lines[1:]
+        else:
+            assert [r["seed"] for r in t["seeds"]["runs"]] == seeds and "val_ece" in t["seeds"]
         blob = torch.load(proj / f"models/{v}.pt", weights_only=True)
         assert set(blob) == {"config", "state_dict"}
         # shift-test: shift 0 is exactly the evaluated validation accuracy; rings 0..k
@@ -72,6 +81,10 @@ def test_metrics_show_lists_every_variant(pipeline):
     for v in VARIANTS:
         for kind in ("eval/confusion", "eval/calibration", "shift/by_shift", "shift/grid"):
             assert f"plots/{kind}/{v}.csv" in shown, sorted(shown)
+
+
+def _tags(run: dict) -> dict[str, str]:
+    return {t["key"]: t["value"] for t in run["data"].get("tags", [])}
 
 
 def _rest(base, path, body=None):
@@ -109,13 +122,19 @@ def mlflow_server(pipeline):
 def test_mlflow_rest_api_has_one_run_per_variant(pipeline, mlflow_server):
     proj, _ = pipeline
     exp = _rest(mlflow_server, "experiments/get-by-name?experiment_name=birdplane")["experiment"]
-    runs = _rest(mlflow_server, "runs/search", {"experiment_ids": [exp["experiment_id"]],
-                                                "filter": "tags.dvc_stage LIKE 'train@%'"})["runs"]
+    trained = _rest(mlflow_server, "runs/search", {"experiment_ids": [exp["experiment_id"]],
+                                                   "filter": "tags.dvc_stage LIKE 'train@%'"})["runs"]
+    runs = [r for r in trained if "mlflow.parentRunId" not in _tags(r)]
     by_name = {r["info"]["run_name"]: r for r in runs}
     assert sorted(by_name) == sorted(VARIANTS) and len(runs) == len(VARIANTS)
+    # the further seeds of nll, mse and small: child runs of their variant's run
+    children = sorted((r["info"]["run_name"], r["info"]["status"], _tags(r)["mlflow.parentRunId"])
+                      for r in trained if r not in runs)
+    assert children == [(f"{v}-seed{s}", "FINISHED", by_name[v]["info"]["run_id"])
+                        for v in ("mse", "nll", "small") for s in (1, 2)]
     for v, run in by_name.items():
         assert run["info"]["status"] == "FINISHED"
-        tags = {t["key"]: t["value"] for t in run["data"]["tags"]}
+        tags = _tags(run)
         assert tags["variant"] == v and tags["dvc_stage"] == f"train@{v}" and len(tags["data_md5"]) == 32
         assert "git_commit" in tags
         params = {p["key"]: p["value"] for p in run["data"]["params"]}
@@ -147,8 +166,9 @@ def test_logged_model_reproduces_val_accuracy(pipeline, mlflow_server):
         _, val, _ = load_dataset(proj / "data/prepared/dataset.npz")
         x = to_features(val.images, stats["mean"], stats["std"], torch.device("cpu")).reshape(-1, 3, 32, 32)
         for v in VARIANTS:
-            run = mlflow.search_runs([exp.experiment_id], filter_string=f"tags.variant = '{v}'",
-                                     output_format="list")[0]
+            run = next(r for r in mlflow.search_runs([exp.experiment_id], filter_string=f"tags.variant = '{v}'",
+                                                     output_format="list")
+                       if "mlflow.parentRunId" not in r.data.tags)  # the variant's run, not a further seed's
             model_info = mlflow.search_logged_models(experiment_ids=[exp.experiment_id],
                                                      filter_string=f"source_run_id = '{run.info.run_id}'",
                                                      output_format="list")[0]
@@ -182,12 +202,17 @@ def test_dvc_exp_run_with_set_param(pipeline):
     proj, env = pipeline
     import mlflow
     mlflow.set_tracking_uri(f"sqlite:///{proj}/mlflow.db")
+
+    def variant_runs():  # the variants' own runs, not the seeds' child runs
+        return [r for r in mlflow.search_runs(experiment_names=["birdplane"], output_format="list",
+                                              filter_string="tags.dvc_stage LIKE 'train@%'")
+                if "mlflow.parentRunId" not in r.data.tags]
+
     try:
-        trained = "tags.dvc_stage LIKE 'train@%'"
-        before = len(mlflow.search_runs(experiment_names=["birdplane"], output_format="list", filter_string=trained))
+        before = len(variant_runs())
         r = dvc(proj, env, "exp", "run", "--temp", "-S", "train.epochs=1", "-n", "one-epoch")
         assert r.returncode == 0, r.stdout + r.stderr
-        runs = mlflow.search_runs(experiment_names=["birdplane"], output_format="list", filter_string=trained)
+        runs = variant_runs()
     finally:
         mlflow.set_tracking_uri(None)
     assert len(runs) == before + len(VARIANTS)  # one new run per variant, in the project's store
@@ -241,7 +266,12 @@ def test_sweep_summarises_every_configuration_over_seeds(pipeline):
     proj, env = pipeline
     sweep = read_json(proj / "metrics/sweep.json")
     cfgs = sweep["configs"]
-    assert list(cfgs) == ["w2", "w8", "deep", "weight_decay", "dropout", "early_stopping"]
+    assert list(cfgs) == ["w2", "w8", "deep", "nll_lr0.01", "nll_lr0.1", "mse_lr0.01", "mse_lr0.1", "weight_decay",
+                          "dropout", "early_stopping"]
+    # base_width 8 at train.lr is w8: not trained again, nor for early stopping
+    assert cfgs["nll_lr0.01"]["same_as"] == "w8" and cfgs["early_stopping"]["read_from"] == "w8"
+    curves = pd.read_csv(proj / "plots/sweep/curves.csv")
+    assert sorted(set(curves["config"])) == sorted(set(cfgs) - {"nll_lr0.01", "early_stopping"})
     runs = pd.read_csv(proj / "plots/sweep/runs.csv")
     assert len(runs) == len(cfgs) * TINY_SWEEP["seeds"]
     for name, c in cfgs.items():
@@ -254,6 +284,8 @@ def test_sweep_summarises_every_configuration_over_seeds(pipeline):
     assert cfgs["dropout"]["dropout"] == 0.5 and cfgs["early_stopping"]["patience"] == 1
     assert cfgs["weight_decay"]["n_parameters"] == cfgs["w8"]["n_parameters"]  # base_width 8
     assert sweep["small_rule"]["pick"] in ("w2", "w8", "deep")
+    assert list(pd.read_csv(proj / "plots/sweep/capacity.csv")["config"]) == \
+        ["w2", "w8", "deep", "weight_decay", "dropout", "early_stopping"]
     header = (proj / "plots/sweep/capacity.csv").read_text().splitlines()[0]
     assert header.startswith("config,kind,n_parameters,train_accuracy_mean,train_accuracy_std,val_accuracy_mean")
     shown = json.loads(dvc(proj, env, "metrics", "show", "--json", check=True).stdout)
@@ -283,7 +315,7 @@ def test_several_seeds_give_mean_and_std(pipeline, tmp_path):
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(p))
     store = f"sqlite:///{tmp_path}/mlflow.db"  # a store of its own: the shared one keeps one run per variant
     out = {f: str(tmp_path / n) for f, n in (("--model", "m.pt"), ("--metrics", "m.json"), ("--plot", "h.csv"),
-                                             ("--train-log", "log.json"))}
+                                             ("--seed-curves", "s.csv"), ("--train-log", "log.json"))}
     r = run_stage_with(proj, {**env, "MLFLOW_TRACKING_URI": store}, "train.py", "--variant", "small", "--params",
                        str(tmp_path / "p.yaml"), *[x for kv in out.items() for x in kv])
     assert r.returncode == 0, r.stderr
@@ -291,7 +323,16 @@ def test_several_seeds_give_mean_and_std(pipeline, tmp_path):
     s = m["seeds"]
     assert s["seeds"] == [0, 1, 2] and s["val_accuracy"]["n"] == 3 and len(s["overfit_gap"]["values"]) == 3
     assert s["val_accuracy"]["values"][0] == m["val_accuracy"]
-    assert m["val_accuracy"] == read_json(proj / "metrics/train/small.json")["val_accuracy"]  # seed 0 = one-seed run
+    assert m["val_accuracy"] == read_json(proj / "metrics/train/small.json")["val_accuracy"]  # the pipeline's seed 0
+    assert [r["seed"] for r in s["runs"]] == [0, 1, 2] and s["val_ece"]["n"] == 3
+    assert read_json(tmp_path / "log.json")["side_by_side"]  # 3072-8-2: the seeds train at once
+    import pandas as pd
+
+    curves, mean = pd.read_csv(tmp_path / "s.csv"), pd.read_csv(tmp_path / "h.csv")
+    assert len(curves) == 3 * TINY_TRAIN["epochs"] and sorted(set(curves["seed"])) == [0, 1, 2]
+    by_epoch = curves.groupby("epoch")[["train_loss", "val_accuracy"]].mean().reset_index()
+    assert mean["val_accuracy"].tolist() == pytest.approx(by_epoch["val_accuracy"].tolist(), abs=2e-6)
+    assert mean["train_loss"].tolist() == pytest.approx(by_epoch["train_loss"].tolist(), abs=2e-6)
     mlflow.set_tracking_uri(store)
     try:
         parent = read_json(tmp_path / "log.json")["mlflow_run_id"]
@@ -299,7 +340,8 @@ def test_several_seeds_give_mean_and_std(pipeline, tmp_path):
                                     filter_string=f"tags.mlflow.parentRunId = '{parent}'")
     finally:
         mlflow.set_tracking_uri(None)
-    assert sorted(r.info.run_name for r in nested) == ["small-seed1", "small-seed2"]
+    assert sorted((r.info.run_name, r.info.status) for r in nested) == [("small-seed1", "FINISHED"),
+                                                                          ("small-seed2", "FINISHED")]
 
 
 def run_stage_with(project, env, script, *args):

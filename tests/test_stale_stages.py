@@ -20,7 +20,7 @@ EXPECTED = {
     "src/birdplane/train/engine.py": TRAIN | {"sweep"},
     "src/birdplane/train/variant.py": TRAIN | {"sweep"},  # the folder: one line in dvc.yaml
     "src/birdplane/sweep.py": {"sweep"},               # the sweep's own logic: not the variants
-    "src/birdplane/metrics.py": {"evaluate"},
+    "src/birdplane/metrics.py": TRAIN | {"evaluate"},  # calibration: each seed's val_ece
     "src/birdplane/inference.py": TRAIN | {"sweep", "evaluate", "shift-test"},
     "src/birdplane/report/document.py": {"report"},
     "src/birdplane/report/lang/de.toml": {"report"},

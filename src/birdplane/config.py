@@ -244,15 +244,28 @@ class SweepConfig(_Strict):
     epochs: Annotated[int, Field(ge=1, le=10_000)]
     widths: Annotated[list[Width], Field(max_length=32)]
     deep: Annotated[list[Width], Field(max_length=8)]
-    base_width: Width   # the net the regularizers are tried on (the book's)
+    base_width: Width   # the net the regularizers and the learning-rate study are tried on (the book's)
     regularizers: dict[str, Regularizers]
+    # the learning-rate study: the book net with each loss (a name in birdplane.losses) at each
+    # learning rate; 10 is 1000x the book's 0.01, a bound against typos (1e2 for 1e-2)
+    losses: Annotated[list[str], Field(max_length=8)]
+    learning_rates: Annotated[list[Annotated[float, Field(gt=0, le=10)]], Field(max_length=16)]
 
-    @field_validator("widths")
+    @field_validator("widths", "learning_rates")
     @classmethod
-    def _sorted(cls, widths: list[int]) -> list[int]:
-        if widths != sorted(set(widths)):
-            raise ValueError("list the widths once each, smallest first")
-        return widths
+    def _sorted(cls, values: list, info) -> list:
+        if values != sorted(set(values)):
+            raise ValueError(f"list the {info.field_name.replace('_', ' ')} once each, smallest first")
+        return values
+
+    @field_validator("losses")
+    @classmethod
+    def _known_losses(cls, losses: list[str]) -> list[str]:
+        from birdplane.losses import LOSSES
+
+        if len(set(losses)) != len(losses):
+            raise ValueError("lists a loss twice")
+        return [_one_of(name, LOSSES) for name in losses]
 
     @field_validator("regularizers")
     @classmethod
@@ -374,7 +387,7 @@ class Params(_Strict):
         models |= {f"sweep.widths entry {w}": ([w], []) for w in self.sweep.widths}
         if self.sweep.deep:
             models[f"sweep.deep {self.sweep.deep}"] = (self.sweep.deep, [])
-        if self.sweep.regularizers:
+        if self.sweep.regularizers or (self.sweep.losses and self.sweep.learning_rates):
             models[f"sweep.base_width {self.sweep.base_width}"] = ([self.sweep.base_width], [])
         for what, (hidden, channels) in models.items():
             n = n_parameters(hidden, n_classes, channels)

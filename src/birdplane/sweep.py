@@ -1,38 +1,80 @@
-"""The capacity sweep behind homework task 2: the book's recipe (tanh MLP, NLLLoss, SGD on
-minibatches) on every width of `sweep.widths`, the deep net (`sweep.deep`) and the book net
-(`sweep.base_width`) with each of `sweep.regularizers`, `sweep.seeds` seeds each. The seeds of one
-configuration train at once (birdplane.train.batched). Tracking stays outside, in `hooks`.
+"""The sweep behind homework tasks 2 and 1: the book's recipe (tanh MLP, NLLLoss, SGD on minibatches)
+on every width of `sweep.widths`, the deep net (`sweep.deep`) and the book net (`sweep.base_width`)
+with each of `sweep.regularizers`; and the learning-rate study: the book net with each loss of
+`sweep.losses` at each of `sweep.learning_rates`. `sweep.seeds` seeds each, trained at once
+(birdplane.train.batched), all for `sweep.epochs` epochs.
+
+Nothing is trained twice: a configuration equal to an earlier one (same net, loss, learning rate and
+regularizers) gets that one's result (`same_as`), and one that differs from an earlier one only by
+early stopping is read off that one's training (`read_from`; engine.EarlyStop watches it without
+stopping). In the learning-rate study a loss that becomes NaN is a result (`diverged`), not a crash.
+Tracking stays outside, in `hooks`.
 """
 from __future__ import annotations
 
+import copy
 import time
+from collections import defaultdict
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from birdplane.inference import final_metrics
-from birdplane.models import ModelConfig, build_model, describe, n_parameters
+from birdplane.config import n_parameters
+from birdplane.inference import final_metrics, logit_gradients
+from birdplane.models import ModelConfig, build_model, describe, head_for
 from birdplane.summary import smallest_within_one_std, spread
 from birdplane.train import engine
 from birdplane.train.batched import train_many
 from birdplane.train.variant import Data, best_of
 
-LOSS = "nll"  # the book's recipe
+LOSS = "nll"  # the book's recipe: the widths, the deep net and the regularizers
 SUMMARIZED = ("train_accuracy", "val_accuracy", "overfit_gap", "best_epoch", "epochs_trained")
+CURVE = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")  # engine.EpochStats less the seconds
+# the loss gradient on the training images the model gets wrong (inference.logit_gradients), per seed
+GRADIENTS = {"misclassified": "grad_misclassified", "confidently_wrong": "grad_confidently_wrong",
+             "share_confidently_wrong": "share_confidently_wrong"}
 
 
 @dataclass(frozen=True)
 class Configuration:
     name: str
-    kind: str                 # width, deep or regularizer
+    kind: str                 # width, deep, lr (the learning-rate study) or regularizer
     hidden: tuple[int, ...]
+    loss: str
+    lr: float
     dropout: float = 0.0
     weight_decay: float = 0.0
     patience: int | None = None
 
+    @property
+    def recipe(self) -> tuple:
+        """What its training depends on besides the seeds and the length: equal recipes, equal results."""
+        return self.hidden, self.loss, self.lr, self.dropout, self.weight_decay, self.patience
+
+
+@dataclass(frozen=True)
+class Step:
+    """How the sweep gets one configuration's result."""
+    config: Configuration
+    same_as: str | None = None    # an equal configuration before it, whose result it is
+    read_from: str | None = None  # trained before without early stopping: its training is read
+    watch: tuple[int, ...] = ()   # patiences read off this configuration's training
+
+
+@dataclass
+class SweepRun:
+    """run_sweep's results: per configuration the summary over seeds (metrics/sweep.json), one row
+    per configuration and seed (runs.csv), one per trained configuration, seed and epoch
+    (curves.csv), and the seconds per configuration."""
+    results: dict[str, dict[str, Any]] = field(default_factory=dict)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    curves: list[dict[str, Any]] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
 
 class Hooks:
-    """What a caller may watch; every method does nothing here."""
+    """What a caller may watch; every method does nothing here. `end` comes inside the
+    configuration's scope, or after it where the training diverged (the error left the scope)."""
 
     def scope(self, config: Configuration, params: dict[str, Any]) -> AbstractContextManager:
         return nullcontext()
@@ -44,50 +86,150 @@ class Hooks:
         pass
 
 
-def configurations(sweep) -> list[Configuration]:
-    """Every configuration of a config.SweepConfig, in the order the sweep trains them."""
-    configs = [Configuration(f"w{w}", "width", (w,)) for w in sweep.widths]
+def configurations(sweep, lr: float) -> list[Configuration]:
+    """Every configuration of a config.SweepConfig, in the order the sweep runs them; all but the
+    learning-rate study at `lr` (train.lr), the book's."""
+    base = (sweep.base_width,)
+    configs = [Configuration(f"w{w}", "width", (w,), LOSS, lr) for w in sweep.widths]
     if sweep.deep:
-        configs.append(Configuration("deep", "deep", tuple(sweep.deep)))
-    for name, r in sweep.regularizers.items():
-        configs.append(Configuration(name, "regularizer", (sweep.base_width,), r.dropout, r.weight_decay, r.patience))
+        configs.append(Configuration("deep", "deep", tuple(sweep.deep), LOSS, lr))
+    # repr: the shortest text of the float (0.03, not 0.029999...), different for different rates
+    configs += [Configuration(f"{loss}_lr{rate!r}", "lr", base, loss, rate)
+                for loss in sweep.losses for rate in sweep.learning_rates]
+    configs += [Configuration(name, "regularizer", base, LOSS, lr, r.dropout, r.weight_decay, r.patience)
+                for name, r in sweep.regularizers.items()]
     return configs
 
 
+def plan(configs: list[Configuration]) -> list[Step]:
+    """Each recipe trained once: a configuration equal to an earlier one is `same_as` it; one with
+    early stopping whose recipe without it came earlier is `read_from` that one, which `watch`es
+    its patience."""
+    first: dict[tuple, str] = {}
+    steps = []
+    for c in configs:
+        without_stopping = replace(c, patience=None).recipe if c.patience is not None else None
+        if c.recipe in first:
+            steps.append(Step(c, same_as=first[c.recipe]))
+        else:
+            steps.append(Step(c, read_from=first.get(without_stopping)))
+            first[c.recipe] = c.name
+    watch = defaultdict(set)
+    for s in steps:
+        if s.read_from:
+            watch[s.read_from].add(s.config.patience)
+    return [replace(s, watch=tuple(sorted(watch[s.config.name]))) for s in steps]
+
+
+def model_config(c: Configuration, n_classes: int) -> ModelConfig:
+    return ModelConfig(hidden=c.hidden, n_classes=n_classes, head=head_for(c.loss), dropout=c.dropout)
+
+
+def describe_config(c: Configuration, n_classes: int) -> dict[str, Any]:
+    """What metrics/sweep.json and MLflow say of a configuration besides its results."""
+    return {"kind": c.kind, "model": describe(model_config(c, n_classes)), "hidden": list(c.hidden),
+            "n_parameters": n_parameters(list(c.hidden), n_classes), "loss": c.loss, "lr": c.lr,
+            "dropout": c.dropout, "weight_decay": c.weight_decay, "patience": c.patience}
+
+
 def run_sweep(sweep, train: Data, val: Data, *, seeds: list[int], n_classes: int, lr: float, batch_size: int,
-              train_metrics: str = "running", hooks: Hooks = Hooks()) -> tuple[dict, list[dict], dict[str, float]]:
-    """(results per configuration: mean ± std over the seeds; one row per seed and configuration;
-    seconds per configuration)."""
-    results, rows, timings = {}, [], {}
-    for c in configurations(sweep):
-        cfg = ModelConfig(hidden=c.hidden, n_classes=n_classes, dropout=c.dropout)
-        models = []
-        for seed in seeds:  # each model initialised as engine.train's caller would: its own seed
-            engine.seed_everything(seed)
-            models.append(build_model(cfg).to(train[0].device))
-        t0 = time.perf_counter()
-        params = {"config": c.name, "kind": c.kind, "model": describe(cfg), "hidden": list(c.hidden),
-                  "dropout": c.dropout, "weight_decay": c.weight_decay, "patience": c.patience, "seeds": seeds,
-                  "epochs": sweep.epochs, "n_parameters": n_parameters(models[0])}
-        with hooks.scope(c, params):
-            histories = train_many(models, LOSS, *train, *val, epochs=sweep.epochs, batch_size=batch_size, lr=lr,
-                                   seeds=seeds, names=[f"sweep {c.name} seed {s}" for s in seeds],
-                                   train_metrics=train_metrics, weight_decay=c.weight_decay, patience=c.patience,
-                                   on_epoch=lambda stats: hooks.epoch(c, stats))
-            per_seed = []
-            for seed, model, history in zip(seeds, models, histories):
-                final, best = final_metrics(model, LOSS, train, val), best_of(history)
-                per_seed.append({"config": c.name, "seed": seed, "train_accuracy": final["train_accuracy"],
-                                 "val_accuracy": final["val_accuracy"], "overfit_gap": final["overfit_gap"],
-                                 "best_epoch": best["best_epoch"], "epochs_trained": best["epochs_trained"]})
-            summary = {k: spread([r[k] for r in per_seed]) for k in SUMMARIZED}
-            results[c.name] = {"kind": c.kind, "model": describe(cfg), "hidden": list(c.hidden),
-                               "n_parameters": n_parameters(models[0]), "dropout": c.dropout,
-                               "weight_decay": c.weight_decay, "patience": c.patience, **summary}
-            timings[c.name] = time.perf_counter() - t0
-            hooks.end(c, results[c.name], timings[c.name])
-        rows += per_seed
-    return results, rows, timings
+              train_metrics: str = "running", hooks: Hooks = Hooks()) -> SweepRun:
+    """Every configuration (configurations, plan); `lr` is train.lr."""
+    out = SweepRun()
+    read_off: dict[tuple[str, int], list[dict[str, Any]]] = {}  # (base, patience) -> rows of its seeds
+
+    def train_one(c: Configuration, watch: tuple[int, ...]) -> list[dict[str, Any]]:
+        rows, curves, derived = train_configuration(c, watch, train, val, seeds=seeds, n_classes=n_classes,
+                                                    epochs=sweep.epochs, batch_size=batch_size,
+                                                    train_metrics=train_metrics, hooks=hooks)
+        out.curves.extend(curves)
+        read_off.update({(c.name, p): r for p, r in derived.items()})
+        return rows
+
+    for step in plan(configurations(sweep, lr)):
+        c, t0 = step.config, time.perf_counter()
+        described = describe_config(c, n_classes)
+        # a base that diverged gave nothing to read off: then early stopping trains on its own
+        source = step.read_from if (step.read_from, c.patience) in read_off else None
+        params = {"config": c.name, **described, "seeds": seeds, "epochs": sweep.epochs,
+                  **{k: v for k, v in (("same_as", step.same_as), ("read_from", source)) if v}}
+        try:
+            with hooks.scope(c, params):
+                if step.same_as:
+                    result = {k: v for k, v in out.results[step.same_as].items() if k != "read_from"}
+                    result |= {"kind": c.kind, "same_as": step.same_as}
+                    rows = [{**r, "config": c.name} for r in out.rows if r["config"] == step.same_as]
+                elif source:
+                    rows = [{**r, "config": c.name} for r in read_off[source, c.patience]]
+                    result = {**described, **summarize(rows), "read_from": source}
+                else:
+                    rows = train_one(c, step.watch)
+                    result = {**described, **summarize(rows)}
+                out.seconds[c.name] = time.perf_counter() - t0
+                hooks.end(c, result, out.seconds[c.name])
+        except engine.TrainingDiverged as e:  # its scope has ended (an MLflow run FAILED)
+            if c.kind != "lr":  # in the learning-rate study a result; elsewhere a bad recipe
+                raise
+            result, rows = {**described, "diverged": {"epoch": e.epoch}}, []
+            out.seconds[c.name] = time.perf_counter() - t0
+            hooks.end(c, result, out.seconds[c.name])
+        out.results[c.name] = result
+        out.rows += rows
+    return out
+
+
+def train_configuration(c: Configuration, watch: tuple[int, ...], train: Data, val: Data, *, seeds: list[int],
+                        n_classes: int, epochs: int, batch_size: int, train_metrics: str,
+                        hooks: Hooks) -> tuple[list[dict], list[dict], dict[int, list[dict]]]:
+    """Train one configuration's seeds at once: (one row per seed, one curve row per seed and
+    epoch, and per patience in `watch` the rows of its seeds as a run with that patience gives)."""
+    models = []
+    for seed in seeds:  # each model initialised as engine.train's caller would: its own seed
+        engine.seed_everything(seed)
+        models.append(build_model(model_config(c, n_classes)).to(train[0].device))
+    stops = [[engine.EarlyStop(p) for p in watch] for _ in seeds]
+    histories = train_many(models, c.loss, *train, *val, epochs=epochs, batch_size=batch_size, lr=c.lr,
+                           seeds=seeds, names=[f"sweep {c.name} seed {s}" for s in seeds],
+                           train_metrics=train_metrics, weight_decay=c.weight_decay, patience=c.patience,
+                           watch=stops if watch else (), on_epoch=lambda stats: hooks.epoch(c, stats))
+    rows = [seed_row(c.name, seed, m, c.loss, h, train, val) for seed, m, h in zip(seeds, models, histories)]
+    curves = [{"config": c.name, "seed": seed, "epoch": s.epoch, **{k: getattr(s, k) for k in CURVE}}
+              for seed, h in zip(seeds, histories) for s in h]
+    derived = {p: [early_stopped_row(c, seed, m, h, stop[i], train, val) for seed, m, h, stop in
+                   zip(seeds, models, histories, stops)] for i, p in enumerate(watch)}
+    return rows, curves, derived
+
+
+def early_stopped_row(c: Configuration, seed: int, model, history: list[engine.EpochStats], stop: engine.EarlyStop,
+             train: Data, val: Data) -> dict[str, Any]:
+    """The row of a seed as early stopping with stop.patience would have ended it: the epochs up to
+    where it stops, the weights of the best of them (a copy of the model holds them)."""
+    stopped = copy.deepcopy(model)
+    stopped.load_state_dict(stop.weights)
+    return seed_row(c.name, seed, stopped, c.loss, history[:stop.stopped_at or len(history)], train, val)
+
+
+def seed_row(name: str, seed: int, model, loss: str, history: list[engine.EpochStats], train: Data,
+             val: Data) -> dict[str, Any]:
+    """One seed of a configuration: the trained model on all images (inference.final_metrics), its
+    best epoch, and the loss gradient on the training images it gets wrong."""
+    final, best, grads = final_metrics(model, loss, train, val), best_of(history), logit_gradients(model, loss, *train)
+    wrong = grads["n_misclassified"]
+    grads["share_confidently_wrong"] = grads["n_confidently_wrong"] / wrong if wrong else None
+    return {"config": name, "seed": seed, "train_accuracy": final["train_accuracy"],
+            "val_accuracy": final["val_accuracy"], "overfit_gap": final["overfit_gap"],
+            "best_epoch": best["best_epoch"], "epochs_trained": best["epochs_trained"],
+            **{column: grads[k] for k, column in GRADIENTS.items()}}
+
+
+def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean ± std over the seeds; a gradient over the seeds that have such images (null if none)."""
+    def over_seeds(column: str) -> dict[str, Any] | None:
+        values = [r[column] for r in rows if r[column] is not None]
+        return spread(values) if values else None
+
+    return {**{k: spread([r[k] for r in rows]) for k in SUMMARIZED},
+            "logit_grad": {k: over_seeds(column) for k, column in GRADIENTS.items()}}
 
 
 def sweep_metrics(sweep, seeds: list[int], results: dict[str, dict]) -> dict[str, Any]:
@@ -96,11 +238,14 @@ def sweep_metrics(sweep, seeds: list[int], results: dict[str, dict]) -> dict[str
     capacity = {n: r for n, r in results.items() if r["kind"] in ("width", "deep")}
     pick = smallest_within_one_std(capacity)
     pick["hidden"] = results[pick["pick"]]["hidden"]
-    return {"seeds": seeds, "epochs": sweep.epochs, "configs": results, "small_rule": pick}
+    return {"seeds": seeds, "epochs": sweep.epochs, "losses": sweep.losses, "learning_rates": sweep.learning_rates,
+            "configs": results, "small_rule": pick}
 
 
 def capacity_rows(results: dict[str, dict]) -> list[dict[str, Any]]:
-    """plots/sweep/capacity.csv: mean and std per configuration, against the parameter count."""
+    """plots/sweep/capacity.csv: mean and std per configuration of the capacity plot (the widths,
+    the deep net and the regularizers), against the parameter count."""
     return [{"config": n, "kind": r["kind"], "n_parameters": r["n_parameters"],
              **{f"{k}_{stat}": r[k][stat] for k in ("train_accuracy", "val_accuracy", "overfit_gap")
-                for stat in ("mean", "std")}} for n, r in results.items()]
+                for stat in ("mean", "std")}}
+            for n, r in results.items() if r["kind"] in ("width", "deep", "regularizer")]

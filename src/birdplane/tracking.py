@@ -13,7 +13,7 @@ import subprocess
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from birdplane.errors import BirdplaneError
 
@@ -184,34 +184,40 @@ def _run_tags(tags: dict[str, Any] | None, stage: str | None) -> dict[str, str]:
     return out
 
 
-def _end(status: str) -> None:
-    """End the active run; a store that went away meanwhile must not hide the original error."""
-    import mlflow
-
+def _end_quietly(end: Callable[[str], None], status: str) -> None:
+    """end(status) on the way out of an error: a store that went away meanwhile must not hide the
+    original error."""
     try:
-        mlflow.end_run(status=status)
-    except Exception:  # noqa: BLE001: the next stage's close_orphaned_runs closes it
+        end(status)
+    except Exception:  # noqa: BLE001: the next stage's close_orphaned_runs closes the run
         pass
 
 
 @contextmanager
-def _managed(run: Any) -> Iterator[Any]:
-    """Close `run` as FINISHED, KILLED (Ctrl-C, SIGTERM) or FAILED; errors of the store become
-    one TrackingError line."""
+def _ending(end: Callable[[str], None]) -> Iterator[None]:
+    """Call end(status) when the block is left: FINISHED, KILLED (Ctrl-C, SIGTERM) or FAILED;
+    errors of the store become one TrackingError line."""
     try:
-        yield run
+        yield
     except KeyboardInterrupt:
-        _end("KILLED")
+        _end_quietly(end, "KILLED")
         raise
     except BaseException as e:
-        _end("FAILED")
+        _end_quietly(end, "FAILED")
         if isinstance(e, Exception) and _is_tracking_failure(e):
             raise _unreachable(tracking_uri(), e) from None
         raise
+    with _store_errors(also=Exception):
+        end("FINISHED")
+
+
+@contextmanager
+def _managed(run: Any) -> Iterator[Any]:
+    """Close the active run `run` as FINISHED, KILLED (Ctrl-C, SIGTERM) or FAILED."""
     import mlflow
 
-    with _store_errors(also=Exception):
-        mlflow.end_run(status="FINISHED")
+    with _ending(lambda status: mlflow.end_run(status=status)):
+        yield run
 
 
 @contextmanager
@@ -239,49 +245,86 @@ def nested_run(name: str, *, stage: str | None = None, tags: dict[str, Any] | No
         yield run
 
 
+@contextmanager
+def child_runs(names: dict[Any, str], *, stage: str | None = None,
+               tags: dict[Any, dict[str, Any]] | None = None) -> Iterator[dict[Any, str]]:
+    """Child runs of the active run that are open at the same time (seeds trained side by side),
+    one per key of `names` (key -> run name, with `tags[key]`); yields key -> run id. Log into them
+    with MlflowClient and the run id: MLflow's fluent API logs into one run at a time. They all end
+    like a nested_run: FINISHED, KILLED (interrupted) or FAILED (any other error)."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+    from mlflow.tracking.context import registry
+    from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+    parent, client, ids = mlflow.active_run(), MlflowClient(), {}
+
+    def end(status: str) -> None:
+        for run_id in ids.values():
+            client.set_terminated(run_id, status=status)
+
+    with _ending(end):
+        for key, name in names.items():  # as mlflow.start_run(nested=True) tags a run
+            run_tags = registry.resolve_tags({**_run_tags((tags or {}).get(key), stage),
+                                              MLFLOW_PARENT_RUN_ID: parent.info.run_id})
+            ids[key] = client.create_run(parent.info.experiment_id, tags=run_tags, run_name=name).info.run_id
+        yield ids
+
+
 class SeedLogger:
     """MLflow for the seeds of one variant (birdplane.train.variant's hooks): the first seed logs
-    into the variant's run, every further seed into a nested run `<variant>-seed<n>`; params when a
-    seed starts, the per-epoch metrics with step = epoch, a nested run's final metrics at its end.
-    `echo` also gets every epoch (the stage prints a progress line)."""
+    into the variant's run, every further seed into a child run `<variant>-seed<n>`, all of a
+    scope's runs open at once (seeds that train side by side); params when a seed starts, the
+    per-epoch metrics with step = epoch, a child run's final metrics at its end. `echo` also gets
+    every epoch (the stage prints a progress line)."""
 
     def __init__(self, variant: str, stage: str, seeds: list[int], params: dict[str, Any],
                  tags: dict[str, Any], echo=None):
         self.variant, self.stage, self.first = variant, stage, seeds[0]
         self.params, self.tags, self.echo = params, tags, echo
+        self.run_ids: dict[int, str] = {}
 
-    def scope(self, seed: int):
-        if seed == self.first:
-            from contextlib import nullcontext
+    @contextmanager
+    def scope(self, seeds: list[int]) -> Iterator[None]:
+        import mlflow
 
-            return nullcontext()
-        return nested_run(f"{self.variant}-seed{seed}", stage=self.stage, tags={**self.tags, "seed": seed})
+        extra = [s for s in seeds if s != self.first]
+        with child_runs({s: f"{self.variant}-seed{s}" for s in extra}, stage=self.stage,
+                        tags={s: {**self.tags, "seed": s} for s in extra}) as ids:
+            self.run_ids = {**({self.first: mlflow.active_run().info.run_id} if self.first in seeds else {}), **ids}
+            yield
 
     def start(self, seed: int, model) -> None:
-        import mlflow
+        from mlflow.entities import Param
 
         from birdplane.models import n_parameters
 
-        mlflow.log_params({**self.params, "seed": seed, "n_parameters": n_parameters(model)})
+        params = {**self.params, "seed": seed, "n_parameters": n_parameters(model)}
+        self._log(seed, params=[Param(k, str(v)) for k, v in params.items()])
 
     def epoch(self, seed: int, stats) -> None:
-        import mlflow
-
-        mlflow.log_metrics({k: v for k, v in stats.to_dict().items() if k != "epoch"}, step=stats.epoch)
+        self._log(seed, {k: v for k, v in stats.to_dict().items() if k != "epoch"}, step=stats.epoch)
         if self.echo is not None:
             self.echo(seed, stats)
 
     def end(self, seed: int, final: dict[str, Any]) -> None:
-        import mlflow
-
         if seed != self.first:
-            mlflow.log_metrics(_final(final))
+            self._log(seed, _final(final))
+
+    def _log(self, seed: int, metrics: dict[str, float] | None = None, step: int = 0, params=()) -> None:
+        from mlflow.entities import Metric
+        from mlflow.tracking import MlflowClient
+
+        now = int(time.time() * 1000)
+        MlflowClient().log_batch(self.run_ids[seed], params=params,
+                                 metrics=[Metric(k, float(v), now, step) for k, v in (metrics or {}).items()])
 
 
 class SweepLogger:
-    """MLflow for the capacity sweep (birdplane.sweep's hooks): a nested run per configuration
-    with its params, the mean accuracies per epoch and the final mean and std; `echo` gets each
-    configuration's result (the stage prints a line)."""
+    """MLflow for the sweep (birdplane.sweep's hooks): a nested run per configuration with its
+    params, the mean accuracies per epoch and the final mean and std (none for a configuration
+    whose training diverged: its run has ended FAILED); `echo` gets each configuration's result
+    (the stage prints a line)."""
 
     def __init__(self, tags: dict[str, Any], echo=None):
         self.tags, self.echo = tags, echo
@@ -304,8 +347,10 @@ class SweepLogger:
     def end(self, config, result: dict[str, Any], seconds: float) -> None:
         import mlflow
 
-        summary = {k: v for k, v in result.items() if isinstance(v, dict)}
-        mlflow.log_metrics({f"{k}_{stat}": float(summary[k][stat]) for k in summary for stat in ("mean", "std")})
+        if "diverged" not in result:
+            summary = {k: v for k, v in result.items() if isinstance(v, dict) and "mean" in v}
+            summary |= {f"logit_grad_{k}": v for k, v in result["logit_grad"].items() if v is not None}
+            mlflow.log_metrics({f"{k}_{stat}": float(v[stat]) for k, v in summary.items() for stat in ("mean", "std")})
         if self.echo is not None:
             self.echo(config, result, seconds)
 

@@ -13,12 +13,12 @@ units at exactly zero (no output, no gradient), whatever the activation. Weight 
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
 
-from birdplane.train.engine import EpochStats, Stepper, epoch_runner, fit_loop
+from birdplane.train.engine import EarlyStop, EpochStats, Stepper, epoch_runner, fit_loop
 from birdplane.inference import EVAL_CHUNK
 from birdplane.train.fused import FusedMLP, gram_block, gram_steps
 from birdplane.losses import HEADS, LOSSES
@@ -56,7 +56,7 @@ class BatchedMLP:
             self.biases.append(b)
             padded = layer < len(first.linears) - 1 and not bool(mask.all())
             self.masks.append(mask if padded else None)
-        self._fused = fused
+        self._fused, self._models = fused, models
 
     def parameters(self) -> list[torch.Tensor]:
         return self.weights + self.biases
@@ -147,6 +147,16 @@ class BatchedMLP:
         for t, s in zip(self.weights + self.biases, saved):
             t[k].copy_(s)
 
+    def state_dict(self, k: int, saved: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A snapshot of model k as that model's own state_dict (the padding cut off)."""
+        names = {id(m): name for name, m in self._models[k].named_modules()}
+        linears, n = self._fused[k].linears, len(self.weights)
+        state = {}
+        for i, lin in enumerate(linears):
+            state[f"{names[id(lin)]}.weight"] = saved[i][:lin.out_features, :lin.in_features].clone()
+            state[f"{names[id(lin)]}.bias"] = saved[n + i][:lin.out_features, 0].clone()
+        return state
+
     def loss_and_accuracy(self, x: torch.Tensor, y: torch.Tensor) -> tuple[list[float], list[float]]:
         out = self.predict(x)
         loss_fn = LOSSES[self.loss].mean
@@ -168,12 +178,14 @@ def train_many(models: list[nn.Sequential], loss: str, train_x: torch.Tensor, tr
                val_x: torch.Tensor, val_y: torch.Tensor, *, epochs: int, batch_size: int, lr: float,
                seeds: list[int], names: list[str] | None = None, train_metrics: str = "running",
                graph: bool | None = None, weight_decay: float = 0.0, patience: int | None = None,
-               block: int | None = None,
+               block: int | None = None, watch: Sequence[Sequence[EarlyStop]] = (),
                on_epoch: Callable[[list[EpochStats]], None] | None = None) -> list[list[EpochStats]]:
     """Train K models at once, model k with batch order seeds[k]; the same SGD as engine.train on
     each (initialise each model with its seed before calling). `block` minibatches per call as in
     engine.train (default BatchedMLP.gram_block). Returns one history per model and leaves the
-    trained weights (the best epoch's, with early stopping) in `models`."""
+    trained weights (the best epoch's, with early stopping) in `models`. `watch[k]`: EarlyStops
+    that watch model k without stopping it (engine.fit_loop); their weights end as state_dicts of
+    models[k], what a run with their patience would leave in it."""
     if len(seeds) != len(models):
         raise ValueError("one seed per model")
     names = names or [f"model{k}" for k in range(len(models))]
@@ -188,6 +200,9 @@ def train_many(models: list[nn.Sequential], loss: str, train_x: torch.Tensor, tr
     histories = fit_loop(lambda perm, _: run_epoch(perm), batched.loss_and_accuracy, train_x, train_y, val_x,
                          val_y, epochs=epochs, seeds=seeds, names=names, lr=lr, train_metrics=train_metrics,
                          on_epoch=on_epoch, patience=patience, snapshot=batched.snapshot,
-                         restore=batched.restore)
+                         restore=batched.restore, watch=watch)
+    for k, stops in enumerate(watch):
+        for stop in stops:
+            stop.weights = batched.state_dict(k, stop.weights)
     batched.write_back()
     return histories

@@ -5,10 +5,11 @@ tensors and plain values and return results; tracking happens in the caller's `o
 """
 from __future__ import annotations
 
+import functools
 import os
 import time
 from dataclasses import asdict, dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -19,7 +20,11 @@ from birdplane.inference import LossFn, loss_and_accuracy
 from birdplane.losses import LOSSES
 
 class TrainingDiverged(BirdplaneError):
-    """The loss became NaN or infinite."""
+    """The loss became NaN or infinite; `epoch` is the epoch it did (None where not known)."""
+
+    def __init__(self, message: str, epoch: int | None = None):
+        super().__init__(message)
+        self.epoch = epoch
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,28 @@ class EpochStats:
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
+
+
+@dataclass
+class EarlyStop:
+    """Early stopping of one model, epoch by epoch: the best validation accuracy so far (the
+    earliest epoch among ties), that epoch's weights (what `snapshot` returned) and the epoch at
+    which `patience` epochs without a better one ran out (None while they have not). fit_loop
+    stops a model by it (`patience`) or only watches (`watch`): the same rule both ways."""
+    patience: int
+    best_accuracy: float = -1.0
+    best_epoch: int = 0
+    weights: object = None
+    stopped_at: int | None = None
+
+    def update(self, epoch: int, val_accuracy: float, snapshot: Callable[[], object]) -> bool:
+        """One more epoch; `snapshot()` is taken when it is the best so far. True once stopped."""
+        if self.stopped_at is None:
+            if val_accuracy > self.best_accuracy:
+                self.best_accuracy, self.best_epoch, self.weights = val_accuracy, epoch, snapshot()
+            elif epoch - self.best_epoch >= self.patience:
+                self.stopped_at = epoch
+        return self.stopped_at is not None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -255,7 +282,8 @@ def fit_loop(run_epoch: Callable[[torch.Tensor, torch.Tensor | None], tuple[torc
              epochs: int, seeds: list[int], names: list[str], lr: float, train_metrics: str,
              on_epoch: Callable[[list[EpochStats]], None] | None, patience: int | None = None,
              augment_shift: int = 0, snapshot: Callable[[int], object] | None = None,
-             restore: Callable[[int, object], None] | None = None) -> list[list[EpochStats]]:
+             restore: Callable[[int, object], None] | None = None,
+             watch: Sequence[Sequence[EarlyStop]] = ()) -> list[list[EpochStats]]:
     """The epoch loop shared by one model (train) and K models at once (birdplane.train.batched).
 
     Each model k draws its batch order (and augmentation shifts) from its own generator seeded
@@ -263,14 +291,19 @@ def fit_loop(run_epoch: Callable[[torch.Tensor, torch.Tensor | None], tuple[torc
     per-model running loss sums and correct counts; full_pass(x, y) returns per-model mean losses
     and accuracies. With `patience`, model k stops after `patience` epochs without a better
     validation accuracy (its history ends there; batched models still compute until all stop)
-    and gets its best epoch's weights back through snapshot/restore.
+    and gets its best epoch's weights back through snapshot/restore. `watch` (one list per model)
+    holds EarlyStops that only watch: training goes on, and each ends with the epoch at which its
+    patience would have stopped model k and a snapshot of the best epoch's weights up to there,
+    what a run with that `patience` ends with (the sweep reads early stopping off a full run).
     """
     if train_metrics not in ("running", "full"):
         raise ValueError(f"train_metrics must be 'running' or 'full', not {train_metrics!r}")
     gens = [torch.Generator(device="cpu").manual_seed(s) for s in seeds]
     n, k_models = len(train_x), len(seeds)
     histories: list[list[EpochStats]] = [[] for _ in seeds]
-    best: list[tuple[float, int, object]] = [(-1.0, 0, None)] * k_models
+    if watch and len(watch) != k_models:
+        raise ValueError("watch: one list of EarlyStops per model")
+    stops = [EarlyStop(patience) if patience is not None else None for _ in seeds]
     active = [True] * k_models
     for epoch in range(1, epochs + 1):
         t0 = time.perf_counter()
@@ -298,20 +331,21 @@ def fit_loop(run_epoch: Callable[[torch.Tensor, torch.Tensor | None], tuple[torc
                 raise TrainingDiverged(
                     f"variant {name!r}: loss became {train_losses[k]} at epoch {epoch} of {epochs}; "
                     f"lower its learning rate (train.lr or train.variants.{name}.lr, now {lr}). "
-                    "No model was written")
+                    "No model was written", epoch)
             s = EpochStats(epoch, train_losses[k], train_accs[k], val_losses[k], val_accs[k], seconds)
             histories[k].append(s)
             stats.append(s)
-            if patience is not None:
-                if s.val_accuracy > best[k][0]:
-                    best[k] = (s.val_accuracy, epoch, snapshot(k) if snapshot else None)
-                elif epoch - best[k][1] >= patience:
-                    active[k] = False
+            # one snapshot of model k for every EarlyStop that finds this epoch its best
+            snap = functools.cache(lambda k=k: snapshot(k) if snapshot else None)
+            for w in watch[k] if watch else ():
+                w.update(epoch, s.val_accuracy, snap)
+            if stops[k] is not None and stops[k].update(epoch, s.val_accuracy, snap):
+                active[k] = False
         if on_epoch is not None and stats:
             on_epoch(stats)
         if not any(active):
             break
     if patience is not None and restore is not None:
-        for k in range(k_models):
-            restore(k, best[k][2])
+        for k, stop in enumerate(stops):
+            restore(k, stop.weights)
     return histories
