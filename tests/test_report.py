@@ -34,6 +34,10 @@ def pct(x: float, decimal=".") -> str:
     return f"{100 * x:.2f}".replace(".", decimal) + " %"
 
 
+def mean_std(s: dict) -> str:
+    return f"{pct(s['mean'])} ± {100 * s['std']:.2f}"
+
+
 def test_report_numbers_equal_metrics(pipeline):
     proj, _ = pipeline
     md = (proj / "reports/report.md").read_text()
@@ -52,9 +56,8 @@ def test_report_numbers_equal_metrics(pipeline):
     norm = md_table(md, "channel")
     assert [r["mean (here)"] for r in norm] == [f"{m:.4f}" for m in stats["mean"]]
     assert stats["source"]["md5"] in md and read_json(proj / "logs/download.json")["url"] in md
-    nll, mse = read_json(proj / "metrics/eval/nll.json"), read_json(proj / "metrics/eval/mse.json")
-    assert f"with MSELoss the final validation accuracy is {pct(mse['val_accuracy'])}, with NLLLoss " \
-           f"{pct(nll['val_accuracy'])}" in md
+    nll, mse = (read_json(proj / f"metrics/train/{v}.json")["seeds"]["val_accuracy"] for v in ("nll", "mse"))
+    assert f"over 3 seeds, MSELoss ends at {mean_std(mse)} validation accuracy and NLLLoss at {mean_std(nll)}" in md
     for v in VARIANTS:  # every MLflow run is named
         assert read_json(proj / f"logs/train/{v}.json")["mlflow_run_id"] in md
     for fig in re.findall(r"\]\(figures/([^)]+)\)", md):
@@ -149,8 +152,9 @@ def test_report_shows_the_sweep_and_the_translation_comparison(pipeline):
     md = (proj / "reports/report.md").read_text()
     sweep = read_json(proj / "metrics/sweep.json")
     rows = {r["configuration"]: r for r in md_table(md, "configuration", "gap")}
-    assert sorted(rows) == sorted(sweep["configs"])
-    for name, c in sweep["configs"].items():
+    capacity = {n: c for n, c in sweep["configs"].items() if c["kind"] != "lr"}  # the lr study is task 1's
+    assert sorted(rows) == sorted(capacity)
+    for name, c in capacity.items():
         assert rows[name]["val. acc."] == f"{pct(c['val_accuracy']['mean'])} ± {100 * c['val_accuracy']['std']:.2f}"
         assert rows[name]["gap"] == f"{pct(c['overfit_gap']['mean'])} ± {100 * c['overfit_gap']['std']:.2f}"
     rule = sweep["small_rule"]
@@ -199,5 +203,67 @@ def test_report_compares_means_when_variants_ran_several_seeds(pipeline):
     figs = {k: f"{k}.png" for k in ("accuracy", "loss", "confusion", "shift", "shift_grid", "sweep")}
     _, blocks = build_document(inputs(0.05, 0.01), "en", figs)
     tables = [b for b in blocks if b.kind == "table" and b.header and b.header[1] == "seeds"]
-    assert tables and [r[0] for r in tables[0].rows] == ["nll", "small"]
-    assert tables[0].rows[1][4] == "5.00 % ± 1.00"
+    assert tables and [r[0] for r in tables[0].rows] == ["nll", "mse", "small"]  # the variants with seeds
+    assert tables[0].rows[2][4] == "5.00 % ± 1.00"
+
+
+def test_report_answers_task1_over_seeds_and_with_each_losss_best_learning_rate(pipeline):
+    """Task 1's table is the seeds' mean ± std from metrics/train, the learning-rate study's table has
+    every (loss, rate) of the sweep with its best rate marked, and the gradient measure is quoted."""
+    import pandas as pd
+
+    proj, _ = pipeline
+    md = (proj / "reports/report.md").read_text()
+    t1 = {r[""]: r for r in md_table(md, "", "MSE against NLL")}
+    for v, col in (("nll", "NLL"), ("mse", "MSE")):
+        s = read_json(proj / f"metrics/train/{v}.json")["seeds"]
+        assert t1["final val. acc."][col] == mean_std(s["val_accuracy"])
+        assert t1["gap (train − val.)"][col] == mean_std(s["overfit_gap"])
+        assert t1["calibration error (ECE)"][col] == f"{s['val_ece']['mean']:.4f} ± {s['val_ece']['std']:.4f}"
+        assert len(pd.read_csv(proj / f"plots/train/seeds/{v}.csv")["seed"].unique()) == len(s["runs"]) == 3
+    sweep = read_json(proj / "metrics/sweep.json")
+    study = {n: c for n, c in sweep["configs"].items() if c["kind"] == "lr"}
+    rows = md_table(md, "loss", "lr")
+    assert sorted((r["loss"].rstrip(" *"), float(r["lr"])) for r in rows) == \
+        sorted((c["loss"].upper(), c["lr"]) for c in study.values())
+    for loss in ("NLL", "MSE"):
+        best = max((c for c in study.values() if c["loss"].upper() == loss and "val_accuracy" in c),
+                   key=lambda c: (c["val_accuracy"]["mean"], -c["lr"]))
+        marked = [r for r in rows if r["loss"] == f"{loss} *"]
+        assert [float(r["lr"]) for r in marked] == [best["lr"]]
+        assert marked[0]["val. acc."] == mean_std(best["val_accuracy"])
+    assert "Best learning rate: " in md
+    # the gradient measure is quoted where both losses' nets still get training images wrong
+    grads = [study[f"{loss}_lr0.01"] for loss in ("nll", "mse")]
+    grads = [sweep["configs"].get(c.get("same_as"), c) if c.get("same_as") else c for c in grads]
+    assert ("Why, measured: " in md) == all((c.get("logit_grad") or {}).get("misclassified") for c in grads)
+    assert "](figures/lr_study.png)" in md and (proj / "reports/figures/lr_study.png").stat().st_size > 1000
+
+
+def test_the_task2_story_reads_the_sweeps_and_the_variants_curves(pipeline):
+    """The story's numbers come from plots/sweep/curves.csv and plots/train/seeds/<v>.csv as the stages
+    write them. (The tiny pipeline's variants are not widths of its sweep and train as long as it,
+    so the inputs are matched up here: the small net as w2, the book net as w8, the sweep cut to 1 epoch.)"""
+    from birdplane.config import load_params
+    from birdplane.report import analyse, build_document
+    from birdplane.report.inputs import load_inputs
+
+    proj, _ = pipeline
+    params = load_params(proj / "params.yaml")
+    inp = load_inputs(params, proj / "params.yaml", proj / "metrics/stats.json", proj / "metrics", proj / "plots",
+                      proj / "logs")
+    inp.variants["small"].train["recipe"]["hidden"] = [2]
+    inp.variants["nll"].train["recipe"]["hidden"] = [8]
+    inp.sweep["epochs"] = 1
+    story = analyse(inp)["story"]
+    assert story and (story["small"], story["base"]) == ("w2", "w8")
+    curves = inp.sweep_curves
+    at1 = curves[(curves["config"] == "w2") & (curves["epoch"] == 1)]
+    assert story["rows"][0]["small"]["values"] == pytest.approx((at1["train_accuracy"] - at1["val_accuracy"]).tolist())
+    seeds = inp.variants["nll"].seed_history
+    end = seeds[seeds["epoch"] == seeds["epoch"].max()]
+    assert story["end"]["epoch"] == 2 and story["end"]["base"]["values"] == \
+        pytest.approx((end["train_accuracy"] - end["val_accuracy"]).tolist())
+    figs = {k: f"{k}.png" for k in ("accuracy", "loss", "confusion", "shift", "shift_grid", "sweep", "story")}
+    _, blocks = build_document(inp, "de", figs)
+    assert any(b.kind == "table" and b.header[:2] == ["Epochen", "Lücke w2"] for b in blocks)

@@ -91,6 +91,8 @@ def stats(download_in_stats: bool) -> dict:
 
 def scenario(name: str) -> tuple[Inputs, dict[str, str]]:
     """Inputs that between them take every branch of the findings (see the comments per scenario)."""
+    if name.startswith("seeded_"):
+        return seeded_scenario(name)
     roles = {"baseline": "nll", "mse": "mse", "small": "small", "augmented": "augmented", "cnn": "cnn"}
     params = {"shift": {"summary_shift": 1}, "sweep": {"base_width": 512}, "report": {"lang": "en"}}
     figures = dict(FIGURES)
@@ -148,7 +150,118 @@ def scenario(name: str) -> tuple[Inputs, dict[str, str]]:
     return inp, figures
 
 
-SCENARIOS = ["everything", "minimal", "variant_fix", "baseline_shift_only", "no_comparison"]
+SWEEP_EPOCHS = 6  # shorter than the variants' EPOCHS: the task-2 story needs a longer length
+
+
+def seed_curves(fit_epochs: list[int | None], val: float, gaps: tuple[float, float]) -> pd.DataFrame:
+    """Every seed's per-epoch curves (seed, epoch, ...) over EPOCHS: seed k's training accuracy
+    reaches 0.95 at fit_epochs[k] (never if None); the gap (train - val) at the last epoch is
+    gaps[1] and gaps[0] at a third of SWEEP_EPOCHS, the seeds 0.002 apart."""
+    rows = []
+    for k, fit in enumerate(fit_epochs):
+        for e in range(1, EPOCHS + 1):
+            gap = (gaps[0] if e <= SWEEP_EPOCHS // 3 else gaps[1]) + 0.002 * (k - 1)
+            train = 0.96 if fit and e >= fit else 0.90
+            rows.append({"seed": k, "epoch": e, "train_loss": 0.1, "train_accuracy": train,
+                         "val_loss": 0.2, "val_accuracy": train - gap})
+    return pd.DataFrame(rows)
+
+
+def seed_runs(val: float, gap: float, std: float, ece: float, grad: tuple[float, float]) -> dict:
+    runs = [{"seed": k, "val_accuracy": val + std * (k - 1), "best_val_accuracy": val + 0.01 + std * (k - 1),
+             "overfit_gap": gap + std * (k - 1), "val_ece": ece + std * (k - 1),
+             "logit_grad": {"misclassified": grad[0] * (1 + 0.01 * k), "confidently_wrong": grad[1]}}
+            for k in range(3)]
+    return {**seeds(val, gap, std), "runs": runs}
+
+
+def lr_configs(nll: dict[float, float], mse: dict[float, float | None], grads: dict[str, tuple]) -> dict:
+    """The lr study's configurations: val accuracy per rate (None: diverged); nll at 0.01 is w512's."""
+    out = {}
+    for loss, by_lr in (("nll", nll), ("mse", mse)):
+        for lr, val in by_lr.items():
+            name = f"{loss}_lr{lr:g}"
+            if loss == "nll" and lr == 0.01:
+                out[name] = {"kind": "lr", "loss": loss, "lr": lr, "same_as": "w512"}
+            elif val is None:
+                out[name] = {"kind": "lr", "loss": loss, "lr": lr, "diverged": {"epoch": 3}}
+            else:
+                out[name] = {**config("lr", [512], 0.05, val), "loss": loss, "lr": lr,
+                             "logit_grad": {"misclassified": stat(grads[loss][0], 0.01),
+                                            "confidently_wrong": stat(grads[loss][1], 0.01)}}
+    return out
+
+
+def sweep_curves(configs: dict, gaps: dict[str, tuple[float, float]], fits: dict[str, list]) -> pd.DataFrame:
+    frames = []
+    for name, c in configs.items():
+        if c.get("same_as") or c.get("diverged") or c.get("read_from"):
+            continue
+        cur = seed_curves(fits.get(name, [3, 3, 4]), 0.8, gaps.get(name, (0.01, 0.05)))
+        frames.append(cur[cur["epoch"] <= SWEEP_EPOCHS].assign(config=name))
+    return pd.concat(frames)
+
+
+def seeded_scenario(name: str) -> tuple[Inputs, dict[str, str]]:
+    """nll, mse and small with several seeds, the lr study and the sweep's curves: the task-1 verdicts
+    over seeds, the gradient explanation and the task-2 story, one branch per scenario:
+
+    - seeded_later: MSE cannot be told apart, fits more slowly (one seed never), its gradient flat
+      where far off; a diverged rate; early stopping read off w512; smaller nets overfit later
+    - seeded_less: MSE higher and faster, gradient smaller evenly; the small net overfits less
+    - seeded_same: MSE lower, fit cannot tell; the small net does not overfit less
+    - seeded_mixed: the lengths disagree
+    """
+    grads = {"seeded_later": {"nll": (0.8, 1.2), "mse": (0.2, 0.05)},
+             "seeded_less": {"nll": (0.8, 1.2), "mse": (0.4, 0.6)}}.get(name, {"nll": (0.8, 1.2), "mse": (0.4, 0.6)})
+    task1 = {"seeded_later": (0.80, 0.80, [3, 3, 4], [8, 9, None]), "seeded_less": (0.80, 0.85, [8, 9, 9], [2, 2, 3]),
+             "seeded_same": (0.85, 0.80, [3, 4, 5], [3, 5, 4]), "seeded_mixed": (0.80, 0.80, [3, 3, 4], [3, 3, 4])}
+    nll_val, mse_val, nll_fit, mse_fit = task1[name]
+    # gap of the small net / the book net at epoch 2 (= SWEEP_EPOCHS // 3), at 6, and at EPOCHS (variants)
+    story = {"seeded_later": ((0.01, 0.03), (0.05, 0.08), 0.18, 0.18),
+             "seeded_less": ((0.01, 0.03), (0.05, 0.08), 0.10, 0.18),
+             "seeded_same": ((0.05, 0.05), (0.08, 0.08), 0.18, 0.18),
+             "seeded_mixed": ((0.05, 0.03), (0.08, 0.06), 0.10, 0.18)}[name]
+    small_gap, base_gap = story[2], story[3]
+    # validation accuracy per rate of NLL (0.01 is w512's, 0.80) and MSE (None: diverged); in
+    # seeded_same the book's rate 0.01 is best for both
+    rates = {"seeded_less": ({0.01: 0.80, 0.1: 0.81}, {0.01: 0.78, 0.1: 0.86, 1.0: None}),
+             "seeded_same": ({0.01: 0.80, 0.1: 0.79}, {0.01: 0.80, 0.1: 0.78})}.get(
+        name, ({0.01: 0.80, 0.1: 0.81}, {0.01: 0.78, 0.1: 0.80, 1.0: None}))
+
+    def seeded(vname, val, gap, fits, hidden=(512,), loss="nll", ece=0.05):
+        v = variant(vname, val + gap, val, hidden=hidden, loss=loss, sh=shift(val, 0.3))
+        v.train["seeds"] = seed_runs(val, gap, 0.005, ece, grads.get(loss, (0.5, 0.5)))
+        v.seed_history = seed_curves(fits, val, (gap, gap))
+        return v
+
+    vs = [seeded("nll", nll_val, base_gap, nll_fit, ece=0.10), seeded("mse", mse_val, 0.10, mse_fit, loss="mse"),
+          seeded("small", 0.80, small_gap, [4, 4, 5], hidden=(32,))]
+    widths = {"w8": config("width", [8], 0.01, 0.80), "w32": config("width", [32], 0.03, 0.81),
+              "w512": {**config("width", [512], 0.06, 0.80),
+                       "logit_grad": {"misclassified": stat(grads["nll"][0], 0.01),
+                                      "confidently_wrong": stat(grads["nll"][1], 0.01)}}}
+    configs = {**widths, "early_stopping": {**config("regularizer", [512], 0.02, 0.81, epochs_trained=4),
+                                            "read_from": "w512"},
+               **lr_configs(*rates, grads)}
+    fits = {"mse_lr0.01": [None, None, None], "mse_lr0.1": [3, 4, 4]}
+    if name == "seeded_mixed":  # no rate fits within the study
+        fits = {n: [None, None, None] for n in ("w512", "nll_lr0.1", "mse_lr0.01", "mse_lr0.1")}
+    early, late = {"w8": (0.05, 0.08) if name == "seeded_same" else (0.005, 0.01)}, {}
+    early["w32"], early["w512"] = (story[0][0], story[1][0]), (story[0][1], story[1][1])
+    curves = sweep_curves(configs, {**early, **late}, fits)
+    sw = {"seeds": [0, 1, 2], "epochs": SWEEP_EPOCHS, "configs": configs,
+          "small_rule": {"pick": "w32", "best": "w32", "threshold": 0.80, "hidden": [32]}}
+    roles = {"baseline": "nll", "mse": "mse", "small": "small", "augmented": "", "cnn": ""}
+    params = {"shift": {"summary_shift": 1}, "sweep": {"base_width": 512}, "report": {"lang": "en"}}
+    figures = {**FIGURES, "lr_study": "lr_study.png", "story": "story.png"}
+    inp = Inputs(stats=stats(download_in_stats=True), variants={v.name: v for v in vs}, params=params, roles=roles,
+                 fit_threshold=0.95, summary_shift=1, base_width=512, sweep=sw, sweep_curves=curves, book_lr=0.01)
+    return inp, figures
+
+
+SEEDED = ["seeded_later", "seeded_less", "seeded_same", "seeded_mixed"]
+SCENARIOS = ["everything", "minimal", "variant_fix", "baseline_shift_only", "no_comparison", *SEEDED]
 
 
 def test_the_scenarios_take_every_branch_of_the_findings():
@@ -170,6 +283,19 @@ def test_the_scenarios_take_every_branch_of_the_findings():
     assert f["everything"]["best_fix"]["what"] == "early_stopping" and f["everything"]["best_fix"]["helped"]
     assert f["variant_fix"]["best_fix"]["what"] == "variant:small" and f["variant_fix"]["best_fix"]["helped"]
     assert not f["minimal"]["best_fix"]["helped"]
+    # over seeds: task 1's verdicts, the learning-rate study and the task-2 story
+    t1 = [f[s]["task1_seeds"] for s in SEEDED]
+    assert {t["verdicts"]["val_accuracy"] for t in t1} == {"cannot_tell", "higher", "lower"}
+    assert {t["verdicts"]["fit"] for t in t1} == {"faster", "slower", "cannot_tell"}
+    assert f["seeded_later"]["task1_seeds"]["mse"]["fit"]["n_fit"] == 2  # one seed never fits
+    lr = [f[s]["lr_study"] for s in SEEDED]
+    assert {x["why"]["flat"] for x in lr} == {True, False}
+    assert f["seeded_less"]["lr_study"]["best"] == {"nll": 0.1, "mse": 0.1}
+    assert f["seeded_later"]["lr_study"]["rows"]["mse"][1.0]["diverged"]
+    assert {x["best_is_book"] for x in lr} == {True, False}
+    assert {x["fastest"]["mse"] is None for x in lr} == {True, False}
+    assert {f[s]["story"]["key"] for s in SEEDED} == {"later_not_less", "less", "not_less", "mixed"}
+    assert all(f[s]["task1_seeds"] is None and f[s]["story"] is None for s in SCENARIOS if s not in SEEDED)
 
 
 @pytest.mark.parametrize("lang", LANGS)

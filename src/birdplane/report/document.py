@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from birdplane.report.catalog import Catalog, phrases
-from birdplane.report.findings import BOOK_MEAN, BOOK_NLL, BOOK_STD, Inputs, analyse, best_epoch
+from birdplane.report.findings import BOOK_MEAN, BOOK_NLL, BOOK_STD, Inputs, analyse, best_epoch, own_history
 
 
 @dataclass
@@ -65,15 +65,38 @@ class Doc:
 def summary(d: Doc) -> list[Block]:
     t, f, inp = d.t, d.f, d.inp
     base, mse, small = f["baseline"], f["mse"], f["small"]
-    items = [
-        t("summary.task1", mse=t.pct(mse["val"]), nll=t.pct(base["val"]), verdict=t(f"verdict.{f['task1']['val']}")),
-        t("summary.task2.reduced" if f["task2"]["reduced"] else "summary.task2.not_reduced",
-          small=t.pct(small["gap"]), nll=t.pct(base["gap"])),
-    ]
+    items = [summary_task1(d)]
+    lr = f["lr_study"]
+    if lr and lr["at_best"]:
+        b = lr["best"]
+        items.append(t("summary.task1_lr.book" if lr["best_is_book"] else "summary.task1_lr.own",
+                       nll_lr=t.num(b["nll"], 2), mse_lr=t.num(b["mse"], 2), book=t.num(lr["book_lr"], 2),
+                       lrs=_rates(d, lr), epochs=lr["epochs"], nll=d.mean_std(lr["rows"]["nll"][b["nll"]]["val"]),
+                       mse=d.mean_std(lr["rows"]["mse"][b["mse"]]["val"]),
+                       verdict=t(f"seeds.mse_verdict.{lr['at_best']['val']}")))
+    story = f["story"]
+    if story:
+        end = story["end"]
+        items.append(t(f"summary.story.{story['key']}", small=d.mean_std(end["small"]), nll=d.mean_std(end["base"]),
+                       epochs=end["epoch"], end_verdict=t(f"seeds.verdict.{end['verdict']}")))
+    else:
+        items.append(t("summary.task2.reduced" if f["task2"]["reduced"] else "summary.task2.not_reduced",
+                       small=t.pct(small["gap"]), nll=t.pct(base["gap"])))
     if inp.variants[base["name"]].shift:
         items.append(t("summary.shift", **_shift_numbers(inp, base["name"], t)))
     return [paragraph(t("summary.intro", classes=" / ".join(inp.stats["classes"]), n=len(inp.variants))),
             bullets(items)]
+
+
+def summary_task1(d: Doc) -> str:
+    t, f = d.t, d.f
+    seeds = f["task1_seeds"]
+    if seeds:
+        return t("summary.task1_seeds", n=seeds["n"], mse=d.mean_std(seeds["mse"]["val_accuracy"]),
+                 nll=d.mean_std(seeds["nll"]["val_accuracy"]),
+                 verdict=t(f"seeds.mse_verdict.{seeds['verdicts']['val_accuracy']}"))
+    return t("summary.task1", mse=t.pct(f["mse"]["val"]), nll=t.pct(f["baseline"]["val"]),
+             verdict=t(f"verdict.{f['task1']['val']}"))
 
 
 def data(d: Doc) -> list[Block]:
@@ -114,11 +137,12 @@ def curves(d: Doc) -> list[Block]:
 def results(d: Doc) -> list[Block]:
     t, pct = d.t, d.t.pct
     rows = []
-    for x in d.inp.variants.values():
-        best = best_epoch(x.history)
+    for x in d.inp.variants.values():  # each variant's model: its first seed's
+        h = own_history(x)
+        best = best_epoch(h)
         rows.append([x.name, pct(x.eval["train_accuracy"]), pct(x.eval["val_accuracy"]), pct(x.eval["overfit_gap"]),
                      t.num(x.eval["val_loss"]), f"{pct(float(best['val_accuracy']))} ({int(best['epoch'])})",
-                     str(int(x.history["epoch"].max())), t.seconds(x.log.get("train_seconds"))])
+                     str(int(h["epoch"].max())), t.seconds(x.log.get("train_seconds"))])
     blocks = [heading(t("results.heading")), table(t.texts("results.header"), rows),
               paragraph(t("results.note", tol=t.pp(d.f["tolerance"]), book_train=pct(BOOK_NLL["train_accuracy"]),
                           book_val=pct(BOOK_NLL["val_accuracy"])))]
@@ -139,18 +163,118 @@ def task1(d: Doc) -> list[Block]:
     def when(epoch: int | None) -> str:
         return t("task1.fit_epoch", epoch=epoch) if epoch else t("task1.no_fit", epochs=base["epochs"])
 
-    return [
-        heading(t("task1.heading")),
-        paragraph(t("task1.numbers", mse_val=pct(mse["val"]), nll_val=pct(base["val"]),
-                    diff=t.points(mse["val"] - base["val"]), verdict=t(f"verdict.{f['task1']['val']}"),
-                    mse_best=pct(mse["best_val"]), mse_best_epoch=mse["best_epoch"],
-                    nll_best=pct(base["best_val"]), nll_best_epoch=base["best_epoch"])),
-        paragraph(t("task1.speed", threshold=pct(d.inp.fit_threshold), nll_when=when(base["fit_epoch"]),
-                    mse_when=when(mse["fit_epoch"]), mse_gap=pct(mse["gap"]), nll_gap=pct(base["gap"]),
-                    gap_verdict=t(f"relative.{f['task1']['gap']}"))),
-        paragraph(t("task1.ece", mse=t.num(mse["ece"]), nll=t.num(base["ece"]))),
-        paragraph(t("task1.reason")),
-    ]
+    blocks = [heading(t("task1.heading"))]
+    if f["task1_seeds"]:
+        blocks += task1_seeds(d)
+    else:
+        blocks += [
+            paragraph(t("task1.numbers", mse_val=pct(mse["val"]), nll_val=pct(base["val"]),
+                        diff=t.points(mse["val"] - base["val"]), verdict=t(f"verdict.{f['task1']['val']}"),
+                        mse_best=pct(mse["best_val"]), mse_best_epoch=mse["best_epoch"],
+                        nll_best=pct(base["best_val"]), nll_best_epoch=base["best_epoch"])),
+            paragraph(t("task1.speed", threshold=pct(d.inp.fit_threshold), nll_when=when(base["fit_epoch"]),
+                        mse_when=when(mse["fit_epoch"]), mse_gap=pct(mse["gap"]), nll_gap=pct(base["gap"]),
+                        gap_verdict=t(f"relative.{f['task1']['gap']}"))),
+            paragraph(t("task1.ece", mse=t.num(mse["ece"]), nll=t.num(base["ece"]))),
+        ]
+    return blocks + lr_study(d) + [paragraph(t("task1.reason"))]
+
+
+def fit_text(d: Doc, fit: dict[str, Any], epochs: int) -> str:
+    """Epochs to reach the fit threshold over seeds: mean ± std, or how many seeds never did."""
+    t = d.t
+    if fit["n_fit"] == 0:
+        return t("task1.no_fit", epochs=epochs)
+    value = t("seeds.epochs", mean=t.num(fit["spread"]["mean"], 1), std=t.num(fit["spread"]["std"], 1))
+    if fit["n_fit"] < fit["n"]:
+        value += " " + t("seeds.some_fit", k=fit["n_fit"], n=fit["n"], epochs=epochs)
+    return value
+
+
+def task1_seeds(d: Doc) -> list[Block]:
+    """Task 1 over seeds: every figure as mean ± std, and a verdict only beyond the seed spread."""
+    t, s = d.t, d.f["task1_seeds"]
+    nll, mse, v = s["nll"], s["mse"], s["verdicts"]
+    ms, num = d.mean_std, d.t.num
+    rows = [[t("task1.row.val"), ms(nll["val_accuracy"]), ms(mse["val_accuracy"]), t(f"seeds.verdict.{v['val_accuracy']}")],
+            [t("task1.row.best_val"), ms(nll["best_val_accuracy"]), ms(mse["best_val_accuracy"]),
+             t(f"seeds.verdict.{v['best_val_accuracy']}")],
+            [t("task1.row.fit", threshold=t.pct(d.inp.fit_threshold)), fit_text(d, nll["fit"], nll["epochs"]),
+             fit_text(d, mse["fit"], mse["epochs"]), t(f"seeds.fit_short.{v['fit']}")],
+            [t("task1.row.gap"), ms(nll["overfit_gap"]), ms(mse["overfit_gap"]), t(f"seeds.verdict.{v['overfit_gap']}")],
+            [t("task1.row.ece"), f"{num(nll['val_ece']['mean'])} ± {num(nll['val_ece']['std'])}",
+             f"{num(mse['val_ece']['mean'])} ± {num(mse['val_ece']['std'])}", t(f"seeds.verdict.{v['val_ece']}")]]
+    lr = d.inp.variants[d.f["baseline"]["name"]].train["recipe"]["lr"]
+    return [paragraph(t("task1.seeds_intro", n=s["n"], epochs=nll["epochs"], lr=num(lr, 2))),
+            table(t.texts("task1.seeds_header"), rows),
+            paragraph(t(f"task1.seeds_verdict.{v['val_accuracy']}", fit=t(f"seeds.fit.{v['fit']}")))]
+
+
+def lr_study(d: Doc) -> list[Block]:
+    """The learning-rate study: each loss at each rate, its best rate, and the measured gradient."""
+    t, s = d.t, d.f["lr_study"]
+    if not s:
+        return []
+    ms, num = d.mean_std, d.t.num
+    rows = []
+    for loss, by_lr in s["rows"].items():
+        for lr, r in sorted(by_lr.items()):
+            name = f"{loss.upper()}{' *' if lr == s['best'][loss] else ''}"
+            if r["diverged"]:
+                rows.append([name, num(lr, 2), t("lr.diverged", epoch=r["diverged"].get("epoch") or "?"), "", "", ""])
+                continue
+            grad = f"{num(r['grad']['mean'], 3)} ± {num(r['grad']['std'], 3)}" if r["grad"] else "–"
+            rows.append([name, num(lr, 2), ms(r["train"]), ms(r["val"]), fit_text(d, r["fit"], s["epochs"]), grad])
+    blocks = [heading(t("lr.heading"), 3), paragraph(t("lr.intro", lrs=_rates(d, s), seeds=s["seeds"],
+                                                            epochs=s["epochs"]))]
+    if "lr_study" in d.figures:
+        blocks.append(d.figure("lr_study", "lr.figure"))
+    blocks.append(table(t.texts("lr.header", threshold=t.pct(d.inp.fit_threshold)), rows))
+    best, book = s["best"], s["book_lr"]
+    if best["nll"] is not None and best["mse"] is not None:
+        at_book = s["at_book"]
+        blocks.append(paragraph(t(
+            "lr.best.book" if s["best_is_book"] else "lr.best.own", nll_lr=num(best["nll"], 2),
+            mse_lr=num(best["mse"], 2), epochs=s["epochs"], nll=ms(s["rows"]["nll"][best["nll"]]["val"]),
+            mse=ms(s["rows"]["mse"][best["mse"]]["val"]), verdict=t(f"seeds.mse_verdict.{s['at_best']['val']}"),
+            book=num(book, 2), book_verdict=t(f"seeds.mse_verdict.{at_book['val']}") if at_book else "–")))
+    blocks.append(paragraph(fit_by_rate(d, s)))
+    why = s["why"]
+    if why:
+        wrong = why["ratio_wrong"]
+        blocks.append(paragraph(t(
+            "lr.why.flat" if why["flat"] else "lr.why.smaller", book=num(book, 2), epochs=s["epochs"],
+            nll=f"{num(why['nll']['mean'], 3)} ± {num(why['nll']['std'], 3)}",
+            mse=f"{num(why['mse']['mean'], 3)} ± {num(why['mse']['std'], 3)}", ratio=num(why["ratio"], 1),
+            nll_wrong=num(why["nll_wrong"]["mean"], 3) if why["nll_wrong"] else "–",
+            mse_wrong=num(why["mse_wrong"]["mean"], 3) if why["mse_wrong"] else "–",
+            ratio_wrong=num(wrong, 1) if wrong else "–")))
+    return blocks
+
+
+def fit_by_rate(d: Doc, s: dict[str, Any]) -> str:
+    """How fast each loss fits at its fastest rate of the study, against the book's rate (the
+    variants' own seeds over their full length where task 1 has them, else the study's run)."""
+    t, fast = d.t, s["fastest"]
+    if fast["nll"] is None or fast["mse"] is None:
+        return t("lr.fit.none", epochs=s["epochs"])
+    seeds = d.f["task1_seeds"]
+
+    def at_book(loss: str) -> str:
+        if seeds:
+            return fit_text(d, seeds[loss]["fit"], seeds[loss]["epochs"])
+        r = s["rows"][loss].get(s["book_lr"])
+        return fit_text(d, r["fit"], s["epochs"]) if r and not r["diverged"] else "–"
+
+    return t("lr.fit.some", book=t.num(s["book_lr"], 2), epochs=s["epochs"],
+             mse_lr=t.num(fast["mse"], 2), mse_fit=fit_text(d, s["rows"]["mse"][fast["mse"]]["fit"], s["epochs"]),
+             nll_lr=t.num(fast["nll"], 2), nll_fit=fit_text(d, s["rows"]["nll"][fast["nll"]]["fit"], s["epochs"]),
+             mse_fit_book=at_book("mse"), nll_fit_book=at_book("nll"),
+             fit=t(f"seeds.fit.{s['at_fastest']['fit']}"))
+
+
+def _rates(d: Doc, s: dict[str, Any]) -> str:
+    return ", ".join(d.t.num(lr, 2) for lr in sorted({lr for by in s["rows"].values() for lr in by}))
 
 
 def task2(d: Doc) -> list[Block]:
@@ -162,10 +286,35 @@ def task2(d: Doc) -> list[Block]:
                     nll_params=t.int(base["params"]), ratio=f"{f['task2']['params_ratio']:.0f}",
                     small_gap=pct(small["gap"]), nll_gap=pct(base["gap"]), small_val=pct(small["val"]),
                     nll_val=pct(base["val"]))),
-        paragraph(t("task2.verdict.reduced" if f["task2"]["reduced"] else "task2.verdict.not_reduced",
-                    val=t(f"relative.{f['task2']['val']}"), n_train=t.int(d.inp.stats["n_train"]))),
+        *(story(d) or [paragraph(t("task2.verdict.reduced" if f["task2"]["reduced"] else "task2.verdict.not_reduced",
+                                   val=t(f"relative.{f['task2']['val']}"), n_train=t.int(d.inp.stats["n_train"])))]),
         paragraph(best_fix(d)),
     ]
+
+
+def story(d: Doc) -> list[Block]:
+    """Task 2 across training lengths: the gap against width early (the sweep's curves), the small
+    against the book net at every length, and the conclusion the data support."""
+    t, s = d.t, d.f["story"]
+    if not s:
+        return []
+    ms = d.mean_std
+    rows = [[str(r["epoch"]), ms(r["small"]), ms(r["base"]), t(f"seeds.verdict.{r['verdict']}"),
+             t("story.trend", narrow=r["narrow"], narrow_gap=ms(r["narrow_gap"]), wide=r["wide"],
+               wide_gap=ms(r["wide_gap"])) if r["source"] == "sweep" else t("story.variants")]
+            for r in (*s["rows"], s["end"])]
+    early, end = s["early"], s["end"]
+    blocks = [paragraph(t("story.intro", small=s["small_variant"], small_config=s["small"], base=s["base_variant"],
+                          base_config=s["base"], lengths=", ".join(str(r["epoch"]) for r in s["rows"]),
+                          epochs=end["epoch"]))]
+    if "story" in d.figures:
+        blocks.append(d.figure("story", "story.figure"))
+    blocks += [table(t.texts("story.header", small=s["small"], base=s["base"]), rows),
+               paragraph(t(f"story.{s['key']}", early=early["epoch"], small_early=ms(early["small"]),
+                           base_early=ms(early["base"]), narrow=early["narrow"], wide=early["wide"],
+                           epochs=end["epoch"], small_end=ms(end["small"]), base_end=ms(end["base"]),
+                           end_verdict=t(f"seeds.verdict.{end['verdict']}")))]
+    return blocks
 
 
 def best_fix(d: Doc) -> str:
@@ -214,10 +363,11 @@ def regularizer(d: Doc, name: str, r: dict[str, Any]) -> str:
     """One regularizer against the plain net; says so when early stopping ended training before the last epoch."""
     t, epochs, ms = d.t, d.f["sweep"]["epochs"], d.mean_std
     stopped = r["epochs_trained"] < epochs
-    return t("sweep.regularizer.stopped_early" if stopped else "sweep.regularizer.full_length",
+    text = t("sweep.regularizer.stopped_early" if stopped else "sweep.regularizer.full_length",
              name=name, base=d.f["sweep"]["base"], gap=ms(r["gap"]), base_gap=ms(r["base_gap"]), val=ms(r["val"]),
              base_val=ms(r["base_val"]), gap_change=t(f"sweep.gap_change.{r['gap_change']}"),
              val_change=t(f"sweep.val_change.{r['val_change']}"), stopped=f"{r['epochs_trained']:.0f}", epochs=epochs)
+    return f"{text} {t('sweep.read_from', base=r['read_from'])}" if r.get("read_from") else text
 
 
 def translation(d: Doc) -> list[Block]:

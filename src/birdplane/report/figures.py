@@ -49,7 +49,9 @@ def samples(images: np.ndarray, labels: np.ndarray, classes: list[str], path: Pa
 
 
 def learning_curves(inp: "Inputs", column: str, ylabel: str, path: Path, shared_y: bool = True) -> None:
-    """Train (dashed) and validation (solid) per epoch; one panel, or one per variant if not shared_y."""
+    """Train (dashed) and validation (solid) per epoch, the mean over a variant's seeds; where it ran
+    several seeds, a band of ± one standard deviation around each. One panel, or one per variant if
+    not shared_y."""
     plt = _plt()
     names = list(inp.variants)
     if shared_y:
@@ -59,17 +61,85 @@ def learning_curves(inp: "Inputs", column: str, ylabel: str, path: Path, shared_
         fig, axes = plt.subplots(1, len(names), figsize=(3.6 * len(names), 3.6), squeeze=False)
         axes = list(axes[0])
     for i, (name, ax) in enumerate(zip(names, axes)):
-        h = inp.variants[name].history
-        color = COLORS[i % len(COLORS)]
-        ax.plot(h["epoch"], h[f"train_{column}"], "--", color=color, lw=1.2, label=f"{name} train")
-        ax.plot(h["epoch"], h[f"val_{column}"], "-", color=color, lw=1.6, label=f"{name} val")
+        v = inp.variants[name]
+        h, color = v.history, COLORS[i % len(COLORS)]
+        band = _seed_band(v.seed_history, [f"train_{column}", f"val_{column}"])
+        for split, style, lw in (("train", "--", 1.2), ("val", "-", 1.6)):
+            col = f"{split}_{column}"
+            ax.plot(h["epoch"], h[col], style, color=color, lw=lw, label=f"{name} {split}")
+            if band is not None:
+                ax.fill_between(band.index, band[(col, "mean")] - band[(col, "std")],
+                                band[(col, "mean")] + band[(col, "std")], color=color, alpha=0.15, lw=0)
         ax.set_xlabel("epoch")
         ax.set_ylabel(ylabel)
         if not shared_y:
-            ax.set_title(f"{name} ({inp.variants[name].train['recipe']['loss'].upper()})")
+            ax.set_title(f"{name} ({v.train['recipe']['loss'].upper()})")
             ax.legend(fontsize=8)
     if shared_y:
         axes[0].legend(ncol=len(names), fontsize=8, loc="lower right")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def _seed_band(curves, columns: list[str]):
+    """Mean and std over seeds per epoch (a DataFrame indexed by epoch), or None for one seed."""
+    if curves is None or curves["seed"].nunique() < 2:
+        return None
+    return curves.groupby("epoch")[columns].agg(["mean", "std"]).fillna(0.0)
+
+
+def lr_study(inp: "Inputs", study: dict, path: Path) -> None:
+    """Validation accuracy at the end against the learning rate, per loss (mean ± std over seeds),
+    and the mean training accuracy per epoch of every (loss, rate)."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    curves = inp.sweep_curves
+    for i, (loss, by_lr) in enumerate(study["rows"].items()):
+        color = COLORS[i % len(COLORS)]
+        ok = [(lr, r) for lr, r in sorted(by_lr.items()) if not r["diverged"]]
+        if ok:
+            axes[0].errorbar([lr for lr, _ in ok], [r["val"]["mean"] for _, r in ok],
+                             yerr=[r["val"]["std"] for _, r in ok], fmt="o-", color=color, capsize=3,
+                             label=loss.upper())
+        for j, (lr, r) in enumerate(ok):
+            source = inp.sweep["configs"][r["name"]].get("same_as") or r["name"]
+            mean = curves[curves["config"] == source].groupby("epoch")["train_accuracy"].mean()
+            axes[1].plot(mean.index, mean.values, ["-", "--", ":", "-."][j % 4], color=color,
+                         label=f"{loss.upper()} lr {lr:g}")
+    axes[0].set_xscale("log")
+    axes[0].set_xlabel("learning rate")
+    axes[0].set_ylabel("validation accuracy")
+    axes[0].legend(fontsize=8)
+    axes[1].axhline(inp.fit_threshold, ls=":", color="grey")
+    axes[1].set_xlabel("epoch")
+    axes[1].set_ylabel("training accuracy (mean over seeds)")
+    axes[1].legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def story(inp: "Inputs", story: dict, path: Path) -> None:
+    """The gap per epoch: every width of the sweep (thin, mean over seeds, darker = wider) and the
+    small and the book variant to their last epoch (thick, ± one std over seeds)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    curves = inp.sweep_curves
+    widths = [(n, c["hidden"][0]) for n, c in inp.sweep["configs"].items() if c.get("kind") == "width"]
+    cmap = plt.get_cmap("viridis")
+    for i, (n, _) in enumerate(sorted(widths, key=lambda w: w[1])):
+        c = curves[curves["config"] == n]
+        gap = (c["train_accuracy"] - c["val_accuracy"]).groupby(c["epoch"]).mean()
+        ax.plot(gap.index, gap.values, color=cmap(i / max(1, len(widths) - 1)), lw=0.9, alpha=0.8, label=n)
+    for name, color in ((story["small_variant"], COLORS[1]), (story["base_variant"], COLORS[0])):
+        c = inp.variants[name].seed_history
+        g = (c["train_accuracy"] - c["val_accuracy"]).groupby(c["epoch"]).agg(["mean", "std"]).fillna(0.0)
+        ax.plot(g.index, g["mean"], color=color, lw=2.2, label=f"{name} ({inp.variants[name].train['model']})")
+        ax.fill_between(g.index, g["mean"] - g["std"], g["mean"] + g["std"], color=color, alpha=0.2, lw=0)
+    for r in (*story["rows"], story["end"]):
+        ax.axvline(r["epoch"], ls=":", color="grey", lw=0.8)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("gap (train − validation accuracy)")
+    ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     _save(fig, path)
 

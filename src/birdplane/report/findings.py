@@ -9,6 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from birdplane.report import study
+from birdplane.report.study import differs
+
 if TYPE_CHECKING:  # the functions only call DataFrame methods: importing the report stays light
     import pandas as pd
 
@@ -28,6 +31,7 @@ class Variant:
     shift: dict[str, Any] | None   # metrics/shift/<v>.json
     shift_grid: pd.DataFrame | None
     log: dict[str, Any]            # logs/train/<v>.json
+    seed_history: pd.DataFrame | None = None  # plots/train/seeds/<v>.csv: every seed's curves
 
 
 @dataclass
@@ -42,6 +46,8 @@ class Inputs:
     samples: Any = None            # uint8 images per class for the data figure
     sweep: dict[str, Any] | None = None  # metrics/sweep.json
     download: dict[str, Any] | None = None  # logs/download.json: the URL and md5 actually used
+    sweep_curves: pd.DataFrame | None = None  # plots/sweep/curves.csv: config, seed, epoch, ...
+    book_lr: float = 0.01          # train.lr: the book's learning rate, where the study compares the losses
 
 
 def first_epoch_reaching(history: pd.DataFrame, column: str, threshold: float) -> int | None:
@@ -55,6 +61,15 @@ def noise(history: pd.DataFrame, last: int = 10) -> float:
     return float(tail.std(ddof=1)) if len(tail) > 1 else 0.0
 
 
+def own_history(x: Variant) -> pd.DataFrame:
+    """The curves of the variant's model (its first seed's, the one saved and evaluated): the
+    history file is the mean over the seeds when there are several."""
+    if x.seed_history is None:
+        return x.history
+    first = x.seed_history[x.seed_history["seed"] == x.seed_history["seed"].min()]
+    return first.drop(columns="seed").reset_index(drop=True)
+
+
 def best_epoch(history: pd.DataFrame) -> pd.Series:
     """The epoch of highest validation accuracy (the earliest among ties): early stopping's pick."""
     return history.loc[history["val_accuracy"].idxmax()]
@@ -64,17 +79,18 @@ def analyse(inp: Inputs) -> dict[str, Any]:
     """Plain numbers and verdicts for every statement of the report."""
     v = inp.variants
     base, mse, small = (v[inp.roles[r]] for r in ("baseline", "mse", "small"))
-    tol = max(noise(base.history), 0.005)  # differences below this are within epoch-to-epoch noise
+    tol = max(noise(own_history(base)), 0.005)  # differences below this are within epoch-to-epoch noise
 
     def summary(x: Variant) -> dict[str, Any]:
-        b = best_epoch(x.history)
+        h = own_history(x)
+        b = best_epoch(h)
         return {
             "name": x.name, "val": x.eval["val_accuracy"], "train": x.eval["train_accuracy"],
             "gap": x.eval["overfit_gap"], "params": x.eval["n_parameters"],
             "best_val": float(b["val_accuracy"]), "best_epoch": int(b["epoch"]),
             "gap_at_best": float(b["train_accuracy"] - b["val_accuracy"]),
-            "fit_epoch": first_epoch_reaching(x.history, "train_accuracy", inp.fit_threshold),
-            "epochs": int(x.history["epoch"].max()), "ece": x.eval["val_ece"],
+            "fit_epoch": first_epoch_reaching(h, "train_accuracy", inp.fit_threshold),
+            "epochs": int(h["epoch"].max()), "ece": x.eval["val_ece"],
             "seeds": x.train.get("seeds"),
         }
 
@@ -99,6 +115,9 @@ def analyse(inp: Inputs) -> dict[str, Any]:
     helped = best_fix[1] < s_base["gap"] - tol
     return {
         "sweep": analyse_sweep(inp) if inp.sweep else None,
+        "task1_seeds": study.task1(base, mse, inp.fit_threshold),
+        "lr_study": study.lr_study(inp),
+        "story": study.story(inp, small, base),
         "translation": analyse_translation(inp),
         "tolerance": tol, "baseline": s_base, "mse": s_mse, "small": s_small,
         "task1": {"val": compare_on("val", s_mse, s_base), "best": compare(s_mse["best_val"], s_base["best_val"]),
@@ -110,15 +129,10 @@ def analyse(inp: Inputs) -> dict[str, Any]:
     }
 
 
-def differs(a: dict[str, float], b: dict[str, float]) -> bool:
-    """Two mean ± std (over seeds) differ when the means are further apart than the larger std."""
-    return abs(a["mean"] - b["mean"]) > max(a["std"], b["std"])
-
-
 def analyse_sweep(inp: Inputs) -> dict[str, Any]:
     """The capacity sweep: trends over width, the regularizers against the plain book net, the pick."""
     sw = inp.sweep
-    configs = sw["configs"]
+    configs = {n: c for n, c in sw["configs"].items() if c["kind"] != "lr"}  # the lr study is task 1's
     widths = {n: c for n, c in configs.items() if c["kind"] == "width"}
     base_name = next((n for n, c in widths.items() if c["hidden"] == [inp.base_width]), None)
     base = configs[base_name] if base_name else None
@@ -132,7 +146,8 @@ def analyse_sweep(inp: Inputs) -> dict[str, Any]:
                        ("lower" if c["overfit_gap"]["mean"] < base["overfit_gap"]["mean"] else "higher"),
                        "val_change": "same" if not differs(c["val_accuracy"], base["val_accuracy"]) else
                        ("higher" if c["val_accuracy"]["mean"] > base["val_accuracy"]["mean"] else "lower"),
-                       "epochs_trained": c["epochs_trained"]["mean"], "best_epoch": c["best_epoch"]["mean"]}
+                       "epochs_trained": c["epochs_trained"]["mean"], "best_epoch": c["best_epoch"]["mean"],
+                       "read_from": c.get("read_from")}
     rule = sw["small_rule"]
     small = inp.variants[inp.roles["small"]]
     small_hidden = small.train["recipe"]["hidden"]

@@ -13,19 +13,26 @@ def _optional(path: Path) -> Any:
     return _json(path) if path.exists() else None
 
 
+def _csv(path: Path):
+    import pandas as pd
+
+    return pd.read_csv(path) if path.exists() else None
+
+
 def load_inputs(params, params_file: Path, stats: Path, metrics: Path, plots: Path, logs: Path) -> Inputs:
-    """Every variant's metrics, history, evaluation, shift test and training log; the sweep and the
-    download's log when they exist; params.yaml as written for the provenance section."""
+    """Every variant's metrics, history (and every seed's), evaluation, shift test and training log;
+    the sweep (and its per-epoch curves) and the download's log when they exist; params.yaml as
+    written for the provenance section."""
     import pandas as pd
     import yaml
 
     variants = {}
     for v in params.train.variants:
-        grid = plots / "shift" / "grid" / f"{v}.csv"
         variants[v] = Variant(
             name=v, train=_json(metrics / "train" / f"{v}.json"), history=pd.read_csv(plots / "train" / f"{v}.csv"),
             eval=_json(metrics / "eval" / f"{v}.json"), shift=_optional(metrics / "shift" / f"{v}.json"),
-            shift_grid=pd.read_csv(grid) if grid.exists() else None, log=_json(logs / "train" / f"{v}.json"))
+            shift_grid=_csv(plots / "shift" / "grid" / f"{v}.csv"), log=_json(logs / "train" / f"{v}.json"),
+            seed_history=_csv(plots / "train" / "seeds" / f"{v}.csv"))
     r = params.report
     with params_file.open(encoding="utf-8") as f:
         as_written = yaml.safe_load(f)  # validated already (load_params); shown whole in the report
@@ -34,13 +41,16 @@ def load_inputs(params, params_file: Path, stats: Path, metrics: Path, plots: Pa
                          "cnn": r.cnn},
                   fit_threshold=r.fit_threshold, summary_shift=params.shift.summary_shift,
                   base_width=params.sweep.base_width, sweep=_optional(metrics / "sweep.json"),
-                  download=_optional(logs / "download.json"))
+                  download=_optional(logs / "download.json"), sweep_curves=_csv(plots / "sweep" / "curves.csv"),
+                  book_lr=params.train.lr)
 
 
 def draw_figures(inp: Inputs, images, labels, classes: list[str], folder: Path) -> dict[str, str]:
     """Every figure the document shows, as PNGs in `folder`; returns figure key -> file name."""
     from birdplane.report import figures
+    from birdplane.report.findings import analyse
 
+    found = analyse(inp)
     made = {"accuracy": "accuracy.png", "loss": "loss.png", "confusion": "confusion.png"}
     figures.samples(images, labels, classes, folder / "samples.png")
     made["samples"] = "samples.png"
@@ -50,6 +60,12 @@ def draw_figures(inp: Inputs, images, labels, classes: list[str], folder: Path) 
     if inp.sweep:
         figures.sweep(inp, folder / "sweep.png")
         made["sweep"] = "sweep.png"
+    if found["lr_study"]:
+        figures.lr_study(inp, found["lr_study"], folder / "lr_study.png")
+        made["lr_study"] = "lr_study.png"
+    if found["story"]:
+        figures.story(inp, found["story"], folder / "story.png")
+        made["story"] = "story.png"
     if all(v.shift for v in inp.variants.values()):
         figures.shift_curves(inp, folder / "shift.png")
         figures.shift_grids(inp, folder / "shift_grid.png")

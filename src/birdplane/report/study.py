@@ -1,0 +1,230 @@
+"""The seeded evidence behind the homework answers, as plain numbers and verdicts (no words):
+
+- task 1 over seeds: NLL against MSE at the book's recipe, mean ± std of each figure;
+- the learning-rate study: each loss at each learning rate of the sweep, its best rate, and the
+  measured size of the loss's gradient on the images a net gets wrong;
+- the task-2 story: the gap of the small and the book net at several training lengths.
+
+A difference is real only when the means are further apart than the larger standard deviation over
+the seeds (`differs`); otherwise the verdict is "cannot_tell".
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from birdplane.summary import spread
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# `Inputs` and `Variant` are birdplane.report.findings' (which imports this module)
+Inputs = Variant = Any
+
+# a net is "confidently wrong" on an image when p(correct class) < 0.1 (inference.logit_gradients);
+# MSE's gradient is flat there if its ratio to NLL's is this much smaller than on all mistakes
+FLAT_FACTOR = 1.5
+
+
+def differs(a: dict[str, float], b: dict[str, float]) -> bool:
+    """Two mean ± std (over seeds) differ when the means are further apart than the larger std."""
+    return abs(a["mean"] - b["mean"]) > max(a["std"], b["std"])
+
+
+def verdict(a: dict[str, float] | None, b: dict[str, float] | None) -> str:
+    """a against b: "higher", "lower" or "cannot_tell" (within the seed spread, or a side missing)."""
+    if not a or not b or not differs(a, b):
+        return "cannot_tell"
+    return "higher" if a["mean"] > b["mean"] else "lower"
+
+
+def fit_epochs(curves: pd.DataFrame, threshold: float) -> list[int | None]:
+    """Per seed (curves: seed, epoch, train_accuracy, ...): the first epoch whose training accuracy
+    reaches `threshold`, None for a seed that never does."""
+    out = []
+    for _, c in curves.groupby("seed", sort=True):
+        hit = c.loc[c["train_accuracy"] >= threshold, "epoch"]
+        out.append(int(hit.min()) if len(hit) else None)
+    return out
+
+
+def fit_summary(epochs: list[int | None], length: int) -> dict[str, Any]:
+    """Epochs to fit over seeds: mean ± std of the seeds that fit, how many did, and the spread with
+    a seed that never fit counted as length + 1 (a lower bound), which the verdict compares."""
+    hit = [e for e in epochs if e is not None]
+    return {"spread": spread(hit) if hit else None, "n_fit": len(hit), "n": len(epochs),
+            "censored": spread([length + 1 if e is None else e for e in epochs]) if epochs else None}
+
+
+def fit_verdict(a: dict[str, Any], b: dict[str, Any]) -> str:
+    """a fits "faster" / "slower" than b, or "cannot_tell": the epochs to fit over seeds, a seed that
+    never fits counted as one epoch past the end; nobody fitting on either side cannot be compared."""
+    if a["n_fit"] == 0 and b["n_fit"] == 0:
+        return "cannot_tell"
+    return {"higher": "slower", "lower": "faster"}.get(verdict(a["censored"], b["censored"]), "cannot_tell")
+
+
+def _values(runs: list[dict], *path: str) -> list[float]:
+    out = []
+    for r in runs:
+        for key in path:
+            r = r.get(key) if isinstance(r, dict) else None
+        if r is not None:
+            out.append(r)
+    return out
+
+
+def seeded(x: Variant, threshold: float) -> dict[str, Any] | None:
+    """One variant over its seeds (metrics/train/<v>.json "seeds" and plots/train/seeds/<v>.csv)."""
+    s = x.train.get("seeds")
+    if not s or not s.get("runs") or x.seed_history is None:
+        return None
+    runs = s["runs"]
+    stat = {k: spread(_values(runs, k)) for k in ("val_accuracy", "best_val_accuracy", "overfit_gap", "val_ece")}
+    grads = {k: _values(runs, "logit_grad", k) for k in ("misclassified", "confidently_wrong")}
+    return {"n": len(runs), "epochs": int(x.seed_history["epoch"].max()), **stat,
+            "fit": fit_summary(fit_epochs(x.seed_history, threshold), int(x.seed_history["epoch"].max())),
+            **{f"grad_{k}": spread(v) if v else None for k, v in grads.items()}}
+
+
+def task1(base: Variant, mse: Variant, threshold: float) -> dict[str, Any] | None:
+    """NLL (base) against MSE over seeds at the book's recipe; None unless both ran several seeds."""
+    a, b = seeded(mse, threshold), seeded(base, threshold)
+    if not a or not b:
+        return None
+    return {"mse": a, "nll": b, "n": min(a["n"], b["n"]),
+            "verdicts": {**{k: verdict(a[k], b[k]) for k in ("val_accuracy", "best_val_accuracy", "overfit_gap",
+                                                           "val_ece")},
+                         "fit": fit_verdict(a["fit"], b["fit"])}}
+
+
+def _config(configs: dict[str, dict], name: str) -> dict[str, Any]:
+    """A sweep configuration, following `same_as` to the one it was read from."""
+    c = configs[name]
+    return {**configs[c["same_as"]], **c} if c.get("same_as") and "val_accuracy" not in c else c
+
+
+def lr_study(inp: Inputs) -> dict[str, Any] | None:
+    """The learning-rate study of the sweep (configurations of kind "lr"): per loss and rate the
+    accuracies, epochs to fit and the gradient measure; each loss's best rate (highest mean
+    validation accuracy), and NLL against MSE at the book's rate and at each one's best."""
+    sw, curves = inp.sweep, inp.sweep_curves
+    if not sw or curves is None:
+        return None
+    names = [n for n, c in sw["configs"].items() if c.get("kind") == "lr"]
+    if not names:
+        return None
+    rows: dict[str, dict[float, dict[str, Any]]] = {}
+    for n in names:
+        c = _config(sw["configs"], n)
+        source = c.get("same_as") or n
+        row = {"name": n, "loss": c["loss"], "lr": c["lr"], "diverged": c.get("diverged")}
+        if not row["diverged"]:
+            row.update(val=c["val_accuracy"], train=c["train_accuracy"], gap=c["overfit_gap"],
+                       grad=(c.get("logit_grad") or {}).get("misclassified"),
+                       grad_wrong=(c.get("logit_grad") or {}).get("confidently_wrong"),
+                       fit=fit_summary(fit_epochs(curves[curves["config"] == source], inp.fit_threshold),
+                                       sw["epochs"]))
+        rows.setdefault(c["loss"], {})[c["lr"]] = row
+    if not {"nll", "mse"} <= rows.keys():
+        return None
+    best = {}
+    for loss, by_lr in rows.items():
+        ok = [r for r in by_lr.values() if not r["diverged"]]
+        best[loss] = max(ok, key=lambda r: (r["val"]["mean"], -r["lr"]))["lr"] if ok else None
+    fastest = {}
+    for loss, by_lr in rows.items():
+        fit = [r for r in by_lr.values() if not r["diverged"] and r["fit"]["n_fit"]]
+        fastest[loss] = min(fit, key=lambda r: (r["fit"]["censored"]["mean"], r["lr"]))["lr"] if fit else None
+    book = inp.book_lr
+    at_book = {loss: rows[loss].get(book) for loss in ("nll", "mse")}
+
+    def compare(m: dict | None, n: dict | None) -> dict[str, str] | None:
+        if not m or not n or m["diverged"] or n["diverged"]:
+            return None
+        return {"val": verdict(m["val"], n["val"]), "fit": fit_verdict(m["fit"], n["fit"])}
+
+    at_best = {loss: rows[loss][best[loss]] if best[loss] is not None else None for loss in ("nll", "mse")}
+    at_fastest = {loss: rows[loss][fastest[loss]] if fastest[loss] is not None else None for loss in ("nll", "mse")}
+    return {"rows": rows, "best": best, "fastest": fastest, "book_lr": book, "epochs": sw["epochs"],
+            "seeds": len(sw["seeds"]), "best_is_book": best["nll"] == best["mse"] == book,
+            "at_book": compare(at_book["mse"], at_book["nll"]), "at_best": compare(at_best["mse"], at_best["nll"]),
+            "at_fastest": compare(at_fastest["mse"], at_fastest["nll"]),
+            "why": gradient_reason(at_book["nll"], at_book["mse"])}
+
+
+def gradient_reason(nll: dict | None, mse: dict | None) -> dict[str, Any] | None:
+    """The measured quantity at the book's rate: the size of each loss's gradient with respect to
+    the logits on the misclassified training images, and on the confidently wrong ones. MSE's is
+    smaller overall ("smaller steps", which a larger learning rate makes up for) and, if its ratio
+    to NLL's is FLAT_FACTOR times smaller still on the confidently wrong images, flat exactly where
+    the prediction is furthest off (the book's argument, which a learning rate cannot fix)."""
+    if not nll or not mse or nll["diverged"] or mse["diverged"] or not nll.get("grad") or not mse.get("grad"):
+        return None
+    ratio = nll["grad"]["mean"] / mse["grad"]["mean"]
+    out = {"nll": nll["grad"], "mse": mse["grad"], "ratio": ratio, "nll_wrong": nll.get("grad_wrong"),
+           "mse_wrong": mse.get("grad_wrong"), "ratio_wrong": None}
+    if out["nll_wrong"] and out["mse_wrong"] and out["mse_wrong"]["mean"] > 0:
+        out["ratio_wrong"] = out["nll_wrong"]["mean"] / out["mse_wrong"]["mean"]
+    out["flat"] = out["ratio_wrong"] is not None and out["ratio_wrong"] > FLAT_FACTOR * ratio
+    return out
+
+
+def _gap_at(curves: pd.DataFrame, epoch: int) -> dict[str, Any] | None:
+    """Mean ± std over seeds of (training − validation accuracy) at `epoch` (per-epoch curves;
+    training accuracy as the curves record it)."""
+    at = curves[curves["epoch"] == epoch]
+    return spread((at["train_accuracy"] - at["val_accuracy"]).tolist()) if len(at) else None
+
+
+def story(inp: Inputs, small: Variant, base: Variant) -> dict[str, Any] | None:
+    """Task 2 across training lengths. At a third of the sweep's length and at its end (the sweep's
+    curves): does the gap grow with the width (narrowest against widest), and the small and the
+    book net's gap; at the variants' length (their own seeds' curves): the small against the book
+    net. Then which statement the data support:
+
+    "Early" is the sweep's last length, where its gaps have opened (a third of it can still be noise):
+
+    - "later_not_less": early the gap grows with the width and the small net's is lower, and at the
+      variants' length it cannot be told from the book net's, or is higher: smaller nets overfit
+      later, not less;
+    - "less": as early, and the small net's gap is still lower at the end;
+    - "not_less": the small net's gap is not lower early, nor at the end;
+    - "mixed": anything else (said with the numbers, no conclusion drawn).
+    """
+    sw, curves = inp.sweep, inp.sweep_curves
+    if not sw or curves is None or small.seed_history is None or base.seed_history is None:
+        return None
+    widths = {tuple(c["hidden"]): n for n, c in sw["configs"].items() if c.get("kind") == "width"}
+    names = widths.get(tuple(small.train["recipe"]["hidden"])), widths.get(tuple(base.train["recipe"]["hidden"]))
+    if None in names or len(widths) < 2:
+        return None
+    order = [widths[h] for h in sorted(widths, key=lambda h: h[0])]
+    rows = []
+    for epoch in sorted({max(1, sw["epochs"] // 3), sw["epochs"]}):
+        gaps = {n: _gap_at(curves[curves["config"] == n], epoch) for n in order}
+        if any(g is None for g in gaps.values()):
+            continue
+        rows.append({"epoch": epoch, "source": "sweep", "narrow": order[0], "wide": order[-1],
+                     "narrow_gap": gaps[order[0]], "wide_gap": gaps[order[-1]],
+                     "grows": verdict(gaps[order[-1]], gaps[order[0]]) == "higher",
+                     "small": gaps[names[0]], "base": gaps[names[1]]})
+    long = min(int(small.seed_history["epoch"].max()), int(base.seed_history["epoch"].max()))
+    if not rows or long <= rows[-1]["epoch"]:
+        return None
+    end = {"epoch": long, "source": "variants", "small": _gap_at(small.seed_history, long),
+           "base": _gap_at(base.seed_history, long)}
+    for r in (*rows, end):
+        r["verdict"] = verdict(r["small"], r["base"])
+    # the sweep's last length is where its gaps are open; its first can still be noise
+    early = rows[-1]
+    lower_early, caught_up = early["verdict"] == "lower", end["verdict"] in ("cannot_tell", "higher")
+    if early["grows"] and lower_early and caught_up:
+        key = "later_not_less"
+    elif early["grows"] and lower_early and end["verdict"] == "lower":
+        key = "less"
+    elif not lower_early and caught_up:
+        key = "not_less"
+    else:
+        key = "mixed"
+    return {"rows": rows, "early": early, "end": end, "key": key, "small": names[0], "base": names[1],
+            "small_variant": small.name, "base_variant": base.name}
