@@ -3,6 +3,7 @@ DVC project in a temporary git repo."""
 from __future__ import annotations
 
 import contextlib
+import copy
 import http.server
 import os
 import shutil
@@ -123,7 +124,7 @@ def make_project(dest: Path, params_edit=None) -> Path:
     params["train"]["variants"]["small"]["hidden"] = [8]
     params["train"]["variants"]["augmented"]["hidden"] = [16]
     params["train"]["variants"]["cnn"].update(channels=[4, 4], hidden=[8], epochs=2)
-    params["sweep"] = TINY_SWEEP
+    params["sweep"] = copy.deepcopy(TINY_SWEEP)  # a params_edit may change it in place
     if params_edit:
         params_edit(params)
     with (dest / "params.yaml").open("w") as f:

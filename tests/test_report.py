@@ -232,7 +232,9 @@ def test_report_answers_task1_over_seeds_and_with_each_losss_best_learning_rate(
         marked = [r for r in rows if r["loss"] == f"{loss} *"]
         assert [float(r["lr"]) for r in marked] == [best["lr"]]
         assert marked[0]["val. acc."] == mean_std(best["val_accuracy"])
-    assert "Best learning rate: " in md
+    assert ("Best learning rate by validation accuracy" in md) != ("is the best of these for both losses" in md)
+    assert "How fast each loss fits the training set depends on the rate." in md or \
+        "neither loss reaches the fit threshold" in md
     # the gradient measure is quoted where both losses' nets still get training images wrong
     grads = [study[f"{loss}_lr0.01"] for loss in ("nll", "mse")]
     grads = [sweep["configs"].get(c.get("same_as"), c) if c.get("same_as") else c for c in grads]
