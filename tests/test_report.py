@@ -262,10 +262,9 @@ def test_the_task2_story_reads_the_sweeps_and_the_variants_curves(pipeline):
     curves = inp.sweep_curves
     at1 = curves[(curves["config"] == "w2") & (curves["epoch"] == 1)]
     assert story["rows"][0]["small"]["values"] == pytest.approx((at1["train_accuracy"] - at1["val_accuracy"]).tolist())
-    seeds = inp.variants["nll"].seed_history
-    end = seeds[seeds["epoch"] == seeds["epoch"].max()]
-    assert story["end"]["epoch"] == 2 and story["end"]["base"]["values"] == \
-        pytest.approx((end["train_accuracy"] - end["val_accuracy"]).tolist())
+    seeds = inp.variants["nll"].seed_history  # 2 epochs: the gap per seed is the mean of both (GAP_WINDOW 5)
+    per_seed = (seeds["train_accuracy"] - seeds["val_accuracy"]).groupby(seeds["seed"]).mean()
+    assert story["end"]["epoch"] == 2 and story["end"]["base"]["values"] == pytest.approx(per_seed.tolist())
     figs = {k: f"{k}.png" for k in ("accuracy", "loss", "confusion", "shift", "shift_grid", "sweep", "story")}
     _, blocks = build_document(inp, "de", figs)
     assert any(b.kind == "table" and b.header[:2] == ["Epochen", "Lücke w2"] for b in blocks)

@@ -58,12 +58,19 @@ def tracking_uri(root: Path | None = None) -> str:
 
 
 def git_commit(root: Path | None = None) -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root or Path.cwd(), capture_output=True,
-                             text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
+    """The commit the code ran from, with "-dirty" when tracked files differ from it (the run then
+    came from uncommitted changes, which the commit alone would hide); None outside git."""
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", *args], cwd=root or Path.cwd(), capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    sha = git("rev-parse", "HEAD")
+    if not sha:
         return None
-    return out.stdout.strip() or None
+    return f"{sha}-dirty" if git("status", "--porcelain", "--untracked-files=no") else sha
 
 
 def _short(e: BaseException) -> str:
@@ -260,8 +267,15 @@ def child_runs(names: dict[Any, str], *, stage: str | None = None,
     parent, client, ids = mlflow.active_run(), MlflowClient(), {}
 
     def end(status: str) -> None:
+        # every run gets its status even if one call fails; the first failure is raised after
+        first = None
         for run_id in ids.values():
-            client.set_terminated(run_id, status=status)
+            try:
+                client.set_terminated(run_id, status=status)
+            except Exception as e:  # noqa: BLE001 - re-raised below, after the other runs
+                first = first or e
+        if first is not None:
+            raise first
 
     with _ending(end):
         for key, name in names.items():  # as mlflow.start_run(nested=True) tags a run

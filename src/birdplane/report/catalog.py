@@ -138,6 +138,10 @@ class Catalog:
         """Accuracies as percent with two decimals: exact for 2,000 validation images (steps of 0.05 %)."""
         return self._fixed(100 * x, ".2f") + " %"
 
+    def rate(self, lr: float) -> str:
+        """A learning rate as written in params.yaml: 0.01, 0.003, 1e-05 (no fixed decimals)."""
+        return format(lr, "g").replace(".", self.decimal)
+
     def int(self, n: int) -> str:
         return f"{n:,}".replace(",", self.thousands)
 

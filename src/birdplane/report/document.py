@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from birdplane.report.catalog import Catalog, phrases
+from birdplane.report.study import GAP_WINDOW
 from birdplane.report.findings import BOOK_MEAN, BOOK_NLL, BOOK_STD, Inputs, analyse, best_epoch, own_history
 
 
@@ -70,7 +71,7 @@ def summary(d: Doc) -> list[Block]:
     if lr and lr["at_best"]:
         b = lr["best"]
         items.append(t("summary.task1_lr.book" if lr["best_is_book"] else "summary.task1_lr.own",
-                       nll_lr=t.num(b["nll"], 2), mse_lr=t.num(b["mse"], 2), book=t.num(lr["book_lr"], 2),
+                       nll_lr=t.rate(b["nll"]), mse_lr=t.rate(b["mse"]), book=t.rate(lr["book_lr"]),
                        lrs=_rates(d, lr), epochs=lr["epochs"], nll=d.mean_std(lr["rows"]["nll"][b["nll"]]["val"]),
                        mse=d.mean_std(lr["rows"]["mse"][b["mse"]]["val"]),
                        verdict=t(f"seeds.mse_verdict.{lr['at_best']['val']}")))
@@ -205,7 +206,7 @@ def task1_seeds(d: Doc) -> list[Block]:
             [t("task1.row.ece"), f"{num(nll['val_ece']['mean'])} ± {num(nll['val_ece']['std'])}",
              f"{num(mse['val_ece']['mean'])} ± {num(mse['val_ece']['std'])}", t(f"seeds.verdict.{v['val_ece']}")]]
     lr = d.inp.variants[d.f["baseline"]["name"]].train["recipe"]["lr"]
-    return [paragraph(t("task1.seeds_intro", n=s["n"], epochs=nll["epochs"], lr=num(lr, 2))),
+    return [paragraph(t("task1.seeds_intro", n=s["n"], epochs=nll["epochs"], lr=t.rate(lr))),
             table(t.texts("task1.seeds_header"), rows),
             paragraph(t(f"task1.seeds_verdict.{v['val_accuracy']}", fit=t(f"seeds.fit.{v['fit']}")))]
 
@@ -221,10 +222,10 @@ def lr_study(d: Doc) -> list[Block]:
         for lr, r in sorted(by_lr.items()):
             name = f"{loss.upper()}{' *' if lr == s['best'][loss] else ''}"
             if r["diverged"]:
-                rows.append([name, num(lr, 2), t("lr.diverged", epoch=r["diverged"].get("epoch") or "?"), "", "", ""])
+                rows.append([name, t.rate(lr), t("lr.diverged", epoch=r["diverged"].get("epoch") or "?"), "", "", ""])
                 continue
             grad = f"{num(r['grad']['mean'], 3)} ± {num(r['grad']['std'], 3)}" if r["grad"] else "–"
-            rows.append([name, num(lr, 2), ms(r["train"]), ms(r["val"]), fit_text(d, r["fit"], s["epochs"]), grad])
+            rows.append([name, t.rate(lr), ms(r["train"]), ms(r["val"]), fit_text(d, r["fit"], s["epochs"]), grad])
     blocks = [heading(t("lr.heading"), 3), paragraph(t("lr.intro", lrs=_rates(d, s), seeds=s["seeds"],
                                                             epochs=s["epochs"]))]
     if "lr_study" in d.figures:
@@ -233,22 +234,33 @@ def lr_study(d: Doc) -> list[Block]:
     best, book = s["best"], s["book_lr"]
     if best["nll"] is not None and best["mse"] is not None:
         at_book = s["at_book"]
+        ties = [f"{loss.upper()} {t.rate(lr)}" for loss, lrs in s["ties"].items() for lr in lrs]
         blocks.append(paragraph(t(
-            "lr.best.book" if s["best_is_book"] else "lr.best.own", nll_lr=num(best["nll"], 2),
-            mse_lr=num(best["mse"], 2), epochs=s["epochs"], nll=ms(s["rows"]["nll"][best["nll"]]["val"]),
+            "lr.best.book" if s["best_is_book"] else "lr.best.own", nll_lr=t.rate(best["nll"]),
+            mse_lr=t.rate(best["mse"]), epochs=s["epochs"], nll=ms(s["rows"]["nll"][best["nll"]]["val"]),
             mse=ms(s["rows"]["mse"][best["mse"]]["val"]), verdict=t(f"seeds.mse_verdict.{s['at_best']['val']}"),
-            book=num(book, 2), book_verdict=t(f"seeds.mse_verdict.{at_book['val']}") if at_book else "–")))
+            book=t.rate(book), book_verdict=t(f"seeds.mse_verdict.{at_book['val']}") if at_book else "–")
+            + " " + (t("lr.ties.some", rates=", ".join(ties)) if ties else t("lr.ties.none"))))
     blocks.append(paragraph(fit_by_rate(d, s)))
     why = s["why"]
     if why:
-        wrong = why["ratio_wrong"]
+        wrong, share, fast = why["ratio_wrong"], s["share"], s["fastest"]
+
+        def pct_or_dash(x: dict | None) -> str:
+            return t.pct(x["mean"]) if x else "–"
+
         blocks.append(paragraph(t(
-            "lr.why.flat" if why["flat"] else "lr.why.smaller", book=num(book, 2), epochs=s["epochs"],
+            "lr.why.flat" if why["flat"] else "lr.why.smaller", book=t.rate(book), epochs=s["epochs"],
             nll=f"{num(why['nll']['mean'], 3)} ± {num(why['nll']['std'], 3)}",
             mse=f"{num(why['mse']['mean'], 3)} ± {num(why['mse']['std'], 3)}", ratio=num(why["ratio"], 1),
             nll_wrong=num(why["nll_wrong"]["mean"], 3) if why["nll_wrong"] else "–",
             mse_wrong=num(why["mse_wrong"]["mean"], 3) if why["mse_wrong"] else "–",
             ratio_wrong=num(wrong, 1) if wrong else "–")))
+        if fast["mse"] is not None and fast["nll"] is not None and share["mse"]["fastest"] and share["nll"]["fastest"]:
+            blocks.append(paragraph(t(
+                "lr.why.share", book=t.rate(book), mse_lr=t.rate(fast["mse"]), nll_lr=t.rate(fast["nll"]),
+                mse_book=pct_or_dash(share["mse"]["book"]), mse_fast=pct_or_dash(share["mse"]["fastest"]),
+                nll_book=pct_or_dash(share["nll"]["book"]), nll_fast=pct_or_dash(share["nll"]["fastest"]))))
     return blocks
 
 
@@ -266,15 +278,15 @@ def fit_by_rate(d: Doc, s: dict[str, Any]) -> str:
         r = s["rows"][loss].get(s["book_lr"])
         return fit_text(d, r["fit"], s["epochs"]) if r and not r["diverged"] else "–"
 
-    return t("lr.fit.some", book=t.num(s["book_lr"], 2), epochs=s["epochs"],
-             mse_lr=t.num(fast["mse"], 2), mse_fit=fit_text(d, s["rows"]["mse"][fast["mse"]]["fit"], s["epochs"]),
-             nll_lr=t.num(fast["nll"], 2), nll_fit=fit_text(d, s["rows"]["nll"][fast["nll"]]["fit"], s["epochs"]),
+    return t("lr.fit.some", book=t.rate(s["book_lr"]), epochs=s["epochs"],
+             mse_lr=t.rate(fast["mse"]), mse_fit=fit_text(d, s["rows"]["mse"][fast["mse"]]["fit"], s["epochs"]),
+             nll_lr=t.rate(fast["nll"]), nll_fit=fit_text(d, s["rows"]["nll"][fast["nll"]]["fit"], s["epochs"]),
              mse_fit_book=at_book("mse"), nll_fit_book=at_book("nll"),
              fit=t(f"seeds.fit.{s['at_fastest']['fit']}"))
 
 
 def _rates(d: Doc, s: dict[str, Any]) -> str:
-    return ", ".join(d.t.num(lr, 2) for lr in sorted({lr for by in s["rows"].values() for lr in by}))
+    return ", ".join(d.t.rate(lr) for lr in sorted({lr for by in s["rows"].values() for lr in by}))
 
 
 def task2(d: Doc) -> list[Block]:
@@ -304,7 +316,8 @@ def story(d: Doc) -> list[Block]:
                wide_gap=ms(r["wide_gap"])) if r["source"] == "sweep" else t("story.variants")]
             for r in (*s["rows"], s["end"])]
     early, end = s["early"], s["end"]
-    blocks = [paragraph(t("story.intro", small=s["small_variant"], small_config=s["small"], base=s["base_variant"],
+    blocks = [paragraph(t("story.intro", window=GAP_WINDOW, small=s["small_variant"], small_config=s["small"],
+                          base=s["base_variant"],
                           base_config=s["base"], lengths=", ".join(str(r["epoch"]) for r in s["rows"]),
                           epochs=end["epoch"]))]
     if "story" in d.figures:

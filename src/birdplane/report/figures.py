@@ -102,8 +102,7 @@ def lr_study(inp: "Inputs", study: dict, path: Path) -> None:
                              yerr=[r["val"]["std"] for _, r in ok], fmt="o-", color=color, capsize=3,
                              label=loss.upper())
         for j, (lr, r) in enumerate(ok):
-            source = inp.sweep["configs"][r["name"]].get("same_as") or r["name"]
-            mean = curves[curves["config"] == source].groupby("epoch")["train_accuracy"].mean()
+            mean = curves[curves["config"] == r["source"]].groupby("epoch")["train_accuracy"].mean()
             axes[1].plot(mean.index, mean.values, ["-", "--", ":", "-."][j % 4], color=color,
                          label=f"{loss.upper()} lr {lr:g}")
     axes[0].set_xscale("log")
@@ -202,8 +201,10 @@ def confusion(inp: "Inputs", path: Path) -> None:
 def sweep(inp: "Inputs", path: Path) -> None:
     """Validation accuracy and train-minus-validation gap against parameters, mean ± std over seeds:
     one line through the widths, the deep net and each regularized book net as its own marker."""
+    from birdplane.report.findings import capacity
+
     plt = _plt()
-    configs = inp.sweep["configs"]
+    configs = capacity(inp.sweep["configs"])
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, key, label in ((axes[0], "val_accuracy", "accuracy"), (axes[1], "overfit_gap", "gap (train − validation)")):
         widths = [(c["n_parameters"], c[key]["mean"], c[key]["std"], n) for n, c in configs.items() if c["kind"] == "width"]

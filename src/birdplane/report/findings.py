@@ -129,10 +129,16 @@ def analyse(inp: Inputs) -> dict[str, Any]:
     }
 
 
+def capacity(configs: dict[str, dict]) -> dict[str, dict]:
+    """The sweep's capacity configurations (widths, the deep net, regularizers): the learning-rate
+    study's belong to task 1."""
+    return {n: c for n, c in configs.items() if c["kind"] != "lr"}
+
+
 def analyse_sweep(inp: Inputs) -> dict[str, Any]:
     """The capacity sweep: trends over width, the regularizers against the plain book net, the pick."""
     sw = inp.sweep
-    configs = {n: c for n, c in sw["configs"].items() if c["kind"] != "lr"}  # the lr study is task 1's
+    configs = capacity(sw["configs"])
     widths = {n: c for n, c in configs.items() if c["kind"] == "width"}
     base_name = next((n for n, c in widths.items() if c["hidden"] == [inp.base_width]), None)
     base = configs[base_name] if base_name else None

@@ -23,6 +23,9 @@ Inputs = Variant = Any
 # a net is "confidently wrong" on an image when p(correct class) < 0.1 (inference.logit_gradients);
 # MSE's gradient is flat there if its ratio to NLL's is this much smaller than on all mistakes
 FLAT_FACTOR = 1.5
+# The story's gap at a length: per seed, the mean over the epochs up to it (5: validation accuracy
+# jumps by a few points from one epoch to the next, the mean of five is steadier), then over seeds
+GAP_WINDOW = 5
 
 
 def differs(a: dict[str, float], b: dict[str, float]) -> bool:
@@ -31,8 +34,9 @@ def differs(a: dict[str, float], b: dict[str, float]) -> bool:
 
 
 def verdict(a: dict[str, float] | None, b: dict[str, float] | None) -> str:
-    """a against b: "higher", "lower" or "cannot_tell" (within the seed spread, or a side missing)."""
-    if not a or not b or not differs(a, b):
+    """a against b: "higher", "lower" or "cannot_tell" (within the seed spread, a side missing, or
+    a side from one seed, which has no spread to judge by)."""
+    if not a or not b or min(a.get("n", 2), b.get("n", 2)) < 2 or not differs(a, b):
         return "cannot_tell"
     return "higher" if a["mean"] > b["mean"] else "lower"
 
@@ -117,11 +121,12 @@ def lr_study(inp: Inputs) -> dict[str, Any] | None:
     for n in names:
         c = _config(sw["configs"], n)
         source = c.get("same_as") or n
-        row = {"name": n, "loss": c["loss"], "lr": c["lr"], "diverged": c.get("diverged")}
+        row = {"name": n, "source": source, "loss": c["loss"], "lr": c["lr"], "diverged": c.get("diverged")}
         if not row["diverged"]:
+            grads = c.get("logit_grad") or {}
             row.update(val=c["val_accuracy"], train=c["train_accuracy"], gap=c["overfit_gap"],
-                       grad=(c.get("logit_grad") or {}).get("misclassified"),
-                       grad_wrong=(c.get("logit_grad") or {}).get("confidently_wrong"),
+                       grad=grads.get("misclassified"), grad_wrong=grads.get("confidently_wrong"),
+                       share_wrong=grads.get("share_confidently_wrong"),
                        fit=fit_summary(fit_epochs(curves[curves["config"] == source], inp.fit_threshold),
                                        sw["epochs"]))
         rows.setdefault(c["loss"], {})[c["lr"]] = row
@@ -145,11 +150,17 @@ def lr_study(inp: Inputs) -> dict[str, Any] | None:
 
     at_best = {loss: rows[loss][best[loss]] if best[loss] is not None else None for loss in ("nll", "mse")}
     at_fastest = {loss: rows[loss][fastest[loss]] if fastest[loss] is not None else None for loss in ("nll", "mse")}
-    return {"rows": rows, "best": best, "fastest": fastest, "book_lr": book, "epochs": sw["epochs"],
+    # the rates that cannot be told from each loss's best by validation accuracy
+    ties = {loss: [lr for lr, r in sorted(by_lr.items()) if best[loss] is not None and lr != best[loss]
+                   and not r["diverged"] and verdict(r["val"], by_lr[best[loss]]["val"]) == "cannot_tell"]
+            for loss, by_lr in rows.items()}
+    return {"rows": rows, "best": best, "fastest": fastest, "ties": ties, "book_lr": book, "epochs": sw["epochs"],
             "seeds": len(sw["seeds"]), "best_is_book": best["nll"] == best["mse"] == book,
             "at_book": compare(at_book["mse"], at_book["nll"]), "at_best": compare(at_best["mse"], at_best["nll"]),
             "at_fastest": compare(at_fastest["mse"], at_fastest["nll"]),
-            "why": gradient_reason(at_book["nll"], at_book["mse"])}
+            "why": gradient_reason(at_book["nll"], at_book["mse"]),
+            "share": {loss: {"book": (at_book[loss] or {}).get("share_wrong"),
+                             "fastest": (at_fastest[loss] or {}).get("share_wrong")} for loss in ("nll", "mse")}}
 
 
 def gradient_reason(nll: dict | None, mse: dict | None) -> dict[str, Any] | None:
@@ -170,10 +181,12 @@ def gradient_reason(nll: dict | None, mse: dict | None) -> dict[str, Any] | None
 
 
 def _gap_at(curves: pd.DataFrame, epoch: int) -> dict[str, Any] | None:
-    """Mean ± std over seeds of (training − validation accuracy) at `epoch` (per-epoch curves;
-    training accuracy as the curves record it)."""
-    at = curves[curves["epoch"] == epoch]
-    return spread((at["train_accuracy"] - at["val_accuracy"]).tolist()) if len(at) else None
+    """The gap (training − validation accuracy, the training accuracy as the curves record it) at
+    `epoch`: per seed the mean over the GAP_WINDOW epochs up to it, then mean ± std over the seeds."""
+    at = curves[(curves["epoch"] > epoch - GAP_WINDOW) & (curves["epoch"] <= epoch)]
+    if at.empty or int(at["epoch"].max()) != epoch:
+        return None
+    return spread((at["train_accuracy"] - at["val_accuracy"]).groupby(at["seed"]).mean().tolist())
 
 
 def story(inp: Inputs, small: Variant, base: Variant) -> dict[str, Any] | None:
@@ -188,12 +201,15 @@ def story(inp: Inputs, small: Variant, base: Variant) -> dict[str, Any] | None:
       variants' length it cannot be told from the book net's, or is higher: smaller nets overfit
       later, not less;
     - "less": as early, and the small net's gap is still lower at the end;
-    - "not_less": the small net's gap is not lower early, nor at the end;
+    - "not_less": early the gap does not grow with the width and the small net's is not lower, nor
+      at the end;
     - "mixed": anything else (said with the numbers, no conclusion drawn).
     """
     sw, curves = inp.sweep, inp.sweep_curves
     if not sw or curves is None or small.seed_history is None or base.seed_history is None:
         return None
+    if not (small.train.get("seeds") and base.train.get("seeds") and len(sw["seeds"]) > 1):
+        return None  # one seed has no spread: the story would rest on single runs
     widths = {tuple(c["hidden"]): n for n, c in sw["configs"].items() if c.get("kind") == "width"}
     names = widths.get(tuple(small.train["recipe"]["hidden"])), widths.get(tuple(base.train["recipe"]["hidden"]))
     if None in names or len(widths) < 2:
@@ -222,7 +238,7 @@ def story(inp: Inputs, small: Variant, base: Variant) -> dict[str, Any] | None:
         key = "later_not_less"
     elif early["grows"] and lower_early and end["verdict"] == "lower":
         key = "less"
-    elif not lower_early and caught_up:
+    elif not early["grows"] and not lower_early and caught_up:
         key = "not_less"
     else:
         key = "mixed"
