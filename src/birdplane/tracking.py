@@ -57,9 +57,15 @@ def tracking_uri(root: Path | None = None) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{((root or project_root()) / DB_NAME).as_posix()}"
 
 
+# What makes the results: the code and the pipeline's definition. Not the outputs, which a running
+# `dvc repro` rewrites (dvc.lock, metrics/, plots/) while later stages still start.
+SOURCES = (":/src", ":/pipeline", ":/params.yaml", ":/dvc.yaml", ":/pyproject.toml", ":/requirements.lock")
+
+
 def git_commit(root: Path | None = None) -> str | None:
-    """The commit the code ran from, with "-dirty" when tracked files differ from it (the run then
-    came from uncommitted changes, which the commit alone would hide); None outside git."""
+    """The commit the code ran from, with "-dirty" when the code or the pipeline's definition differ
+    from it (the run then came from uncommitted changes, which the commit alone would hide); None
+    outside git."""
     def git(*args: str) -> str | None:
         try:
             out = subprocess.run(["git", *args], cwd=root or Path.cwd(), capture_output=True, text=True, timeout=10)
@@ -70,7 +76,7 @@ def git_commit(root: Path | None = None) -> str | None:
     sha = git("rev-parse", "HEAD")
     if not sha:
         return None
-    return f"{sha}-dirty" if git("status", "--porcelain", "--untracked-files=no") else sha
+    return f"{sha}-dirty" if git("status", "--porcelain", "--untracked-files=no", "--", *SOURCES) else sha
 
 
 def _short(e: BaseException) -> str:
