@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from birdplane.report import Inputs, Variant, analyse, build_document, languages, phrases
+from birdplane.summary import spread as summary_spread
 from birdplane.report.catalog import LANG_DIR, CatalogError
 
 EPOCHS = 12
@@ -172,7 +173,10 @@ def seed_runs(val: float, gap: float, std: float, ece: float, grad: tuple[float,
              "overfit_gap": gap + std * (k - 1), "val_ece": ece + std * (k - 1),
              "logit_grad": {"misclassified": grad[0] * (1 + 0.01 * k), "confidently_wrong": grad[1]}}
             for k in range(3)]
-    return {**seeds(val, gap, std), "runs": runs}
+    # the spreads as the training stage writes them (train.variant.variant_metrics) from its runs
+    return {**seeds(val, gap, std), "runs": runs,
+            **{k: summary_spread([r[k] for r in runs]) for k in ("val_accuracy", "best_val_accuracy",
+                                                                  "overfit_gap", "val_ece")}}
 
 
 def lr_configs(nll: dict[float, float], mse: dict[float, float | None], grads: dict[str, tuple]) -> dict:

@@ -13,6 +13,13 @@ def spread(values: Sequence[float]) -> dict[str, Any]:
     return {"mean": mean, "std": std, "n": n, "values": list(values)}
 
 
+def spread_known(values: Sequence[float | None]) -> dict[str, Any] | None:
+    """spread() of the values that are known: a seed without the quantity (None, e.g. no
+    misclassified image to measure a gradient on) is left out; None if no seed has it."""
+    known = [v for v in values if v is not None]
+    return spread(known) if known else None
+
+
 def smallest_within_one_std(configs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The sweep's pick for `small`: the configuration with the fewest parameters whose mean
     validation accuracy is within one standard deviation (over seeds) of the best mean.

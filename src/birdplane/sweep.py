@@ -22,7 +22,7 @@ from typing import Any
 from birdplane.config import n_parameters
 from birdplane.inference import final_metrics, logit_gradients
 from birdplane.models import ModelConfig, build_model, describe, head_for
-from birdplane.summary import smallest_within_one_std, spread
+from birdplane.summary import smallest_within_one_std, spread, spread_known
 from birdplane.train import engine
 from birdplane.train.batched import train_many
 from birdplane.train.variant import Data, best_of
@@ -224,12 +224,8 @@ def seed_row(name: str, seed: int, model, loss: str, history: list[engine.EpochS
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Mean ± std over the seeds; a gradient over the seeds that have such images (null if none)."""
-    def over_seeds(column: str) -> dict[str, Any] | None:
-        values = [r[column] for r in rows if r[column] is not None]
-        return spread(values) if values else None
-
     return {**{k: spread([r[k] for r in rows]) for k in SUMMARIZED},
-            "logit_grad": {k: over_seeds(column) for k, column in GRADIENTS.items()}}
+            "logit_grad": {k: spread_known([r[column] for r in rows]) for k, column in GRADIENTS.items()}}
 
 
 def sweep_metrics(sweep, seeds: list[int], results: dict[str, dict]) -> dict[str, Any]:

@@ -67,27 +67,16 @@ def fit_verdict(a: dict[str, Any], b: dict[str, Any]) -> str:
     return {"higher": "slower", "lower": "faster"}.get(verdict(a["censored"], b["censored"]), "cannot_tell")
 
 
-def _values(runs: list[dict], *path: str) -> list[float]:
-    out = []
-    for r in runs:
-        for key in path:
-            r = r.get(key) if isinstance(r, dict) else None
-        if r is not None:
-            out.append(r)
-    return out
-
-
 def seeded(x: Variant, threshold: float) -> dict[str, Any] | None:
-    """One variant over its seeds (metrics/train/<v>.json "seeds" and plots/train/seeds/<v>.csv)."""
+    """One variant over its seeds: the spreads the training stage wrote (metrics/train/<v>.json
+    "seeds") and the epochs to fit from every seed's curves (plots/train/seeds/<v>.csv)."""
     s = x.train.get("seeds")
     if not s or not s.get("runs") or x.seed_history is None:
         return None
-    runs = s["runs"]
-    stat = {k: spread(_values(runs, k)) for k in ("val_accuracy", "best_val_accuracy", "overfit_gap", "val_ece")}
-    grads = {k: _values(runs, "logit_grad", k) for k in ("misclassified", "confidently_wrong")}
-    return {"n": len(runs), "epochs": int(x.seed_history["epoch"].max()), **stat,
-            "fit": fit_summary(fit_epochs(x.seed_history, threshold), int(x.seed_history["epoch"].max())),
-            **{f"grad_{k}": spread(v) if v else None for k, v in grads.items()}}
+    epochs = int(x.seed_history["epoch"].max())
+    return {"n": len(s["runs"]), "epochs": epochs,
+            **{k: s[k] for k in ("val_accuracy", "best_val_accuracy", "overfit_gap", "val_ece")},
+            "fit": fit_summary(fit_epochs(x.seed_history, threshold), epochs)}
 
 
 def task1(base: Variant, mse: Variant, threshold: float) -> dict[str, Any] | None:

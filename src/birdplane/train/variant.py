@@ -18,7 +18,7 @@ from torch import nn
 from birdplane.inference import final_metrics, logit_gradients, predict
 from birdplane.losses import LOSSES, probabilities
 from birdplane.models import ModelConfig, build_model, describe, head_for, n_parameters
-from birdplane.summary import spread
+from birdplane.summary import spread, spread_known
 from birdplane.train import engine
 from birdplane.train.batched import train_many
 
@@ -160,7 +160,7 @@ def variant_metrics(recipe, cfg: ModelConfig, runs: list[SeedRun], train: Data, 
         metrics["seeds"] = {
             "seeds": [r.seed for r in runs], **{k: spread([p[k] for p in per_seed]) for k in (*SPREAD, "val_ece")},
             # None where a model got no training image wrong (confidently): left out of the spread
-            **{f"logit_grad_{k}": _spread_known([p["logit_grad"][k] for p in per_seed])
+            **{f"logit_grad_{k}": spread_known([p["logit_grad"][k] for p in per_seed])
                for k in ("misclassified", "confidently_wrong")},
             "runs": per_seed,
         }
@@ -178,11 +178,6 @@ def seed_figures(run: SeedRun, loss: str, train: Data, val: Data, calibration_bi
     ece, _ = calibration(probabilities(predict(run.model, x), LOSSES[loss].head), y, calibration_bins)
     return {"seed": run.seed, **{k: run.final[k] for k in PER_SEED}, "val_ece": ece,
             "logit_grad": logit_gradients(run.model, loss, *train)}
-
-
-def _spread_known(values: list[float | None]) -> dict[str, Any] | None:
-    known = [v for v in values if v is not None]
-    return spread(known) if known else None
 
 
 def history_rows(history: list[engine.EpochStats]) -> list[dict[str, float]]:
