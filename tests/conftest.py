@@ -12,10 +12,14 @@ import sys
 import threading
 from pathlib import Path
 
-import pytest
-import yaml
+from birdplane import numerics
 
-from cifar_fixture import make_archive
+numerics.pin()  # before numpy and torch load, as every stage does: the tests compute the pipeline's bits
+
+import pytest  # noqa: E402
+import yaml  # noqa: E402
+
+from cifar_fixture import make_archive  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # the venv's bin: python, dvc, mlflow

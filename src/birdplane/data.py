@@ -328,8 +328,10 @@ def split_tensors(split: Split, stats: dict, device) -> tuple["torch.Tensor", "t
 def load_tensors(data: Path, stats: Path, device) -> tuple[tuple, tuple, list[str], dict]:
     """The prepared data as the nets take it: ((train features, labels), (val features, labels),
     class names, the stats stage's metrics), normalized with that stage's mean and std."""
+    from birdplane import numerics
     from birdplane.io import read_json
 
+    numerics.install()  # before the first tensor: every product and convolution on the pinned kernels
     stats_record = read_json(stats)
     train, val, classes = load_dataset(data)
     return (split_tensors(train, stats_record, device), split_tensors(val, stats_record, device), classes,

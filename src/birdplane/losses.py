@@ -87,11 +87,18 @@ def _nll_mean(log_probs, target):
     return F.nll_loss(log_probs, target)
 
 
+def _over_classes(fn, z):
+    """fn(z, dim=-1) for logits laid out classes x batch: each image's classes as one row, so the
+    result does not depend on how the thread count splits the batch (ATen's softmax over a
+    non-last dimension does: another rounding at 3 threads than at 1 or 2)."""
+    return fn(z.transpose(-2, -1), dim=-1).transpose(-2, -1)
+
+
 def _nll_grad(z, y):
     import torch
 
     n = z.shape[-1]
-    outputs = torch.log_softmax(z, dim=-2)
+    outputs = _over_classes(torch.log_softmax, z)
     target = onehot(y, z.shape[-2], -2, z.dtype)
     return outputs.exp().sub_(target).div_(n), outputs.transpose(-2, -1)  # softmax - onehot, averaged
 
@@ -112,9 +119,10 @@ def _mse_grad(z, y):
     import torch
 
     c, n = z.shape[-2:]
-    p = torch.softmax(z, dim=-2)
+    p = _over_classes(torch.softmax, z)
     dp = (p - onehot(y, c, -2, z.dtype)).mul_(2 / (n * c))  # averaged over n*c entries
-    return p * (dp - (dp * p).sum(dim=-2, keepdim=True)), p.transpose(-2, -1)  # through the softmax Jacobian
+    dot = (dp * p).transpose(-2, -1).sum(dim=-1, keepdim=True).transpose(-2, -1)  # per image, as above
+    return p * (dp - dot), p.transpose(-2, -1)  # through the softmax Jacobian
 
 
 def _mse_total(outputs, y):

@@ -2,7 +2,9 @@
 SIGTERM handled like Ctrl-C, and every fault ended in one line and an exit status.
 
 Nothing here can change a stage's outputs, so no stage depends on this file in dvc.yaml (a change
-to the heap setting used to re-run evaluate and shift-test for byte-identical outputs)."""
+to the heap setting used to re-run evaluate and shift-test for byte-identical outputs). The pinned
+numerics, which do decide the bits, live in birdplane.numerics, a dependency of every stage that
+computes with torch; run_stage only sets them early, before numpy or torch is imported."""
 from __future__ import annotations
 
 import ctypes
@@ -10,6 +12,7 @@ import signal
 import sys
 from typing import Callable
 
+from birdplane import numerics
 from birdplane.errors import BirdplaneError
 from birdplane.io import no_space
 
@@ -76,6 +79,7 @@ def run_stage(name: str, main: Callable[[], None]) -> None:
     keep_freed_memory()
     handle_termination()
     try:
+        numerics.pin()  # before numpy and torch load
         main()
     except BirdplaneError as e:
         print(f"error in stage {name}: {e}", file=sys.stderr)

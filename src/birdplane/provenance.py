@@ -37,4 +37,7 @@ def now() -> str:
 
 def record(device: str, git_commit: str | None) -> dict:
     """What a stage's log says about where and when it ran."""
-    return {"finished": now(), "git_commit": git_commit, "versions": versions(), "machine": machine(device)}
+    from birdplane import numerics
+
+    return {"finished": now(), "git_commit": git_commit, "versions": versions(), "machine": machine(device),
+            "numerics": numerics.describe()}

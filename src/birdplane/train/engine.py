@@ -71,7 +71,11 @@ def resolve_device(name: str) -> torch.device:
 
 
 def seed_everything(seed: int) -> None:
-    """Same seed, same machine -> bit-identical results."""
+    """Same seed -> bit-identical results: on any x86-64 machine and thread count with pinned
+    numerics (birdplane.numerics, installed here if it is not yet), on the same machine without."""
+    from birdplane import numerics
+
+    numerics.install()
     # cuBLAS is deterministic only with a fixed workspace; must be set before CUDA starts
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.manual_seed(seed)
