@@ -1,0 +1,194 @@
+"""The numerical fingerprint: does this machine compute the committed bits?
+
+    python -m birdplane.fingerprint                      # print this machine's digests (JSON)
+    python -m birdplane.fingerprint --check              # 1 thread, 2 threads, the machine's count: all
+                                                         # equal to tests/fingerprint.json?
+    python -m birdplane.fingerprint --write              # record this machine's digests (after a change
+                                                         # of the code or the lock that moves the bits)
+
+A few seconds of every computation the pipeline's numbers come from, on generated images of the real
+size (3 x 32 x 32, uint8 from a seeded generator): the book's 3072-512-2 net with the fused SGD step
+and its Gram blocks, MSE with weight decay and dropout, three narrow nets trained side by side, the
+autograd reference loop, the chapter-8 convnet, and the evaluation and shift-test passes. Each gives
+a SHA-256 of its model bytes and metrics. With pinned numerics (birdplane.numerics) the digests are
+the same on every x86-64 CPU with AVX2 and at every thread count; `--check` runs each thread count in
+a fresh process (the settings are read when the libraries load) and on a mismatch names the CPU, its
+flags, the thread count and the library versions.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+COMMITTED = Path(__file__).resolve().parents[2] / "tests" / "fingerprint.json"
+N_TRAIN, N_VAL = 1024, 256
+
+
+def images(n: int, seed: int):
+    """n uint8 images (n x 3 x 32 x 32) and labels 0/1, the same integers on every machine (PCG64),
+    with a class signal a net can learn: label 1 is brighter in the red channel's upper half."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, n)
+    x = rng.integers(0, 256, (n, 3, 32, 32), dtype=np.int64)
+    x[:, 0, :16] = np.clip(x[:, 0, :16] + 40 * labels[:, None, None] - 20, 0, 255)
+    return x.astype(np.uint8), labels
+
+
+def _digest(*parts) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p if isinstance(p, bytes) else json.dumps(p, sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def compute() -> dict[str, str]:
+    """Each workload's digest. Call in a fresh process: numerics are set before torch loads."""
+    from birdplane import numerics
+
+    numerics.install()
+    import torch
+
+    from birdplane.data import to_features
+    from birdplane.inference import final_metrics, logit_gradients
+    from birdplane.metrics import evaluate_model
+    from birdplane.models import ModelConfig, build_model, model_bytes
+    from birdplane.shift import shift_test
+    from birdplane.train import engine
+    from birdplane.train.batched import train_many
+
+    mean, std = [0.49, 0.48, 0.45], [0.25, 0.24, 0.26]
+    tx, ty = images(N_TRAIN, 1)
+    vx, vy = images(N_VAL, 2)
+    train = (to_features(tx, mean, std, "cpu"), torch.from_numpy(ty))
+    val = (to_features(vx, mean, std, "cpu"), torch.from_numpy(vy))
+    out: dict[str, str] = {}
+
+    def fit(name, cfg, loss, seed=0, **kw):
+        torch.manual_seed(seed)
+        model = build_model(cfg)
+        history = engine.train(model, loss, *train, *val, epochs=2, batch_size=64, lr=0.01, seed=seed, **kw)
+        out[name] = _digest(model_bytes(model, cfg), [s.to_dict() | {"seconds": 0} for s in history],
+                            final_metrics(model, loss, train, val))
+        return model, cfg
+
+    book, book_cfg = fit("mlp_nll_fused", ModelConfig(), "nll")
+    fit("mlp_mse_decay_dropout", ModelConfig(hidden=(64,), head="softmax", dropout=0.5), "mse", weight_decay=0.002)
+    fit("mlp_autograd", ModelConfig(hidden=(64,)), "nll", fused=False)
+    fit("mlp_augmented", ModelConfig(hidden=(64,)), "nll", augment_shift=2)
+    fit("cnn", ModelConfig(arch="cnn", channels=(16, 8), hidden=(32,)), "nll", seed=3)
+
+    cfg = ModelConfig(hidden=(32,))
+    models = []
+    for seed in (0, 1, 2):
+        torch.manual_seed(seed)
+        models.append(build_model(cfg))
+    histories = train_many(models, "nll", *train, *val, epochs=2, batch_size=64, lr=0.01, seeds=[0, 1, 2])
+    out["mlp_side_by_side"] = _digest(*(model_bytes(m, cfg) for m in models),
+                                      [[s.to_dict() | {"seconds": 0} for s in h] for h in histories])
+
+    evaluation = evaluate_model(book, "nll", ["a", "b"], train, val, 10)
+    gradients = logit_gradients(book, "nll", *train)
+    out["evaluate"] = _digest(list(evaluation), gradients)
+    out["shift_test"] = _digest(list(shift_test(book, val[0].view(-1, 3, 32, 32), val[1], 2, ["fill", "wrap"], 1)))
+    return out
+
+
+def machine() -> dict[str, object]:
+    """What a mismatch report needs: CPU model and flags, threads, library versions, numerics."""
+    import numpy
+    import torch
+    from threadpoolctl import threadpool_info
+
+    from birdplane import numerics
+
+    model, flags = platform.processor() or "", set()
+    try:
+        with Path("/proc/cpuinfo").open(encoding="utf-8") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and not model:
+                    model = value.strip()
+                elif key.strip() == "flags" and not flags:
+                    flags = set(value.split())
+    except OSError:
+        pass
+    blas = [f"{i.get('internal_api')} {i.get('version')} {i.get('architecture')}" for i in threadpool_info()
+            if i.get("user_api") == "blas"]
+    return {"cpu": model or platform.machine(),
+            "flags": sorted(flags & {"avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni"}),
+            "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+            "torch": torch.__version__, "numpy": numpy.__version__, "blas": blas,
+            "aten_capability": torch.backends.cpu.get_cpu_capability(), "numerics": numerics.describe()}
+
+
+def run_one(threads: int) -> dict:
+    """compute() in a fresh process with `threads` torch threads: {digests, machine}."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    code = ("import json; from birdplane.numerics import pin; pin(); import torch; torch.set_num_threads(%d); "
+            "from birdplane import fingerprint as f; print(json.dumps({'digests': f.compute(), 'machine': f.machine()}))"
+            % threads)
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit(f"fingerprint: the run with {threads} thread(s) failed:\n{r.stderr.strip()}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def mismatches(expected: dict[str, str], got: dict[str, str]) -> list[str]:
+    return [k for k in sorted(set(expected) | set(got)) if expected.get(k) != got.get(k)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--check", action="store_true", help="compare with the committed digests")
+    ap.add_argument("--write", action="store_true", help="write this machine's digests to --file")
+    ap.add_argument("--file", type=Path, default=COMMITTED, help="the committed digests (default: %(default)s)")
+    ap.add_argument("--threads", type=int, nargs="+", help="thread counts (default: 1, 2 and the machine's count)")
+    args = ap.parse_args(argv)
+    counts = sorted(set(args.threads or (1, 2, os.cpu_count() or 1)))
+
+    from birdplane import numerics
+
+    mode = numerics.requested_mode()
+    if (args.check or args.write) and mode != numerics.PINNED:
+        print(f"fingerprint: numerics are {mode!r} here ({numerics.MODE_VARIABLE}={os.environ.get(numerics.MODE_VARIABLE)!r}, "
+              f"machine {platform.machine()}): only pinned numerics on x86-64 give the committed bits", file=sys.stderr)
+        return 2
+    runs = {n: run_one(n) for n in counts}
+    first = runs[counts[0]]
+    if args.write:
+        with args.file.open("w", encoding="utf-8") as f:
+            json.dump({"digests": first["digests"], "made_on": first["machine"]}, f, indent=2, sort_keys=True)
+            f.write("\n")
+    if not (args.check or args.write):
+        print(json.dumps(runs, indent=2, sort_keys=True))
+        return 0
+    with args.file.open(encoding="utf-8") as f:
+        expected = json.load(f)["digests"]
+    failed = False
+    for n, r in runs.items():
+        bad = mismatches(expected, r["digests"])
+        if bad:
+            failed = True
+            m = r["machine"]
+            print(f"fingerprint: {', '.join(bad)} differ from {args.file.name} with {n} thread(s) on {m['cpu']} "
+                  f"(flags {' '.join(m['flags'])}; ATen {m['aten_capability']}; {'; '.join(m['blas'])}; "
+                  f"torch {m['torch']}, numpy {m['numpy']}; {m['cpu_count']} CPUs)", file=sys.stderr)
+    if failed:
+        print("fingerprint: this machine does not compute the committed bits; docs/reproducing.md says what to do",
+              file=sys.stderr)
+        return 1
+    print(f"fingerprint: {len(expected)} workloads give the committed digests with {', '.join(map(str, counts))} "
+          f"thread(s) on {first['machine']['cpu']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
