@@ -149,9 +149,9 @@ def _check(*tensors) -> None:
     import torch
 
     for t in tensors:
-        if t.dtype != torch.float32:
-            raise NumericsError(f"pinned numerics implement float32 products only, got {t.dtype} "
-                                f"(set {MODE_VARIABLE}=fast for other types)")
+        if t.dtype not in (torch.float32, torch.float64) or t.dtype != tensors[0].dtype:
+            raise NumericsError(f"pinned numerics implement float32 and float64 products only, got "
+                                f"{', '.join(str(x.dtype) for x in tensors)} (set {MODE_VARIABLE}=fast for others)")
 
 
 def _mm(a, b):
@@ -254,7 +254,7 @@ def _convolution_backward(grad_output, input, weight, bias_sizes, stride, paddin
     if output_mask[0]:
         cols = _mm(go, weight.reshape(o, -1)).view(n, oh, ow, c, kh, kw)
         # col2im: each kernel offset's contribution added in turn, a fixed order at any thread count
-        padded = torch.zeros(n, h + 2 * ph, w + 2 * pw, c, dtype=go.dtype)
+        padded = torch.zeros(n, h + 2 * ph, w + 2 * pw, c, dtype=cols.dtype)
         for i in range(kh):
             for j in range(kw):
                 padded[:, i:i + (oh - 1) * sh + 1:sh, j:j + (ow - 1) * sw + 1:sw, :] += cols[..., i, j]
