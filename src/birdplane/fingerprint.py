@@ -2,7 +2,8 @@
 
     python -m birdplane.fingerprint                      # print this machine's digests (JSON)
     python -m birdplane.fingerprint --check              # 1 thread, 2 threads, the machine's count: all
-                                                         # equal to tests/fingerprint.json?
+                                                         # equal to tests/fingerprint.json? (exit 1 if
+                                                         # not, 3 for another build of torch or numpy)
     python -m birdplane.fingerprint --write              # record this machine's digests (after a change
                                                          # of the code or the lock that moves the bits)
 
@@ -122,7 +123,7 @@ def machine() -> dict[str, object]:
         pass
     blas = [f"{i.get('internal_api')} {i.get('version')} {i.get('architecture')}" for i in threadpool_info()
             if i.get("user_api") == "blas"]
-    return {"cpu": model or platform.machine(),
+    return {"cpu": model or platform.machine(), "system": platform.system(),
             "flags": sorted(flags & {"avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni"}),
             "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
             "torch": torch.__version__, "numpy": numpy.__version__, "blas": blas,
@@ -139,6 +140,17 @@ def run_one(threads: int) -> dict:
     if r.returncode != 0:
         raise SystemExit(f"fingerprint: the run with {threads} thread(s) failed:\n{r.stderr.strip()}")
     return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def build_differs(made_on: dict, here: dict) -> str | None:
+    """Why digests made with another build of the libraries say nothing here, or None. The same
+    version of torch built for another platform or index (Windows' MSVC build, the CPU-only wheel)
+    compiles its kernels differently; the bits are claimed for the build that made them."""
+    keys = ("torch", "numpy", "system")
+    if all(made_on.get(k) == here.get(k) for k in keys):
+        return None
+    return (f"the committed digests are of torch {made_on.get('torch')}, numpy {made_on.get('numpy')} on "
+            f"{made_on.get('system')}; this is torch {here.get('torch')}, numpy {here.get('numpy')} on {here.get('system')}")
 
 
 def mismatches(expected: dict[str, str], got: dict[str, str]) -> list[str]:
@@ -171,7 +183,12 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(runs, indent=2, sort_keys=True))
         return 0
     with args.file.open(encoding="utf-8") as f:
-        expected = json.load(f)["digests"]
+        committed = json.load(f)
+    expected, made_on = committed["digests"], committed.get("made_on", {})
+    other = build_differs(made_on, first["machine"])
+    if other:
+        print(f"fingerprint: not comparable: {other}", file=sys.stderr)
+        return 3
     failed = False
     for n, r in runs.items():
         bad = mismatches(expected, r["digests"])
