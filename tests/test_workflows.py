@@ -109,15 +109,17 @@ def test_the_fast_tests_run_on_linux_macos_and_windows():
 
 def test_the_reproduction_workflow_keeps_its_parts():
     text = (ROOT / ".github/workflows/reproduce.yml").read_text(encoding="utf-8")
-    for needle in ("workflow_dispatch", "pull_request", "cache: pip", "actions/cache@", "download.pytorch.org/whl/cpu",
-                   "birdplane.reproduce --rerun --tolerance cross-machine", "actions/upload-artifact@",
+    for needle in ("workflow_dispatch", "pull_request", "cache: pip", "actions/cache@", "pip install -r requirements.lock",
+                   "birdplane.fingerprint --check", "birdplane.reproduce --rerun --mode exact",
+                   "birdplane.pr_summary --base", "fetch-depth: 0", "actions/upload-artifact@",
                    "vars.BIRDPLANE_DATA_URL", "vars.BIRDPLANE_DATA_MD5"):
         assert needle in text
+    assert "download.pytorch.org/whl/cpu" not in text  # the committed bits are the lock's build of torch
 
 
-@pytest.mark.parametrize("path", WORKFLOWS, ids=[p.name for p in WORKFLOWS])
+@pytest.mark.parametrize("path", [ROOT / ".github/workflows/tests.yml"], ids=["tests.yml"])
 def test_cpu_install_takes_torch_from_the_lock_and_drops_every_cuda_package(path):
-    """The Linux jobs grep requirements.lock: torch and torchvision (markers and all) come from the
+    """The fast tests' Linux jobs grep requirements.lock: torch and torchvision (markers and all) come from the
     CPU index, the rest of the lock without the CUDA build's packages. Applied here to the real lock."""
     text = path.read_text(encoding="utf-8")
     take = re.findall(r"grep -E '([^']+)' requirements\.lock", text)
