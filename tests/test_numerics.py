@@ -1,0 +1,92 @@
+"""Pinned numerics (birdplane.numerics): set before the libraries load, refused where they cannot
+hold, and the pinned kernels compute the products and convolutions torch would, to float tolerance.
+That they give the same bits at every thread count and on every machine is tests/test_fingerprint.py."""
+import os
+import platform
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from birdplane import numerics
+
+X86 = platform.machine().lower() in ("x86_64", "amd64")
+pinned = pytest.mark.skipif(not X86 or numerics.requested_mode() != numerics.PINNED,
+                            reason="pinned numerics are for x86-64 (BIRDPLANE_NUMERICS=fast or another CPU here)")
+
+
+def python(code: str, **env_changes) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in numerics.ENVIRONMENT and k != numerics.MODE_VARIABLE}
+    env.update(env_changes)
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+
+
+@pinned
+def test_pin_after_numpy_is_refused_with_the_fix():
+    r = python("import numpy\nfrom birdplane import numerics\nnumerics.pin()")
+    assert r.returncode != 0
+    assert "must be set before numpy is imported" in r.stderr and "birdplane.numerics.pin() first" in r.stderr
+
+
+@pinned
+def test_a_stage_pins_before_its_libraries_load(tmp_path):
+    r = python("from birdplane import numerics\nnumerics.install()\nimport torch, json\n"
+               "print(json.dumps([torch.backends.cpu.get_cpu_capability(), torch.backends.mkldnn.enabled,"
+               " numerics.describe()]))")
+    assert r.returncode == 0, r.stderr
+    capability, mkldnn, described = __import__("json").loads(r.stdout)
+    assert capability == "AVX2" and mkldnn is False
+    assert described["mode"] == "pinned" and described["environment"]["OPENBLAS_CORETYPE"] == "Haswell"
+
+
+def test_fast_mode_and_a_typo():
+    r = python("from birdplane import numerics\nprint(numerics.install())\nimport torch\n"
+               "print(torch.backends.mkldnn.enabled, numerics.describe()['mode'])", BIRDPLANE_NUMERICS="fast")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["fast", "True", "fast"]
+    r = python("from birdplane import numerics\nnumerics.pin()", BIRDPLANE_NUMERICS="fsat")
+    assert r.returncode != 0 and "BIRDPLANE_NUMERICS='fsat' is not a mode" in r.stderr
+
+
+@pinned
+def test_pinned_products_compute_what_torch_computes():
+    numerics.install()
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(70, 300, generator=g), torch.randn(300, 40, generator=g)
+    c = torch.randn(70, 40, generator=g)
+    ref = a.double() @ b.double()
+    assert torch.allclose(a @ b, ref.float(), atol=1e-4)
+    assert torch.allclose(a.t().contiguous().t() @ b, ref.float(), atol=1e-4)  # a column-major operand
+    assert torch.allclose(torch.addmm(c, a, b, beta=0.5, alpha=-2), (0.5 * c.double() - 2 * ref).float(), atol=1e-3)
+    w = c.clone()
+    w.addmm_(a, b, alpha=0.1)
+    assert torch.allclose(w, (c.double() + 0.1 * ref).float(), atol=1e-4)
+    k = torch.randn(3, 5, 7, generator=g), torch.randn(3, 7, 2, generator=g)
+    assert torch.allclose(torch.bmm(*k), torch.einsum("kij,kjl->kil", k[0].double(), k[1].double()).float(), atol=1e-5)
+    bias = torch.randn(3, 5, 1, generator=g)
+    assert torch.allclose(torch.baddbmm(bias, *k), (bias.double() + k[0].double() @ k[1].double()).float(), atol=1e-5)
+    with pytest.raises(numerics.NumericsError, match="float32 and float64 products only"):
+        torch.ones(2, 2, dtype=torch.int64) @ torch.ones(2, 2, dtype=torch.int64)
+
+
+@pinned
+def test_pinned_convolution_and_its_gradients():
+    numerics.install()
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(4, 3, 8, 8, generator=g, requires_grad=True)
+    conv = torch.nn.Conv2d(3, 5, 3, padding=1)
+    out = conv(x)
+    out.pow(2).sum().backward()
+    # the same convolution in float64 as unfold + einsum, differentiated by autograd
+    x64 = x.detach().double().requires_grad_()
+    w64, b64 = conv.weight.detach().double().requires_grad_(), conv.bias.detach().double().requires_grad_()
+    cols = torch.nn.functional.unfold(x64, 3, padding=1)  # N x 27 x 64
+    ref = (torch.einsum("ok,nkl->nol", w64.reshape(5, -1), cols) + b64[:, None]).reshape(4, 5, 8, 8)
+    ref.pow(2).sum().backward()
+    assert torch.allclose(out.double(), ref, atol=1e-4)
+    assert torch.allclose(x.grad.double(), x64.grad, atol=1e-3)
+    assert torch.allclose(conv.weight.grad.double(), w64.grad, rtol=1e-4, atol=1e-3)
+    assert torch.allclose(conv.bias.grad.double(), b64.grad, rtol=1e-4, atol=1e-3)
+    with pytest.raises(numerics.NumericsError, match="plain 2-D convolutions only"):
+        torch.nn.Conv2d(4, 4, 3, groups=2)(torch.randn(1, 4, 8, 8))
