@@ -333,11 +333,33 @@ def exact_refusal(root: Path, rev: str) -> str | None:
 
         return f"this is a {platform.machine()} machine; only x86-64 computes the committed bits"
     logs = provenance_records(root, rev)
+    cuda = [f for f, log in logs.items() if str((log.get("machine") or {}).get("device") or "").startswith("cuda")]
+    if cuda:
+        return f"the committed results were computed on CUDA ({', '.join(cuda[:3])}), whose bits no CPU gives"
+    if _trains_on_cuda(root):
+        return "this machine would train on CUDA (train.device is not 'cpu' and a GPU is present)"
     unpinned = unpinned_results(logs)
     if unpinned:
         return (f"the committed results were not made with pinned numerics ({'; '.join(unpinned[:3])}"
                 f"{' ...' if len(unpinned) > 3 else ''}), so they cannot be reproduced bit for bit")
     return other_build(logs)
+
+
+def _trains_on_cuda(root: Path) -> bool:
+    import yaml
+
+    try:
+        with (root / "params.yaml").open(encoding="utf-8") as f:
+            device = ((yaml.safe_load(f) or {}).get("train") or {}).get("device", "auto")
+    except (OSError, yaml.YAMLError):
+        return False
+    if device == "cpu":
+        return False
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
 
 
 def model_hashes(root: Path, rev: str) -> dict[str, str]:
