@@ -14,7 +14,8 @@ from pathlib import Path
 
 from birdplane import numerics
 
-numerics.pin()  # before numpy and torch load, as every stage does: the tests compute the pipeline's bits
+# as every stage does, before numpy and torch load: the tests compute with the pipeline's kernels
+numerics.install()
 
 import pytest  # noqa: E402
 import yaml  # noqa: E402
