@@ -3,6 +3,7 @@ with 1 thread, 2, 3 (an odd split) and the machine's count."""
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 
@@ -15,8 +16,8 @@ pytestmark = pytest.mark.skipif(
     reason="the committed bits are x86-64's with pinned numerics (docs/reproducing.md)")
 
 
-def check(*args, **env):
-    r = subprocess.run([sys.executable, "-m", "birdplane.fingerprint", "--check", *args],
+def check(*args, prefix=(), **env):
+    r = subprocess.run([*prefix, sys.executable, "-m", "birdplane.fingerprint", "--check", *args],
                        env={**os.environ, **env}, capture_output=True, text=True, timeout=600)
     if r.returncode == 3:  # the committed digests are another build's (Windows, the CPU-only wheel)
         pytest.skip(r.stderr.strip())
@@ -28,6 +29,14 @@ def test_this_machine_computes_the_committed_bits_at_every_thread_count():
     r = check("--threads", *map(str, counts))
     assert r.returncode == 0, r.stderr
     assert f"give the committed digests with {', '.join(map(str, counts))} thread(s)" in r.stdout
+
+
+@pytest.mark.skipif(not shutil.which("taskset"), reason="taskset (util-linux) restricts a process to one CPU")
+def test_one_cpu_computes_the_same_bits():
+    """OpenBLAS starts no more threads than the CPUs it may use, and its thread count splits its sums:
+    pinned numerics set the count at run time, so a container with one CPU gets the same bits."""
+    r = check("--threads", "1", prefix=("taskset", "-c", "0"))
+    assert r.returncode == 0, r.stderr
 
 
 def test_a_mismatch_names_the_workload_the_cpu_the_threads_and_the_versions(tmp_path):

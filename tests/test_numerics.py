@@ -66,27 +66,47 @@ def test_pinned_products_compute_what_torch_computes():
     assert torch.allclose(torch.bmm(*k), torch.einsum("kij,kjl->kil", k[0].double(), k[1].double()).float(), atol=1e-5)
     bias = torch.randn(3, 5, 1, generator=g)
     assert torch.allclose(torch.baddbmm(bias, *k), (bias.double() + k[0].double() @ k[1].double()).float(), atol=1e-5)
+    nan = torch.full((70, 40), float("nan"))
+    assert torch.allclose(torch.addmm(nan, a, b, beta=0), ref.float(), atol=1e-4)  # beta 0: self not read
+    assert torch.equal(torch.addmm(c, nan[:, :1].expand(70, 300), b, alpha=0), c)  # alpha 0: product not read
+    out = torch.empty(0)
+    torch.mm(a, b, out=out)
+    assert out.shape == (70, 40) and torch.allclose(out, ref.float(), atol=1e-4)
+    q = bias.clone()
+    q = q.expand(3, 5, 2).contiguous()
+    q.baddbmm_(*k, alpha=2)
+    assert torch.allclose(q, (bias.double() + 2 * (k[0].double() @ k[1].double())).float(), atol=1e-5)
+    v = torch.randn(300, generator=g)
+    assert torch.allclose(a @ v, (a.double() @ v.double()).float(), atol=1e-4)
+    assert torch.allclose(v @ v, (v.double() @ v.double()).float(), atol=1e-3)
     with pytest.raises(numerics.NumericsError, match="float32 and float64 products only"):
         torch.ones(2, 2, dtype=torch.int64) @ torch.ones(2, 2, dtype=torch.int64)
 
 
 @pinned
-def test_pinned_convolution_and_its_gradients():
+@pytest.mark.parametrize("kernel, stride, padding", [(3, 1, 1), (3, 1, 0), (3, 2, 1), ((2, 3), (2, 1), (0, 1))],
+                         ids=["3x3-pad1", "3x3-pad0", "stride2", "2x3-stride2x1-pad0x1"])
+def test_pinned_convolution_and_its_gradients(kernel, stride, padding):
     numerics.install()
     g = torch.Generator().manual_seed(1)
-    x = torch.randn(4, 3, 8, 8, generator=g, requires_grad=True)
-    conv = torch.nn.Conv2d(3, 5, 3, padding=1)
+    x = torch.randn(4, 3, 9, 8, generator=g, requires_grad=True)
+    conv = torch.nn.Conv2d(3, 5, kernel, stride=stride, padding=padding)
     out = conv(x)
     out.pow(2).sum().backward()
     # the same convolution in float64 as unfold + einsum, differentiated by autograd
     x64 = x.detach().double().requires_grad_()
     w64, b64 = conv.weight.detach().double().requires_grad_(), conv.bias.detach().double().requires_grad_()
-    cols = torch.nn.functional.unfold(x64, 3, padding=1)  # N x 27 x 64
-    ref = (torch.einsum("ok,nkl->nol", w64.reshape(5, -1), cols) + b64[:, None]).reshape(4, 5, 8, 8)
+    cols = torch.nn.functional.unfold(x64, conv.kernel_size, padding=conv.padding, stride=conv.stride)
+    ref = (torch.einsum("ok,nkl->nol", w64.reshape(5, -1), cols) + b64[:, None]).reshape(out.shape)
     ref.pow(2).sum().backward()
     assert torch.allclose(out.double(), ref, atol=1e-4)
     assert torch.allclose(x.grad.double(), x64.grad, atol=1e-3)
     assert torch.allclose(conv.weight.grad.double(), w64.grad, rtol=1e-4, atol=1e-3)
     assert torch.allclose(conv.bias.grad.double(), b64.grad, rtol=1e-4, atol=1e-3)
+
+
+@pinned
+def test_convolutions_the_pinned_kernels_do_not_implement_are_refused():
+    numerics.install()
     with pytest.raises(numerics.NumericsError, match="plain 2-D convolutions only"):
         torch.nn.Conv2d(4, 4, 3, groups=2)(torch.randn(1, 4, 8, 8))

@@ -34,6 +34,8 @@ def test_summary_shows_params_and_metrics_diff_then_the_verdict_and_the_report(t
     (proj / "dvc.yaml").write_text(DVC_YAML)
     commit(proj, env, 0.01, 0.8125, "base")
     commit(proj, env, 0.03, 0.8340, "a larger rate")
+    # after the check's re-run the working copy holds the fresh results: the summary shows HEAD's
+    (proj / "metrics/train.json").write_text(json.dumps({"val_accuracy": 0.5, "n_parameters": 10}))
     verdict = tmp_path / "verdict.md"
     verdict.write_text("## reproduction check (exact): 1 metrics files, 2 values compared: all reproduce\n")
     r = run([str(BIN / "python"), "-m", "birdplane.pr_summary", "--base", "HEAD~1", "--verdict", str(verdict)],
@@ -53,4 +55,4 @@ def test_summary_shows_params_and_metrics_diff_then_the_verdict_and_the_report(t
     r = run([str(BIN / "python"), "-m", "birdplane.pr_summary", "--base", "HEAD~1"], proj, env)
     assert "No verdict: the reproduction check did not run" in r.stdout
     r = run([str(BIN / "python"), "-m", "birdplane.pr_summary", "--base", "no-such-branch"], proj, env)
-    assert r.returncode == 0 and "`dvc params diff no-such-branch` failed" in r.stdout
+    assert r.returncode == 0 and "`dvc params diff no-such-branch HEAD` failed" in r.stdout

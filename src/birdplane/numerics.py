@@ -9,16 +9,20 @@ AVX2 code by CPU; full reductions and the slow convolution split their sums by t
 - `pin()`, before numpy or torch is imported, sets
   - ATEN_CPU_CAPABILITY=avx2: every elementwise op, reduction, tanh, softmax and log-softmax runs
     ATen's AVX2 code (Sleef's AVX2 functions), the same instructions on every AVX2 CPU;
-  - OPENBLAS_CORETYPE=Haswell, OPENBLAS_NUM_THREADS=1: matrix products run numpy's OpenBLAS, whose
-    kernels are chosen by this name and not by vendor, one thread per call (OpenBLAS' threaded
-    products split their sums by thread count);
+  - OPENBLAS_CORETYPE=Haswell: matrix products run numpy's OpenBLAS, whose kernels are chosen by
+    this name and not by vendor; always with BLAS_THREADS threads (OpenBLAS' threaded products split
+    their sums by thread count, so the count is fixed, whatever torch uses and however many CPUs the
+    process may use);
   - MKL_CBWR=COMPATIBLE,STRICT and ONEDNN_MAX_CPU_ISA=AVX2: anything that still reaches MKL or
     oneDNN takes their vendor-neutral paths.
 - `install()`, once torch is imported, routes torch's CPU matrix products (mm, addmm, bmm, baddbmm and
   their in-place forms: nn.Linear, autograd's backward, the fused step) and the convolution (forward
-  and backward, as im2col plus products) to the kernels below, and turns oneDNN off. A product is
-  cut into row blocks of a fixed size, so the blocks (and the bits) depend on the shapes only; the
-  blocks run on a pool of `torch.get_num_threads()` threads.
+  and backward, as im2col plus products) to the kernels below, and turns oneDNN off. The bits of a
+  product then depend on its shapes only.
+
+Not pinned: ATen's full reductions of more than 32,768 elements (a sum to one number) split by
+thread count. The pipeline has none (its largest, a loss over 10,000 images of 2 classes, is one
+block); a selection of many classes with MSE over all 50,000 images would have one.
 
 BIRDPLANE_NUMERICS=fast turns all of it off (the machine's fastest kernels; results then differ
 between machines and thread counts, and say so in their provenance). Off x86-64 (Apple Silicon,
@@ -37,8 +41,9 @@ MODE_VARIABLE = "BIRDPLANE_NUMERICS"
 PINNED, FAST, NATIVE = "pinned", "fast", "native"
 # OpenBLAS splits a product's sums by its thread count, so the count is fixed, whatever torch uses:
 # two threads, as on the 2-core machines this was built on (a product of the 3072-512 layer at 256
-# rows took 4.2 ms with 2 OpenBLAS threads, 5.7 ms with MKL's on an AMD EPYC). On one core the two
-# threads take turns; more cores are left to torch's elementwise work.
+# rows took 4.2 ms with 2 OpenBLAS threads, 5.7 ms with MKL's on an AMD EPYC). OpenBLAS starts no
+# more threads than the CPUs the process may use, so install() sets the count again at run time
+# (threadpoolctl), which it honours: on one CPU the two threads take turns.
 BLAS_THREADS = 2
 # set before numpy and torch load; each is read once, when its library starts
 ENVIRONMENT = {
@@ -88,6 +93,7 @@ def pin() -> str:
 
 
 _installed: str | None = None
+_limits = None
 
 
 def install() -> str:
@@ -98,6 +104,10 @@ def install() -> str:
         return _installed
     mode = pin()
     if mode == PINNED:
+        from threadpoolctl import threadpool_limits
+
+        global _limits
+        _limits = threadpool_limits(BLAS_THREADS, user_api="blas")  # kept: the limit lasts while it lives
         _check_libraries()
         import torch
 
@@ -122,9 +132,12 @@ def _check_libraries() -> None:
                             f"and FMA, or torch imported before birdplane.numerics.pin()); set "
                             f"{MODE_VARIABLE}=fast to run anyway, without bit-exact results")
     blas = [i for i in threadpool_info() if i.get("internal_api") == "openblas"]
-    if not blas or any(str(i.get("architecture")).lower() != "haswell" for i in blas):
-        found = ", ".join(f"{i.get('filepath')}: {i.get('architecture')}" for i in blas) or "none"
-        raise NumericsError(f"pinned numerics need numpy's OpenBLAS with the Haswell kernels, found {found} "
+    if not blas or any(str(i.get("architecture")).lower() != "haswell" or i.get("num_threads") != BLAS_THREADS
+                       for i in blas):
+        found = ", ".join(f"{i.get('filepath')}: {i.get('architecture')}, {i.get('num_threads')} threads"
+                          for i in blas) or "none"
+        raise NumericsError(f"pinned numerics need numpy's OpenBLAS with the Haswell kernels and {BLAS_THREADS} "
+                            f"threads, found {found} "
                             f"(numpy imported before birdplane.numerics.pin()?)")
 
 
@@ -177,9 +190,23 @@ def _bmm(a, b):
     return out
 
 
+def _mv(mat, vec):
+    return _mm(mat, vec.unsqueeze(1)).squeeze(1)
+
+
+def _addmv(self, mat, vec, *, beta=1, alpha=1):
+    return _combine(_mv(mat, vec), self, beta, alpha)
+
+
+def _dot(a, b):
+    return _mm(a.unsqueeze(0), b.unsqueeze(1)).reshape(())
+
+
 def _combine(product, self, beta, alpha):
     """beta * self + alpha * product, in place in product (BLAS's convention: beta == 0 ignores self)."""
-    if alpha != 1:
+    if alpha == 0:
+        product.zero_()  # BLAS's convention too: the product is not read (NaN or not)
+    elif alpha != 1:
         product.mul_(alpha)
     if beta != 0:
         product.add_(self, alpha=beta)
@@ -224,7 +251,7 @@ def _columns(x, kernel, stride, padding):
 
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
     n, c, h, w = x.shape
-    xp = F.pad(x.permute(0, 2, 3, 1), (0, 0, pw, pw, ph, ph))  # N x H+2ph x W+2pw x C, contiguous
+    xp = F.pad(x.permute(0, 2, 3, 1), (0, 0, pw, pw, ph, ph)).contiguous()  # N x H+2ph x W+2pw x C
     oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
     s_n, s_h, s_w, _ = xp.stride()
     windows = xp.as_strided((n, oh, ow, c, kh, kw), (s_n, s_h * sh, s_w * sw, 1, s_h, s_w))
@@ -280,6 +307,7 @@ def _register(torch) -> None:
         "mm": _mm, "mm.out": _out(_mm), "bmm": _bmm, "bmm.out": _out(_bmm),
         "addmm": _addmm, "addmm_": _addmm_, "addmm.out": _out(_addmm),
         "baddbmm": _baddbmm, "baddbmm_": _baddbmm_, "baddbmm.out": _out(_baddbmm),
+        "mv": _mv, "addmv": _addmv, "dot": _dot,
         "convolution": _convolution, "convolution_backward": _convolution_backward,
     }
     with warnings.catch_warnings():

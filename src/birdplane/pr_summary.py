@@ -24,11 +24,12 @@ def dvc_table(*args: str, cwd: Path) -> str:
     return r.stdout.strip() or "No changes."
 
 
-def render(root: Path, base: str, verdict: Path | None, artifact: str) -> str:
-    parts = [f"# What this change does to the results (against `{base}`)",
-             "## Params", dvc_table("params", "diff", base, cwd=root),
+def render(root: Path, base: str, head: str, verdict: Path | None, artifact: str) -> str:
+    # both revisions named: after the check's re-run the working copy holds the fresh results
+    parts = [f"# What this change does to the results (`{head}` against `{base}`)",
+             "## Params", dvc_table("params", "diff", base, head, cwd=root),
              "## Metrics (committed in this change against the base)",
-             dvc_table("metrics", "diff", base, "--precision", "4", cwd=root),
+             dvc_table("metrics", "diff", base, head, "--precision", "4", cwd=root),
              "## Reproduction"]
     if verdict and verdict.exists():
         with verdict.open(encoding="utf-8") as f:
@@ -43,10 +44,11 @@ def render(root: Path, base: str, verdict: Path | None, artifact: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--base", required=True, help="the git revision the change is compared with")
+    ap.add_argument("--head", default="HEAD", help="the revision of the change (default: HEAD)")
     ap.add_argument("--verdict", type=Path, help="the reproduction check's Markdown summary")
     ap.add_argument("--artifact", default="reports", help="the name of the uploaded report artifact")
     args = ap.parse_args(argv)
-    sys.stdout.write(render(Path.cwd(), args.base, args.verdict, args.artifact))
+    sys.stdout.write(render(Path.cwd(), args.base, args.head, args.verdict, args.artifact))
     return 0
 
 
