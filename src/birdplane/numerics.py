@@ -245,8 +245,9 @@ def _conv_args(stride, padding, dilation, transposed, groups):
 
 
 def _columns(x, kernel, stride, padding):
-    """im2col, channels-last: one row per output position (N * out_h * out_w rows) of its C x kh x kw
-    input window, in the order of weight.reshape(out_channels, -1); and the output's (out_h, out_w)."""
+    """im2col, channels-last: one row per output position (N * out_h * out_w rows) holding its input
+    window in (kh, kw, C) order, each pixel's channels side by side (so the copy moves whole pixels,
+    and channels-last weights need no copy); and the output's (out_h, out_w)."""
     import torch.nn.functional as F
 
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
@@ -254,15 +255,20 @@ def _columns(x, kernel, stride, padding):
     xp = F.pad(x.permute(0, 2, 3, 1), (0, 0, pw, pw, ph, ph)).contiguous()  # N x H+2ph x W+2pw x C
     oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
     s_n, s_h, s_w, _ = xp.stride()
-    windows = xp.as_strided((n, oh, ow, c, kh, kw), (s_n, s_h * sh, s_w * sw, 1, s_h, s_w))
-    return windows.reshape(n * oh * ow, c * kh * kw), (oh, ow)
+    windows = xp.as_strided((n, oh, ow, kh, kw, c), (s_n, s_h * sh, s_w * sw, s_h, s_w, 1))
+    return windows.reshape(n * oh * ow, kh * kw * c), (oh, ow)
+
+
+def _weight_rows(weight):
+    """The weights as out_channels x (kh * kw * C), the order of _columns (a view for channels-last weights)."""
+    return weight.permute(0, 2, 3, 1).reshape(weight.shape[0], -1)
 
 
 def _convolution(input, weight, bias, stride, padding, dilation, transposed, output_padding, groups):
     stride, padding = _conv_args(stride, padding, dilation, transposed, groups)
     n, o = input.shape[0], weight.shape[0]
     rows, (oh, ow) = _columns(input, tuple(weight.shape[2:]), stride, padding)
-    out = _mm(rows, weight.reshape(o, -1).t())  # (N*L) x O: channels-last
+    out = _mm(rows, _weight_rows(weight).t())  # (N*L) x O: channels-last
     if bias is not None:
         out.add_(bias)
     return out.view(n, oh, ow, o).permute(0, 3, 1, 2)
@@ -279,16 +285,16 @@ def _convolution_backward(grad_output, input, weight, bias_sizes, stride, paddin
     go = grad_output.permute(0, 2, 3, 1).reshape(-1, o)  # (N*L) x O
     grad_input = grad_weight = grad_bias = None
     if output_mask[0]:
-        cols = _mm(go, weight.reshape(o, -1)).view(n, oh, ow, c, kh, kw)
+        cols = _mm(go, _weight_rows(weight)).view(n, oh, ow, kh, kw, c)
         # col2im: each kernel offset's contribution added in turn, a fixed order at any thread count
         padded = torch.zeros(n, h + 2 * ph, w + 2 * pw, c, dtype=cols.dtype)
         for i in range(kh):
             for j in range(kw):
-                padded[:, i:i + (oh - 1) * sh + 1:sh, j:j + (ow - 1) * sw + 1:sw, :] += cols[..., i, j]
+                padded[:, i:i + (oh - 1) * sh + 1:sh, j:j + (ow - 1) * sw + 1:sw, :] += cols[:, :, :, i, j, :]
         grad_input = padded[:, ph:ph + h, pw:pw + w, :].permute(0, 3, 1, 2)
     if output_mask[1]:
         rows, _ = _columns(input, (kh, kw), (sh, sw), (ph, pw))
-        grad_weight = _mm(go.t(), rows).view_as(weight)
+        grad_weight = _mm(go.t(), rows).view(o, kh, kw, c).permute(0, 3, 1, 2)
     if output_mask[2]:
         # a sum over every position as a product with ones: ATen's reduction would split it by thread count
         grad_bias = _mm(torch.ones(1, go.shape[0], dtype=go.dtype), go).view(o)
