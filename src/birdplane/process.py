@@ -12,7 +12,6 @@ import signal
 import sys
 from typing import Callable
 
-from birdplane import numerics
 from birdplane.errors import BirdplaneError
 from birdplane.io import no_space
 
@@ -78,8 +77,10 @@ def run_stage(name: str, main: Callable[[], None]) -> None:
     with a message naming the path. In every case the stage's outputs are left as they were."""
     keep_freed_memory()
     handle_termination()
+    from birdplane import numerics  # imported here: the stages that compute list it in dvc.yaml
+
     try:
-        numerics.pin()  # before numpy and torch load
+        numerics.pin()  # before numpy and torch load; a no-op for what download and report do
         main()
     except BirdplaneError as e:
         print(f"error in stage {name}: {e}", file=sys.stderr)
