@@ -70,7 +70,9 @@ def test_statistical_mode_passes_the_same_recipe_computed_with_other_numerics():
     old = committed_results(ROOT / "tests/data/unpinned")
     new = committed_results(ROOT)
     assert old.keys() == new.keys()
-    assert sum(old[f] != new[f] for f in old) >= 15, "the pinned results must differ from the unpinned ones"
+    # the same data and params in other roundings: every training's metrics moved (the shift tests of
+    # three MLPs and the data's statistics came out the same)
+    assert all(old[f] != new[f] for f in old if f.startswith("metrics/train/") or f == "metrics/sweep.json")
     for file in old:
         result = compare_statistical(file, old[file], new[file], old)
         assert result.differences == [], markdown_table(result.differences)
