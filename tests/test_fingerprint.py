@@ -11,9 +11,11 @@ import pytest
 
 from birdplane import fingerprint, numerics
 
-pytestmark = pytest.mark.skipif(
+# e2e, like a benchmark script: fresh processes that train for seconds each. `make test` and CI run it;
+# the fast tests' workflow (tests.yml) does not, and reproduce.yml runs the check itself
+pytestmark = [pytest.mark.e2e, pytest.mark.skipif(
     platform.machine().lower() not in ("x86_64", "amd64") or numerics.requested_mode() != numerics.PINNED,
-    reason="the committed bits are x86-64's with pinned numerics (docs/reproducing.md)")
+    reason="the committed bits are x86-64's with pinned numerics (docs/reproducing.md)")]
 
 
 def check(*args, prefix=(), **env):

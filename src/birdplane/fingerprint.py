@@ -143,11 +143,15 @@ def run_one(threads: int) -> dict:
 
 
 def build_differs(made_on: dict, here: dict) -> str | None:
-    """Why digests made with another build of the libraries say nothing here, or None. The same
-    version of torch built for another platform or index (Windows' MSVC build, the CPU-only wheel)
-    compiles its kernels differently; the bits are claimed for the build that made them."""
-    keys = ("torch", "numpy", "system")
-    if all(made_on.get(k) == here.get(k) for k in keys):
+    """Why digests made with other releases of the libraries or on another OS say nothing here, or
+    None. Windows' and macOS' wheels are compiled by other compilers; a release's Linux wheels (from
+    PyPI, or PyTorch's CUDA or CPU index: the part after '+') share its CPU kernels' source and
+    flags, so they are compared, and a mismatch says which build it was."""
+    def public(v):
+        return str(v).split("+")[0]
+
+    if public(made_on.get("torch")) == public(here.get("torch")) and made_on.get("numpy") == here.get("numpy") \
+            and made_on.get("system") == here.get("system"):
         return None
     return (f"the committed digests are of torch {made_on.get('torch')}, numpy {made_on.get('numpy')} on "
             f"{made_on.get('system')}; this is torch {here.get('torch')}, numpy {here.get('numpy')} on {here.get('system')}")
