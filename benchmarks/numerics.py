@@ -15,10 +15,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
+
+from birdplane import provenance
 
 WORKLOADS = ("book_epoch", "narrow_side_by_side_epoch", "cnn_epoch", "shift_test")
 
@@ -64,14 +65,6 @@ def run(which: str, mode: str) -> float:
     return out["seconds"]
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=2)
@@ -81,7 +74,7 @@ def main() -> None:
         for which in WORKLOADS:
             for mode in ("pinned", "fast"):
                 times.setdefault((which, mode), []).append(run(which, mode))
-    print(f"{cpu_model()}, {os.cpu_count()} CPUs, median of {args.rounds} rounds")
+    print(f"{provenance.cpu()[0]}, {os.cpu_count()} CPUs, median of {args.rounds} rounds")
     print("| workload | pinned (s) | fast (s) | pinned / fast |\n| --- | ---: | ---: | ---: |")
     for which in WORKLOADS:
         p, f = (statistics.median(times[(which, m)]) for m in ("pinned", "fast"))

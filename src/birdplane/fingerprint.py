@@ -108,22 +108,12 @@ def machine() -> dict[str, object]:
     import torch
     from threadpoolctl import threadpool_info
 
-    from birdplane import numerics
+    from birdplane import numerics, provenance
 
-    model, flags = platform.processor() or "", set()
-    try:
-        with Path("/proc/cpuinfo").open(encoding="utf-8") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key.strip() == "model name" and not model:
-                    model = value.strip()
-                elif key.strip() == "flags" and not flags:
-                    flags = set(value.split())
-    except OSError:
-        pass
+    model, flags = provenance.cpu()
     blas = [f"{i.get('internal_api')} {i.get('version')} {i.get('architecture')}" for i in threadpool_info()
             if i.get("user_api") == "blas"]
-    return {"cpu": model or platform.machine(), "system": platform.system(),
+    return {"cpu": model, "system": platform.system(),
             "flags": sorted(flags & {"avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni"}),
             "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
             "torch": torch.__version__, "numpy": numpy.__version__, "blas": blas,
@@ -147,10 +137,9 @@ def build_differs(made_on: dict, here: dict) -> str | None:
     None. Windows' and macOS' wheels are compiled by other compilers; a release's Linux wheels (from
     PyPI, or PyTorch's CUDA or CPU index: the part after '+') share its CPU kernels' source and
     flags, so they are compared, and a mismatch says which build it was."""
-    def public(v):
-        return str(v).split("+")[0]
+    from birdplane.provenance import release
 
-    if public(made_on.get("torch")) == public(here.get("torch")) and made_on.get("numpy") == here.get("numpy") \
+    if release(made_on.get("torch")) == release(here.get("torch")) and made_on.get("numpy") == here.get("numpy") \
             and made_on.get("system") == here.get("system"):
         return None
     return (f"the committed digests are of torch {made_on.get('torch')}, numpy {made_on.get('numpy')} on "

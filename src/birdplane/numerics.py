@@ -117,11 +117,6 @@ def install() -> str:
     return mode
 
 
-def active_mode() -> str | None:
-    """The mode install() set in this process, or None before it ran."""
-    return _installed
-
-
 def _check_libraries() -> None:
     import torch
     from threadpoolctl import threadpool_info

@@ -31,6 +31,28 @@ def machine(device: str | None = None) -> dict[str, str | int | None]:
     return info
 
 
+def cpu() -> tuple[str, set[str]]:
+    """The CPU's model name and instruction-set flags (from /proc/cpuinfo where there is one)."""
+    model, flags = "", set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and not model:
+                    model = value.strip()
+                elif key.strip() == "flags" and not flags:
+                    flags = set(value.split())
+    except OSError:
+        pass
+    return model or platform.processor() or platform.machine(), flags
+
+
+def release(version: str | None) -> str:
+    """A package's release without the build tag: PyPI's torch 2.14.1 and PyTorch's 2.14.1+cu130
+    are one release (the same CPU kernels' source and flags)."""
+    return str(version).split("+")[0]
+
+
 def now() -> str:
     return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
 

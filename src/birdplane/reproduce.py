@@ -312,13 +312,12 @@ def other_build(logs: dict[str, dict]) -> str | None:
     import platform
     from importlib import metadata
 
-    def public(v):  # PyPI's and PyTorch's index' wheels of a release differ after the '+' only
-        return str(v).split("+")[0]
+    from birdplane.provenance import release
 
-    here = {p: public(metadata.version(p)) for p in ("torch", "numpy")}
+    here = {p: release(metadata.version(p)) for p in ("torch", "numpy")}
     system = platform.system()
     for f, log in logs.items():
-        made = {p: public(log["versions"].get(p)) for p in here}
+        made = {p: release(log["versions"].get(p)) for p in here}
         made_system = str((log.get("machine") or {}).get("platform", "")).split("-")[0].replace("macOS", "Darwin")
         if made != here or (made_system and made_system != system):
             return (f"the committed results were made with torch {made['torch']}, numpy {made['numpy']} on "
