@@ -1,5 +1,6 @@
 """The report stage on the tiny pipeline: numbers equal the metrics, both languages, self-contained
 HTML, and the page in a real headless Chromium."""
+import json
 import os
 import re
 import shutil
@@ -268,3 +269,60 @@ def test_the_task2_story_reads_the_sweeps_and_the_variants_curves(pipeline):
     figs = {k: f"{k}.png" for k in ("accuracy", "loss", "confusion", "shift", "shift_grid", "sweep", "story")}
     _, blocks = build_document(inp, "de", figs)
     assert any(b.kind == "table" and b.header[:2] == ["Epochen", "Lücke w2"] for b in blocks)
+
+
+INJECTIONS = {
+    "experiment": "<img src=x onerror=alert(1)> | *bold* [link](http://evil.example)",
+    "url": "http://127.0.0.1:8000/`<script>alert(1)</script>`|x.tar.gz",
+    "commit": "abc``def|<b>",
+    "finished": "2026-12-03 <iframe src=x>\n# heading",
+}
+
+
+def _tokens(md: str):
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark").enable("table").parse(md)
+
+
+def test_report_escapes_values_from_params_environment_and_logs(pipeline, tmp_path):
+    """Strings that reach report.md from params, the environment or another stage's files cannot
+    add HTML, end a table cell or break out of a code span: parsed back as CommonMark + tables,
+    the Markdown shows each value as the text it is, and the HTML escapes it."""
+    proj, env = pipeline
+    logs = tmp_path / "logs"
+    shutil.copytree(proj / "logs", logs)
+    for f in (logs / "train").glob("*.json"):
+        log = read_json(f)
+        log |= {"mlflow_experiment": INJECTIONS["experiment"], "git_commit": INJECTIONS["commit"],
+                "finished": INJECTIONS["finished"]}
+        f.write_text(json.dumps(log))
+    download = read_json(logs / "download.json")
+    (logs / "download.json").write_text(json.dumps({**download, "url": INJECTIONS["url"]}))
+    r = stage(proj, env, "report.py", "--logs", str(logs), "--out", str(tmp_path / "out"))
+    assert r.returncode == 0, r.stderr
+    md = (tmp_path / "out/report.md").read_text()
+    tokens = _tokens(md)
+    inline = [c for t in tokens if t.type == "inline" for c in t.children]
+    html_blocks = [t.content for t in tokens if t.type == "html_block"]
+    assert html_blocks == [md.splitlines(keepends=True)[0]]  # the template's own "do not edit" comment
+    assert not [c for c in inline if c.type == "html_inline"]
+    assert not [c for c in inline if c.type == "link_open"]  # no link or image made of a value
+    code = {c.content for c in inline if c.type == "code_inline"}
+    assert INJECTIONS["url"] in code and INJECTIONS["commit"] in code
+    texts = "".join(c.content for c in inline if c.type == "text")
+    assert INJECTIONS["experiment"] in texts
+    # every row of every table has as many cells as its header: no value ended a cell
+    tables, cells = [], 0
+    for t in tokens:
+        if t.type == "table_open":
+            tables.append([])
+        elif t.type in ("th_open", "td_open"):
+            cells += 1
+        elif t.type == "tr_close":
+            tables[-1].append(cells)
+            cells = 0
+    assert len(tables) > 5 and all(len(set(rows)) == 1 for rows in tables)
+    html = (tmp_path / "out/report.html").read_text()
+    assert "<img src=x" not in html and "<script>alert" not in html and "<iframe" not in html
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from birdplane.report.catalog import Catalog, phrases
+from birdplane.text import md_code, md_text
 from birdplane.report.study import GAP_WINDOW
 from birdplane.report.findings import BOOK_MEAN, BOOK_NLL, BOOK_STD, Inputs, analyse, best_epoch, own_history
 
@@ -85,7 +86,7 @@ def summary(d: Doc) -> list[Block]:
                        small=t.pct(small["gap"]), nll=t.pct(base["gap"])))
     if inp.variants[base["name"]].shift:
         items.append(t("summary.shift", **_shift_numbers(inp, base["name"], t)))
-    return [paragraph(t("summary.intro", classes=" / ".join(inp.stats["classes"]), n=len(inp.variants))),
+    return [paragraph(t("summary.intro", classes=" / ".join(map(md_text, inp.stats["classes"])), n=len(inp.variants))),
             bullets(items)]
 
 
@@ -105,11 +106,11 @@ def data(d: Doc) -> list[Block]:
     src = _source(d.inp)
     blocks = [
         heading(t("data.heading")),
-        paragraph(t("data.text", classes=", ".join(st["classes"]), n_train=t.int(st["n_train"]),
+        paragraph(t("data.text", classes=", ".join(map(md_text, st["classes"])), n_train=t.int(st["n_train"]),
                     n_val=t.int(st["n_val"]),
-                    per_class=", ".join(f"{c} {t.int(n)}" for c, n in st["train_per_class"].items()))),
-        table(t.texts("data.header"), [[t("data.url"), f"`{src.get('url', '?')}`"],
-                                       [t("data.md5"), f"`{src.get('md5', '?')}`"],
+                    per_class=", ".join(f"{md_text(c)} {t.int(n)}" for c, n in st["train_per_class"].items()))),
+        table(t.texts("data.header"), [[t("data.url"), md_code(src.get("url", "?"))],
+                                       [t("data.md5"), md_code(src.get("md5", "?"))],
                                        [t("data.bytes"), t.int(src.get("bytes", 0))]]),
     ]
     if "samples" in d.figures:
@@ -124,7 +125,7 @@ def data(d: Doc) -> list[Block]:
 
 def models(d: Doc) -> list[Block]:
     t = d.t
-    rows = [[x.name, x.train["model"], x.train["recipe"]["loss"].upper(), t.int(x.eval["n_parameters"]),
+    rows = [[md_text(x.name), md_text(x.train["model"]), md_text(x.train["recipe"]["loss"].upper()), t.int(x.eval["n_parameters"]),
              str(x.train["recipe"]["epochs"]), t.num(x.train["recipe"]["lr"]), str(x.train["recipe"]["batch_size"])]
             for x in d.inp.variants.values()]
     return [heading(t("models.heading")), table(t.texts("models.header"), rows)]
@@ -141,7 +142,7 @@ def results(d: Doc) -> list[Block]:
     for x in d.inp.variants.values():  # each variant's model: its first seed's
         h = own_history(x)
         best = best_epoch(h)
-        rows.append([x.name, pct(x.eval["train_accuracy"]), pct(x.eval["val_accuracy"]), pct(x.eval["overfit_gap"]),
+        rows.append([md_text(x.name), pct(x.eval["train_accuracy"]), pct(x.eval["val_accuracy"]), pct(x.eval["overfit_gap"]),
                      t.num(x.eval["val_loss"]), f"{pct(float(best['val_accuracy']))} ({int(best['epoch'])})",
                      str(int(h["epoch"].max())), t.seconds(x.log.get("train_seconds"))])
     blocks = [heading(t("results.heading")), table(t.texts("results.header"), rows),
@@ -150,7 +151,7 @@ def results(d: Doc) -> list[Block]:
     seeded = [x for x in d.inp.variants.values() if x.train.get("seeds")]
     if seeded:
         blocks += [paragraph(t("seeds.text")),
-                   table(t.texts("seeds.header"), [[x.name, str(x.train["seeds"]["val_accuracy"]["n"]),
+                   table(t.texts("seeds.header"), [[md_text(x.name), str(x.train["seeds"]["val_accuracy"]["n"]),
                                                     *(d.mean_std(x.train["seeds"][m])
                                                       for m in ("train_accuracy", "val_accuracy", "overfit_gap"))]
                                                    for x in seeded])]
@@ -294,7 +295,7 @@ def task2(d: Doc) -> list[Block]:
     base, small = f["baseline"], f["small"]
     return [
         heading(t("task2.heading")),
-        paragraph(t("task2.numbers", small=small["name"], small_params=t.int(small["params"]),
+        paragraph(t("task2.numbers", small=md_text(small["name"]), small_params=t.int(small["params"]),
                     nll_params=t.int(base["params"]), ratio=f"{f['task2']['params_ratio']:.0f}",
                     small_gap=pct(small["gap"]), nll_gap=pct(base["gap"]), small_val=pct(small["val"]),
                     nll_val=pct(base["val"]))),
@@ -316,13 +317,13 @@ def story(d: Doc) -> list[Block]:
                wide_gap=ms(r["wide_gap"])) if r["source"] == "sweep" else t("story.variants")]
             for r in (*s["rows"], s["end"])]
     early, end = s["early"], s["end"]
-    blocks = [paragraph(t("story.intro", window=GAP_WINDOW, small=s["small_variant"], small_config=s["small"],
+    blocks = [paragraph(t("story.intro", window=GAP_WINDOW, small=md_text(s["small_variant"]), small_config=md_text(s["small"]),
                           base=s["base_variant"],
-                          base_config=s["base"], lengths=", ".join(str(r["epoch"]) for r in s["rows"]),
+                          base_config=md_text(s["base"]), lengths=", ".join(str(r["epoch"]) for r in s["rows"]),
                           epochs=end["epoch"]))]
     if "story" in d.figures:
         blocks.append(d.figure("story", "story.figure"))
-    blocks += [table(t.texts("story.header", small=s["small"], base=s["base"]), rows),
+    blocks += [table(t.texts("story.header", small=md_text(s["small"]), base=md_text(s["base"])), rows),
                paragraph(t(f"story.{s['key']}", early=early["epoch"], small_early=ms(early["small"]),
                            base_early=ms(early["base"]), narrow=early["narrow"], wide=early["wide"],
                            epochs=end["epoch"], small_end=ms(end["small"]), base_end=ms(end["base"]),
@@ -339,7 +340,7 @@ def best_fix(d: Doc) -> str:
         key = "task2.fix.early_stopping"
     else:
         key = "task2.fix.variant"
-    return t(key, name=fix["what"].split(":", 1)[-1], gap=t.pct(fix["gap"]), val=t.pct(fix["val"]),
+    return t(key, name=md_text(fix["what"].split(":", 1)[-1]), gap=t.pct(fix["gap"]), val=t.pct(fix["val"]),
              best_epoch=base["best_epoch"], epochs=base["epochs"], base_gap=t.pct(base["gap"]))
 
 
@@ -353,7 +354,7 @@ def sweep(d: Doc) -> list[Block]:
               paragraph(t("sweep.intro", seeds=sw["seeds"], epochs=sw["epochs"], n=len(c)))]
     if "sweep" in d.figures:
         blocks.append(d.figure("sweep", "sweep.figure"))
-    blocks.append(table(t.texts("sweep.header"), [[n, x["model"], t.int(x["n_parameters"]), ms(x["train_accuracy"]),
+    blocks.append(table(t.texts("sweep.header"), [[md_text(n), md_text(x["model"]), t.int(x["n_parameters"]), ms(x["train_accuracy"]),
                                                    ms(x["val_accuracy"]), ms(x["overfit_gap"])] for n, x in c.items()]))
     blocks.append(paragraph(t(
         "sweep.trend", trend=t("sweep.grows" if sw["gap_grows"] else "sweep.flat"), first=sw["first"],
@@ -366,8 +367,8 @@ def sweep(d: Doc) -> list[Block]:
     verdict = t("sweep.pick.agrees" if sw["small_agrees"] else "sweep.pick.differs", small=d.inp.roles["small"],
                 small_hidden=str(sw["small_hidden"]), hidden=str(rule["hidden"]))
     blocks.append(paragraph(t(
-        "sweep.rule", pick=rule["pick"], model=c[rule["pick"]]["model"], params=t.int(c[rule["pick"]]["n_parameters"]),
-        pick_val=ms(c[rule["pick"]]["val_accuracy"]), best=rule["best"], best_val=ms(c[rule["best"]]["val_accuracy"]),
+        "sweep.rule", pick=md_text(rule["pick"]), model=md_text(c[rule["pick"]]["model"]), params=t.int(c[rule["pick"]]["n_parameters"]),
+        pick_val=ms(c[rule["pick"]]["val_accuracy"]), best=md_text(rule["best"]), best_val=ms(c[rule["best"]]["val_accuracy"]),
         threshold=t.pct(rule["threshold"]), verdict=verdict)))
     return blocks
 
@@ -377,10 +378,10 @@ def regularizer(d: Doc, name: str, r: dict[str, Any]) -> str:
     t, epochs, ms = d.t, d.f["sweep"]["epochs"], d.mean_std
     stopped = r["epochs_trained"] < epochs
     text = t("sweep.regularizer.stopped_early" if stopped else "sweep.regularizer.full_length",
-             name=name, base=d.f["sweep"]["base"], gap=ms(r["gap"]), base_gap=ms(r["base_gap"]), val=ms(r["val"]),
+             name=md_text(name), base=md_text(d.f["sweep"]["base"]), gap=ms(r["gap"]), base_gap=ms(r["base_gap"]), val=ms(r["val"]),
              base_val=ms(r["base_val"]), gap_change=t(f"sweep.gap_change.{r['gap_change']}"),
              val_change=t(f"sweep.val_change.{r['val_change']}"), stopped=f"{r['epochs_trained']:.0f}", epochs=epochs)
-    return f"{text} {t('sweep.read_from', base=r['read_from'])}" if r.get("read_from") else text
+    return f"{text} {t('sweep.read_from', base=md_text(r['read_from']))}" if r.get("read_from") else text
 
 
 def translation(d: Doc) -> list[Block]:
@@ -391,7 +392,7 @@ def translation(d: Doc) -> list[Block]:
     blocks = [heading(t("shift.heading")), paragraph(t("shift.intro", k=_k(inp))), d.figure("shift", "shift.figure")]
     if "shift_grid" in d.figures:
         blocks.append(d.figure("shift_grid", "shift.figure_grid"))
-    blocks += [bullets([t("shift.variant", name=x.name, **_shift_numbers(inp, x.name, t))
+    blocks += [bullets([t("shift.variant", name=md_text(x.name), **_shift_numbers(inp, x.name, t))
                         for x in inp.variants.values()]),
                paragraph(t("shift.reason"))]
     tr = d.f["translation"]
@@ -400,7 +401,7 @@ def translation(d: Doc) -> list[Block]:
         lead = t("translation.leader", k=tr["k"], best=best) if best else t("translation.no_leader")
         blocks += [
             table(t.texts("translation.header", mid=tr["mid"], k=tr["k"]),
-                  [[n, inp.variants[n].train["model"], t.pct(r["a0"]), t.pct(r["amid"]), t.pct(r["ak"]),
+                  [[md_text(n), md_text(inp.variants[n].train["model"]), t.pct(r["a0"]), t.pct(r["amid"]), t.pct(r["ak"]),
                     t.points(-r["drop"])] for n, r in rows.items()]),
             paragraph(t("translation.verdict", most=tr["most_robust"], drop=t.pp(rows[tr["most_robust"]]["drop"]),
                         base=tr["baseline"], base_drop=t.pp(rows[tr["baseline"]]["drop"]), k=tr["k"], lead=lead)),
@@ -410,12 +411,12 @@ def translation(d: Doc) -> list[Block]:
 
 def evaluation(d: Doc) -> list[Block]:
     t, num, variants = d.t, d.t.num, d.inp.variants.values()
-    per_class = [[x.name, c, num(s["precision"]), num(s["recall"]), num(s["f1"]), str(s["support"])]
+    per_class = [[md_text(x.name), md_text(c), num(s["precision"]), num(s["recall"]), num(s["f1"]), str(s["support"])]
                  for x in variants for c, s in x.eval["per_class"].items()]
     return [heading(t("eval.heading")), table(t.texts("eval.header_per_class"), per_class),
             d.figure("confusion", "eval.figure_confusion"),
             table(t.texts("eval.header_calibration"),
-                  [[x.name, num(x.eval["val_ece"]), num(x.eval["val_nll"])] for x in variants])]
+                  [[md_text(x.name), num(x.eval["val_ece"]), num(x.eval["val_nll"])] for x in variants])]
 
 
 def provenance(d: Doc) -> list[Block]:
@@ -426,21 +427,22 @@ def provenance(d: Doc) -> list[Block]:
     any_log = next(iter(inp.variants.values())).log
     versions = any_log.get("versions", {})
     machine = any_log.get("machine", {})
-    device = t("provenance.device_value", device=machine.get("device", "?"),
-               chip=machine.get("gpu") or machine.get("processor", "?"), threads=machine.get("torch_threads", "?"))
+    device = t("provenance.device_value", device=md_text(machine.get("device", "?")),
+               chip=md_text(machine.get("gpu") or machine.get("processor", "?")),
+               threads=md_text(machine.get("torch_threads", "?")))
     return [
         heading(t("provenance.heading")),
         table(t.texts("provenance.header"), [
-            [t("provenance.commit"), f"`{any_log.get('git_commit') or '?'}`"],
-            [t("provenance.date"), any_log.get("finished", "?")],
+            [t("provenance.commit"), md_code(any_log.get("git_commit") or "?")],
+            [t("provenance.date"), md_text(any_log.get("finished", "?"))],
             [t("provenance.device"), device],
-            [t("provenance.versions"), ", ".join(f"{k} {val}" for k, val in versions.items())],
-            [t("data.url"), f"`{src.get('url', '?')}`"], [t("data.md5"), f"`{src.get('md5', '?')}`"],
+            [t("provenance.versions"), md_text(", ".join(f"{k} {val}" for k, val in versions.items()))],
+            [t("data.url"), md_code(src.get("url", "?"))], [t("data.md5"), md_code(src.get("md5", "?"))],
         ]),
         heading(t("mlflow.heading"), 3),
         paragraph(t("mlflow.text")),
-        table(t.texts("mlflow.header"), [[x.name, f"`{x.log.get('mlflow_run_id', '?')}`",
-                                          x.log.get("mlflow_experiment", "?")] for x in inp.variants.values()]),
+        table(t.texts("mlflow.header"), [[md_text(x.name), md_code(x.log.get("mlflow_run_id", "?")),
+                                          md_text(x.log.get("mlflow_experiment", "?"))] for x in inp.variants.values()]),
         heading(t("params.heading"), 3),
         Block("code", text=yaml.safe_dump(inp.params, sort_keys=False, allow_unicode=True).strip()),
     ]
