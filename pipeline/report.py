@@ -21,16 +21,17 @@ def main() -> None:
     from birdplane.config import load_params
     from birdplane.data import load_dataset
     from birdplane.io import outputs
-    from birdplane.report import build_document, render
+    from birdplane.report import build_document, phrases, render
     from birdplane.report.inputs import draw_figures, load_inputs
 
     params = load_params(args.params)
     inp = load_inputs(params, args.params, args.stats, args.metrics, args.plots, args.logs)
     lang = params.report.lang
+    t = phrases(lang)
     with tempfile.TemporaryDirectory() as tmp:
         train, _, classes = load_dataset(args.data)
-        made = draw_figures(inp, train.images, train.labels, classes, Path(tmp))
-        title, blocks = build_document(inp, lang, made)
+        made = draw_figures(inp, t, train.images, train.labels, classes, Path(tmp))
+        title, blocks = build_document(inp, t, made)
         md, html = render(title, blocks, lang, Path(tmp))
         with outputs() as out:
             for name in made.values():

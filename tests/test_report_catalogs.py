@@ -364,7 +364,52 @@ def test_the_document_uses_every_key_and_only_keys_that_exist(lang):
     for name in SCENARIOS:
         inp, figures = scenario(name)
         build_document(inp, t, figures)
-    assert sorted(set(t.entries) - t.used) == []
+    # the figures' words are drawn, not written: test_figures_speak_the_reports_language looks them up
+    assert sorted(k for k in set(t.entries) - t.used if not k.startswith("figure.")) == []
+
+
+def _drawn_texts(inp, t, folder: Path, monkeypatch) -> list[str]:
+    """Every text matplotlib draws on the report's figures for `inp` in the language of `t`."""
+    import numpy as np
+    from matplotlib.text import Text
+
+    from birdplane.report import figures
+    from birdplane.report.inputs import draw_figures
+
+    texts, save = [], figures._save
+
+    def keep_texts(fig, path):
+        texts.extend(x.get_text() for x in fig.findobj(Text) if x.get_text())
+        save(fig, path)
+
+    monkeypatch.setattr(figures, "_save", keep_texts)
+    folder.mkdir()
+    images, labels = np.zeros((4, 3, 32, 32), dtype=np.uint8), np.array([0, 1, 0, 1])
+    made = draw_figures(inp, t, images, labels, ["airplane", "bird"], folder)
+    assert {"sweep", "lr_study", "story", "shift", "shift_grid"} <= made.keys()
+    return texts
+
+
+def test_figures_speak_the_reports_language(tmp_path, monkeypatch):
+    """Every axis label and legend word comes from the catalog: the German figures have none of the
+    English words, and the figures look up every figure.* entry there is."""
+    inp, _ = scenario("seeded_later")  # every figure: the sweep, the learning-rate study, the story, the shifts
+    for v in inp.variants.values():  # what only the figures read
+        v.eval["confusion_matrix"] = {"labels": ["airplane", "bird"], "rows_actual_cols_predicted": [[9, 1], [2, 8]]}
+        v.shift_grid = pd.DataFrame([{"mode": "fill", "dx": dx, "dy": dy, "accuracy": 0.9 - 0.1 * abs(dx * dy)}
+                                     for dx in (-1, 0, 1) for dy in (-1, 0, 1)])
+    en, de = phrases("en"), phrases("de")
+    english = _drawn_texts(inp, en, tmp_path / "en", monkeypatch)
+    german = _drawn_texts(inp, de, tmp_path / "de", monkeypatch)
+    assert sorted(k for k in en.entries if k.startswith("figure.") and k not in en.used) == []
+    # ("Training" is German too)
+    words = {"epoch", "accuracy", "validation", "predicted", "actual", "parameters", "pixels", "learning rate",
+             "hidden layer", "mean over seeds", "train", "val", "same nets", "is right", "is down"}
+    assert any("validation accuracy" in x for x in english)
+    leaked = sorted({w for x in german for w in words
+                     if w in x.lower().replace("(", " ").replace(")", " ").split() or (" " in w and w in x.lower())})
+    assert leaked == [], f"English on the German figures: {leaked}"
+    assert any("Validierungsgenauigkeit" in x for x in german) and any("Epoche" in x for x in german)
 
 
 def test_a_third_language_is_one_file(tmp_path):

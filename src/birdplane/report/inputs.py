@@ -45,8 +45,9 @@ def load_inputs(params, params_file: Path, stats: Path, metrics: Path, plots: Pa
                   book_lr=params.train.lr)
 
 
-def draw_figures(inp: Inputs, images, labels, classes: list[str], folder: Path) -> dict[str, str]:
-    """Every figure the document shows, as PNGs in `folder`; returns figure key -> file name."""
+def draw_figures(inp: Inputs, t, images, labels, classes: list[str], folder: Path) -> dict[str, str]:
+    """Every figure the document shows, in the language of `t` (a report.catalog.Catalog), as PNGs in
+    `folder`; returns figure key -> file name."""
     from birdplane.report import figures
     from birdplane.report.findings import analyse
 
@@ -54,20 +55,20 @@ def draw_figures(inp: Inputs, images, labels, classes: list[str], folder: Path) 
     made = {"accuracy": "accuracy.png", "loss": "loss.png", "confusion": "confusion.png"}
     figures.samples(images, labels, classes, folder / "samples.png")
     made["samples"] = "samples.png"
-    figures.learning_curves(inp, "accuracy", "accuracy", folder / made["accuracy"])
-    figures.learning_curves(inp, "loss", "loss", folder / made["loss"], shared_y=False)
-    figures.confusion(inp, folder / made["confusion"])
+    figures.learning_curves(inp, t, "accuracy", folder / made["accuracy"])
+    figures.learning_curves(inp, t, "loss", folder / made["loss"], shared_y=False)
+    figures.confusion(inp, t, folder / made["confusion"])
     if inp.sweep:
-        figures.sweep(inp, folder / "sweep.png")
+        figures.sweep(inp, t, folder / "sweep.png")
         made["sweep"] = "sweep.png"
     if found["lr_study"]:
-        figures.lr_study(inp, found["lr_study"], folder / "lr_study.png")
+        figures.lr_study(inp, t, found["lr_study"], folder / "lr_study.png")
         made["lr_study"] = "lr_study.png"
     if found["story"]:
-        figures.story(inp, found["story"], folder / "story.png")
+        figures.story(inp, t, found["story"], folder / "story.png")
         made["story"] = "story.png"
     if all(v.shift for v in inp.variants.values()):
-        figures.shift_curves(inp, folder / "shift.png")
-        figures.shift_grids(inp, folder / "shift_grid.png")
+        figures.shift_curves(inp, t, folder / "shift.png")
+        figures.shift_grids(inp, t, folder / "shift_grid.png")
         made.update(shift="shift.png", shift_grid="shift_grid.png")
     return made
