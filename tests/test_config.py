@@ -1,3 +1,4 @@
+import copy
 from pathlib import Path
 
 import re
@@ -332,3 +333,70 @@ def test_memory_beyond_the_weights_is_bounded(tmp_path, edit, message):
     edit(d)
     with pytest.raises(ConfigError, match=re.escape(message)):
         load_params(write(tmp_path, d))
+
+
+# ---- checksums and names that the pipeline's other tools take (issue 23) ------------------------
+
+MD5 = "c58f30108f718f92721af3b95e74349a"
+
+
+@pytest.mark.parametrize("given, used", [
+    (MD5, MD5), (MD5 + "\n", MD5), (f"  {MD5}\t\r\n", MD5), (MD5.upper(), MD5),
+])
+def test_md5_white_space_is_dropped_and_upper_case_lowered(tmp_path, monkeypatch, given, used):
+    d = project_params()
+    d["data"]["md5"] = given
+    assert load_params(write(tmp_path, d)).data.md5 == used
+    monkeypatch.setenv("BIRDPLANE_DATA_MD5", given)
+    assert load_params(ROOT / "params.yaml").data.source()[1] == used
+
+
+@pytest.mark.parametrize("given, message", [
+    (MD5[:-1], "exactly 32 hex digits"), (MD5 + "0", "exactly 32 hex digits"), ("g" * 32, "exactly 32 hex digits"),
+    (MD5 + "\nx", "32 hex digits"), (f"{MD5}  cifar-10-python.tar.gz\n", "file name after them"),
+    ("", "exactly 32 hex digits"), (MD5[:16] + " " + MD5[16:], "exactly 32 hex digits"),
+])
+def test_anything_but_32_hex_digits_is_refused_as_an_md5(tmp_path, monkeypatch, given, message):
+    d = project_params()
+    d["data"]["md5"] = given
+    with pytest.raises(ConfigError, match=f"data.md5: .*{message}"):
+        load_params(write(tmp_path, d))
+    if given:  # an empty variable means "not set"
+        monkeypatch.setenv("BIRDPLANE_DATA_MD5", given)
+        with pytest.raises(ConfigError, match=f"BIRDPLANE_DATA_MD5=.*{message}"):
+            load_params(ROOT / "params.yaml").data.source()
+
+
+@pytest.mark.parametrize("name", ["nll\n", "a b", "a@b", "a/b", "a$b", "a'b", 'a"b', "a.b", "Nll", "-x", "_x",
+                                  "x" * 33, "", "café", "a\tb", "a;b"])
+def test_variant_names_are_what_dvc_foreach_and_the_shell_take(tmp_path, name):
+    d = project_params()
+    d["train"]["variants"][name] = copy.deepcopy(d["train"]["variants"]["small"])
+    with pytest.raises(ConfigError, match="start with a lower-case letter, then at most 31 lower-case letters, "
+                                          "digits, '-' or '_'"):
+        load_params(write(tmp_path, d))
+
+
+@pytest.mark.parametrize("name", ["dropout\n", "drop out", "drop-out", "a@b", "a/b", "a$b", "x" * 33, "Dropout"])
+def test_regularizer_names_are_checked_the_same_way(tmp_path, name):
+    d = project_params()
+    d["sweep"]["regularizers"][name] = {"dropout": 0.5}
+    with pytest.raises(ConfigError, match="regularizer name .*: start with a lower-case letter"):
+        load_params(write(tmp_path, d))
+
+
+@pytest.mark.parametrize("name", ["a", "nll", "mse-lr0_1", "x" * 32, "v2"])
+def test_plain_variant_names_pass(tmp_path, name):
+    d = project_params()
+    d["train"]["variants"][name] = copy.deepcopy(d["train"]["variants"]["small"])
+    assert name in load_params(write(tmp_path, d)).train.variants
+
+
+def test_a_url_with_a_line_break_is_refused(tmp_path, monkeypatch):
+    d = project_params()
+    d["data"]["url"] = "https://example.org/c.tar.gz\nX-Injected: 1"
+    with pytest.raises(ConfigError, match="data.url: must not contain line breaks"):
+        load_params(write(tmp_path, d))
+    monkeypatch.setenv("BIRDPLANE_DATA_URL", "file:///tmp/c.tar.gz\x1b[2J")
+    with pytest.raises(ConfigError, match="BIRDPLANE_DATA_URL=.* must not contain line breaks"):
+        load_params(ROOT / "params.yaml").data.source()

@@ -51,6 +51,9 @@ EVAL_ROWS = 256  # birdplane.inference.EVAL_CHUNK
 MAX_SWEEP_PARAMETERS = 4 * MAX_PARAMETERS
 IMAGE = (3, 32, 32)  # a CIFAR-10 image, as birdplane.models.build_model takes it
 MAX_MESSAGE_LINES = 20  # settings listed in one error; the rest are counted
+# What dvc.yaml's `foreach` (stage train@<name>), file names and the shell take without quoting
+VARIANT_NAME = r"[a-z][a-z0-9_-]{0,31}"
+REGULARIZER_NAME = r"[a-z][a-z0-9_]{0,31}"
 
 
 class ConfigError(BirdplaneError):
@@ -87,9 +90,35 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
+def _url_problem(url: str) -> str | None:
+    """What is wrong with a download URL, or None: a scheme the download cannot fetch, or a line
+    break or other control character (which urllib refuses, or which hides what the URL is)."""
+    if not re.match(r"(https?|file)://", url):
+        return "must start with http://, https:// or file://"
+    if re.search(r"[\x00-\x1f\x7f-\x9f]", url):
+        return "must not contain line breaks or other control characters"
+    return None
+
+
+def _md5_problem(md5: str) -> str | None:
+    """What is wrong with an md5 (after stripping white space and lower-casing it), or None."""
+    if re.fullmatch(r"[0-9a-f]{32}", md5):
+        return None
+    if re.match(r"[0-9a-f]{32}\s", md5):  # `md5sum file` prints the file name after the digits
+        return "must be the 32 hex digits of an md5 only; md5sum's output has the file name after them"
+    return "must be an md5: exactly 32 hex digits"
+
+
+def _shown_url(url: str) -> str:
+    """A URL from the params or the environment for an error message: without its secrets, cut."""
+    from birdplane.text import redact_url  # error messages only: no stage output depends on it
+
+    return _short(redact_url(url))
+
+
 class DataConfig(_Strict):
     url: str
-    md5: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+    md5: str  # 32 hex digits; surrounding white space is dropped and upper case lower-cased
     retries: Annotated[int, Field(ge=1, le=10)]
     timeout_s: Annotated[float, Field(gt=0, le=3600)]
     classes: Annotated[list[str], Field(min_length=2, max_length=len(CIFAR10_CLASSES))]
@@ -97,9 +126,19 @@ class DataConfig(_Strict):
     @field_validator("url")
     @classmethod
     def _known_scheme(cls, url: str) -> str:
-        if not re.match(r"^(https?|file)://", url):
-            raise ValueError("must start with http://, https:// or file://")
+        if problem := _url_problem(url):
+            raise ValueError(problem)
         return url
+
+    @field_validator("md5")
+    @classmethod
+    def _an_md5(cls, md5: str) -> str:
+        # a trailing newline (a value pasted from a file) would pass a `$`-anchored pattern and then
+        # fail as a "checksum mismatch" after the whole download
+        md5 = md5.strip().lower()
+        if problem := _md5_problem(md5):
+            raise ValueError(problem)
+        return md5
 
     @field_validator("classes")
     @classmethod
@@ -114,11 +153,12 @@ class DataConfig(_Strict):
     def source(self) -> tuple[str, str]:
         """The (url, md5) actually used: environment overrides win over params.yaml."""
         url = os.environ.get(ENV_URL) or self.url
-        md5 = (os.environ.get(ENV_MD5) or self.md5).lower()
-        if not re.match(r"^(https?|file)://", url):
-            raise ConfigError(f"{ENV_URL}={_short(url)} must start with http://, https:// or file://")
-        if not re.match(r"^[0-9a-f]{32}$", md5):
-            raise ConfigError(f"{ENV_MD5}={_short(md5)} is not an md5 (32 hex digits)")
+        given_md5 = os.environ.get(ENV_MD5) or self.md5
+        md5 = given_md5.strip().lower()
+        if problem := _url_problem(url):
+            raise ConfigError(f"{ENV_URL}={_shown_url(url)} {problem}")
+        if problem := _md5_problem(md5):
+            raise ConfigError(f"{ENV_MD5}={_short(given_md5)} {problem}")
         return url, md5
 
 
@@ -204,8 +244,11 @@ class TrainConfig(_Strict):
         if not variants:
             raise ValueError("needs at least one variant")
         for name in variants:
-            if not re.match(r"^[a-z][a-z0-9_-]{0,31}$", name):
-                raise ValueError(f"variant name {_short(name)}: use lower-case letters, digits, '-' or '_'")
+            # the name becomes a DVC stage (train@<name>), file names and a word in dvc.yaml's cmd:
+            # fullmatch, since `$` would let a trailing newline through
+            if not re.fullmatch(VARIANT_NAME, name):
+                raise ValueError(f"variant name {_short(name)}: start with a lower-case letter, then at most 31 "
+                                 f"lower-case letters, digits, '-' or '_' (no spaces, dots, '@', '/', quotes)")
         return variants
 
     def recipe(self, variant: str) -> "Recipe":
@@ -271,8 +314,9 @@ class SweepConfig(_Strict):
     @classmethod
     def _reg_names(cls, regs: dict[str, Regularizers]) -> dict[str, Regularizers]:
         for name, r in regs.items():
-            if not re.match(r"^[a-z][a-z0-9_]{0,31}$", name):
-                raise ValueError(f"regularizer name {_short(name)}: use lower-case letters, digits or '_'")
+            if not re.fullmatch(REGULARIZER_NAME, name):  # names runs, plot columns and the sweep's metrics
+                raise ValueError(f"regularizer name {_short(name)}: start with a lower-case letter, then at most 31 "
+                                 f"lower-case letters, digits or '_' (no spaces, '-', dots, '@', '/', quotes)")
             if r.augment_shift:
                 raise ValueError(f"{name}: augment_shift is not swept; give a train variant augment_shift instead")
         return regs
@@ -424,7 +468,7 @@ def _describe(err: ValidationError, path: Path) -> str:
         elif not e["loc"]:  # a rule across sections: its message names the keys
             problems.append(e["msg"].removeprefix("Value error, "))
         else:
-            got = "" if e["type"] == "missing" else f" (got {_short(e.get('input'), 60)})"
+            got = "" if e["type"] == "missing" else f" (got {_short(_without_secrets(e.get('input')), 60)})"
             problems.append(f"{key}: {e['msg'].removeprefix('Value error, ')}{got}")
     problems = [_cut(p, 280) for p in problems]  # the values are cut already; this bounds the rest
     if len(problems) == 1:
@@ -434,6 +478,16 @@ def _describe(err: ValidationError, path: Path) -> str:
     if len(problems) > MAX_MESSAGE_LINES:
         lines.append(f"  ... and {len(problems) - MAX_MESSAGE_LINES} more")
     return "\n".join(lines)
+
+
+def _without_secrets(value: object) -> object:
+    """A value from the file for an error message: a string with any URL's user:password@ and
+    query masked (data.url may carry them)."""
+    if not isinstance(value, str):
+        return value
+    from birdplane.text import redact  # error messages only: no stage output depends on it
+
+    return redact(value)
 
 
 def _allowed(loc: tuple) -> list[str]:
