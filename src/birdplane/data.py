@@ -112,14 +112,23 @@ class _BoundedStream:
                                           "(the CIFAR-10 archive: 177 MiB)")
 
 
+def _outside(text: str, limit: int = 100) -> str:
+    """Text the archive chose (a member's name, up to megabytes in a pax header; tarfile's message
+    about a header) for a message: control characters and escape sequences escaped, cut."""
+    from birdplane.text import printable  # messages only: no stage output depends on it
+
+    return printable(text, limit)
+
+
 def _check_member(m: tarfile.TarInfo, shown: str) -> None:
     p = PurePosixPath(m.name)
+    name = f"'{_outside(m.name)}'"
     if p.is_absolute() or ".." in p.parts:
-        raise ArchiveError(f"{shown}: unsafe archive member {m.name!r}: its path escapes the archive's folder")
+        raise ArchiveError(f"{shown}: unsafe archive member {name}: its path escapes the archive's folder")
     if not (m.isfile() or m.isdir()):
-        raise ArchiveError(f"{shown}: unsafe archive member {m.name!r}: links and special files are not allowed")
+        raise ArchiveError(f"{shown}: unsafe archive member {name}: links and special files are not allowed")
     if m.size > MAX_MEMBER_BYTES:
-        raise _not_cifar(shown, f"member {m.name!r} is {m.size:,} bytes, more than a CIFAR-10 batch can be "
+        raise _not_cifar(shown, f"member {name} is {m.size:,} bytes, more than a CIFAR-10 batch can be "
                                 f"({MAX_MEMBER_BYTES >> 20} MiB at most)")
 
 
@@ -153,7 +162,7 @@ def read_members(archive: Path, wanted: tuple[str, ...], name: str | None = None
         fix = dvc_recovery(archive, "delete it and run the download stage again") if name is None \
             else "point data.url and data.md5 at a good copy"
         raise ArchiveError(
-            f"{shown} is not a readable tar.gz ({type(e).__name__}: {e}); it is probably truncated "
+            f"{shown} is not a readable tar.gz ({type(e).__name__}: {_outside(str(e), 200)}); it is probably truncated "
             f"or corrupt: {fix}") from None
     missing = [w for w in wanted if w not in out]
     if missing:
