@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -185,6 +186,18 @@ def test_a_password_in_params_yaml_is_not_printed_by_the_config_check_or_the_sta
     env_url = f"gopher://{USER}:{PASSWORD}@x/c.tar.gz"  # the environment's URL, refused the same way
     r = run_stage(tmp_path, env_url, md5)
     assert r.returncode == 1 and b"BIRDPLANE_DATA_URL" in r.stderr and PASSWORD.encode() not in r.stderr
+
+
+def test_the_report_shows_the_download_url_without_its_secrets():
+    from birdplane.report.document import _shown_params, _source
+
+    url = f"https://{USER}:{PASSWORD}@mirror.example/c.tar.gz?token={TOKEN}"
+    inp = SimpleNamespace(stats={"source": {"md5": "0" * 32}}, download={"url": url, "md5": "0" * 32})
+    assert _source(inp) == {"md5": "0" * 32, "url": "https://***@mirror.example/c.tar.gz?***"}
+    shown = yaml.safe_dump(_shown_params({"seed": 0, "data": {"url": url, "md5": "0" * 32}}))
+    assert PASSWORD not in shown and TOKEN not in shown and "mirror.example/c.tar.gz" in shown
+    official = {"data": {"url": "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"}}
+    assert _shown_params(official) == official  # the committed report stays byte-identical
 
 
 # ---- bounds -----------------------------------------------------------------------------------

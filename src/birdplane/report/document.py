@@ -15,6 +15,7 @@ from birdplane.report.catalog import Catalog, phrases
 from birdplane.text import md_code, md_text
 from birdplane.report.study import GAP_WINDOW
 from birdplane.report.findings import BOOK_MEAN, BOOK_NLL, BOOK_STD, Inputs, analyse, best_epoch, own_history
+from birdplane.text import redact_url
 
 
 @dataclass
@@ -444,7 +445,7 @@ def provenance(d: Doc) -> list[Block]:
         table(t.texts("mlflow.header"), [[md_text(x.name), md_code(x.log.get("mlflow_run_id", "?")),
                                           md_text(x.log.get("mlflow_experiment", "?"))] for x in inp.variants.values()]),
         heading(t("params.heading"), 3),
-        Block("code", text=yaml.safe_dump(inp.params, sort_keys=False, allow_unicode=True).strip()),
+        Block("code", text=yaml.safe_dump(_shown_params(inp.params), sort_keys=False, allow_unicode=True).strip()),
     ]
 
 
@@ -460,8 +461,21 @@ def build_document(inp: Inputs, lang: str | Catalog, figures: dict[str, str]) ->
 
 
 def _source(inp: Inputs) -> dict[str, Any]:
-    """Where the archive came from: the stats stage's record, updated by the download log."""
-    return {**inp.stats.get("source", {}), **(inp.download or {})}
+    """Where the archive came from: the stats stage's record, updated by the download log. The URL
+    without its secrets (user:password@, a token in the query): the report is committed, and a log
+    written before the download stage redacted them may still hold them."""
+    src = {**inp.stats.get("source", {}), **(inp.download or {})}
+    if isinstance(src.get("url"), str):
+        src["url"] = redact_url(src["url"])
+    return src
+
+
+def _shown_params(params: Any) -> Any:
+    """params.yaml as written, for the report, with data.url's secrets masked."""
+    data = params.get("data") if isinstance(params, dict) else None
+    if not (isinstance(data, dict) and isinstance(data.get("url"), str)):
+        return params
+    return {**params, "data": {**data, "url": redact_url(data["url"])}}
 
 
 def _k(inp: Inputs) -> int:
