@@ -37,6 +37,7 @@ RUN_TIMEOUT_S = 10
 MEMORY_LIMIT = 2 << 30  # address space of one stage process (Linux): a billion laughs would need far more
 MAX_LINE, MAX_LINES = 300, 30
 PREFIX = "error in stage download: "
+PASSWORD = "pw-s3cr3t"  # in one case's data.url: no message may repeat it
 PROJECT_TEXT = (ROOT / "params.yaml").read_text(encoding="utf-8")
 PROJECT = yaml.safe_load(PROJECT_TEXT)
 
@@ -147,6 +148,21 @@ def value_cases() -> list[Case]:
         Case("a key with a newline", edited(lambda d: d["train"].update({"epochs\nlr": 1})), names="unknown key"),
         Case("an int as a variant name", edited(lambda d: d["train"]["variants"].update({7: {}})),
              names="train.variants"),
+        Case("a variant name with a newline",
+             edited(lambda d: d["train"]["variants"].update({"nll\n": copy.deepcopy(d["train"]["variants"]["small"])})),
+             names="variant name 'nll\\n': a lower-case letter"),
+        Case("a variant name with '@' and '$'",
+             edited(lambda d: d["train"]["variants"].update({"a@b$c": copy.deepcopy(d["train"]["variants"]["small"])})),
+             names="variant name"),
+        Case("a regularizer name with a space",
+             edited(lambda d: d["sweep"]["regularizers"].update({"drop out": {"dropout": 0.5}})),
+             names="regularizer name"),
+        Case("an md5 with md5sum's file name", edited(lambda d: d["data"].update(
+            md5=d["data"]["md5"] + "  cifar-10-python.tar.gz\n")), names="data.md5"),
+        Case("an md5 with a trailing newline", edited(lambda d: d["data"].update(md5=d["data"]["md5"] + "\n")),
+             expect="valid"),
+        Case("a password in an ftp data.url", edited(lambda d: d["data"].update(
+            url=f"ftp://alice:{PASSWORD}@mirror.example/c.tar.gz")), names="data.url: must start with http://"),
         Case("no variants", edited(lambda d: d["train"].update(variants={})), names="train.variants"),
         Case("cnn without channels", edited(v("cnn")(lambda x: x.pop("channels"))), names="train.variants.cnn"),
         Case("the baseline deleted", edited(lambda d: d["train"]["variants"].pop("nll")), names="report.baseline"),
@@ -287,6 +303,10 @@ def outcomes(tmp_path_factory) -> dict[str, Outcome]:
 def test_at_least_50_malformed_files():
     assert len({c.name for c in CASES}) == len(CASES)
     assert sum(c.expect == "error" for c in CASES) >= 50
+
+
+def test_no_message_repeats_a_password_from_the_file(outcomes):
+    assert [name for name, out in outcomes.items() if PASSWORD in out.stderr] == []
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])

@@ -247,8 +247,8 @@ class TrainConfig(_Strict):
             # the name becomes a DVC stage (train@<name>), file names and a word in dvc.yaml's cmd:
             # fullmatch, since `$` would let a trailing newline through
             if not re.fullmatch(VARIANT_NAME, name):
-                raise ValueError(f"variant name {_short(name)}: start with a lower-case letter, then at most 31 "
-                                 f"lower-case letters, digits, '-' or '_' (no spaces, dots, '@', '/', quotes)")
+                raise ValueError(f"variant name {_short(name, 40)}: a lower-case letter, then up to 31 of a-z, "
+                                 f"0-9, '-', '_' (it names a DVC stage and files)")
         return variants
 
     def recipe(self, variant: str) -> "Recipe":
@@ -315,8 +315,8 @@ class SweepConfig(_Strict):
     def _reg_names(cls, regs: dict[str, Regularizers]) -> dict[str, Regularizers]:
         for name, r in regs.items():
             if not re.fullmatch(REGULARIZER_NAME, name):  # names runs, plot columns and the sweep's metrics
-                raise ValueError(f"regularizer name {_short(name)}: start with a lower-case letter, then at most 31 "
-                                 f"lower-case letters, digits or '_' (no spaces, '-', dots, '@', '/', quotes)")
+                raise ValueError(f"regularizer name {_short(name, 40)}: a lower-case letter, then up to 31 of "
+                                 f"a-z, 0-9, '_'")
             if r.augment_shift:
                 raise ValueError(f"{name}: augment_shift is not swept; give a train variant augment_shift instead")
         return regs
@@ -487,7 +487,8 @@ def _without_secrets(value: object) -> object:
         return value
     from birdplane.text import redact  # error messages only: no stage output depends on it
 
-    return redact(value)
+    # only the start is shown (_short), and redact's time grows with the square of a long word
+    return redact(value[:1000])
 
 
 def _allowed(loc: tuple) -> list[str]:
