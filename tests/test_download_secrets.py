@@ -14,6 +14,7 @@ import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
+from urllib.parse import quote
 
 import pytest
 import yaml
@@ -24,13 +25,15 @@ from cifar_fixture import make_archive
 from conftest import ROOT, project_env
 
 USER, PASSWORD, TOKEN = "alice", "s3cr3t-pw9", "tok-SECRET123"
+ODD_PASSWORD = "p@ss:w%rd/9"  # percent-encoded in a URL
 HOSTILE = "\x1b[2J\x1b]0;owned\x07\x00\xff"  # clear screen, window title, NUL, 0xFF
 
 
 class _Source(http.server.BaseHTTPRequestHandler):
-    """/auth/...: the archive behind HTTP basic auth (USER, PASSWORD); /endless: a body without
-    end; /liar: a Content-Length of 1 TB; /hostile-500 and /hostile-404: a reason phrase of
-    escape sequences, NUL and 0xFF; anything else: the archive."""
+    """/auth/...: the archive behind HTTP basic auth (USER, PASSWORD; /auth-odd/...: ODD_PASSWORD);
+    /redirect?URL: to URL; /endless: a body without end; /liar: a Content-Length of 1 TB;
+    /hostile-500 and /hostile-404: a reason phrase of escape sequences, NUL and 0xFF; anything
+    else: the archive."""
 
     protocol_version = "HTTP/1.0"
 
@@ -42,14 +45,19 @@ class _Source(http.server.BaseHTTPRequestHandler):
         seen.append({"path": self.path, "auth": self.headers.get("Authorization")})
         path = self.path.split("?", 1)[0]
         try:
-            if path.startswith("/auth/"):
-                expected = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+            if path.startswith(("/auth/", "/auth-odd/")):
+                password = ODD_PASSWORD if path.startswith("/auth-odd/") else PASSWORD
+                expected = "Basic " + base64.b64encode(f"{USER}:{password}".encode()).decode()
                 if self.headers.get("Authorization") != expected:
                     self.send_response(401, "Unauthorized")
                     self.send_header("WWW-Authenticate", 'Basic realm="mirror"')
                     self.end_headers()
                     return
                 self._archive()
+            elif path == "/redirect":  # /redirect?<where to>
+                self.send_response(302)
+                self.send_header("Location", self.path.split("?", 1)[1])
+                self.end_headers()
             elif path == "/endless":
                 self.send_response(200)
                 self.end_headers()
@@ -145,6 +153,22 @@ def test_user_and_password_in_the_url_work_as_basic_auth_and_are_shown_nowhere(m
     log = yaml.safe_load((tmp_path / "project/logs/download.json").read_text())
     assert log["url"] == f"http://***@{base.split('//')[1]}/auth/cifar-10-python.tar.gz?***"
     assert b"downloaded http://***@127.0.0.1" in r.stdout
+
+
+def test_a_percent_encoded_password_is_decoded_for_basic_auth(mirror, tmp_path):
+    base, seen, md5 = mirror
+    url = base.replace("//", f"//{USER}:{quote(ODD_PASSWORD, safe='')}@") + "/auth-odd/cifar-10-python.tar.gz"
+    download(url, md5, tmp_path / "c.tar.gz", progress=False)
+    assert len(seen) == 1
+
+
+def test_credentials_are_not_sent_on_to_the_host_a_redirect_names(mirror, tmp_path):
+    base, seen, md5 = mirror
+    with source(b"") as (other, other_seen):
+        url = base.replace("//", f"//{USER}:{PASSWORD}@") + f"/redirect?{other}/cifar-10-python.tar.gz"
+        with pytest.raises(DownloadError, match="checksum mismatch"):  # the other host serves no archive
+            download(url, md5, tmp_path / "c.tar.gz", progress=False)
+    assert seen[0]["auth"] is not None and [r["auth"] for r in other_seen] == [None]
 
 
 def test_refused_credentials_end_in_one_line_that_does_not_repeat_them(mirror, tmp_path):
