@@ -180,7 +180,7 @@ def test_refused_credentials_end_in_one_line_that_does_not_repeat_them(mirror, t
     assert "HTTP 401" in err and "refused the user name and password" in err
     assert PASSWORD not in err and "wrong-" not in err and len(seen) == 1  # not retried
     r = run_stage(tmp_path, f"{base}/auth/cifar-10-python.tar.gz", md5)  # none given
-    assert r.returncode == 1 and b"wants credentials" in r.stderr
+    assert r.returncode == 1 and b"wants a user name and password" in r.stderr
     assert leftovers(tmp_path / "project/data/raw") == [] and leftovers(tmp_path / "project/logs") == []
 
 

@@ -76,11 +76,15 @@ def _request(url: str, shown: str) -> tuple[urllib.request.Request, bool]:
 
 
 def _refused(shown: str, code: int, reason: str, with_credentials: bool) -> DownloadError:
+    """HTTP 401 or 403, in words that fit what the URL carried (never the credentials themselves)."""
     if with_credentials:
         return DownloadError(f"{shown}: HTTP {code} {reason}: the server refused the user name and password "
                              f"given in the URL; fix them in {ENV_URL}")
-    return DownloadError(f"{shown}: HTTP {code} {reason}: the server wants credentials; give them in "
-                         f"{ENV_URL} as https://user:password@host/... (not in params.yaml, which is committed)")
+    if code == 401:
+        return DownloadError(f"{shown}: HTTP 401 {reason}: the server wants a user name and password; give them "
+                             f"in {ENV_URL} as https://user:password@host/... (not in params.yaml, which is committed)")
+    return DownloadError(f"{shown}: HTTP 403 {reason}: the server refused access (a signed URL's token may have "
+                         f"expired): get a fresh URL, or check data.url (or {ENV_URL})")
 
 
 def _open(url: str, shown: str, timeout_s: float):
