@@ -285,3 +285,20 @@ def test_archive_member_names_are_escaped_and_cut(tmp_path, monkeypatch):
     with pytest.raises(ArchiveError, match="unsafe archive member") as e:
         read_members(archive, ("data_batch_1",))
     assert "\x1b" not in str(e.value) and "\\x1b[2J" in str(e.value) and len(str(e.value)) < 500
+
+
+# ---- under dvc repro ---------------------------------------------------------------------------
+
+@pytest.mark.e2e
+def test_no_secret_of_the_url_reaches_dvc_repro_output_or_any_file_of_the_project(mirror, tmp_path):
+    from conftest import dvc, make_project
+
+    base, seen, md5 = mirror
+    url = f"{base.replace('//', f'//{USER}:{PASSWORD}@')}/auth/cifar-10-python.tar.gz?token={TOKEN}"
+    project = make_project(tmp_path / "proj")
+    r = dvc(project, project_env(url, md5), "repro", "stats")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (project / "data/raw/cifar-10-python.tar.gz").exists() and seen[-1]["auth"] is not None
+    for secret in (PASSWORD, TOKEN):
+        assert secret not in r.stdout + r.stderr
+        assert files_holding(project, secret) == []  # logs/, metrics/, dvc.lock, .dvc/ and the rest
