@@ -12,10 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from birdplane.report.catalog import Catalog, phrases
-from birdplane.text import md_code, md_text
+from birdplane.text import md_code, md_text, redact_url
 from birdplane.report.study import GAP_WINDOW
 from birdplane.report.findings import BOOK_MEAN, BOOK_NLL, BOOK_STD, Inputs, analyse, best_epoch, own_history
-from birdplane.text import redact_url
 
 
 @dataclass
