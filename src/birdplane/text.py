@@ -22,9 +22,10 @@ MASK = "***"
 # the environment variables whose URLs may carry credentials
 SECRET_URL_VARIABLES = ("MLFLOW_TRACKING_URI", "BIRDPLANE_DATA_URL")
 # scheme://then anything up to white space, quotes or angle brackets (how URLs end in messages)
-_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>`]+")
+# (a scheme starts a word: without the look-behind a long word would be tried at every letter)
+_URL = re.compile(r"(?<![A-Za-z0-9+.\-])[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>`]+")
 # user:password@ outside a URL (urllib's "unknown host user:password@127.0.0.1")
-_USERINFO = re.compile(r"(?<![\w/@:])[^\s/@:'\"<>`()]+:[^\s/@'\"<>`()]+@(?=[\w\[])")
+_USERINFO = re.compile(r"(?<![^\s'\"<>`(=,;])[^\s/@:'\"<>`()]+:[^\s/@'\"<>`()]+@(?=[\w\[])")
 _remembered: set[str] = set()
 
 
