@@ -66,6 +66,10 @@ def test_variant_overrides_shared_recipe(tmp_path):
     (lambda d: d["data"].update(classes=["airplane", "dragon"]), ["data.classes", "dragon", "truck"]),
     (lambda d: d["data"].update(md5="xyz"), ["data.md5"]),
     (lambda d: d["data"].update(url="ftp://x/y"), ["data.url", "http://"]),
+    # params.yaml and dvc.lock are committed: credentials and signed queries go in the environment
+    (lambda d: d["data"].update(url="https://bob:hunter22@m.example/c.tar.gz"), ["data.url", "BIRDPLANE_DATA_URL"]),
+    (lambda d: d["data"].update(url="https://m.example/c.tar.gz?X-Amz-Signature=ab12cd"),
+     ["data.url", "credentials or a query string", "BIRDPLANE_DATA_URL"]),
     (lambda d: d["train"]["variants"]["nll"].update(loss="hinge"), ["train.variants.nll.loss", "'nll' or 'mse'"]),
     (lambda d: d.update(sed=1), ["sed", "did you mean 'seed'"]),
     (lambda d: d["report"].update(small="tiny"), ["report.small is 'tiny'", "not in train.variants"]),
@@ -78,6 +82,7 @@ def test_bad_params_name_key_and_allowed_values(tmp_path, edit, expected):
         load_params(write(tmp_path, d))
     for text in expected:
         assert text in str(e.value)
+    assert "hunter22" not in str(e.value) and "ab12cd" not in str(e.value)
 
 
 def test_missing_and_unparsable_file(tmp_path):

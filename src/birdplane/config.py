@@ -23,6 +23,7 @@ import re
 import reprlib
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from birdplane.data import CIFAR10_CLASSES
@@ -128,6 +129,11 @@ class DataConfig(_Strict):
     def _known_scheme(cls, url: str) -> str:
         if problem := _url_problem(url):
             raise ValueError(problem)
+        parts = urlsplit(url)
+        if "@" in parts.netloc or parts.query or parts.fragment:
+            # params.yaml is committed, and DVC copies every param it tracks into dvc.lock
+            raise ValueError(f"has credentials or a query string: params.yaml and dvc.lock are committed, so "
+                             f"give such a URL in the environment instead ({ENV_URL})")
         return url
 
     @field_validator("md5")
