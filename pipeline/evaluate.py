@@ -26,7 +26,7 @@ def main() -> None:
 
     import torch
 
-    from birdplane.data import load_tensors
+    from birdplane.inputs import load_tensors
     from birdplane.io import outputs
     from birdplane.metrics import evaluate_model
     from birdplane.models import load_model

@@ -24,7 +24,7 @@ def main() -> None:
 
     import torch
 
-    from birdplane.data import load_tensors
+    from birdplane.inputs import load_tensors
     from birdplane.io import outputs
     from birdplane.models import load_model
     from birdplane.shift import shift_test
