@@ -19,8 +19,9 @@ MODEL_FILE = "model.pt"  # in the logged model's data/ folder (birdplane.trackin
 
 
 def load_file(path: str | Path):
-    """The model in a birdplane model file (torch.load with weights_only: no code runs)."""
-    from birdplane.models import load_model
+    """The model in a birdplane model file, checked before it is built (birdplane.modelfile:
+    torch.load with weights_only, no code runs)."""
+    from birdplane.modelfile import load_model
 
     return load_model(Path(path))[0]
 
