@@ -384,6 +384,8 @@ def check(case: Case, base: Path, index: int, server: ForkServer | None = None) 
         problems.append(f"peak memory {rss / 2**30:.2f} GiB")
     if "Traceback" in stderr:
         problems.append("a traceback")
+    if "weights_only" in stderr:  # torch's advice after a refused pickle: the unsafe fix
+        problems.append("advice about weights_only")
     if after != before:
         changed = sorted(set(after.items()) ^ set(before.items()))
         problems.append(f"files changed: {changed[:3]}")
