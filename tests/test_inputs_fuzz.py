@@ -192,7 +192,8 @@ def model_files() -> dict[str, tuple[bytes, object, dict]]:
     from birdplane.models import ModelConfig, build_model, model_bytes
 
     found = {}
-    for name, cfg in (("mlp", ModelConfig(hidden=(8,))), ("cnn", ModelConfig(arch="cnn", channels=(4, 4), hidden=(8,)))):
+    mlp, cnn = ModelConfig(hidden=(8,)), ModelConfig(arch="cnn", channels=(4, 4), hidden=(8,))
+    for name, cfg in (("mlp", mlp), ("cnn", cnn)):
         model = build_model(cfg)
         found[name] = (model_bytes(model, cfg), cfg, {k: v.clone() for k, v in model.state_dict().items()})
     return found

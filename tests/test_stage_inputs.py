@@ -264,3 +264,15 @@ def test_training_checks_the_stats_before_it_loads_the_data(committed, monkeypat
     monkeypatch.setattr(data, "load_tensors", lambda *a: pytest.fail("loaded the data with unchecked stats"))
     assert "std of channel 0 (red) is 0" in json_refusal(lambda p: inputs.load_tensors(Path("none.npz"), p, "cpu"),
                                                         path, "stats")
+
+
+def test_a_damaged_logged_model_says_to_log_it_again(tmp_path):
+    """serving reads MLflow's copy (data/model.pt): the fix is the training stage, not models/model.pt."""
+    from birdplane import serving
+
+    path = tmp_path / "data" / serving.MODEL_FILE
+    path.parent.mkdir()
+    path.write_bytes(b"garbage")
+    with pytest.raises(ModelFileError, match="not a zip file") as e:
+        serving._load_pyfunc(str(path))
+    assert serving.LOGGED_FIX in str(e.value) and "train@model" not in str(e.value)

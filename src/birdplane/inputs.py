@@ -253,7 +253,8 @@ def read_csv(path: Path, numbers: tuple[str, ...], stage: str, texts: tuple[str,
             raise _error(path, stage, f"column {c} is empty, NaN or infinite in row {row + 1}")
     for c in texts:
         if frame[c].isna().any():
-            raise _error(path, stage, f"column {c} has an empty cell in row {int(frame[c].isna().to_numpy().argmax()) + 1}")
+            row = int(frame[c].isna().to_numpy().argmax())
+            raise _error(path, stage, f"column {c} has an empty cell in row {row + 1}")
     return frame
 
 

@@ -60,8 +60,8 @@ def recovery(path: Path) -> str:
     return dvc_recovery(path, f"run `dvc repro -f train@{path.stem}` (or `dvc checkout {path}`)")
 
 
-def _refuse(path: Path, problem: str) -> ModelFileError:
-    return ModelFileError(f"{path}: {problem}; not a model file the training stage wrote: {recovery(path)}")
+class _Refused(Exception):
+    """What is wrong with the file; read_checked adds its name and the way to a good copy."""
 
 
 def _check_container(path: Path) -> None:
@@ -70,23 +70,22 @@ def _check_container(path: Path) -> None:
         raise ModelFileError(f"{path} does not exist: run `dvc repro train@{path.stem}` (or `dvc checkout {path}`)")
     size = path.stat().st_size
     if size > MAX_FILE_BYTES:
-        raise _refuse(path, f"{size:,} bytes, more than a model within params.yaml's bounds can be "
-                            f"({MAX_FILE_BYTES:,} bytes for {MAX_PARAMETERS:,} parameters)")
+        raise _Refused(f"{size:,} bytes, more than a model within params.yaml's bounds can be "
+                       f"({MAX_FILE_BYTES:,} bytes for {MAX_PARAMETERS:,} parameters)")
     with path.open("rb") as f:
         if f.read(4) != b"PK\x03\x04":
-            raise _refuse(path, "not a zip file (torch.save writes one)")
+            raise _Refused("not a zip file (torch.save writes one)")
     try:
         with zipfile.ZipFile(path) as z:
             records = z.infolist()
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
-        raise _refuse(path, f"truncated or corrupt: its zip directory is unreadable ({printable(str(e), 100)})") \
-            from None
+        raise _Refused(f"truncated or corrupt: its zip directory is unreadable ({printable(str(e), 100)})") from None
     if len(records) > MAX_RECORDS:
-        raise _refuse(path, f"{len(records):,} records in its zip, more than a model has")
+        raise _Refused(f"{len(records):,} records in its zip, more than a model has")
     if any(r.compress_type != zipfile.ZIP_STORED for r in records):
-        raise _refuse(path, "a compressed record in its zip (torch.save stores them uncompressed)")
+        raise _Refused("a compressed record in its zip (torch.save stores them uncompressed)")
     if sum(r.file_size for r in records) > size:
-        raise _refuse(path, "its zip's records claim more bytes than the file has")
+        raise _Refused("its zip's records claim more bytes than the file has")
 
 
 def _load_blob(path: Path) -> Any:
@@ -99,12 +98,12 @@ def _load_blob(path: Path) -> Any:
             return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except pickle.UnpicklingError:
         # torch's message suggests weights_only=False: that would run whatever the file names
-        raise _refuse(path, "its pickle asks for objects a model file never holds (only tensors and plain "
-                            "containers are loaded; nothing in the file was run)") from None
+        raise _Refused("its pickle asks for objects a model file never holds (only tensors and plain "
+                       "containers are loaded; nothing in the file was run)") from None
     except Exception as e:  # a damaged zip or pickle fails with anything from RuntimeError to KeyError
         why = printable(str(e).split("\n", 1)[0], 120)
         why = type(e).__name__ if "weights_only" in why else f"{type(e).__name__}: {why}"
-        raise _refuse(path, f"torch cannot read it ({why})") from None
+        raise _Refused(f"torch cannot read it ({why})") from None
 
 
 def _is_int(x: object) -> bool:
@@ -118,7 +117,8 @@ def _widths(value: object, name: str, longest: int) -> str | None:
     if len(value) > longest:
         return f"config {name} has {len(value)} layers, more than params.yaml allows ({longest})"
     if any(not 1 <= w <= MAX_WIDTH for w in value):
-        return f"config {name} {printable(repr(value), 60)} holds a width outside 1..{MAX_WIDTH:,} (params.yaml's bound)"
+        return (f"config {name} {printable(repr(value), 60)} holds a width outside 1..{MAX_WIDTH:,} "
+                "(params.yaml's bound)")
     return None
 
 
@@ -201,32 +201,41 @@ def _state_problem(state: object, cfg) -> str | None:
     return None
 
 
-def read_checked(path: Path, n_classes: int | None = None) -> tuple[Any, dict]:
+def read_checked(path: Path, n_classes: int | None = None, fix: str | None = None) -> tuple[ModelConfig, dict]:
     """The (ModelConfig, state_dict) of a model file, every check of the module's docstring
-    passed; `n_classes`: the number of classes the data has, which the model must predict."""
+    passed; `n_classes`: the number of classes the data has, which the model must predict; `fix`:
+    how to get a good copy, where it is not the project's models/<variant>.pt (a logged model)."""
     path = Path(path)
+    try:
+        return _read(path, n_classes)
+    except _Refused as e:
+        raise ModelFileError(f"{path}: {e}; not a model file the training stage wrote: "
+                             f"{fix or recovery(path)}") from None
+
+
+def _read(path: Path, n_classes: int | None) -> tuple[ModelConfig, dict]:
     _check_container(path)
     blob = _load_blob(path)
     if not isinstance(blob, dict) or set(blob) != {"config", "state_dict"}:
         keys = sorted(map(str, blob)) if isinstance(blob, dict) else type(blob).__name__
-        raise _refuse(path, f"it holds {printable(repr(keys), 80)}, not a config and a state_dict")
+        raise _Refused(f"it holds {printable(repr(keys), 80)}, not a config and a state_dict")
     problem = config_problem(blob["config"])
     if problem:
-        raise _refuse(path, problem)
+        raise _Refused(problem)
     cfg = ModelConfig.from_dict(blob["config"])
     if n_classes is not None and cfg.n_classes != n_classes:
-        raise _refuse(path, f"it predicts {cfg.n_classes} classes, the prepared data has {n_classes}")
+        raise _Refused(f"it predicts {cfg.n_classes} classes, the prepared data has {n_classes}")
     problem = _state_problem(blob["state_dict"], cfg)
     if problem:
-        raise _refuse(path, problem)
+        raise _Refused(problem)
     return cfg, blob["state_dict"]
 
 
-def load_model(path: Path, device="cpu", n_classes: int | None = None):
+def load_model(path: Path, device="cpu", n_classes: int | None = None, fix: str | None = None):
     """The model in a model file, checked (read_checked), on `device`, in eval mode; returns
     (model, ModelConfig). The same module and weights birdplane.models.load_model gives for a
     good file."""
-    cfg, state = read_checked(path, n_classes)
+    cfg, state = read_checked(path, n_classes, fix)
     model = build_model(cfg).to(device)
     model.load_state_dict(state)
     model.eval()
