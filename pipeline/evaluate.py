@@ -26,15 +26,15 @@ def main() -> None:
 
     import torch
 
-    from birdplane.data import load_tensors
+    from birdplane.inputs import load_tensors
     from birdplane.io import outputs
     from birdplane.metrics import evaluate_model
-    from birdplane.models import load_model
+    from birdplane.modelfile import load_model
 
     train, val, classes, _ = load_tensors(args.data, args.stats, torch.device("cpu"))
     evaluated = {}
     for v in variants:
-        model, _ = load_model(args.models / f"{v}.pt")
+        model, _ = load_model(args.models / f"{v}.pt", n_classes=len(classes))
         evaluated[v] = evaluate_model(model, params.train.recipe(v).loss, classes, train, val,
                                       params.evaluate.calibration_bins)
         r = evaluated[v][0]

@@ -24,17 +24,17 @@ def main() -> None:
 
     import torch
 
-    from birdplane.data import load_tensors
+    from birdplane.inputs import load_tensors
     from birdplane.io import outputs
-    from birdplane.models import load_model
+    from birdplane.modelfile import load_model
     from birdplane.shift import shift_test
 
     sh = params.shift
-    _, (x, y), _, _ = load_tensors(args.data, args.stats, torch.device("cpu"))
+    _, (x, y), classes, _ = load_tensors(args.data, args.stats, torch.device("cpu"))
     x = x.reshape(-1, 3, 32, 32)
     tested = {}
     for v in variants:
-        model, _ = load_model(args.models / f"{v}.pt")
+        model, _ = load_model(args.models / f"{v}.pt", n_classes=len(classes))
         tested[v] = result, _, _ = shift_test(model, x, y, sh.max_shift, sh.modes, sh.summary_shift)
         print(f"[{v}] accuracy at shift 0: {result['accuracy_at_0']:.4f}, at {sh.summary_shift}: "
               f"{result[f'accuracy_at_{sh.summary_shift}']:.4f}, at {sh.max_shift}: "

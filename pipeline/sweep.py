@@ -27,7 +27,7 @@ def main() -> None:
     params = load_params(args.params)
     tracking.setup(params.mlflow.experiment)  # a store that is down ends the stage before any work
 
-    from birdplane.data import load_tensors
+    from birdplane.inputs import load_tensors
     from birdplane.io import outputs
     from birdplane.train import engine
     from birdplane.sweep import capacity_rows, run_sweep, sweep_metrics

@@ -29,7 +29,7 @@ def main() -> None:
     recipe = params.train.recipe(args.variant)
     tracking.setup(params.mlflow.experiment)  # a store that is down ends the stage now, not after training
 
-    from birdplane.data import load_tensors
+    from birdplane.inputs import load_tensors
     from birdplane.io import outputs
     from birdplane.models import describe, model_bytes
     from birdplane.train import engine

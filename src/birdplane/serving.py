@@ -18,11 +18,17 @@ import numpy as np
 MODEL_FILE = "model.pt"  # in the logged model's data/ folder (birdplane.tracking.log_torch_model)
 
 
-def load_file(path: str | Path):
-    """The model in a birdplane model file (torch.load with weights_only: no code runs)."""
-    from birdplane.models import load_model
+# a logged model's file is damaged: the project's own model file is not where the fix is
+LOGGED_FIX = "log the model again: re-run the training stage that logged it (`dvc repro -f train@<variant>`)"
 
-    return load_model(Path(path))[0]
+
+def load_file(path: str | Path, fix: str | None = None):
+    """The model in a birdplane model file, checked before it is built (birdplane.modelfile:
+    torch.load with weights_only, no code runs); `fix`: what its error says to do, where the file
+    is not the project's models/<variant>.pt."""
+    from birdplane.modelfile import load_model
+
+    return load_model(Path(path), fix=fix)[0]
 
 
 def predict_numpy(model, images: np.ndarray) -> np.ndarray:
@@ -46,7 +52,7 @@ class _PyfuncModel:
 
 def _load_pyfunc(data_path: str) -> _PyfuncModel:
     """MLflow's entry point (loader_module): data_path is the logged model file."""
-    return _PyfuncModel(load_file(data_path))
+    return _PyfuncModel(load_file(data_path, LOGGED_FIX))
 
 
 def load_logged_model(model_uri: str):
@@ -60,4 +66,4 @@ def load_logged_model(model_uri: str):
     import mlflow.artifacts
 
     local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri))
-    return load_file(local / "data" / MODEL_FILE)
+    return load_file(local / "data" / MODEL_FILE, LOGGED_FIX)

@@ -3,45 +3,44 @@ figures drawn from them."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from birdplane.io import read_json as _json
+from birdplane import inputs as checked
 from birdplane.report.findings import Inputs, Variant
 
 
-def _optional(path: Path) -> Any:
-    return _json(path) if path.exists() else None
-
-
-def _csv(path: Path):
-    import pandas as pd
-
-    return pd.read_csv(path) if path.exists() else None
+def _optional(path: Path, read: Callable[[Path], Any]) -> Any:
+    """`read(path)` (a checked reader of birdplane.inputs) where the file exists, else None."""
+    return read(path) if path.exists() else None
 
 
 def load_inputs(params, params_file: Path, stats: Path, metrics: Path, plots: Path, logs: Path) -> Inputs:
     """Every variant's metrics, history (and every seed's), evaluation, shift test and training log;
     the sweep (and its per-epoch curves) and the download's log when they exist; params.yaml as
-    written for the provenance section."""
-    import pandas as pd
+    written for the provenance section. Each file is checked (birdplane.inputs): a damaged one
+    ends the stage in one line naming it, never in a traceback or a "nan %" in the report."""
     import yaml
 
     variants = {}
     for v in params.train.variants:
         variants[v] = Variant(
-            name=v, train=_json(metrics / "train" / f"{v}.json"), history=pd.read_csv(plots / "train" / f"{v}.csv"),
-            eval=_json(metrics / "eval" / f"{v}.json"), shift=_optional(metrics / "shift" / f"{v}.json"),
-            shift_grid=_csv(plots / "shift" / "grid" / f"{v}.csv"), log=_json(logs / "train" / f"{v}.json"),
-            seed_history=_csv(plots / "train" / "seeds" / f"{v}.csv"))
+            name=v, train=checked.train_metrics(metrics / "train" / f"{v}.json", v),
+            history=checked.history(plots / "train" / f"{v}.csv", v),
+            eval=checked.eval_metrics(metrics / "eval" / f"{v}.json"),
+            shift=_optional(metrics / "shift" / f"{v}.json", checked.shift_metrics),
+            shift_grid=_optional(plots / "shift" / "grid" / f"{v}.csv", checked.shift_grid),
+            log=checked.train_log(logs / "train" / f"{v}.json", v),
+            seed_history=_optional(plots / "train" / "seeds" / f"{v}.csv", lambda p: checked.seed_history(p, v)))
     r = params.report
     with params_file.open(encoding="utf-8") as f:
         as_written = yaml.safe_load(f)  # validated already (load_params); shown whole in the report
-    return Inputs(stats=_json(stats), variants=variants, params=as_written,
+    return Inputs(stats=checked.stats(stats, for_report=True), variants=variants, params=as_written,
                   roles={"baseline": r.baseline, "mse": r.mse, "small": r.small, "augmented": r.augmented,
                          "cnn": r.cnn},
                   fit_threshold=r.fit_threshold, summary_shift=params.shift.summary_shift,
-                  base_width=params.sweep.base_width, sweep=_optional(metrics / "sweep.json"),
-                  download=_optional(logs / "download.json"), sweep_curves=_csv(plots / "sweep" / "curves.csv"),
+                  base_width=params.sweep.base_width, sweep=_optional(metrics / "sweep.json", checked.sweep),
+                  download=_optional(logs / "download.json", checked.download_log),
+                  sweep_curves=_optional(plots / "sweep" / "curves.csv", checked.sweep_curves),
                   book_lr=params.train.lr)
 
 
