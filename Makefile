@@ -40,10 +40,12 @@ $(STAMP): $(VENV)/.interpreter pyproject.toml requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
 
-# params.yaml is checked first: DVC reads it with a YAML parser of its own, without our limits
+# params.yaml is checked first: DVC reads it with a YAML parser of its own, without our limits;
+# the README's results block is rendered last, from the metrics the run made
 pipeline: $(STAMP)
 	@$(BIN)/python -m birdplane.config params.yaml
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
+	@$(BIN)/python -m birdplane.report.readme   # the README's results, from the metrics just made
 
 test: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -10,8 +10,7 @@ if TYPE_CHECKING:
     from birdplane.report.document import Block
 
 
-def render(title: str, blocks: list[Block], lang: str, figure_dir: Path) -> tuple[str, str]:
-    """(markdown, html) from the same blocks; HTML embeds every figure as a data URI."""
+def _environments():
     import jinja2
 
     env_md = jinja2.Environment(loader=jinja2.PackageLoader("birdplane.report", "templates"),
@@ -23,6 +22,12 @@ def render(title: str, blocks: list[Block], lang: str, figure_dir: Path) -> tupl
     env_md.filters["cell"] = _cell
     env_md.filters["fenced"] = _fenced
     env_html.filters["code"] = _inline_code
+    return env_md, env_html
+
+
+def render(title: str, blocks: list[Block], lang: str, figure_dir: Path) -> tuple[str, str]:
+    """(markdown, html) from the same blocks; HTML embeds every figure as a data URI."""
+    env_md, env_html = _environments()
 
     def data_uri(name: str) -> str:
         with (figure_dir / name).open("rb") as fh:
@@ -31,6 +36,12 @@ def render(title: str, blocks: list[Block], lang: str, figure_dir: Path) -> tupl
     md = env_md.get_template("report.md.j2").render(title=title, blocks=blocks, lang=lang)
     html = env_html.get_template("report.html.j2").render(title=title, blocks=blocks, lang=lang, data_uri=data_uri)
     return md, html
+
+
+def markdown(blocks: list[Block]) -> str:
+    """Blocks alone as Markdown, as the report writes them (without its title and header comment)."""
+    md = _environments()[0].get_template("report.md.j2").render(title="", blocks=blocks, lang="")
+    return md.split("\n", 3)[3]  # the comment, "# ", an empty line
 
 
 def _cell(text: object) -> str:
