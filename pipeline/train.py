@@ -40,7 +40,6 @@ def main() -> None:
     train, val, classes, stats = load_tensors(args.data, args.stats, device)
     cfg = model_config(recipe, len(classes))
     seeds = [params.seed + i for i in range(recipe.seeds)]
-    fused = params.train.engine == "fused"
     stage, v = f"train@{args.variant}", args.variant
     tags = {"variant": v, "dvc_stage": stage, "git_commit": tracking.git_commit(),
             "data_md5": stats.get("source", {}).get("md5"), "model": describe(cfg)}
@@ -54,14 +53,14 @@ def main() -> None:
 
     with tracking.variant_run(params.mlflow.experiment, v, stage=stage, tags=tags) as run:
         t_train = time.perf_counter()
-        runs = train_variant(recipe, cfg, train, val, seeds=seeds, fused=fused,
+        runs = train_variant(recipe, cfg, train, val, seeds=seeds, engine=params.train.engine,
                              train_metrics=params.train.train_metrics,
                              hooks=tracking.SeedLogger(v, stage, seeds, run_params, tags, echo))
         train_seconds = time.perf_counter() - t_train
         first = runs[0]
         log = {"variant": v, "mlflow_run_id": run.info.run_id, "mlflow_experiment": params.mlflow.experiment,
                "train_seconds": train_seconds, "seconds_per_epoch": train_seconds / sum(len(r.history) for r in runs),
-               "side_by_side": side_by_side(recipe, cfg, fused, len(seeds)),
+               "side_by_side": side_by_side(recipe, cfg, params.train.engine, len(seeds)),
                **provenance.record(str(device), tags["git_commit"])}
         blob = model_bytes(first.model, cfg)
         with outputs() as out:
