@@ -133,21 +133,21 @@ def describe_config(c: Configuration, n_classes: int) -> dict[str, Any]:
             "dropout": c.dropout, "weight_decay": c.weight_decay, "patience": c.patience}
 
 
-def run_sweep(sweep, train: Data, val: Data, *, seeds: list[int], n_classes: int, lr: float, batch_size: int,
-              train_metrics: str = "running", hooks: Hooks = Hooks()) -> SweepRun:
-    """Every configuration (configurations, plan); `lr` is train.lr."""
+def run_sweep(sweep, train: Data, val: Data, book: SGD, *, seeds: list[int], n_classes: int,
+              hooks: Hooks = Hooks()) -> SweepRun:
+    """Every configuration (configurations, plan). `book` is the book's recipe: train.lr,
+    train.batch_size, sweep.epochs; each configuration sets its own loss, lr and regularizers."""
     out = SweepRun()
     read_off: dict[tuple[str, int], list[dict[str, Any]]] = {}  # (base, patience) -> rows of its seeds
 
     def train_one(c: Configuration, watch: tuple[int, ...]) -> list[dict[str, Any]]:
-        rows, curves, derived = train_configuration(c, watch, train, val, seeds=seeds, n_classes=n_classes,
-                                                    epochs=sweep.epochs, batch_size=batch_size,
-                                                    train_metrics=train_metrics, hooks=hooks)
+        rows, curves, derived = train_configuration(c, watch, train, val, book, seeds=seeds, n_classes=n_classes,
+                                                    hooks=hooks)
         out.curves.extend(curves)
         read_off.update({(c.name, p): r for p, r in derived.items()})
         return rows
 
-    for step in plan(configurations(sweep, lr)):
+    for step in plan(configurations(sweep, book.lr)):
         c, t0 = step.config, time.perf_counter()
         described = describe_config(c, n_classes)
         # a base that diverged gave nothing to read off: then early stopping trains on its own
@@ -179,18 +179,18 @@ def run_sweep(sweep, train: Data, val: Data, *, seeds: list[int], n_classes: int
     return out
 
 
-def train_configuration(c: Configuration, watch: tuple[int, ...], train: Data, val: Data, *, seeds: list[int],
-                        n_classes: int, epochs: int, batch_size: int, train_metrics: str,
+def train_configuration(c: Configuration, watch: tuple[int, ...], train: Data, val: Data, book: SGD, *,
+                        seeds: list[int], n_classes: int,
                         hooks: Hooks) -> tuple[list[dict], list[dict], dict[int, list[dict]]]:
-    """Train one configuration's seeds at once: (one row per seed, one curve row per seed and
+    """Train one configuration's seeds at once, with the book's recipe `book` but the
+    configuration's loss, lr and regularizers: (one row per seed, one curve row per seed and
     epoch, and per patience in `watch` the rows of its seeds as a run with that patience gives)."""
     models = []
     for seed in seeds:  # each model initialised as a variant's would be: its own seed
         seed_everything(seed)
         models.append(build_model(model_config(c, n_classes)).to(train[0].device))
     stops = [[EarlyStop(p) for p in watch] for _ in seeds]
-    sgd = SGD(loss=c.loss, epochs=epochs, batch_size=batch_size, lr=c.lr, weight_decay=c.weight_decay,
-              patience=c.patience, train_metrics=train_metrics)
+    sgd = replace(book, loss=c.loss, lr=c.lr, weight_decay=c.weight_decay, patience=c.patience)
     histories = train_many(models, train, val, sgd, seeds=seeds, names=[f"sweep {c.name} seed {s}" for s in seeds],
                            watch=stops if watch else (), on_epoch=lambda stats: hooks.epoch(c, stats))
     rows = [seed_row(c.name, seed, m, c.loss, h, train, val) for seed, m, h in zip(seeds, models, histories)]
