@@ -50,8 +50,8 @@ def train(model: nn.Module, train: Data, val: Data, sgd: SGD, *, seed: int, name
     history = []
     for epoch in range(1, sgd.epochs + 1):
         t0 = time.perf_counter()
-        perm, shifts = shuffle(generator, len(x), sgd.augment_shift)
-        batches = minibatches(x, y, sgd.batch_size, perm.to(x.device), moved(augment, shifts, x.device))
+        perm, shifts = shuffle(generator, len(x), sgd.augment_shift, x.device)  # this epoch's order
+        batches = minibatches(x, y, sgd.batch_size, perm, augment, shifts)
         running = Running(sgd.loss)
         train_epoch(model, loss_fn, optimizer, batches, running)
         stats = validate(model, loss_fn, train, val, sgd, running)
@@ -93,22 +93,14 @@ class Running:
 
 
 def minibatches(x: torch.Tensor, y: torch.Tensor, batch_size: int, perm: torch.Tensor,
-                images: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Iterator[Data]:
+                augment: RandomShift | None = None, shifts: torch.Tensor | None = None) -> Iterator[Data]:
     """(images, labels) of each minibatch: the rows perm[i:i + batch_size], gathered with
-    index_select (x[idx] gathers a 64 x 3072 minibatch 5-7x slower on CPU). `images(idx)`, where
-    given, makes the images instead (augmentation: moved by this epoch's shifts)."""
+    index_select (x[idx] gathers a 64 x 3072 minibatch 5-7x slower on CPU). With augmentation,
+    each image moved by its shift of this epoch (shifts: N x 2)."""
     for i in range(0, len(perm), batch_size):
         idx = perm[i:i + batch_size]
-        yield (x.index_select(0, idx) if images is None else images(idx)), y.index_select(0, idx)
-
-
-def moved(augment: RandomShift | None, shifts: torch.Tensor | None, device: torch.device):
-    """images(idx) for `minibatches`: images idx moved by their shifts of this epoch; None without
-    augmentation."""
-    if augment is None or shifts is None:
-        return None
-    shifts = shifts.to(device)
-    return lambda idx: augment(idx, shifts.index_select(0, idx))
+        imgs = x.index_select(0, idx) if augment is None else augment(idx, shifts.index_select(0, idx))
+        yield imgs, y.index_select(0, idx)
 
 
 def validate(model: nn.Module, loss_fn: LossFn, train: Data, val: Data, sgd: SGD,

@@ -65,14 +65,15 @@ def check_finite(stats: EpochStats, sgd: SGD, name: str) -> EpochStats:
     return stats
 
 
-def shuffle(generator: torch.Generator, n: int, augment_shift: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+def shuffle(generator: torch.Generator, n: int, augment_shift: int,
+            device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor | None]:
     """One epoch's order of the n training images, a random permutation from the model's own
-    seeded generator, and with augmentation each image's (dx, dy) shift for the epoch (n x 2),
-    drawn after it from the same generator; on the CPU."""
-    perm = torch.randperm(n, generator=generator)
+    seeded (CPU) generator, and with augmentation each image's (dx, dy) shift for the epoch
+    (n x 2), drawn after it from the same generator; both moved to `device`."""
+    perm = torch.randperm(n, generator=generator).to(device)
     if not augment_shift:
         return perm, None
-    return perm, torch.randint(-augment_shift, augment_shift + 1, (n, 2), generator=generator)
+    return perm, torch.randint(-augment_shift, augment_shift + 1, (n, 2), generator=generator).to(device)
 
 
 def batch_stats(outputs: torch.Tensor, y: torch.Tensor, loss: str) -> tuple[torch.Tensor, torch.Tensor]:
