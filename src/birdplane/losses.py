@@ -51,7 +51,7 @@ class Loss:
     # mean loss of a batch: outputs (N x classes) of the head against labels (N)
     mean: Callable[[Tensor, Tensor], Tensor]
     # (logits z: ... x classes x batch, labels y: ... x batch) -> (d mean / dz, the head's outputs
-    # ... x batch x classes); a leading dim holds several models (birdplane.train.fast.batched)
+    # ... x batch x classes); a leading dim holds several models (birdplane.train.batched)
     grad: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
     # summed loss of a batch: outputs (... x batch x classes), labels (... x batch) -> (...)
     total: Callable[[Tensor, Tensor], Tensor]
