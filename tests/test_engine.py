@@ -96,11 +96,13 @@ def test_mse_variant_trains():
     assert h[-1].train_loss < h[0].train_loss and h[-1].train_accuracy > 0.8
 
 
-def test_nan_loss_stops_with_variant_and_epoch():
+@pytest.mark.parametrize("engine_name", ["fused", "autograd"])
+def test_nan_loss_stops_with_variant_and_epoch(engine_name):
     engine.seed_everything(0)
     model = build_model(ModelConfig(hidden=(16,), activation="relu"))
     with pytest.raises(TrainingDiverged, match=r"variant 'huge'.*epoch 1 of 5.*lower its learning rate"):
-        trained(model, tiny_data(), loss="nll", epochs=5, batch_size=8, lr=1e12, seed=0, name="huge")
+        trained(model, tiny_data(), loss="nll", epochs=5, batch_size=8, lr=1e12, seed=0, name="huge",
+                engine=engine_name)
 
 
 def test_on_epoch_sees_every_epoch():
@@ -480,3 +482,22 @@ def test_cnn_weights_are_channels_last_and_saved_contiguous(tmp_path):
     assert all(t.is_contiguous() for t in blob["state_dict"].values())
     loaded, _ = load_model(tmp_path / "m.pt")
     assert all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in loaded if isinstance(m, torch.nn.Conv2d))
+
+
+def test_both_engines_stop_early_augment_and_measure_alike():
+    """Early stopping (the best epoch's weights back), random shifts and the full training pass
+    behave the same on the book's loop and the fast path: same epochs, same figures to rounding."""
+    data = tiny_data(n=200)
+    recipe = dict(loss="nll", epochs=30, batch_size=8, lr=0.3, patience=2, augment_shift=2, train_metrics="full")
+    out = {}
+    for name in ("autograd", "fused"):
+        engine.seed_everything(2)
+        model = build_model(ModelConfig(hidden=(16,)))
+        out[name] = model, trained(model, data, seed=2, engine=name, **recipe)
+    (ref, h_ref), (fast_model, h_fast) = out["autograd"], out["fused"]
+    assert len(h_ref) < 30 and [s.epoch for s in h_fast] == [s.epoch for s in h_ref]
+    for a, b in zip(h_ref, h_fast):
+        assert b.val_accuracy == a.val_accuracy and b.train_accuracy == a.train_accuracy
+        assert b.train_loss == pytest.approx(a.train_loss, rel=1e-4)
+    for (k, a), b in zip(ref.state_dict().items(), fast_model.state_dict().values()):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=k)
