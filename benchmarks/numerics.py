@@ -33,7 +33,8 @@ from birdplane.fingerprint import images
 from birdplane.models import ModelConfig, build_model
 from birdplane.shift import shift_test
 from birdplane.train import engine
-from birdplane.train.batched import train_many
+from birdplane.train.fast import train_many
+from birdplane.train.sgd import SGD
 
 which = sys.argv[1]
 m, s = [0.49, 0.48, 0.45], [0.25, 0.24, 0.26]
@@ -41,16 +42,17 @@ tx, ty = images(10000, 1)
 vx, vy = images(2000, 2)
 train = (to_features(tx, m, s, "cpu"), torch.from_numpy(ty))
 val = (to_features(vx, m, s, "cpu"), torch.from_numpy(vy))
+sgd = SGD(loss="nll", epochs=1, batch_size=64, lr=0.01)
 torch.manual_seed(0)
 t = time.perf_counter()
 if which == "book_epoch":
-    engine.train(build_model(ModelConfig()), "nll", *train, *val, epochs=1, batch_size=64, lr=0.01, seed=0)
+    engine.train(build_model(ModelConfig()), train, val, sgd, seed=0)
 elif which == "narrow_side_by_side_epoch":
     models = [build_model(ModelConfig(hidden=(32,))) for _ in range(3)]
-    train_many(models, "nll", *train, *val, epochs=1, batch_size=64, lr=0.01, seeds=[0, 1, 2])
+    train_many(models, train, val, sgd, seeds=[0, 1, 2])
 elif which == "cnn_epoch":
     cfg = ModelConfig(arch="cnn", channels=(16, 8), hidden=(32,))
-    engine.train(build_model(cfg), "nll", *train, *val, epochs=1, batch_size=64, lr=0.01, seed=0)
+    engine.train(build_model(cfg), train, val, sgd, seed=0)
 elif which == "shift_test":
     shift_test(build_model(ModelConfig()).eval(), val[0].view(-1, 3, 32, 32), val[1], 8, ["fill"], 4)
 print(json.dumps({"seconds": time.perf_counter() - t, "mode": numerics.describe()["mode"]}))

@@ -8,9 +8,9 @@
 Trains the same model (same init) on the same data for the same epochs with
   book     a DataLoader over a list of (image, label) samples, batch 64, shuffled, autograd + SGD
            (Deep Learning with PyTorch, ch. 7);
-  autograd the engine's loop: data as one tensor, batches by slices of a seeded permutation,
-           autograd + torch.optim.SGD (the reference path);
-  stepwise the same loop with birdplane.train.fused's one-pass SGD update, one minibatch at a time;
+  autograd birdplane.train.loop, the book's loop as the project runs it: data as one tensor,
+           batches by slices of a seeded permutation, autograd + torch.optim.SGD (the reference);
+  stepwise the same loop with birdplane.train.fast.fused's one-pass SGD update, one minibatch at a time;
   fused    the engine's default: the fused update, with FusedMLP.steps (the first layer's
            products for 4 minibatches at once, Gram-corrected; same SGD) for wide first layers;
   graph    (CUDA only) the engine's GPU default: the fused epoch captured once as a CUDA graph;
@@ -23,7 +23,7 @@ step on this net can beat on this machine, as a share of the book's epoch.
 The methods take turns epoch by epoch (book, autograd, stepwise, fused, book, ...), so a busy neighbour on a
 shared machine slows all of them alike; the ratio uses the medians over epochs 2..n.
 
---many K trains K models of --hidden widths (seeds 0..K-1) with birdplane.train.batched at once and,
+--many K trains K models of --hidden widths (seeds 0..K-1) with birdplane.train.fast.batched at once and,
 for comparison, the same K models one after the other with the fused engine.
 """
 from __future__ import annotations
@@ -38,10 +38,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from birdplane.train import engine
 from birdplane.data import load_dataset, to_features
 from birdplane.inference import loss_and_accuracy
+from birdplane.losses import LOSSES
 from birdplane.models import ModelConfig, build_model
+from birdplane.train import engine, fast, loop
+from birdplane.train.fast.epochs import EpochRunner, Stepper, epoch_runner, fused_stepper
+from birdplane.train.sgd import SGD
 
 
 def data(args, device):
@@ -82,16 +85,25 @@ def book_epochs(model, x, y, batch, lr, device) -> Iterator[None]:
         yield
 
 
-def engine_runner(model, x, y, batch, lr, fused, graph, block=None) -> tuple[engine.Stepper, engine.EpochRunner]:
-    """The engine's step and epoch for this model, wired as engine.train wires them."""
-    step = engine.make_step(model, "nll", lr, fused, batch_size=batch, block=block)
-    return step, engine.epoch_runner(step, list(model.parameters()), "nll", x, y, batch, (len(x),), graph)
+def fast_runner(model, x, y, batch, lr, graph, block=None) -> tuple[Stepper, EpochRunner]:
+    """The fast path's step and epoch for this model, wired as birdplane.train.fast wires them."""
+    sgd = SGD(loss="nll", epochs=1, batch_size=batch, lr=lr)
+    step = fused_stepper(model, sgd, block)
+    return step, epoch_runner(step, list(model.parameters()), (x, y), sgd, (len(x),), graph)
 
 
 def engine_epochs(model, x, y, batch, lr, fused, graph, block=None) -> Iterator[None]:
-    """The engine's training epochs alone (engine.train adds the validation pass, timed apart)."""
-    _, run = engine_runner(model, x, y, batch, lr, fused, graph, block)
+    """Training epochs alone (the engines add the validation pass, timed apart): the fast path's,
+    or with fused=False the book's loop (birdplane.train.loop.train_epoch); both in the same order."""
     gen = torch.Generator().manual_seed(0)
+    if fused:
+        _, run = fast_runner(model, x, y, batch, lr, graph, block)
+    else:
+        optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+
+        def run(perm: torch.Tensor) -> None:
+            loop.train_epoch(model, LOSSES["nll"].mean, optimizer, loop.minibatches(x, y, batch, perm),
+                             loop.Running("nll"))
     while True:
         run(torch.randperm(len(x), generator=gen).to(x.device))
         yield
@@ -179,12 +191,12 @@ def compare_engines(args, device, x, y, cfg, flops):
     model = build_model(cfg).to(device)
     t = seconds(lambda: loss_and_accuracy(model, nn.NLLLoss(), x, y), device)
     print(f"one full no-grad evaluation pass over the {len(y)} images: {t:.3f} s")
-    # what a training stage runs: engine.train with its defaults for the device, validation pass included
+    # what a training stage runs: the fast path with its defaults for the device, validation pass included
     torch.manual_seed(0)
     model = build_model(cfg).to(device)
     val_x, val_y = x[:2000], y[:2000]
-    total = seconds(lambda: engine.train(model, "nll", x, y, val_x, val_y, epochs=args.epochs, batch_size=args.batch,
-                                         lr=args.lr, seed=0, block=args.block), device)
+    sgd = SGD(loss="nll", epochs=args.epochs, batch_size=args.batch, lr=args.lr)
+    total = seconds(lambda: fast.Fused(block=args.block).train(model, (x, y), (val_x, val_y), sgd, seed=0), device)
     print(f"engine.train, {args.epochs} epochs with a {len(val_y)}-image validation pass each: {total:.2f} s "
           f"({total / args.epochs * 1e3:.1f} ms per epoch)")
 
@@ -195,7 +207,7 @@ def graph_startup(args, device, x, y, cfg):
     torch.manual_seed(0)
     model = build_model(cfg).to(device)
     made = []  # (step, run): building the graph is what is timed
-    built = seconds(lambda: made.append(engine_runner(model, x, y, args.batch, args.lr, True, True, args.block)),
+    built = seconds(lambda: made.append(fast_runner(model, x, y, args.batch, args.lr, True, args.block)),
                     device)
     (step, run), = made
     perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(0)).to(device)
@@ -205,9 +217,7 @@ def graph_startup(args, device, x, y, cfg):
 
 
 def compare_many(args, device, x, y, cfg):
-    """K models at once (birdplane.train.batched) against the same K one after the other (fused engine)."""
-    from birdplane.train.batched import train_many
-
+    """K models at once (birdplane.train.fast.batched) against the same K one after the other (fused engine)."""
     k = args.many
     val_x, val_y = x[:200], y[:200]  # the per-epoch validation pass, small here: this times training
 
@@ -219,11 +229,12 @@ def compare_many(args, device, x, y, cfg):
         return out
 
     epochs = args.epochs
-    one_by_one = seconds(lambda: [engine.train(m, "nll", x, y, val_x, val_y, epochs=epochs, batch_size=args.batch,
-                                               lr=args.lr, seed=s) for s, m in enumerate(models())], device)
+    sgd = SGD(loss="nll", epochs=epochs, batch_size=args.batch, lr=args.lr)
+    one_by_one = seconds(lambda: [fast.train(m, (x, y), (val_x, val_y), sgd, seed=s) for s, m in enumerate(models())],
+                         device)
     batched_models = models()
-    together = seconds(lambda: train_many(batched_models, "nll", x, y, val_x, val_y, epochs=epochs,
-                                          batch_size=args.batch, lr=args.lr, seeds=list(range(k))), device)
+    together = seconds(lambda: fast.train_many(batched_models, (x, y), (val_x, val_y), sgd, seeds=list(range(k))),
+                       device)
     for name, t in (("one by one", one_by_one), ("batched", together)):
         print(f"{name:10s} {k} models x {epochs} epochs: {t:.2f} s, {t / epochs / k * 1e3:.2f} ms per epoch per model")
     print(f"batched / one by one: {together / one_by_one:.2f}")

@@ -30,7 +30,8 @@ def main() -> None:
     from birdplane.inputs import load_tensors
     from birdplane.io import outputs
     from birdplane.train import engine
-    from birdplane.sweep import capacity_rows, run_sweep, sweep_metrics
+    from birdplane.sweep import LOSS, capacity_rows, run_sweep, sweep_metrics
+    from birdplane.train.sgd import SGD
 
     device = engine.resolve_device(params.train.device)
     train, val, classes, stats = load_tensors(args.data, args.stats, device)
@@ -55,9 +56,9 @@ def main() -> None:
         mlflow.log_params({"seeds": sw.seeds, "epochs": sw.epochs, "widths": sw.widths, "deep": sw.deep,
                            "base_width": sw.base_width, "lr": params.train.lr, "batch_size": params.train.batch_size,
                            "losses": sw.losses, "learning_rates": sw.learning_rates})
-        done = run_sweep(sw, train, val, seeds=seeds, n_classes=len(classes), lr=params.train.lr,
-                         batch_size=params.train.batch_size, train_metrics=params.train.train_metrics,
-                         hooks=tracking.SweepLogger(tags, echo))
+        book = SGD(loss=LOSS, epochs=sw.epochs, batch_size=params.train.batch_size, lr=params.train.lr,
+                   train_metrics=params.train.train_metrics)
+        done = run_sweep(sw, train, val, book, seeds=seeds, n_classes=len(classes), hooks=tracking.SweepLogger(tags, echo))
         results, metrics = done.results, sweep_metrics(sw, seeds, done.results)
         with outputs() as out:
             out.write_json(args.metrics, metrics)

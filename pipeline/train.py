@@ -30,54 +30,70 @@ def main() -> None:
     tracking.setup(params.mlflow.experiment)  # a store that is down ends the stage now, not after training
 
     from birdplane.inputs import load_tensors
-    from birdplane.io import outputs
-    from birdplane.models import describe, model_bytes
+    from birdplane.models import describe
     from birdplane.train import engine
-    from birdplane.train.variant import (mean_rows, model_config, seed_rows, side_by_side, train_variant,
-                                         variant_metrics)
+    from birdplane.train.variant import model_config, side_by_side, train_variant
 
     device = engine.resolve_device(params.train.device)
     train, val, classes, stats = load_tensors(args.data, args.stats, device)
     cfg = model_config(recipe, len(classes))
     seeds = [params.seed + i for i in range(recipe.seeds)]
-    fused = params.train.engine == "fused"
     stage, v = f"train@{args.variant}", args.variant
     tags = {"variant": v, "dvc_stage": stage, "git_commit": tracking.git_commit(),
             "data_md5": stats.get("source", {}).get("md5"), "model": describe(cfg)}
     run_params = {**recipe.model_dump(exclude={"name"}), "classes": ",".join(classes), "device": str(device),
                   "engine": params.train.engine, "n_train": len(train[1]), "n_val": len(val[1])}
 
-    def echo(seed, s):
-        print(f"[{v} seed {seed}] epoch {s.epoch:3d}/{recipe.epochs}  train loss {s.train_loss:.4f} "
-              f"acc {s.train_accuracy:.4f}  val loss {s.val_loss:.4f} acc {s.val_accuracy:.4f}  ({s.seconds:.2f} s)",
-              flush=True)
-
+    echo = progress(v, recipe.epochs)
     with tracking.variant_run(params.mlflow.experiment, v, stage=stage, tags=tags) as run:
         t_train = time.perf_counter()
-        runs = train_variant(recipe, cfg, train, val, seeds=seeds, fused=fused,
+        runs = train_variant(recipe, cfg, train, val, seeds=seeds, engine=params.train.engine,
                              train_metrics=params.train.train_metrics,
                              hooks=tracking.SeedLogger(v, stage, seeds, run_params, tags, echo))
         train_seconds = time.perf_counter() - t_train
         first = runs[0]
         log = {"variant": v, "mlflow_run_id": run.info.run_id, "mlflow_experiment": params.mlflow.experiment,
                "train_seconds": train_seconds, "seconds_per_epoch": train_seconds / sum(len(r.history) for r in runs),
-               "side_by_side": side_by_side(recipe, cfg, fused, len(seeds)),
+               "side_by_side": side_by_side(recipe, cfg, params.train.engine, len(seeds)),
                **provenance.record(str(device), tags["git_commit"])}
-        blob = model_bytes(first.model, cfg)
-        with outputs() as out:
-            out.write_bytes(args.model, blob)
-            tracking.tag_model(blob)  # evaluate and shift-test find this run by the model file's md5
-            out.write_json(args.metrics, variant_metrics(recipe, cfg, runs, train, val,
-                                                         params.evaluate.calibration_bins))
-            out.write_csv(args.plot, mean_rows(runs), float_format="%.6f")
-            out.write_csv(args.seed_curves, seed_rows(runs), float_format="%.6f")
-            # two images: the signature then shows a batch dimension
-            log["model_log_seconds"] = tracking.log_torch_model(first.model, cfg, val[0][:2].reshape(2, 3, 32, 32))
-            tracking.log_final(train_seconds, first.final)
-            out.write_json(args.train_log, {**log, "stage_seconds": time.perf_counter() - t_start})
+        write_outputs(args, params, recipe, cfg, runs, (train, val), log, t_start)
     print(f"[{v}] {describe(cfg)}: train acc {first.final['train_accuracy']:.4f}, val acc "
           f"{first.final['val_accuracy']:.4f} after {len(first.history)} epochs ({len(seeds)} seed(s)) "
           f"in {train_seconds:.1f} s")
+
+
+
+def progress(variant: str, epochs: int):
+    """echo(seed, stats): one line per seed and epoch on the terminal."""
+    def echo(seed, s):
+        print(f"[{variant} seed {seed}] epoch {s.epoch:3d}/{epochs}  train loss {s.train_loss:.4f} "
+              f"acc {s.train_accuracy:.4f}  val loss {s.val_loss:.4f} acc {s.val_accuracy:.4f}  ({s.seconds:.2f} s)",
+              flush=True)
+
+    return echo
+
+
+def write_outputs(args, params, recipe, cfg, runs, data, log: dict, t_start: float) -> None:
+    """The stage's files, all or nothing, with the first seed's model and final figures in the
+    variant's MLflow run; the train log (`log` and the timings) last."""
+    from birdplane import tracking
+    from birdplane.io import outputs
+    from birdplane.models import model_bytes
+    from birdplane.train.variant import mean_rows, seed_rows, variant_metrics
+
+    (train, val), first = data, runs[0]
+    blob = model_bytes(first.model, cfg)
+    with outputs() as out:
+        out.write_bytes(args.model, blob)
+        tracking.tag_model(blob)  # evaluate and shift-test find this run by the model file's md5
+        out.write_json(args.metrics, variant_metrics(recipe, cfg, runs, train, val,
+                                                     params.evaluate.calibration_bins))
+        out.write_csv(args.plot, mean_rows(runs), float_format="%.6f")
+        out.write_csv(args.seed_curves, seed_rows(runs), float_format="%.6f")
+        # two images: the signature then shows a batch dimension
+        log["model_log_seconds"] = tracking.log_torch_model(first.model, cfg, val[0][:2].reshape(2, 3, 32, 32))
+        tracking.log_final(log["train_seconds"], first.final)
+        out.write_json(args.train_log, {**log, "stage_seconds": time.perf_counter() - t_start})
 
 
 if __name__ == "__main__":

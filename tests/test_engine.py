@@ -2,7 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from birdplane.train import engine
+from birdplane.train import engine, fast, loop
+from birdplane.train.fast.epochs import epoch_runner, fused_stepper
+from birdplane.train.sgd import SGD, TrainingDiverged
 from birdplane.data import to_features
 from birdplane.inference import loss_and_accuracy
 from birdplane.losses import mse, nll, probabilities
@@ -17,10 +19,23 @@ def tiny_data(n=96, seed=0):
     return x[: n * 3 // 4], y[: n * 3 // 4], x[n * 3 // 4:], y[n * 3 // 4:]
 
 
+def trained(model, data, *, seed, engine="fused", block=None, graph=None, name="model", on_epoch=None, **recipe):
+    """Train through the engines' interface: the book's loop (autograd) or the fast path, whose
+    knobs `block` and `graph` stay at the stages' defaults unless given."""
+    tx, ty, vx, vy = data
+    trainer = loop.train if engine == "autograd" else fast.Fused(graph, block).train
+    return trainer(model, (tx, ty), (vx, vy), SGD(**recipe), seed=seed, name=name, on_epoch=on_epoch)
+
+
+def trained_many(models, data, *, seeds, block=None, graph=None, names=None, **recipe):
+    tx, ty, vx, vy = data
+    return fast.Fused(graph, block).train_many(models, (tx, ty), (vx, vy), SGD(**recipe), seeds=seeds, names=names)
+
+
 def fit(loss="nll", hidden=(16,), lr=0.05, epochs=3, seed=0):
     engine.seed_everything(seed)
     model = build_model(ModelConfig(hidden=hidden, head="log_softmax" if loss == "nll" else "softmax"))
-    history = engine.train(model, loss, *tiny_data(), epochs=epochs, batch_size=8, lr=lr, seed=seed)
+    history = trained(model, tiny_data(), loss=loss, epochs=epochs, batch_size=8, lr=lr, seed=seed)
     return model, history
 
 
@@ -52,8 +67,6 @@ def test_nothing_reads_memory_before_writing_it(block):
     memory it has not written: with the fill on, such a read would be NaN. The same bytes both ways,
     through the fused step (one minibatch, or Gram blocks with a short last one), weight decay,
     dropout and random shifts, and through the batched engine."""
-    from birdplane.train.batched import train_many
-
     reg = dict(weight_decay=0.01, augment_shift=2)
     results = []
     for fill in (True, False):
@@ -62,10 +75,10 @@ def test_nothing_reads_memory_before_writing_it(block):
         torch.utils.deterministic.fill_uninitialized_memory = fill
         try:
             model = build_model(ModelConfig(hidden=(16,), dropout=0.2))
-            history = engine.train(model, "nll", *tiny_data(n=120), epochs=2, batch_size=10, lr=0.05, seed=0,
+            history = trained(model, tiny_data(n=120), loss="nll", epochs=2, batch_size=10, lr=0.05, seed=0,
                                    block=block, **reg)
             models = [build_model(ModelConfig(hidden=(h,))) for h in (6, 3)]
-            train_many(models, "nll", *tiny_data(n=120), epochs=2, batch_size=10, lr=0.05,
+            trained_many(models, tiny_data(n=120), loss="nll", epochs=2, batch_size=10, lr=0.05,
                        seeds=[1, 2], block=block, weight_decay=0.01)
         finally:
             torch.utils.deterministic.fill_uninitialized_memory = False
@@ -83,18 +96,20 @@ def test_mse_variant_trains():
     assert h[-1].train_loss < h[0].train_loss and h[-1].train_accuracy > 0.8
 
 
-def test_nan_loss_stops_with_variant_and_epoch():
+@pytest.mark.parametrize("engine_name", ["fused", "autograd"])
+def test_nan_loss_stops_with_variant_and_epoch(engine_name):
     engine.seed_everything(0)
     model = build_model(ModelConfig(hidden=(16,), activation="relu"))
-    with pytest.raises(engine.TrainingDiverged, match=r"variant 'huge'.*epoch 1 of 5.*lower its learning rate"):
-        engine.train(model, "nll", *tiny_data(), epochs=5, batch_size=8, lr=1e12, seed=0, name="huge")
+    with pytest.raises(TrainingDiverged, match=r"variant 'huge'.*epoch 1 of 5.*lower its learning rate"):
+        trained(model, tiny_data(), loss="nll", epochs=5, batch_size=8, lr=1e12, seed=0, name="huge",
+                engine=engine_name)
 
 
 def test_on_epoch_sees_every_epoch():
     seen = []
     engine.seed_everything(0)
     model = build_model(ModelConfig(hidden=(4,)))
-    engine.train(model, "nll", *tiny_data(), epochs=3, batch_size=32, lr=0.01, seed=0, on_epoch=seen.append)
+    trained(model, tiny_data(), loss="nll", epochs=3, batch_size=32, lr=0.01, seed=0, on_epoch=seen.append)
     assert [s.epoch for s in seen] == [1, 2, 3]
 
 
@@ -175,7 +190,7 @@ def test_fused_step_matches_autograd(loss, hidden, activation, block):
     for fused in (False, True):
         engine.seed_everything(3)
         model = build_model(cfg)
-        history = engine.train(model, loss, *data, epochs=2, batch_size=10, lr=0.05, seed=3, fused=fused,
+        history = trained(model, data, loss=loss, epochs=2, batch_size=10, lr=0.05, seed=3, engine="fused" if fused else "autograd",
                                block=block)
         models.append((model, history))
     (ref, h_ref), (fast, h_fast) = models
@@ -185,7 +200,7 @@ def test_fused_step_matches_autograd(loss, hidden, activation, block):
 
 
 def test_fused_refuses_a_loss_that_does_not_fit_the_head():
-    from birdplane.train.fused import FusedMLP
+    from birdplane.train.fast.fused import FusedMLP
 
     with pytest.raises(ValueError, match="does not fit"):
         FusedMLP(build_model(ModelConfig(head="log_softmax")), "mse")
@@ -199,16 +214,15 @@ def test_running_train_metrics_are_the_epochs_minibatches():
     for fused, metrics in ((True, "running"), (True, "full"), (False, "running")):
         engine.seed_everything(0)
         model = build_model(ModelConfig(hidden=(16,)))
-        runs[fused, metrics] = engine.train(model, "nll", *data, epochs=2, batch_size=8, lr=1e-9, seed=0,
-                                            fused=fused, train_metrics=metrics)
+        runs[fused, metrics] = trained(model, data, loss="nll", epochs=2, batch_size=8, lr=1e-9, seed=0,
+                                            engine="fused" if fused else "autograd", train_metrics=metrics)
     for a, b in zip(runs[True, "running"], runs[True, "full"]):
         assert a.train_loss == pytest.approx(b.train_loss, rel=1e-5) and a.train_accuracy == b.train_accuracy
         assert a.val_loss == b.val_loss
     for a, b in zip(runs[True, "running"], runs[False, "running"]):
         assert a.train_loss == pytest.approx(b.train_loss, rel=1e-5) and a.train_accuracy == b.train_accuracy
     with pytest.raises(ValueError, match="running"):
-        engine.train(build_model(ModelConfig(hidden=(4,))), "nll", *data, epochs=1, batch_size=8, lr=0.1, seed=0,
-                     train_metrics="sometimes")
+        SGD(loss="nll", epochs=1, batch_size=8, lr=0.1, train_metrics="sometimes")
 
 
 @pytest.mark.parametrize("block, weight_decay", [(1, 0.0), (4, 0.0), (4, 0.5)])
@@ -218,8 +232,6 @@ def test_batched_training_equals_one_model_at_a_time(loss, activation, widths, b
     """K models at once (own init, own batch order, mixed widths) = the same K trained one by one
     (step by step), also in Gram blocks of 4 minibatches (batch 10: a short last minibatch) and
     with weight decay."""
-    from birdplane.train.batched import train_many
-
     head = "log_softmax" if loss == "nll" else "softmax"
     data = tiny_data()
     seeds = [5, 6, 7]
@@ -233,10 +245,10 @@ def test_batched_training_equals_one_model_at_a_time(loss, activation, widths, b
 
     reg = dict(weight_decay=weight_decay)
     one_by_one = models()
-    singles = [engine.train(m, loss, *data, epochs=3, batch_size=10, lr=0.05, seed=s, block=1, **reg)
+    singles = [trained(m, data, loss=loss, epochs=3, batch_size=10, lr=0.05, seed=s, block=1, **reg)
                for m, s in zip(one_by_one, seeds)]
     together = models()
-    batched = train_many(together, loss, *data, epochs=3, batch_size=10, lr=0.05, seeds=seeds, block=block,
+    batched = trained_many(together, data, loss=loss, epochs=3, batch_size=10, lr=0.05, seeds=seeds, block=block,
                          **reg)
     for ref, fast, h_ref, h_fast in zip(one_by_one, together, singles, batched):
         for (k, a), b in zip(ref.state_dict().items(), fast.state_dict().values()):
@@ -247,13 +259,11 @@ def test_batched_training_equals_one_model_at_a_time(loss, activation, widths, b
 
 
 def test_batched_training_names_the_model_that_diverged():
-    from birdplane.train.batched import train_many
-
     models = [build_model(ModelConfig(hidden=(4,))) for _ in range(2)]
     with torch.no_grad():
         models[1][1].weight[0, 0] = float("nan")  # only the second model's loss becomes NaN
-    with pytest.raises(engine.TrainingDiverged, match="variant 'w4s1': loss became nan at epoch 1"):
-        train_many(models, "nll", *tiny_data(), epochs=2, batch_size=8, lr=0.1, seeds=[0, 1], names=["w4s0", "w4s1"])
+    with pytest.raises(TrainingDiverged, match="variant 'w4s1': loss became nan at epoch 1"):
+        trained_many(models, tiny_data(), loss="nll", epochs=2, batch_size=8, lr=0.1, seeds=[0, 1], names=["w4s0", "w4s1"])
 
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -271,7 +281,7 @@ def test_cuda_graph_epochs_match_eager_and_cpu(loss, block):
     for device, graph in (("cpu", False), ("cuda", False), ("cuda", True)):
         engine.seed_everything(1)
         model = build_model(cfg).to(device)
-        history = engine.train(model, loss, *(t.to(device) for t in data), epochs=3, batch_size=16, lr=0.05,
+        history = trained(model, [t.to(device) for t in data], loss=loss, epochs=3, batch_size=16, lr=0.05,
                                seed=1, graph=graph, block=block)
         results[device, graph] = (model.cpu().state_dict(), history)
     ref_w, ref_h = results["cpu", False]
@@ -284,8 +294,6 @@ def test_cuda_graph_epochs_match_eager_and_cpu(loss, block):
 
 @cuda
 def test_batched_cuda_graph_matches_cpu():
-    from birdplane.train.batched import train_many
-
     data = tiny_data(n=200)
     out = {}
     for device in ("cpu", "cuda"):
@@ -293,7 +301,7 @@ def test_batched_cuda_graph_matches_cpu():
         for seed, hidden in zip((1, 2), ((8,), (3,))):
             torch.manual_seed(seed)
             models.append(build_model(ModelConfig(hidden=hidden)).to(device))
-        train_many(models, "nll", *(t.to(device) for t in data), epochs=2, batch_size=16, lr=0.05, seeds=[1, 2])
+        trained_many(models, [t.to(device) for t in data], loss="nll", epochs=2, batch_size=16, lr=0.05, seeds=[1, 2])
         out[device] = [m.cpu().state_dict() for m in models]
     for a, b in zip(out["cpu"], out["cuda"]):
         for name in a:
@@ -305,7 +313,7 @@ META = torch.device("meta")
 
 @pytest.mark.parametrize("loss, dropout, shift, block", [("nll", 0.0, 0, None), ("mse", 0.5, 2, None), ("nll", 0.5, 2, 4)])
 def test_the_epoch_a_gpu_captures_runs_on_the_meta_device(loss, dropout, shift, block):
-    """On CUDA, engine.epoch_runner captures a whole epoch as one CUDA graph. Capture fails if the
+    """On CUDA, fast.epochs.epoch_runner captures a whole epoch as one CUDA graph. Capture fails if the
     epoch reads a value back to the host (.item(), float(), bool() of a tensor) or mixes in a tensor
     made on the CPU; both fail on the meta device too, which has shapes but no data. So the CPU
     suite checks that the captured body (fused step with weight decay, dropout and random shifts,
@@ -315,9 +323,10 @@ def test_the_epoch_a_gpu_captures_runs_on_the_meta_device(loss, dropout, shift, 
     model = build_model(ModelConfig(hidden=(8, 4), head=head, dropout=dropout)).to(META)
     n = 100  # 6 minibatches of 16 and a short one of 4
     x, y = torch.empty(n, 3072, device=META), torch.empty(n, dtype=torch.long, device=META)
-    step = engine.make_step(model, loss, 0.05, weight_decay=0.01, batch_size=16, block=block)
-    assert step.fused and step.batches_per_call == (block or 1)  # narrow: one minibatch per step
-    run = engine.epoch_runner(step, list(model.parameters()), loss, x, y, 16, (n,), graph=False, max_shift=shift)
+    sgd = SGD(loss=loss, epochs=1, batch_size=16, lr=0.05, weight_decay=0.01, augment_shift=shift)
+    step = fused_stepper(model, sgd, block)
+    assert step is not None and step.batches_per_call == (block or 1)  # narrow: one minibatch per step
+    run = epoch_runner(step, list(model.parameters()), (x, y), sgd, (n,), graph=False)
     inputs = [torch.empty(n, dtype=torch.long, device=META)]
     if shift:
         inputs.append(torch.empty(n, 2, dtype=torch.long, device=META))
@@ -326,7 +335,7 @@ def test_the_epoch_a_gpu_captures_runs_on_the_meta_device(loss, dropout, shift, 
 
 
 def test_the_batched_epoch_a_gpu_captures_runs_on_the_meta_device():
-    from birdplane.train.batched import BatchedMLP
+    from birdplane.train.fast.batched import BatchedMLP
 
     batched = BatchedMLP([build_model(ModelConfig(hidden=(h,))) for h in (8, 3)], "nll", weight_decay=0.01)
     batched.weights = [t.to(META) for t in batched.weights]  # built on the CPU, trained on "the GPU"
@@ -334,9 +343,10 @@ def test_the_batched_epoch_a_gpu_captures_runs_on_the_meta_device():
     batched.masks = [None if t is None else t.to(META) for t in batched.masks]
     assert batched.gram_block() == 1
     n = 100
-    stepper = engine.Stepper(lambda x, y: batched.steps(x, y, 0.05, 16), 1, fused=True)
-    run = engine.epoch_runner(stepper, batched.parameters(), "nll", torch.empty(n, 3072, device=META),
-                              torch.empty(n, dtype=torch.long, device=META), 16, (2, n), graph=False)
+    sgd = SGD(loss="nll", epochs=1, batch_size=16, lr=0.05)
+    stepper = batched.stepper(sgd, 1)
+    data = (torch.empty(n, 3072, device=META), torch.empty(n, dtype=torch.long, device=META))
+    run = epoch_runner(stepper, batched.parameters(), data, sgd, (2, n), graph=False)
     loss_sum, correct = run(torch.empty(2, n, dtype=torch.long, device=META))
     assert loss_sum.shape == (2,) and correct.shape == (2,)
 
@@ -354,14 +364,14 @@ def test_fused_weight_decay_and_dropout_match_autograd(loss, hidden, activation,
     for fused in (False, True):
         engine.seed_everything(4)
         model = build_model(cfg)
-        engine.train(model, loss, *tiny_data(), epochs=2, batch_size=10, lr=0.05, seed=4, fused=fused,
+        trained(model, tiny_data(), loss=loss, epochs=2, batch_size=10, lr=0.05, seed=4, engine="fused" if fused else "autograd",
                      **reg, block=block)
         out.append(model.state_dict())
     for k, a in out[0].items():
         torch.testing.assert_close(out[1][k], a, rtol=1e-4, atol=1e-5, msg=k)
     engine.seed_everything(4)
     plain = build_model(ModelConfig(hidden=hidden, activation=activation, head=head))
-    engine.train(plain, loss, *tiny_data(), epochs=2, batch_size=8, lr=0.05, seed=4)
+    trained(plain, tiny_data(), loss=loss, epochs=2, batch_size=8, lr=0.05, seed=4)
     assert not torch.allclose(plain.state_dict()["1.weight"], out[1]["1.weight"])  # both did something
 
 
@@ -369,7 +379,7 @@ def test_early_stopping_keeps_the_best_epoch():
     data = tiny_data(n=200)
     engine.seed_everything(0)
     model = build_model(ModelConfig(hidden=(32,)))
-    history = engine.train(model, "nll", *data, epochs=40, batch_size=8, lr=0.3, seed=0,
+    history = trained(model, data, loss="nll", epochs=40, batch_size=8, lr=0.3, seed=0,
                            patience=3)
     best = max(history, key=lambda s: (s.val_accuracy, -s.epoch))
     assert len(history) < 40 and len(history) - best.epoch == 3  # stopped 3 epochs after the best
@@ -378,8 +388,6 @@ def test_early_stopping_keeps_the_best_epoch():
 
 
 def test_batched_weight_decay_and_early_stopping_equal_one_by_one():
-    from birdplane.train.batched import train_many
-
     data = tiny_data(n=200)
     reg = dict(weight_decay=0.01, patience=2)
     seeds = [1, 2]
@@ -389,9 +397,9 @@ def test_batched_weight_decay_and_early_stopping_equal_one_by_one():
         singles.append(build_model(ModelConfig(hidden=(8,))))
         torch.manual_seed(seed)
         together.append(build_model(ModelConfig(hidden=(8,))))
-    h_single = [engine.train(m, "nll", *data, epochs=15, batch_size=8, lr=0.3, seed=s, **reg)
+    h_single = [trained(m, data, loss="nll", epochs=15, batch_size=8, lr=0.3, seed=s, **reg)
                 for m, s in zip(singles, seeds)]
-    h_batched = train_many(together, "nll", *data, epochs=15, batch_size=8, lr=0.3, seeds=seeds, **reg)
+    h_batched = trained_many(together, data, loss="nll", epochs=15, batch_size=8, lr=0.3, seeds=seeds, **reg)
     for a, b, ha, hb in zip(singles, together, h_single, h_batched):
         assert [s.val_accuracy for s in ha] == [s.val_accuracy for s in hb]
         for k, w in a.state_dict().items():
@@ -415,12 +423,12 @@ def test_cnn_trains_through_autograd_and_augmentation_moves_images():
     engine.seed_everything(0)
     model = build_model(cfg)
     assert n_parameters(build_model(ModelConfig(arch="cnn", channels=(16, 8), hidden=(32,)))) == 18_090  # the book's Net
-    history = engine.train(model, "nll", *tiny_data(), epochs=3, batch_size=8, lr=0.05, seed=0,
+    history = trained(model, tiny_data(), loss="nll", epochs=3, batch_size=8, lr=0.05, seed=0,
                            augment_shift=2)
     assert len(history) == 3 and np.isfinite(history[-1].train_loss)
     engine.seed_everything(0)
     again = build_model(cfg)
-    engine.train(again, "nll", *tiny_data(), epochs=3, batch_size=8, lr=0.05, seed=0,
+    trained(again, tiny_data(), loss="nll", epochs=3, batch_size=8, lr=0.05, seed=0,
                  augment_shift=2)
     for k, w in model.state_dict().items():  # augmentation draws from the seeded generator: reproducible
         assert torch.equal(again.state_dict()[k], w)
@@ -444,15 +452,16 @@ def test_small_rule_picks_the_fewest_parameters_within_one_std():
 def test_gram_blocks_only_for_wide_first_layers():
     """The engine's default: blocks of 4 minibatches for the book's 512-unit layer (faster on CPU
     and inside an H100's epoch graph), one minibatch per step for narrower layers (slower on CPU)."""
-    from birdplane.train.batched import BatchedMLP
-    from birdplane.train.fused import GRAM_BLOCK, FusedMLP
+    from birdplane.train.fast.batched import BatchedMLP
+    from birdplane.train.fast.fused import GRAM_BLOCK, FusedMLP
 
     wide, narrow = build_model(ModelConfig(hidden=(512,))), build_model(ModelConfig(hidden=(32,)))
     assert FusedMLP(wide, "nll").gram_block() == GRAM_BLOCK == 4
     assert FusedMLP(narrow, "nll").gram_block() == 1
     assert BatchedMLP([narrow, wide], "nll").gram_block() == 4  # the widest model decides
-    assert engine.make_step(wide, "nll", 0.01).batches_per_call == 4
-    assert engine.make_step(wide, "nll", 0.01, fused=False).batches_per_call == 1
+    sgd = SGD(loss="nll", epochs=1, batch_size=64, lr=0.01)
+    assert fused_stepper(wide, sgd).batches_per_call == 4 and fused_stepper(narrow, sgd).batches_per_call == 1
+    assert fused_stepper(build_model(ModelConfig(arch="cnn", channels=(4,), hidden=(8,))), sgd) is None  # autograd
 
 
 def test_cnn_weights_are_channels_last_and_saved_contiguous(tmp_path):
@@ -473,3 +482,22 @@ def test_cnn_weights_are_channels_last_and_saved_contiguous(tmp_path):
     assert all(t.is_contiguous() for t in blob["state_dict"].values())
     loaded, _ = load_model(tmp_path / "m.pt")
     assert all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in loaded if isinstance(m, torch.nn.Conv2d))
+
+
+def test_both_engines_stop_early_augment_and_measure_alike():
+    """Early stopping (the best epoch's weights back), random shifts and the full training pass
+    behave the same on the book's loop and the fast path: same epochs, same figures to rounding."""
+    data = tiny_data(n=200)
+    recipe = dict(loss="nll", epochs=30, batch_size=8, lr=0.3, patience=2, augment_shift=2, train_metrics="full")
+    out = {}
+    for name in ("autograd", "fused"):
+        engine.seed_everything(2)
+        model = build_model(ModelConfig(hidden=(16,)))
+        out[name] = model, trained(model, data, seed=2, engine=name, **recipe)
+    (ref, h_ref), (fast_model, h_fast) = out["autograd"], out["fused"]
+    assert len(h_ref) < 30 and [s.epoch for s in h_fast] == [s.epoch for s in h_ref]
+    for a, b in zip(h_ref, h_fast):
+        assert b.val_accuracy == a.val_accuracy and b.train_accuracy == a.train_accuracy
+        assert b.train_loss == pytest.approx(a.train_loss, rel=1e-4)
+    for (k, a), b in zip(ref.state_dict().items(), fast_model.state_dict().values()):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=k)

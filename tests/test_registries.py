@@ -7,7 +7,10 @@ import torch
 import yaml
 
 from birdplane import activations, losses
-from birdplane.train import engine
+from birdplane.train import engine, loop
+from birdplane.train.fast import Fused, train_many
+from birdplane.train.fast.fused import fuse
+from birdplane.train.sgd import SGD
 from birdplane.config import load_params
 from birdplane.inference import predict
 from birdplane.models import ModelConfig, build_model, describe, head_for
@@ -83,14 +86,15 @@ def test_unregistered_names_are_refused(tmp_path):
 def test_fused_equals_autograd_with_a_new_loss_and_activation(registered, block):
     cfg = ModelConfig(hidden=(12, 8), activation="elu", head=head_for("smooth"))
     runs = []
-    for fused in (False, True):
+    tx, ty, vx, vy = data()
+    sgd = SGD(loss="smooth", epochs=2, batch_size=10, lr=0.05)
+    for trainer in (loop.train, Fused(block=block).train):
         engine.seed_everything(3)
         model = build_model(cfg)
-        history = engine.train(model, "smooth", *data(), epochs=2, batch_size=10, lr=0.05, seed=3, fused=fused,
-                               block=block)
+        history = trainer(model, (tx, ty), (vx, vy), sgd, seed=3)
         runs.append((model, history))
     (ref, h_ref), (fast, h_fast) = runs
-    assert engine.make_step(fast, "smooth", 0.05).fused  # really the fused path, not autograd again
+    assert fuse(fast, "smooth") is not None  # really the fused path, not autograd again
     for (k, a), b in zip(ref.state_dict().items(), fast.state_dict().values()):
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=k)
     # running train loss (the loss's batch total) = the autograd path's
@@ -103,8 +107,6 @@ def test_fused_equals_autograd_with_a_new_loss_and_activation(registered, block)
 
 
 def test_k_models_at_once_equal_one_by_one_with_a_new_loss_and_activation(registered):
-    from birdplane.train.batched import train_many
-
     seeds, widths = [5, 6], [(6,), (4,)]
 
     def models():
@@ -115,10 +117,11 @@ def test_k_models_at_once_equal_one_by_one_with_a_new_loss_and_activation(regist
         return out
 
     singles = models()
-    histories = [engine.train(m, "smooth", *data(), epochs=2, batch_size=10, lr=0.05, seed=s, block=1)
-                 for m, s in zip(singles, seeds)]
+    tx, ty, vx, vy = data()
+    sgd = SGD(loss="smooth", epochs=2, batch_size=10, lr=0.05)
+    histories = [Fused(block=1).train(m, (tx, ty), (vx, vy), sgd, seed=s) for m, s in zip(singles, seeds)]
     together = models()
-    batched = train_many(together, "smooth", *data(), epochs=2, batch_size=10, lr=0.05, seeds=seeds)
+    batched = train_many(together, (tx, ty), (vx, vy), sgd, seeds=seeds)
     for ref, fast, h_ref, h_fast in zip(singles, together, histories, batched):
         for (k, a), b in zip(ref.state_dict().items(), fast.state_dict().values()):
             torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=k)

@@ -16,6 +16,7 @@ from birdplane import sweep as sweep_module
 from birdplane.config import ConfigError, SweepConfig, load_params
 from birdplane.sweep import (CURVE, Configuration, Hooks, capacity_rows, configurations, plan, run_sweep,
                              sweep_metrics, train_configuration)
+from birdplane.train.sgd import SGD
 from conftest import TINY_SWEEP
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,6 +25,11 @@ SEEDS = [0, 1]
 
 def tiny_sweep(**changes) -> SweepConfig:
     return SweepConfig.model_validate({**TINY_SWEEP, **changes}, strict=False)
+
+
+def book(sw: SweepConfig) -> SGD:
+    """The book's recipe as the sweep stage makes it (train.lr 0.01, a small batch here)."""
+    return SGD(loss="nll", epochs=sw.epochs, batch_size=16, lr=0.01)
 
 
 def tiny_data(n=96, seed=0):
@@ -105,7 +111,7 @@ def test_the_plan_trains_each_recipe_once():
 def swept():
     train, val = tiny_data()
     with counted_training() as trained:
-        done = run_sweep(tiny_sweep(), train, val, seeds=SEEDS, n_classes=2, lr=0.01, batch_size=16)
+        done = run_sweep(tiny_sweep(), train, val, book(tiny_sweep()), seeds=SEEDS, n_classes=2)
     return done, trained
 
 
@@ -159,11 +165,12 @@ def test_early_stopping_read_off_a_full_run_equals_a_run_with_patience(watch):
     seeds): the same stopping epoch and best epoch exactly, the same final model's numbers."""
     train, val = tiny_data(n=200)
     base = Configuration("w8", "width", (8,), "nll", 0.3)
-    common = dict(seeds=[1, 2], n_classes=2, epochs=15, batch_size=8, train_metrics="running", hooks=Hooks())
-    full, full_curves, derived = train_configuration(base, watch, train, val, **common)
+    common = dict(seeds=[1, 2], n_classes=2, hooks=Hooks())
+    recipe = SGD(loss="nll", epochs=15, batch_size=8, lr=base.lr)
+    full, full_curves, derived = train_configuration(base, watch, train, val, recipe, **common)
     assert len(full_curves) == 2 * 15 and set(derived) == set(watch)
     for patience in watch:
-        stopped, curves, _ = train_configuration(replace(base, patience=patience), (), train, val, **common)
+        stopped, curves, _ = train_configuration(replace(base, patience=patience), (), train, val, recipe, **common)
         assert any(r["epochs_trained"] < 15 for r in stopped)  # it did stop early
         assert len(curves) == sum(r["epochs_trained"] for r in stopped)
         for a, b in zip(derived[patience], stopped):
@@ -195,7 +202,7 @@ def test_divergence_in_the_learning_rate_study_is_a_result():
             seen.append((config.name, "end"))
 
     with counted_training() as trained:
-        done = run_sweep(sw, train, val, seeds=SEEDS, n_classes=2, lr=0.01, batch_size=16, hooks=Watch())
+        done = run_sweep(sw, train, val, book(sw), seeds=SEEDS, n_classes=2, hooks=Watch())
     assert trained == ["w8", "nll_lrinf", "mse_lr0.01", "mse_lrinf"]  # went on after the divergence
     for name in ("nll_lrinf", "mse_lrinf"):
         r = done.results[name]
@@ -218,7 +225,7 @@ def test_a_diverged_configuration_ends_its_mlflow_run_failed(tmp_path, monkeypat
     lines = []
     try:
         with tracking.variant_run("sweep-test", "sweep", stage="sweep", tags={}):
-            run_sweep(sw, train, val, seeds=SEEDS, n_classes=2, lr=0.01, batch_size=16,
+            run_sweep(sw, train, val, book(sw), seeds=SEEDS, n_classes=2,
                       hooks=tracking.SweepLogger({}, lambda c, r, s: lines.append((c.name, r))))
         runs = mlflow.search_runs(experiment_names=["sweep-test"], output_format="list")
     finally:

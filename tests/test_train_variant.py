@@ -12,7 +12,8 @@ from birdplane.io import outputs
 from birdplane.losses import LOSSES, probabilities
 from birdplane.metrics import calibration
 from birdplane.summary import spread
-from birdplane.train import engine, variant
+from birdplane.train import variant
+from birdplane.train.sgd import EpochStats
 from birdplane.train.variant import (SeedRun, history_rows, mean_rows, model_config, seed_rows, seed_figures,
                                      side_by_side, train_variant, variant_metrics)
 
@@ -39,12 +40,12 @@ def train(r, seeds=SEEDS, **kw):
 
 
 def test_which_recipes_train_their_seeds_side_by_side():
-    def at_once(n_seeds=3, fused=True, **kw):
+    def at_once(n_seeds=3, engine="fused", **kw):
         r = recipe(**kw)
-        return side_by_side(r, model_config(r, 2), fused, n_seeds)
+        return side_by_side(r, model_config(r, 2), engine, n_seeds)
 
     assert at_once() and at_once(hidden=(256,)) and at_once(hidden=(32, 600)) and at_once(weight_decay=0.1, patience=2)
-    assert not at_once(n_seeds=1) and not at_once(fused=False) and not at_once(hidden=(512,))
+    assert not at_once(n_seeds=1) and not at_once(engine="autograd") and not at_once(hidden=(512,))
     assert not at_once(augment_shift=2) and not at_once(dropout=0.5)
     assert not at_once(arch="cnn", channels=(4,), hidden=(8,))
 
@@ -62,7 +63,7 @@ def test_seeds_side_by_side_are_the_models_each_seed_gets_alone(monkeypatch, reg
     together = train(r)
     assert calls == [SEEDS]
     alone = [train(r, seeds=[s])[0] for s in SEEDS]
-    assert calls == [SEEDS]  # one seed: engine.train
+    assert calls == [SEEDS]  # one seed: engine.TRAINERS[engine]
     for a, b in zip(alone, together):
         assert a.seed == b.seed and [s.epoch for s in a.history] == [s.epoch for s in b.history]
         for sa, sb in zip(a.history, b.history):
@@ -89,7 +90,7 @@ class Recorder(variant.Hooks):
         self.ends.append(seed)
 
 
-@pytest.mark.parametrize("kw, scopes", [({}, [SEEDS]), ({"fused": False}, [[s] for s in SEEDS])],
+@pytest.mark.parametrize("kw, scopes", [({}, [SEEDS]), ({"engine": "autograd"}, [[s] for s in SEEDS])],
                          ids=["side-by-side", "one-by-one"])
 def test_hooks_see_every_seed_and_epoch(kw, scopes):
     hooks = Recorder()
@@ -136,7 +137,7 @@ def test_a_seed_without_wrong_images_is_left_out_of_the_gradient_spread(monkeypa
 
 
 def stats(epoch, value):
-    return engine.EpochStats(epoch, value, value / 10, 2 * value, value / 20, 0.5)
+    return EpochStats(epoch, value, value / 10, 2 * value, value / 20, 0.5)
 
 
 def run_of(seed, values):
@@ -190,14 +191,14 @@ def store(tmp_path_factory):
         mlflow.set_tracking_uri(None)
 
 
-def train_tracked(experiment, r, *, fused=True, echo=None) -> str:
+def train_tracked(experiment, r, *, engine="fused", echo=None) -> str:
     """What the train stage does around train_variant: the variant's run and SeedLogger; returns
     the variant run's id."""
     from birdplane import tracking
 
     tags = {"variant": r.name, "dvc_stage": f"train@{r.name}"}
     with tracking.variant_run(experiment, r.name, stage=f"train@{r.name}", tags=tags) as run:
-        train(r, fused=fused, hooks=tracking.SeedLogger(r.name, f"train@{r.name}", SEEDS, {"lr": r.lr}, tags, echo))
+        train(r, engine=engine, hooks=tracking.SeedLogger(r.name, f"train@{r.name}", SEEDS, {"lr": r.lr}, tags, echo))
     return run.info.run_id
 
 
@@ -207,13 +208,13 @@ def runs_of(experiment):
     return mlflow.search_runs(experiment_names=[experiment], output_format="list")
 
 
-@pytest.mark.parametrize("fused", [True, False], ids=["side-by-side", "one-by-one"])
-def test_each_further_seed_is_a_finished_child_run_with_its_epochs(store, fused):
+@pytest.mark.parametrize("engine", ["fused", "autograd"], ids=["side-by-side", "one-by-one"])
+def test_each_further_seed_is_a_finished_child_run_with_its_epochs(store, engine):
     from mlflow.tracking import MlflowClient
 
-    experiment = f"seeds-{fused}"
+    experiment = f"seeds-{engine}"
     r = recipe()
-    parent = train_tracked(experiment, r, fused=fused)
+    parent = train_tracked(experiment, r, engine=engine)
     runs = {run.info.run_name: run for run in runs_of(experiment)}
     assert sorted(runs) == ["v", "v-seed1", "v-seed2"]
     assert all(run.info.status == "FINISHED" for run in runs.values())

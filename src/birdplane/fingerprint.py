@@ -63,7 +63,8 @@ def compute() -> dict[str, str]:
     from birdplane.models import ModelConfig, build_model, model_bytes
     from birdplane.shift import shift_test
     from birdplane.train import engine
-    from birdplane.train.batched import train_many
+    from birdplane.train.fast import train_many
+    from birdplane.train.sgd import SGD
 
     mean, std = [0.49, 0.48, 0.45], [0.25, 0.24, 0.26]
     tx, ty = images(N_TRAIN, 1)
@@ -72,17 +73,18 @@ def compute() -> dict[str, str]:
     val = (to_features(vx, mean, std, "cpu"), torch.from_numpy(vy))
     out: dict[str, str] = {}
 
-    def fit(name, cfg, loss, seed=0, **kw):
+    def fit(name, cfg, loss, seed=0, engine_name="fused", **kw):
         torch.manual_seed(seed)
         model = build_model(cfg)
-        history = engine.train(model, loss, *train, *val, epochs=2, batch_size=64, lr=0.01, seed=seed, **kw)
+        sgd = SGD(loss=loss, epochs=2, batch_size=64, lr=0.01, **kw)
+        history = engine.train(model, train, val, sgd, seed=seed, engine=engine_name)
         out[name] = _digest(model_bytes(model, cfg), [s.to_dict() | {"seconds": 0} for s in history],
                             final_metrics(model, loss, train, val))
         return model, cfg
 
     book, book_cfg = fit("mlp_nll_fused", ModelConfig(), "nll")
     fit("mlp_mse_decay_dropout", ModelConfig(hidden=(64,), head="softmax", dropout=0.5), "mse", weight_decay=0.002)
-    fit("mlp_autograd", ModelConfig(hidden=(64,)), "nll", fused=False)
+    fit("mlp_autograd", ModelConfig(hidden=(64,)), "nll", engine_name="autograd")
     fit("mlp_augmented", ModelConfig(hidden=(64,)), "nll", augment_shift=2)
     fit("cnn", ModelConfig(arch="cnn", channels=(16, 8), hidden=(32,)), "nll", seed=3)
 
@@ -91,7 +93,7 @@ def compute() -> dict[str, str]:
     for seed in (0, 1, 2):
         torch.manual_seed(seed)
         models.append(build_model(cfg))
-    histories = train_many(models, "nll", *train, *val, epochs=2, batch_size=64, lr=0.01, seeds=[0, 1, 2])
+    histories = train_many(models, train, val, SGD(loss="nll", epochs=2, batch_size=64, lr=0.01), seeds=[0, 1, 2])
     out["mlp_side_by_side"] = _digest(*(model_bytes(m, cfg) for m in models),
                                       [[s.to_dict() | {"seconds": 0} for s in h] for h in histories])
 

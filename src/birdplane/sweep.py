@@ -2,11 +2,11 @@
 on every width of `sweep.widths`, the deep net (`sweep.deep`) and the book net (`sweep.base_width`)
 with each of `sweep.regularizers`; and the learning-rate study: the book net with each loss of
 `sweep.losses` at each of `sweep.learning_rates`. `sweep.seeds` seeds each, trained at once
-(birdplane.train.batched), all for `sweep.epochs` epochs.
+(birdplane.train.fast.train_many), all for `sweep.epochs` epochs.
 
 Nothing is trained twice: a configuration equal to an earlier one (same net, loss, learning rate and
 regularizers) gets that one's result (`same_as`), and one that differs from an earlier one only by
-early stopping is read off that one's training (`read_from`; engine.EarlyStop watches it without
+early stopping is read off that one's training (`read_from`; an EarlyStop watches it without
 stopping). In the learning-rate study a loss that becomes NaN is a result (`diverged`), not a crash.
 Tracking stays outside, in `hooks`.
 """
@@ -23,13 +23,14 @@ from birdplane.config import n_parameters
 from birdplane.inference import final_metrics, logit_gradients
 from birdplane.models import ModelConfig, build_model, describe, head_for
 from birdplane.summary import smallest_within_one_std, spread, spread_known
-from birdplane.train import engine
-from birdplane.train.batched import train_many
+from birdplane.train.engine import seed_everything
+from birdplane.train.fast import train_many
+from birdplane.train.sgd import SGD, EarlyStop, EpochStats, TrainingDiverged
 from birdplane.train.variant import Data, best_of
 
 LOSS = "nll"  # the book's recipe: the widths, the deep net and the regularizers
 SUMMARIZED = ("train_accuracy", "val_accuracy", "overfit_gap", "best_epoch", "epochs_trained")
-CURVE = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")  # engine.EpochStats less the seconds
+CURVE = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")  # EpochStats less the seconds
 # the loss gradient on the training images the model gets wrong (inference.logit_gradients), per seed
 GRADIENTS = {"misclassified": "grad_misclassified", "confidently_wrong": "grad_confidently_wrong",
              "share_confidently_wrong": "share_confidently_wrong"}
@@ -79,7 +80,7 @@ class Hooks:
     def scope(self, config: Configuration, params: dict[str, Any]) -> AbstractContextManager:
         return nullcontext()
 
-    def epoch(self, config: Configuration, stats: list[engine.EpochStats]) -> None:
+    def epoch(self, config: Configuration, stats: list[EpochStats]) -> None:
         pass
 
     def end(self, config: Configuration, result: dict[str, Any], seconds: float) -> None:
@@ -132,21 +133,21 @@ def describe_config(c: Configuration, n_classes: int) -> dict[str, Any]:
             "dropout": c.dropout, "weight_decay": c.weight_decay, "patience": c.patience}
 
 
-def run_sweep(sweep, train: Data, val: Data, *, seeds: list[int], n_classes: int, lr: float, batch_size: int,
-              train_metrics: str = "running", hooks: Hooks = Hooks()) -> SweepRun:
-    """Every configuration (configurations, plan); `lr` is train.lr."""
+def run_sweep(sweep, train: Data, val: Data, book: SGD, *, seeds: list[int], n_classes: int,
+              hooks: Hooks = Hooks()) -> SweepRun:
+    """Every configuration (configurations, plan). `book` is the book's recipe: train.lr,
+    train.batch_size, sweep.epochs; each configuration sets its own loss, lr and regularizers."""
     out = SweepRun()
     read_off: dict[tuple[str, int], list[dict[str, Any]]] = {}  # (base, patience) -> rows of its seeds
 
     def train_one(c: Configuration, watch: tuple[int, ...]) -> list[dict[str, Any]]:
-        rows, curves, derived = train_configuration(c, watch, train, val, seeds=seeds, n_classes=n_classes,
-                                                    epochs=sweep.epochs, batch_size=batch_size,
-                                                    train_metrics=train_metrics, hooks=hooks)
+        rows, curves, derived = train_configuration(c, watch, train, val, book, seeds=seeds, n_classes=n_classes,
+                                                    hooks=hooks)
         out.curves.extend(curves)
         read_off.update({(c.name, p): r for p, r in derived.items()})
         return rows
 
-    for step in plan(configurations(sweep, lr)):
+    for step in plan(configurations(sweep, book.lr)):
         c, t0 = step.config, time.perf_counter()
         described = describe_config(c, n_classes)
         # a base that diverged gave nothing to read off: then early stopping trains on its own
@@ -167,7 +168,7 @@ def run_sweep(sweep, train: Data, val: Data, *, seeds: list[int], n_classes: int
                     result = {**described, **summarize(rows)}
                 out.seconds[c.name] = time.perf_counter() - t0
                 hooks.end(c, result, out.seconds[c.name])
-        except engine.TrainingDiverged as e:  # its scope has ended (an MLflow run FAILED)
+        except TrainingDiverged as e:  # its scope has ended (an MLflow run FAILED)
             if c.kind != "lr":  # in the learning-rate study a result; elsewhere a bad recipe
                 raise
             result, rows = {**described, "diverged": {"epoch": e.epoch}}, []
@@ -178,19 +179,19 @@ def run_sweep(sweep, train: Data, val: Data, *, seeds: list[int], n_classes: int
     return out
 
 
-def train_configuration(c: Configuration, watch: tuple[int, ...], train: Data, val: Data, *, seeds: list[int],
-                        n_classes: int, epochs: int, batch_size: int, train_metrics: str,
+def train_configuration(c: Configuration, watch: tuple[int, ...], train: Data, val: Data, book: SGD, *,
+                        seeds: list[int], n_classes: int,
                         hooks: Hooks) -> tuple[list[dict], list[dict], dict[int, list[dict]]]:
-    """Train one configuration's seeds at once: (one row per seed, one curve row per seed and
+    """Train one configuration's seeds at once, with the book's recipe `book` but the
+    configuration's loss, lr and regularizers: (one row per seed, one curve row per seed and
     epoch, and per patience in `watch` the rows of its seeds as a run with that patience gives)."""
     models = []
-    for seed in seeds:  # each model initialised as engine.train's caller would: its own seed
-        engine.seed_everything(seed)
+    for seed in seeds:  # each model initialised as a variant's would be: its own seed
+        seed_everything(seed)
         models.append(build_model(model_config(c, n_classes)).to(train[0].device))
-    stops = [[engine.EarlyStop(p) for p in watch] for _ in seeds]
-    histories = train_many(models, c.loss, *train, *val, epochs=epochs, batch_size=batch_size, lr=c.lr,
-                           seeds=seeds, names=[f"sweep {c.name} seed {s}" for s in seeds],
-                           train_metrics=train_metrics, weight_decay=c.weight_decay, patience=c.patience,
+    stops = [[EarlyStop(p) for p in watch] for _ in seeds]
+    sgd = replace(book, loss=c.loss, lr=c.lr, weight_decay=c.weight_decay, patience=c.patience)
+    histories = train_many(models, train, val, sgd, seeds=seeds, names=[f"sweep {c.name} seed {s}" for s in seeds],
                            watch=stops if watch else (), on_epoch=lambda stats: hooks.epoch(c, stats))
     rows = [seed_row(c.name, seed, m, c.loss, h, train, val) for seed, m, h in zip(seeds, models, histories)]
     curves = [{"config": c.name, "seed": seed, "epoch": s.epoch, **{k: getattr(s, k) for k in CURVE}}
@@ -200,7 +201,7 @@ def train_configuration(c: Configuration, watch: tuple[int, ...], train: Data, v
     return rows, curves, derived
 
 
-def early_stopped_row(c: Configuration, seed: int, model, history: list[engine.EpochStats], stop: engine.EarlyStop,
+def early_stopped_row(c: Configuration, seed: int, model, history: list[EpochStats], stop: EarlyStop,
              train: Data, val: Data) -> dict[str, Any]:
     """The row of a seed as early stopping with stop.patience would have ended it: the epochs up to
     where it stops, the weights of the best of them (a copy of the model holds them)."""
@@ -209,7 +210,7 @@ def early_stopped_row(c: Configuration, seed: int, model, history: list[engine.E
     return seed_row(c.name, seed, stopped, c.loss, history[:stop.stopped_at or len(history)], train, val)
 
 
-def seed_row(name: str, seed: int, model, loss: str, history: list[engine.EpochStats], train: Data,
+def seed_row(name: str, seed: int, model, loss: str, history: list[EpochStats], train: Data,
              val: Data) -> dict[str, Any]:
     """One seed of a configuration: the trained model on all images (inference.final_metrics), its
     best epoch, and the loss gradient on the training images it gets wrong."""

@@ -1,5 +1,5 @@
 """One variant of train.variants: its seeds trained one after the other or side by side
-(birdplane.train.batched, where that is faster), and what the training stage writes from them: the
+(birdplane.train.fast's train_many, where that is faster), and what the training stage writes from them: the
 metrics (the first seed's model; mean ± std over all seeds and each seed's own figures when there
 are several) and the per-epoch curves (each seed's, and their mean).
 
@@ -19,12 +19,13 @@ from birdplane.inference import final_metrics, logit_gradients, predict
 from birdplane.losses import LOSSES, probabilities
 from birdplane.models import ModelConfig, build_model, describe, head_for, n_parameters
 from birdplane.summary import spread, spread_known
-from birdplane.train import engine
-from birdplane.train.batched import train_many
+from birdplane.train.engine import TRAINERS, seed_everything
+from birdplane.train.fast import train_many
+from birdplane.train.sgd import SGD, EpochStats
 
 Data = tuple[torch.Tensor, torch.Tensor]
 
-# Seeds train side by side (birdplane.train.batched) only for first layers narrower than this: 3 seeds
+# Seeds train side by side (birdplane.train.fast.batched) only for first layers narrower than this: 3 seeds
 # x 3 epochs side by side took 0.87 (3072-32-2), 0.89 (3072-256-2) and 1.12 (3072-512-2) of the time
 # one by one, on 2 cores of an Intel Xeon (10,000 x 3072 training and 2,000 validation images, batch
 # 64; best of 6 runs each way).
@@ -35,7 +36,7 @@ SIDE_BY_SIDE_BELOW_UNITS = 512
 class SeedRun:
     seed: int
     model: nn.Module
-    history: list[engine.EpochStats]
+    history: list[EpochStats]
     final: dict[str, Any]  # final_metrics of the trained model, plus its best epoch and epochs trained
 
 
@@ -49,7 +50,7 @@ class Hooks:
     def start(self, seed: int, model: nn.Module) -> None:
         pass
 
-    def epoch(self, seed: int, stats: engine.EpochStats) -> None:
+    def epoch(self, seed: int, stats: EpochStats) -> None:
         pass
 
     def end(self, seed: int, final: dict[str, Any]) -> None:
@@ -62,55 +63,63 @@ def model_config(recipe, n_classes: int) -> ModelConfig:
                        head=head_for(recipe.loss), arch=recipe.arch, channels=recipe.channels, dropout=recipe.dropout)
 
 
-def best_of(history: list[engine.EpochStats]) -> dict[str, Any]:
+def best_of(history: list[EpochStats]) -> dict[str, Any]:
     """The epoch of highest validation accuracy (the earliest among ties) and how long it trained."""
     best = max(history, key=lambda s: (s.val_accuracy, -s.epoch))
     return {"best_val_accuracy": best.val_accuracy, "best_epoch": best.epoch, "epochs_trained": len(history)}
 
 
-def side_by_side(recipe, cfg: ModelConfig, fused: bool, n_seeds: int) -> bool:
-    """Whether the seeds train at once (birdplane.train.batched.train_many): several seeds of a
+def side_by_side(recipe, cfg: ModelConfig, engine: str, n_seeds: int) -> bool:
+    """Whether the seeds train at once (birdplane.train.fast.train_many): several seeds of a
     fused mlp whose first layer is narrow enough for that to be faster (SIDE_BY_SIDE_BELOW_UNITS).
     Not with augmentation (train_many has none) nor dropout (its masks are drawn once for all
     models, so a seed's model would depend on the seeds beside it); so each seed's model is the one
     it gets alone, to float rounding."""
     first_layer = (cfg.hidden or (cfg.n_classes,))[0]
-    return (n_seeds > 1 and fused and cfg.arch == "mlp" and not recipe.augment_shift and not cfg.dropout
+    return (n_seeds > 1 and engine == "fused" and cfg.arch == "mlp" and not recipe.augment_shift and not cfg.dropout
             and first_layer < SIDE_BY_SIDE_BELOW_UNITS)
 
 
-def train_variant(recipe, cfg: ModelConfig, train: Data, val: Data, *, seeds: list[int], fused: bool = True,
+def sgd_recipe(recipe, train_metrics: str = "running") -> SGD:
+    """How a recipe (config.Recipe) trains: the one place its loss, lr and regularizers enter the
+    training code."""
+    return SGD(loss=recipe.loss, epochs=recipe.epochs, batch_size=recipe.batch_size, lr=recipe.lr,
+               weight_decay=recipe.weight_decay, patience=recipe.patience, augment_shift=recipe.augment_shift,
+               train_metrics=train_metrics)
+
+
+def train_variant(recipe, cfg: ModelConfig, train: Data, val: Data, *, seeds: list[int], engine: str = "fused",
                   train_metrics: str = "running", hooks: Hooks = Hooks()) -> list[SeedRun]:
     """Train the recipe once per seed (each seed its own initialisation and batch order), side by
-    side where `side_by_side` says so, else one after the other; the final metrics are the model's
-    (the best epoch's, with early stopping) on all images, as evaluate sees it."""
-    if side_by_side(recipe, cfg, fused, len(seeds)):
+    side where `side_by_side` says so, else one after the other with `engine` (a key of
+    engine.TRAINERS); the final metrics are the model's (the best epoch's, with early stopping) on
+    all images, as evaluate sees it."""
+    sgd = sgd_recipe(recipe, train_metrics)
+    if side_by_side(recipe, cfg, engine, len(seeds)):
         with hooks.scope(seeds):
-            return _train_side_by_side(recipe, cfg, train, val, seeds, train_metrics, hooks)
+            return _train_side_by_side(recipe, cfg, train, val, sgd, seeds, hooks)
     runs = []
     for seed in seeds:
         with hooks.scope([seed]):
             model = _seeded_model(cfg, seed, train[0].device, hooks)
-            history = engine.train(model, recipe.loss, *train, *val, seed=seed, name=recipe.name, fused=fused,
-                                   train_metrics=train_metrics, augment_shift=recipe.augment_shift,
-                                   on_epoch=lambda stats: hooks.epoch(seed, stats), **_sgd(recipe))
+            history = TRAINERS[engine](model, train, val, sgd, seed=seed, name=recipe.name,
+                                       on_epoch=lambda stats: hooks.epoch(seed, stats))
             runs.append(_result(recipe, seed, model, history, train, val, hooks))
     return runs
 
 
-def _train_side_by_side(recipe, cfg: ModelConfig, train: Data, val: Data, seeds: list[int], train_metrics: str,
+def _train_side_by_side(recipe, cfg: ModelConfig, train: Data, val: Data, sgd: SGD, seeds: list[int],
                         hooks: Hooks) -> list[SeedRun]:
-    """train_variant's seeds at once (birdplane.train.batched)."""
+    """train_variant's seeds at once (birdplane.train.fast.train_many)."""
     models = [_seeded_model(cfg, seed, train[0].device, hooks) for seed in seeds]
 
-    def on_epoch(stats: list[engine.EpochStats]) -> None:
+    def on_epoch(stats: list[EpochStats]) -> None:
         # one EpochStats per model still training: without early stopping, every seed's
         for seed, s in zip(seeds, stats):
             hooks.epoch(seed, s)
 
-    histories = train_many(models, recipe.loss, *train, *val, seeds=seeds, names=[recipe.name] * len(seeds),
-                           train_metrics=train_metrics, on_epoch=on_epoch if recipe.patience is None else None,
-                           **_sgd(recipe))
+    histories = train_many(models, train, val, sgd, seeds=seeds, names=[recipe.name] * len(seeds),
+                           on_epoch=on_epoch if recipe.patience is None else None)
     if recipe.patience is not None:  # which seeds had stopped was not known epoch by epoch
         for seed, history in zip(seeds, histories):
             for s in history:
@@ -119,21 +128,15 @@ def _train_side_by_side(recipe, cfg: ModelConfig, train: Data, val: Data, seeds:
             for seed, model, history in zip(seeds, models, histories)]
 
 
-def _sgd(recipe) -> dict[str, Any]:
-    """The recipe's arguments of both engine.train and train_many."""
-    return {"epochs": recipe.epochs, "batch_size": recipe.batch_size, "lr": recipe.lr,
-            "weight_decay": recipe.weight_decay, "patience": recipe.patience}
-
-
 def _seeded_model(cfg: ModelConfig, seed: int, device: torch.device, hooks: Hooks) -> nn.Module:
     """The seed's initialisation (as birdplane.sweep makes it), shown to the hooks."""
-    engine.seed_everything(seed)
+    seed_everything(seed)
     model = build_model(cfg).to(device)
     hooks.start(seed, model)
     return model
 
 
-def _result(recipe, seed: int, model: nn.Module, history: list[engine.EpochStats], train: Data, val: Data,
+def _result(recipe, seed: int, model: nn.Module, history: list[EpochStats], train: Data, val: Data,
             hooks: Hooks) -> SeedRun:
     final = {**final_metrics(model, recipe.loss, train, val), **best_of(history)}
     hooks.end(seed, final)
@@ -180,7 +183,7 @@ def seed_figures(run: SeedRun, loss: str, train: Data, val: Data, calibration_bi
             "logit_grad": logit_gradients(run.model, loss, *train)}
 
 
-def history_rows(history: list[engine.EpochStats]) -> list[dict[str, float]]:
+def history_rows(history: list[EpochStats]) -> list[dict[str, float]]:
     """One row per epoch (the wall time goes to the log, not the plot)."""
     return [{k: v for k, v in s.to_dict().items() if k != "seconds"} for s in history]
 

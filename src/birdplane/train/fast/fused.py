@@ -6,8 +6,8 @@ reads weights and gradient and writes the weights again. Here the gradient of a 
 straight into its weights with one `addmm_` (W <- W - lr * delta^T a), so the big matrix streams
 through memory once per step for the update instead of three times, and no gradient buffers
 exist. Weight decay folds into the same call (beta = 1 - lr * weight_decay); dropout draws its
-mask exactly as nn.Dropout does on CPU. `engine.train(..., fused=False)` keeps the autograd path as
-the reference; a test checks that both give the same weights to float tolerance.
+mask exactly as nn.Dropout does on CPU. birdplane.train.loop (autograd + torch.optim.SGD) is the
+reference; a test checks that both give the same weights to float tolerance.
 """
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def gram_steps(w: torch.Tensor, x: torch.Tensor, y: torch.Tensor, lr: float, wei
                batch_size: int, step: MinibatchStep) -> torch.Tensor:
     """The block of FusedMLP.steps (see there for the formulas): w is the first layer's weights
     (units x features) and x the block's rows (rows x features), or both with a leading dim of K
-    models (birdplane.train.batched). step(xt, y, z) runs one minibatch given its transposed inputs,
+    models (birdplane.train.fast.batched). step(xt, y, z) runs one minibatch given its transposed inputs,
     its labels and its first-layer product W_j x_j^T, updates everything but w, and returns the
     head's outputs and the first layer's delta (units x batch). Returns all outputs, in order."""
     mm = torch.bmm if w.dim() == 3 else torch.mm
@@ -123,7 +123,7 @@ class FusedMLP:
         """d(mean loss)/d(logits) for the batch, and the head's outputs (birdplane.losses).
 
         z and the gradient are (..., classes, batch), y is (..., batch), the outputs (..., batch,
-        classes); a leading dim holds several models (birdplane.train.batched).
+        classes); a leading dim holds several models (birdplane.train.fast.batched).
         """
         return LOSSES[loss].grad(z, y)
 

@@ -5,8 +5,8 @@ minibatch from Python costs more than running them. An epoch has fixed shapes (t
 batch size and hence the short last batch never change), so its ~1,900 kernels are recorded once
 and replayed with one call; only the permutation changes, copied into the graph's input buffer.
 
-The captured code is the ordinary epoch body (engine.train_epoch with birdplane.train.fused's step), the
-same Python that runs and is tested on CPU; this module adds only the capture.
+The captured code is the ordinary epoch body (fast.epochs.train_epoch with the fused step), the same
+Python that runs and is tested on CPU; this module adds only the capture.
 """
 from __future__ import annotations
 

@@ -4,24 +4,23 @@ A capacity sweep trains dozens of small networks (widths 2 ... 1024, several see
 a 3072-8-2 net spends its step launching a dozen tiny operations; K of them stacked into
 (K, out, in) weight tensors take one batched product per layer for all K. Each model keeps its
 own initialisation and its own batch order (its seed), so the result is the same as training the K
-models one by one with engine.train (to float rounding; a test checks it).
+models one by one with birdplane.train.fast.train (to float rounding; a test checks it).
 
 Widths may differ: every layer is zero-padded to the widest model and a mask keeps the padding
 units at exactly zero (no output, no gradient), whatever the activation. Weight decay, dropout
 (one mask draw for all K, so not the same random numbers as one by one) and early stopping
-(each model keeps its own best epoch) work as in engine.train.
+(each model keeps its own best epoch) work as in birdplane.train.loop.train.
 """
 from __future__ import annotations
-
-from typing import Callable, Sequence
 
 import torch
 from torch import nn
 
-from birdplane.train.engine import EarlyStop, EpochStats, Stepper, epoch_runner, fit_loop
 from birdplane.inference import EVAL_CHUNK
-from birdplane.train.fused import FusedMLP, gram_block, gram_steps
 from birdplane.losses import HEADS, LOSSES
+from birdplane.train.fast.epochs import Stepper
+from birdplane.train.fast.fused import FusedMLP, gram_block, gram_steps
+from birdplane.train.sgd import SGD
 
 
 class BatchedMLP:
@@ -57,6 +56,10 @@ class BatchedMLP:
             padded = layer < len(first.linears) - 1 and not bool(mask.all())
             self.masks.append(mask if padded else None)
         self._fused, self._models = fused, models
+
+    def stepper(self, sgd: SGD, block: int) -> Stepper:
+        """The SGD step of all K models, `block` minibatches per call (Fused.train_many)."""
+        return Stepper(lambda x, y: self.steps(x, y, sgd.lr, sgd.batch_size), block)
 
     def parameters(self) -> list[torch.Tensor]:
         return self.weights + self.biases
@@ -172,37 +175,3 @@ class BatchedMLP:
                 lin = f.linears[i]
                 lin.weight.copy_(self.weights[i][k, :lin.out_features, :lin.in_features])
                 lin.bias.copy_(self.biases[i][k, :lin.out_features, 0])
-
-
-def train_many(models: list[nn.Sequential], loss: str, train_x: torch.Tensor, train_y: torch.Tensor,
-               val_x: torch.Tensor, val_y: torch.Tensor, *, epochs: int, batch_size: int, lr: float,
-               seeds: list[int], names: list[str] | None = None, train_metrics: str = "running",
-               graph: bool | None = None, weight_decay: float = 0.0, patience: int | None = None,
-               block: int | None = None, watch: Sequence[Sequence[EarlyStop]] = (),
-               on_epoch: Callable[[list[EpochStats]], None] | None = None) -> list[list[EpochStats]]:
-    """Train K models at once, model k with batch order seeds[k]; the same SGD as engine.train on
-    each (initialise each model with its seed before calling). `block` minibatches per call as in
-    engine.train (default BatchedMLP.gram_block). Returns one history per model and leaves the
-    trained weights (the best epoch's, with early stopping) in `models`. `watch[k]`: EarlyStops
-    that watch model k without stopping it (engine.fit_loop); their weights end as state_dicts of
-    models[k], what a run with their patience would leave in it."""
-    if len(seeds) != len(models):
-        raise ValueError("one seed per model")
-    names = names or [f"model{k}" for k in range(len(models))]
-    batched = BatchedMLP(models, loss, weight_decay)
-    if graph is None:
-        graph = train_x.device.type == "cuda"
-    if block is None:
-        block = batched.gram_block()
-    stepper = Stepper(lambda x, y: batched.steps(x, y, lr, batch_size), block, fused=True)
-    run_epoch = epoch_runner(stepper, batched.parameters(), loss, train_x, train_y,
-                             batch_size, (len(models), len(train_x)), graph)
-    histories = fit_loop(lambda perm, _: run_epoch(perm), batched.loss_and_accuracy, train_x, train_y, val_x,
-                         val_y, epochs=epochs, seeds=seeds, names=names, lr=lr, train_metrics=train_metrics,
-                         on_epoch=on_epoch, patience=patience, snapshot=batched.snapshot,
-                         restore=batched.restore, watch=watch)
-    for k, stops in enumerate(watch):
-        for stop in stops:
-            stop.weights = batched.state_dict(k, stop.weights)
-    batched.write_back()
-    return histories
