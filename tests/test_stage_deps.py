@@ -81,7 +81,7 @@ def test_stage_deps_list_the_code_it_runs(name, stage):
 
 
 def test_the_closure_follows_the_scripts_imports_and_module_level_ones():
-    assert {"train", "train.engine", "data", "models", "errors", "losses", "activations"} <= closure(
+    assert {"train", "train.engine", "inputs", "cifar", "models", "errors", "losses", "activations"} <= closure(
         ROOT / "pipeline" / "train.py")
     assert not any(m.startswith("train") for m in closure(ROOT / "pipeline" / "evaluate.py"))
     assert {"report", "report.document", "report.catalog"} <= closure(ROOT / "pipeline" / "report.py")

@@ -26,7 +26,7 @@ from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from birdplane.data import CIFAR10_CLASSES
+from birdplane.cifar import CIFAR10_CLASSES, IMAGE
 from birdplane.errors import BirdplaneError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -50,7 +50,7 @@ MAX_ACTIVATION_BYTES = 4 << 30
 EVAL_ROWS = 256  # birdplane.inference.EVAL_CHUNK
 # The sweep trains its seeds side by side: 3 x the book net is 4.7 M parameters.
 MAX_SWEEP_PARAMETERS = 4 * MAX_PARAMETERS
-IMAGE = (3, 32, 32)  # a CIFAR-10 image, as birdplane.models.build_model takes it
+REPORT_LANGUAGES = Path(__file__).parent / "report" / "lang"  # one <code>.toml catalog per language
 MAX_MESSAGE_LINES = 20  # settings listed in one error; the rest are counted
 # What dvc.yaml's `foreach` (stage train@<name>), file names and the shell take without quoting
 VARIANT_NAME = r"[a-z][a-z0-9_-]{0,31}"
@@ -359,10 +359,10 @@ class ReportConfig(_Strict):
     @field_validator("lang")
     @classmethod
     def _known_language(cls, lang: str) -> str:
-        from birdplane.report.catalog import languages  # the files in report/lang/
-
-        if lang not in languages():
-            raise ValueError(f"no report catalog for {_short(lang)}; choose from {languages()} "
+        # the catalogs' files, looked at without importing the report (config sits below it)
+        known = sorted(p.stem for p in REPORT_LANGUAGES.glob("*.toml"))
+        if lang not in known:
+            raise ValueError(f"no report catalog for {_short(lang)}; choose from {known} "
                              f"or add src/birdplane/report/lang/{_short(lang, 20)}.toml")
         return lang
 

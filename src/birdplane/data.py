@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import os
 import pickle
 import tarfile
 import zipfile
@@ -21,21 +20,21 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from birdplane.errors import BirdplaneError
+from birdplane.cifar import CIFAR10_CLASSES
+from birdplane.errors import BirdplaneError, DamagedFile
 
 BATCH_DIR = "cifar-10-batches-py"
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_BATCH = "test_batch"
 META = "batches.meta"
-# the official label order (batches.meta); a label is its index here
-CIFAR10_CLASSES = (
-    "airplane", "automobile", "bird", "cat", "deer",
-    "dog", "frog", "horse", "ship", "truck",
-)
 
 
 class ArchiveError(BirdplaneError):
     """The archive is corrupt, truncated, unsafe or not CIFAR-10; the message says why and what to do."""
+
+
+class DamagedArchive(ArchiveError, DamagedFile):
+    """The project's own copy of the archive (a DVC output) cannot be read."""
 
 
 class SafeUnpickler(pickle.Unpickler):
@@ -159,11 +158,11 @@ def read_members(archive: Path, wanted: tuple[str, ...], name: str | None = None
             while stream.read(READ_CHUNK):  # the rest of the tar record, then the gzip trailer
                 pass
     except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
-        fix = dvc_recovery(archive, "delete it and run the download stage again") if name is None \
-            else "point data.url and data.md5 at a good copy"
-        raise ArchiveError(
-            f"{shown} is not a readable tar.gz ({type(e).__name__}: {_outside(str(e), 200)}); it is probably truncated "
-            f"or corrupt: {fix}") from None
+        problem = (f"{shown} is not a readable tar.gz ({type(e).__name__}: {_outside(str(e), 200)}); it is probably "
+                   "truncated or corrupt")
+        if name is None:  # the project's own copy: the stages' error line names the DVC commands
+            raise DamagedArchive(archive, problem, "delete it and run the download stage again") from None
+        raise ArchiveError(f"{problem}: point data.url and data.md5 at a good copy") from None
     missing = [w for w in wanted if w not in out]
     if missing:
         raise ArchiveError(f"{shown} lacks {BATCH_DIR}/{', '.join(missing)}: not the CIFAR-10 python archive")
@@ -282,33 +281,12 @@ def load_dataset(path: Path) -> tuple[Split, Split, list[str]]:
             [str(c) for c in a["classes"]])
 
 
+class DamagedDataset(DatasetError, DamagedFile):
+    """The prepared dataset is there but damaged."""
+
+
 def _corrupt(path: Path, why: str) -> DatasetError:
-    return DatasetError(f"{path} is corrupt ({why}): {dvc_recovery(path, 'delete it and run `dvc repro -f stats`')}")
-
-
-def dvc_recovery(path: Path, fallback: str) -> str:
-    """How to replace a corrupt DVC-tracked file: delete it AND its cache object, then re-run the
-    stage that writes it. DVC does not check its cache: `dvc checkout` copies a damaged object as
-    it is, and `dvc repro -f` re-creates the file, finds an object of that hash in the cache and
-    puts the damaged copy back. The object's name is the file's md5 in dvc.lock (run from the
-    project root, as DVC runs stages); `fallback` where the file is not a DVC output there.
-    """
-    try:
-        import yaml
-
-        rel = Path(os.path.relpath(path)).as_posix()
-        with open("dvc.lock", encoding="utf-8") as f:
-            lock = yaml.safe_load(f)
-        for stage, entry in lock["stages"].items():
-            for out in entry.get("outs") or ():
-                if out.get("path") == rel and isinstance(out.get("md5"), str) and len(out["md5"]) == 32:
-                    md5 = out["md5"]
-                    return (f'run `rm -f {rel} "$(dvc cache dir)/files/md5/{md5[:2]}/{md5[2:]}" && '
-                            f"dvc repro -f {stage}` (the DVC cache holds the damaged copy too: "
-                            "`dvc repro` alone would put it back)")
-    except Exception:  # a hint must never hide the error it explains
-        pass
-    return fallback
+    return DamagedDataset(path, f"{path} is corrupt ({why})", "delete it and run `dvc repro -f stats`")
 
 
 # ---- normalization: the prepared uint8 images as the float tensors the nets take
@@ -334,14 +312,12 @@ def split_tensors(split: Split, stats: dict, device) -> tuple["torch.Tensor", "t
             torch.from_numpy(split.labels).to(device))
 
 
-def load_tensors(data: Path, stats: Path, device) -> tuple[tuple, tuple, list[str], dict]:
+def load_tensors(data: Path, stats: dict, device) -> tuple[tuple, tuple, list[str], dict]:
     """The prepared data as the nets take it: ((train features, labels), (val features, labels),
-    class names, the stats stage's metrics), normalized with that stage's mean and std."""
+    class names, `stats`), normalized with the stats stage's mean and std (`stats`, its metrics as
+    birdplane.inputs.stats read and checked them)."""
     from birdplane import numerics
-    from birdplane.io import read_json
 
     numerics.install()  # before the first tensor: every product and convolution on the pinned kernels
-    stats_record = read_json(stats)
     train, val, classes = load_dataset(data)
-    return (split_tensors(train, stats_record, device), split_tensors(val, stats_record, device), classes,
-            stats_record)
+    return split_tensors(train, stats, device), split_tensors(val, stats, device), classes, stats

@@ -282,8 +282,7 @@ def load_tensors(data: Path, stats_path: Path, device):
     code stays as it was.)"""
     from birdplane import data as prepared
 
-    stats(stats_path)
-    return prepared.load_tensors(data, stats_path, device)
+    return prepared.load_tensors(data, stats(stats_path), device)
 
 
 def train_metrics(path: Path, variant: str) -> dict:

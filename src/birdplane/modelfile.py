@@ -30,8 +30,9 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from birdplane.config import IMAGE, MAX_PARAMETERS, MAX_WIDTH, VariantConfig, n_parameters
-from birdplane.data import CIFAR10_CLASSES, dvc_recovery
+from birdplane.cifar import CIFAR10_CLASSES, IMAGE
+from birdplane.config import MAX_PARAMETERS, MAX_WIDTH, VariantConfig, n_parameters
+from birdplane.dvc_hints import dvc_recovery
 from birdplane.errors import BirdplaneError
 from birdplane.models import ModelConfig, build_model
 from birdplane.text import printable

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from birdplane.activations import ACTIVATIONS
+from birdplane.cifar import IMAGE, IN_FEATURES
 from birdplane.losses import HEADS, LOSSES
 
 
@@ -29,7 +30,7 @@ def _head(name: str) -> type[nn.Module]:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    in_features: int = 3 * 32 * 32     # a flattened 32x32 RGB image: no notion of neighbouring pixels
+    in_features: int = IN_FEATURES     # a flattened 32x32 RGB image: no notion of neighbouring pixels
     hidden: tuple[int, ...] = (512,)   # the book's single hidden layer
     n_classes: int = 2                 # birds vs airplanes
     activation: str = "tanh"
@@ -44,9 +45,6 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
         return cls(**{**d, "hidden": tuple(d["hidden"]), "channels": tuple(d.get("channels", ()))})
-
-
-IMAGE = (3, 32, 32)
 
 
 def build_model(cfg: ModelConfig) -> nn.Sequential:

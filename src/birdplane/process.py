@@ -12,7 +12,7 @@ import signal
 import sys
 from typing import Callable
 
-from birdplane.errors import BirdplaneError
+from birdplane.errors import BirdplaneError, DamagedFile
 from birdplane.io import no_space
 
 
@@ -70,6 +70,15 @@ def handle_termination() -> None:
             signal.signal(signum, _raise_terminated)
 
 
+def explain(e: BirdplaneError) -> str:
+    """The error's line; for a damaged DVC output, with the commands that replace it for good."""
+    if isinstance(e, DamagedFile):
+        from birdplane.dvc_hints import dvc_recovery
+
+        return e.with_fix(dvc_recovery(e.path, e.fix))
+    return str(e)
+
+
 def run_stage(name: str, main: Callable[[], None]) -> None:
     """Run a stage; a BirdplaneError ends it with its message and exit status 1, no traceback.
 
@@ -83,7 +92,7 @@ def run_stage(name: str, main: Callable[[], None]) -> None:
         numerics.pin()  # before numpy and torch load; a no-op for what download and report do
         main()
     except BirdplaneError as e:
-        print(f"error in stage {name}: {e}", file=sys.stderr)
+        print(f"error in stage {name}: {explain(e)}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt as e:
         signum = getattr(e, "signum", signal.SIGINT)
