@@ -118,6 +118,37 @@ def _unreachable(uri: str, e: BaseException) -> TrackingError:
 _READY: dict[tuple[str, str], str] = {}  # (tracking URI, experiment) -> id, once per process
 
 
+def _defer_signals_in_store_transactions() -> None:
+    """Make every transaction of MLflow's SQL stores a birdplane.process.signals_deferred section.
+
+    A SIGTERM or Ctrl-C raised inside SQLAlchemy or sqlite3 could leave a connection holding the
+    database's write lock, and ending the run as KILLED then failed after 20 s with `database is
+    locked` (the run stayed RUNNING). MLflow opens each transaction through the session factory
+    that `mlflow.store.db.utils._get_managed_session_maker` builds (called when a store is created),
+    so wrapping that one function covers every write, also those inside log_model and end_run.
+    Must run before the store is created; idempotent."""
+    from mlflow.store.db import utils
+
+    from birdplane.process import signals_deferred
+
+    original = utils._get_managed_session_maker
+    if getattr(original, "birdplane_defers_signals", False):
+        return
+
+    def managed_session_maker(session_maker, db_type):
+        make_session = original(session_maker, db_type)
+
+        @contextmanager
+        def session(*args, **kwargs):
+            with signals_deferred(), make_session(*args, **kwargs) as s:
+                yield s
+
+        return session
+
+    managed_session_maker.birdplane_defers_signals = True
+    utils._get_managed_session_maker = managed_session_maker
+
+
 def setup(experiment: str) -> str:
     """Point MLflow at the project's store, check that it answers, close the runs that killed
     processes left RUNNING, and return the experiment id (creating the experiment if needed).
@@ -135,6 +166,7 @@ def setup(experiment: str) -> str:
     # against model signature") are its routine, not news: a stage's stderr is for its errors
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    _defer_signals_in_store_transactions()
     root = project_root()
     # our default store keeps artifacts beside it (absolute, so experiment copies share them);
     # read the variable before set_tracking_uri, which sets it
