@@ -5,11 +5,14 @@ be written, a deleted experiment. Real processes, a real SQLite store, real HTTP
 127.0.0.1."""
 from __future__ import annotations
 
+import contextlib
+import http.server
+import json
 import os
-import signal
+import shlex
 import sqlite3
 import subprocess
-import sys
+import threading
 import time
 from pathlib import Path
 
@@ -99,3 +102,113 @@ def _seconds_after_signal(r: subprocess.CompletedProcess) -> float:
     stamp = [line for line in r.stdout.splitlines() if line.startswith("signal ")]
     assert stamp, r.stdout + r.stderr
     return time.time() - float(stamp[0].rsplit(" at ", 1)[1])
+
+
+# ---------------------------------------------------------------- a tracking server's answers
+
+PASSWORD = "s3cret-Pa55"
+HOSTILE = "\x1b[2J\x1b]0;pwned title\x07\x00\xff\x1b[31mred"
+
+
+class _Answer(http.server.BaseHTTPRequestHandler):
+    """Answers every request with the server's `answer`: (status, body bytes, content type)."""
+
+    def log_message(self, *args):
+        pass
+
+    def _reply(self):
+        status, body, kind = self.server.answer
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = _reply
+
+
+@contextlib.contextmanager
+def answering(status: int, body: bytes, kind: str = "text/plain"):
+    """A tracking server on 127.0.0.1 that answers everything with `status` and `body`; yields its
+    URI with a user and password in it."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Answer)
+    server.answer = (status, body, kind)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://alice:{PASSWORD}@127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def run_against(proj: Path, uri: str) -> tuple[int, bytes, bytes]:
+    r = subprocess.run([str(BIN / "python"), str(STAGE), "2"], cwd=proj, capture_output=True, timeout=120,
+                       env=stage_env(MLFLOW_TRACKING_URI=uri))
+    return r.returncode, r.stdout, r.stderr
+
+
+def assert_safe(stdout: bytes, stderr: bytes) -> str:
+    """Nothing raw from the server and no password reached the terminal; returns the one line."""
+    for raw in (b"\x1b", b"\x00", b"\xff", b"\x07", PASSWORD.encode()):
+        assert raw not in stdout + stderr, (raw, stderr)
+    return one_line(stderr.decode())
+
+
+@pytest.mark.parametrize("status, body, kind, advice", [
+    (400, HOSTILE.encode("latin-1"), "text/plain", "the tracking server refused the request (HTTP 400)"),
+    (401, HOSTILE.encode("utf-8"), "text/html", "the tracking server refused the credentials (HTTP 401)"),
+    (403, json.dumps({"error_code": "PERMISSION_DENIED", "message": HOSTILE}).encode(), "application/json",
+     "the tracking server refused the credentials (HTTP 403)"),
+    (500, HOSTILE.encode("latin-1"), "text/plain", "the tracking server failed (HTTP 500)"),
+])
+def test_a_tracking_servers_error_ends_in_one_safe_line_with_advice_that_fits(tmp_path, status, body, kind, advice):
+    with answering(status, body, kind) as uri:
+        rc, out, err = run_against(tmp_path, uri)
+    assert rc == 1
+    line = assert_safe(out, err)
+    assert line.startswith(f"error in stage train: cannot use the MLflow tracking store {uri.replace(f'alice:{PASSWORD}', '***')}")
+    assert advice in line, line
+    assert "start the server" not in line and b"epoch" not in out
+
+
+def test_a_tracking_server_that_is_down_gets_advice_to_start_it_without_the_password(tmp_path):
+    with answering(200, b"") as uri:
+        pass  # the port is closed again
+    rc, out, err = run_against(tmp_path, uri)
+    assert rc == 1
+    line = assert_safe(out, err)
+    assert "start the server" in line and "refused" not in line
+
+
+@pytest.mark.parametrize("message, advice", [
+    ("(sqlite3.OperationalError) database is locked", "another process held the store's lock"),
+    ("(sqlite3.OperationalError) database or disk is full", "the disk is full"),
+    ("(sqlite3.OperationalError) attempt to write a readonly database", "the store cannot be written"),
+])
+def test_a_sqlite_store_failure_gets_advice_that_fits(message, advice):
+    from mlflow.exceptions import MlflowException
+
+    from birdplane import tracking
+
+    line = str(tracking._unreachable("sqlite:////somewhere/mlflow.db", MlflowException(message)))
+    assert advice in line and "check that the path is writable" not in line, line
+
+
+def test_a_deleted_experiment_is_named_with_the_command_that_restores_it(tmp_path):
+    r, _ = run_stage(tmp_path, epochs=1)
+    assert r.returncode == 0, r.stderr
+    with sqlite3.connect(tmp_path / "mlflow.db") as db:  # what `mlflow experiments delete` does
+        db.execute("update experiments set lifecycle_stage = 'deleted' where name = 'birdplane'")
+    r, _ = run_stage(tmp_path, epochs=1)
+    assert r.returncode == 1
+    line = one_line(r.stderr)
+    assert "the MLflow experiment 'birdplane' is deleted: restore it with `" in line, line
+    assert "disk not full" not in line and "epoch" not in r.stdout
+    command = line.split("`")[1]
+    assigned, program = command.split(" ", 1)
+    var, value = assigned.split("=", 1)
+    restore = subprocess.run(shlex.split(program), cwd=tmp_path, env=stage_env(**{var: value, "PATH": f"{BIN}:{os.environ['PATH']}"}),
+                             capture_output=True, text=True, timeout=120)
+    assert restore.returncode == 0, restore.stderr
+    r, _ = run_stage(tmp_path, epochs=1)
+    assert r.returncode == 0 and "finished" in r.stdout, r.stderr
