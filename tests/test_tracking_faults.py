@@ -10,6 +10,7 @@ import http.server
 import json
 import os
 import shlex
+import shutil
 import sqlite3
 import subprocess
 import threading
@@ -212,3 +213,69 @@ def test_a_deleted_experiment_is_named_with_the_command_that_restores_it(tmp_pat
     assert restore.returncode == 0, restore.stderr
     r, _ = run_stage(tmp_path, epochs=1)
     assert r.returncode == 0 and "finished" in r.stdout, r.stderr
+
+
+# ---------------------------------------------------------------- a store that cannot be written
+
+AS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+@contextlib.contextmanager
+def read_only(folder: Path):
+    """`folder` (with what is in it) read-only for this process: a read-only mount for root, whom
+    permissions do not stop (skipped where it cannot mount), else chmod."""
+    if not AS_ROOT:
+        modes = {p: p.stat().st_mode for p in [folder, *folder.rglob("*")]}
+        for p in modes:
+            p.chmod(0o555 if p.is_dir() else 0o444)
+        try:
+            yield
+        finally:
+            for p, mode in modes.items():
+                p.chmod(mode)
+        return
+    copy = folder.with_name(folder.name + ".copy")
+    shutil.copytree(folder, copy, symlinks=True)
+    shutil.rmtree(folder)
+    folder.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(folder)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"root ignores permissions and cannot mount a read-only tmpfs here: {r.stderr.strip()}")
+    try:
+        shutil.copytree(copy, folder, symlinks=True, dirs_exist_ok=True)
+        subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True)
+        yield
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+        shutil.rmtree(folder)
+        copy.rename(folder)
+
+
+def assert_found_before_work(r: subprocess.CompletedProcess, what: str) -> None:
+    assert r.returncode == 1, r.stdout + r.stderr
+    line = one_line(r.stderr)  # no MLflow ERROR log, no traceback
+    assert line.startswith(f"error in stage train: cannot write the MLflow {what} "), line
+    assert "make it" in line and "writable" in line
+    assert "epoch" not in r.stdout  # found before the training
+
+
+def test_a_read_only_artifact_folder_is_found_before_training(tmp_path):
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    r, _ = run_stage(proj, epochs=1)
+    assert r.returncode == 0, r.stderr
+    with read_only(proj / "mlartifacts"):
+        r, _ = run_stage(proj, epochs=1)
+    assert_found_before_work(r, f"artifact store {proj / 'mlartifacts'}")
+    assert runs(proj) == [("tiny", "FINISHED")]  # no run opened
+
+
+def test_a_read_only_tracking_database_is_found_before_training(tmp_path):
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    r, _ = run_stage(proj, epochs=1)
+    assert r.returncode == 0, r.stderr
+    with read_only(proj):
+        r, _ = run_stage(proj, epochs=1)
+    assert_found_before_work(r, f"tracking store {proj / 'mlflow.db'}")
+    assert runs(proj) == [("tiny", "FINISHED")]
