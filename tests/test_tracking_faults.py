@@ -279,3 +279,58 @@ def test_a_read_only_tracking_database_is_found_before_training(tmp_path):
         r, _ = run_stage(proj, epochs=1)
     assert_found_before_work(r, f"tracking store {proj / 'mlflow.db'}")
     assert runs(proj) == [("tiny", "FINISHED")]
+
+
+# ---------------------------------------------------------------- the tracking URI's secrets
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def mlflow_server(folder: Path):
+    """A real `mlflow server` on 127.0.0.1 (it ignores the credentials); yields (port, its database)."""
+    import urllib.request
+
+    folder.mkdir()
+    port, db = free_port(), folder / "server.db"
+    log = (folder / "server.log").open("w")
+    proc = subprocess.Popen([str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{db}",
+                             "--artifacts-destination", str(folder / "artifacts"), "--host", "127.0.0.1",
+                             "--port", str(port), "--workers", "1"], cwd=folder, stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+                    break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, (folder / "server.log").read_text()
+                time.sleep(0.5)
+        yield port, db
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.mark.e2e
+def test_the_tracking_uris_password_is_never_printed_nor_logged(tmp_path):
+    """MLflow prints "View run <name> at: <tracking URI>/#/experiments/..." when a run of an HTTP
+    store ends; with `user:password@` in the URI nothing of it may reach the terminal or the runs."""
+    with mlflow_server(tmp_path / "server") as (port, db):
+        uri = f"http://alice:{PASSWORD}@127.0.0.1:{port}"
+        rc, out, err = run_against(tmp_path, uri)
+        assert rc == 0 and b"finished" in out, err
+        assert PASSWORD.encode() not in out + err and b"alice" not in out + err
+        with sqlite3.connect(db) as store:
+            values = [v for (v,) in store.execute("select value from tags union all select value from params")]
+        assert values and not [v for v in values if PASSWORD in v or "alice:" in v]
