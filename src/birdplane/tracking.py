@@ -144,7 +144,7 @@ def _advice(uri: str, e: BaseException) -> str:
             return (f"the tracking server refused the request (HTTP {status}): check that MLFLOW_TRACKING_URI is an "
                     f"MLflow tracking server, of a version that works with this mlflow {_mlflow_version()}, or {own}")
         return (f"start the server (e.g. `mlflow server --host 127.0.0.1 --port 5000`), fix MLFLOW_TRACKING_URI, "
-                f"or {own}")
+                f"or unset it to use the project's own store {_own_store()}")
     if "readonly" in text or "read-only" in text or isinstance(e, PermissionError):
         return ("the store cannot be written: make the database, its folder and the artifact folder writable "
                 "for this user (`chmod u+w`), or point MLFLOW_TRACKING_URI at another store")
