@@ -191,7 +191,7 @@ def test_a_sqlite_store_failure_gets_advice_that_fits(message, advice):
 
     from birdplane import tracking
 
-    line = str(tracking._unreachable("sqlite:////somewhere/mlflow.db", MlflowException(message)))
+    line = str(tracking._store_failure("sqlite:////somewhere/mlflow.db", MlflowException(message)))
     assert advice in line and "check that the path is writable" not in line, line
 
 

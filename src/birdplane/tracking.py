@@ -106,7 +106,7 @@ def _store_errors(also: type[BaseException] | tuple = ()) -> Iterator[None]:
         yield
     except Exception as e:
         if _is_tracking_failure(e) or isinstance(e, also):
-            raise _unreachable(tracking_uri(), e) from None
+            raise _store_failure(tracking_uri(), e) from None
         raise
 
 
@@ -162,7 +162,7 @@ def _mlflow_version() -> str:
     return mlflow.__version__
 
 
-def _unreachable(uri: str, e: BaseException) -> TrackingError:
+def _store_failure(uri: str, e: BaseException) -> TrackingError:
     """One line for a failure of the store: where (the URI without its credentials), why (the
     error, terminal-safe and redacted) and the advice that fits."""
     from birdplane.text import redact_url
@@ -186,9 +186,9 @@ def _defer_signals_in_store_transactions() -> None:
 
     from birdplane.process import signals_deferred
 
-    original = utils._get_managed_session_maker
-    if getattr(original, "birdplane_defers_signals", False):
-        return
+    original = getattr(utils, "_get_managed_session_maker", None)
+    if original is None or getattr(original, "birdplane_defers_signals", False):
+        return  # an MLflow without it: tests/test_tracking_faults.py says so
 
     def managed_session_maker(session_maker, db_type):
         make_session = original(session_maker, db_type)
@@ -384,7 +384,7 @@ def _ending(end: Callable[[str], None]) -> Iterator[None]:
     except BaseException as e:
         _end_quietly(end, "FAILED")
         if isinstance(e, Exception) and _is_tracking_failure(e):
-            raise _unreachable(tracking_uri(), e) from None
+            raise _store_failure(tracking_uri(), e) from None
         raise
     with _store_errors(also=Exception):
         end("FINISHED")
