@@ -334,3 +334,37 @@ def test_the_tracking_uris_password_is_never_printed_nor_logged(tmp_path):
         with sqlite3.connect(db) as store:
             values = [v for (v,) in store.execute("select value from tags union all select value from params")]
         assert values and not [v for v in values if PASSWORD in v or "alice:" in v]
+
+
+# ---------------------------------------------------------------- the real training stage
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("statement", ["INSERT INTO logged_models", "INSERT INTO latest_metrics"])
+def test_sigterm_inside_the_training_stages_store_write_ends_it_cleanly(tmp_path, tiny_archive, statement):
+    """The real train stage, the signal landing inside MLflow's write while the model is logged
+    (its logged-model entry) or an epoch's metrics are: one line within 5 s, 143, the run KILLED,
+    no output, no temporary file, no partial model in the artifact store."""
+    from conftest import dvc, make_project, stage_args
+    from test_faults import keep_variants, outputs_of, temp_files as project_temp_files, variant_runs
+
+    url, md5, _ = tiny_archive
+    proj = make_project(tmp_path / "proj", keep_variants)
+    env = project_env(url, md5)
+    dvc(proj, env, "repro", "stats", check=True)
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(  # runs at the stage's start-up, before its own code
+        f"import sys\nsys.path.insert(0, {str(STAGE.parent)!r})\n"
+        "from tracking_stage import signal_inside_the_store\nsignal_inside_the_store([True])\n")
+    env = {**env, "PYTHONPATH": os.pathsep.join([str(hook), env.get("PYTHONPATH", "")]),
+           "BIRDPLANE_TEST_SIGNAL_IN_SQL": f"{statement}:SIGTERM"}
+    r = subprocess.run([str(BIN / "python"), "pipeline/train.py", *stage_args("train.py", "small")], cwd=proj, env=env,
+                       capture_output=True, text=True, timeout=600)
+    assert "signal SIGTERM inside" in r.stdout, r.stdout + r.stderr
+    assert r.returncode == 143, r.stderr
+    assert one_line(r.stderr) == "stage train interrupted (SIGTERM); no outputs were written"
+    assert _seconds_after_signal(r) < 5
+    assert outputs_of(proj) == [] and project_temp_files(proj) == []
+    assert variant_runs(proj) == [("small", "KILLED")]
+    assert [p.name for p in (proj / "mlartifacts").rglob("*") if p.is_file()] == []  # no partial model
