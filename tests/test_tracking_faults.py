@@ -161,6 +161,7 @@ def assert_safe(stdout: bytes, stderr: bytes) -> str:
     (403, json.dumps({"error_code": "PERMISSION_DENIED", "message": HOSTILE}).encode(), "application/json",
      "the tracking server refused the credentials (HTTP 403)"),
     (500, HOSTILE.encode("latin-1"), "text/plain", "the tracking server failed (HTTP 500)"),
+    (200, HOSTILE.encode("utf-8"), "text/plain", "answers, but not as an MLflow tracking server does"),
 ])
 def test_a_tracking_servers_error_ends_in_one_safe_line_with_advice_that_fits(tmp_path, status, body, kind, advice):
     with answering(status, body, kind) as uri:

@@ -140,6 +140,9 @@ def _advice(uri: str, e: BaseException) -> str:
                     f"MLFLOW_TRACKING_TOKEN), and that they may write to this experiment")
         if status is not None and status >= 500:
             return f"the tracking server failed (HTTP {status}): see the server's log and try again, or {own}"
+        if status is None and "not in a valid json format" in text:
+            return (f"MLFLOW_TRACKING_URI answers, but not as an MLflow tracking server does: fix the address "
+                    f"(scheme, host, port, path), or {own}")
         if status is not None:
             return (f"the tracking server refused the request (HTTP {status}): check that MLFLOW_TRACKING_URI is an "
                     f"MLflow tracking server, of a version that works with this mlflow {_mlflow_version()}, or {own}")
