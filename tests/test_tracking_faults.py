@@ -31,7 +31,8 @@ def stage_env(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
-def run_stage(proj: Path, epochs: int = 3, timeout: float = 120, **extra: str) -> tuple[subprocess.CompletedProcess, float]:
+def run_stage(proj: Path, epochs: int = 3, timeout: float = 120,
+              **extra: str) -> tuple[subprocess.CompletedProcess, float]:
     t0 = time.monotonic()
     r = subprocess.run([str(BIN / "python"), str(STAGE), str(epochs)], cwd=proj, env=stage_env(**extra),
                        capture_output=True, text=True, timeout=timeout)
@@ -65,26 +66,17 @@ def temp_files(proj: Path) -> list[str]:
 @pytest.mark.parametrize("name, status", [("SIGTERM", 143), ("SIGINT", 130)])
 def test_a_signal_inside_a_store_write_ends_the_stage_cleanly_after_the_write(tmp_path, name, status):
     """The signal arrives in the middle of epoch 1's metric write (after the transaction began):
-    the write completes, then the stage ends in one line, the run KILLED, nothing left behind."""
-    t0 = time.monotonic()
-    r, seconds = run_stage(tmp_path, epochs=50, BIRDPLANE_TEST_SIGNAL_IN_SQL=f"INSERT INTO metrics:{name}")
+    the write completes, then the stage ends in one line within 5 s, the run KILLED, nothing left."""
+    r, _ = run_stage(tmp_path, epochs=50, BIRDPLANE_TEST_SIGNAL_IN_SQL=f"INSERT INTO metrics:{name}")
     assert f"signal {name} inside" in r.stdout, r.stdout + r.stderr
     assert r.returncode == status, r.stderr
     assert one_line(r.stderr) == f"stage train interrupted ({name}); no outputs were written"
+    assert _seconds_after_signal(r) < 5
     assert "epoch 1\n" not in r.stdout and "finished" not in r.stdout
     assert runs(tmp_path) == [("tiny", "KILLED")]
     # the write the signal landed in was completed, not cut off half way
     assert logged_steps(tmp_path) == [1]
     assert temp_files(tmp_path) == [] and not (tmp_path / "out" / "result.txt").exists()
-    assert seconds < 60 and time.monotonic() - t0 < 60  # start-up included; the signal's own part is below
-
-
-def test_the_stage_ends_within_5_s_of_a_signal_inside_a_store_write(tmp_path):
-    run_stage(tmp_path, epochs=1)  # the store exists: what follows times the signal, not table creation
-    r, seconds = run_stage(tmp_path, epochs=50, BIRDPLANE_TEST_SIGNAL_IN_SQL="INSERT INTO metrics:SIGTERM")
-    signalled = _seconds_after_signal(r)
-    assert r.returncode == 143 and signalled < 5, (signalled, r.stderr)
-    assert [status for _, status in runs(tmp_path)] == ["FINISHED", "KILLED"]
 
 
 def test_a_write_that_holds_a_signal_back_too_long_is_given_up(tmp_path):
@@ -168,7 +160,8 @@ def test_a_tracking_servers_error_ends_in_one_safe_line_with_advice_that_fits(tm
         rc, out, err = run_against(tmp_path, uri)
     assert rc == 1
     line = assert_safe(out, err)
-    assert line.startswith(f"error in stage train: cannot use the MLflow tracking store {uri.replace(f'alice:{PASSWORD}', '***')}")
+    shown = uri.replace(f"alice:{PASSWORD}", "***")
+    assert line.startswith(f"error in stage train: cannot use the MLflow tracking store {shown}")
     assert advice in line, line
     assert "start the server" not in line and b"epoch" not in out
 
@@ -209,8 +202,8 @@ def test_a_deleted_experiment_is_named_with_the_command_that_restores_it(tmp_pat
     command = line.split("`")[1]
     assigned, program = command.split(" ", 1)
     var, value = assigned.split("=", 1)
-    restore = subprocess.run(shlex.split(program), cwd=tmp_path, env=stage_env(**{var: value, "PATH": f"{BIN}:{os.environ['PATH']}"}),
-                             capture_output=True, text=True, timeout=120)
+    restore = subprocess.run(shlex.split(program), cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                             env=stage_env(**{var: value, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}))
     assert restore.returncode == 0, restore.stderr
     r, _ = run_stage(tmp_path, epochs=1)
     assert r.returncode == 0 and "finished" in r.stdout, r.stderr

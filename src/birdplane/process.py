@@ -1,5 +1,6 @@
 """What every stage process does around its work (birdplane.process.run_stage): the heap setting,
-SIGTERM handled like Ctrl-C (held back while the MLflow store writes), and every fault ended in one line and an exit status.
+SIGTERM handled like Ctrl-C (held back while the MLflow store writes), and every fault ended in one
+line and an exit status.
 
 Nothing here can change a stage's outputs, so no stage depends on this file in dvc.yaml (a change
 to the heap setting used to re-run evaluate and shift-test for byte-identical outputs). The pinned

@@ -324,8 +324,9 @@ def _deleted(experiment: str, experiment_id: str, own_store: bool) -> TrackingEr
     where = f"MLFLOW_TRACKING_URI={_own_store()} " if own_store else ""
     from birdplane.text import printable
 
-    return TrackingError(f"the MLflow experiment '{printable(experiment, 80)}' is deleted: restore it with `{where}mlflow experiments "
-                         f"restore --experiment-id {experiment_id}`, or choose another mlflow.experiment in params.yaml")
+    return TrackingError(f"the MLflow experiment '{printable(experiment, 80)}' is deleted: restore it with "
+                         f"`{where}mlflow experiments restore --experiment-id {experiment_id}`, or choose another "
+                         f"mlflow.experiment in params.yaml")
 
 
 @contextmanager
