@@ -321,9 +321,9 @@ def _check_artifacts_writable(location: str | None) -> None:
 
 def _deleted(experiment: str, experiment_id: str, own_store: bool) -> TrackingError:
     """A deleted experiment keeps its name (MLflow refuses a new one of that name until it is purged)."""
-    where = f"MLFLOW_TRACKING_URI={_own_store()} " if own_store else ""
     from birdplane.text import printable
 
+    where = f"MLFLOW_TRACKING_URI={_own_store()} " if own_store else ""
     return TrackingError(f"the MLflow experiment '{printable(experiment, 80)}' is deleted: restore it with "
                          f"`{where}mlflow experiments restore --experiment-id {experiment_id}`, or choose another "
                          f"mlflow.experiment in params.yaml")
