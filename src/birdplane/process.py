@@ -1,5 +1,6 @@
 """What every stage process does around its work (birdplane.process.run_stage): the heap setting,
-SIGTERM handled like Ctrl-C, and every fault ended in one line and an exit status.
+SIGTERM handled like Ctrl-C (held back while the MLflow store writes), and every fault ended in one
+line and an exit status.
 
 Nothing here can change a stage's outputs, so no stage depends on this file in dvc.yaml (a change
 to the heap setting used to re-run evaluate and shift-test for byte-identical outputs). The pinned
@@ -10,7 +11,9 @@ from __future__ import annotations
 import ctypes
 import signal
 import sys
-from typing import Callable
+import time
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 from birdplane.errors import BirdplaneError, DamagedFile
 from birdplane.io import no_space
@@ -47,7 +50,7 @@ def keep_freed_memory() -> bool:
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM (or SIGHUP) arrived: handled like Ctrl-C, so every `finally` and `except
+    """SIGTERM, SIGINT (or SIGHUP) arrived: handled like Ctrl-C, so every `finally` and `except
     BaseException` on the way out (temporary outputs, the MLflow run) cleans up."""
 
     def __init__(self, signum: int):
@@ -55,19 +58,127 @@ class Terminated(KeyboardInterrupt):
         self.signum = signum
 
 
-def _raise_terminated(signum: int, _frame) -> None:
-    # a second signal while cleaning up must not interrupt the clean-up itself
-    signal.signal(signum, signal.SIG_IGN)
+HANDLED = ("SIGTERM", "SIGINT", "SIGHUP")
+# How long a deferred signal may wait for a store write (and the clean-up after it may take) before
+# we give up on the write: MLflow's SQLite sessions wait up to 20 s for a lock that another process
+# holds, its HTTP calls up to 30 s; the stage must end within 5 s of the signal.
+SIGNAL_GRACE_S = 3.0
+
+
+class _SignalState:
+    """What the handlers share: how deep in signals_deferred() the main thread is, the signal that
+    waits for the section's end, the first signal's number and the time by which we must be out."""
+
+    depth = 0
+    pending: int | None = None
+    first: int | None = None
+    deadline: float | None = None
+    gave_up = False
+
+
+_state = _SignalState()
+
+
+def _interrupt(signum: int) -> None:
+    # a further signal while cleaning up must not interrupt the clean-up itself
+    for name in HANDLED:
+        if (other := getattr(signal, name, None)) is not None:
+            signal.signal(other, signal.SIG_IGN)
     raise Terminated(signum)
 
 
+def _on_signal(signum: int, _frame) -> None:
+    """Raise Terminated now, or, inside signals_deferred(), when the section ends (and at the latest
+    when the grace is over)."""
+    if _state.first is None:
+        _state.first, _state.deadline = signum, time.monotonic() + SIGNAL_GRACE_S
+    if _state.depth:
+        _state.pending = _state.pending or signum
+        _arm_grace()
+        return
+    _interrupt(signum)
+
+
+def _on_grace_over(_signum: int, _frame) -> None:
+    """The write that held the signal back took too long (a store locked by another process, a
+    server that does not answer): give up on it, and on every store write after it (the clean-up
+    would wait for the same store). The run may stay RUNNING; the next stage that opens the store
+    closes it (birdplane.tracking.close_orphaned_runs). Python runs this handler between bytecodes:
+    a write stuck inside C (sqlite3 waiting up to 20 s for a lock another process holds) ends first."""
+    if _state.first is None:
+        return  # a stray SIGALRM: not ours
+    _state.pending, _state.gave_up = None, True
+    _interrupt(_state.first)
+
+
+def _arm_grace() -> None:
+    """Let SIGALRM end the deferred section when the grace after the first signal is over."""
+    if _state.deadline is None or not hasattr(signal, "setitimer"):
+        return  # no signal yet, or a platform without timers (Windows): no bound
+    signal.setitimer(signal.ITIMER_REAL, max(_state.deadline - time.monotonic(), 0.001))
+
+
+def _disarm_grace() -> None:
+    if _state.deadline is not None and hasattr(signal, "setitimer"):
+        signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+@contextmanager
+def signals_deferred() -> Iterator[None]:
+    """A section that a signal must not interrupt half way: a transaction with the MLflow store.
+
+    Raising Terminated inside SQLAlchemy or sqlite3 can leave a connection that still holds the
+    database's write lock; ending the run as KILLED then waited 20 s for that lock and failed with
+    `database is locked`, leaving the run RUNNING. Inside this section the handler only records the
+    signal; Terminated is raised when the (outermost) section ends, right after the write returns.
+    A write that is still going after SIGNAL_GRACE_S is given up (see _on_grace_over). Nestable;
+    without run_stage's handlers (a test, a notebook) it defers nothing."""
+    if _state.gave_up:
+        raise Terminated(_state.first)
+    _state.depth += 1
+    if _state.first is not None:
+        _arm_grace()  # clean-up after a signal: this write gets what is left of the grace
+    try:
+        yield
+    finally:
+        _state.depth -= 1
+        if _state.depth == 0:
+            _disarm_grace()
+            if _state.pending is not None:
+                signum, _state.pending = _state.pending, None
+                _interrupt(signum)
+
+
 def handle_termination() -> None:
-    """Turn SIGTERM (what `timeout`, `kill`, a CI cancel and a container stop send) and SIGHUP (a
-    closed terminal) into Terminated. Where a signal does not exist (SIGHUP on Windows), skip it."""
-    for name in ("SIGTERM", "SIGHUP"):
+    """Turn SIGTERM (what `timeout`, `kill`, a CI cancel and a container stop send), SIGINT (Ctrl-C)
+    and SIGHUP (a closed terminal) into Terminated, held back inside signals_deferred(). Where a
+    signal does not exist (SIGHUP, SIGALRM on Windows), skip it."""
+    _state.depth, _state.pending, _state.first, _state.deadline, _state.gave_up = 0, None, None, None, False
+    for name in HANDLED:
         signum = getattr(signal, name, None)
         if signum is not None:
-            signal.signal(signum, _raise_terminated)
+            signal.signal(signum, _on_signal)
+    if hasattr(signal, "SIGALRM"):
+        signal.signal(signal.SIGALRM, _on_grace_over)
+
+
+def _exit_at_once(status: int) -> None:
+    """Exit after the atexit handlers, without the interpreter's own finalization.
+
+    Every clean-up has run by now (the `finally` blocks, the run's end, then MLflow's and logging's
+    atexit handlers here). What remains is Python tearing down the modules MLflow, SQLAlchemy and
+    torch loaded: 1-3 s of a loaded machine, more than an interrupted stage may take (it must end
+    within 5 s of the signal)."""
+    import atexit
+    import os
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: nothing more to say
+            pass
+    os._exit(status)
 
 
 def explain(e: BirdplaneError) -> str:
@@ -97,7 +208,7 @@ def run_stage(name: str, main: Callable[[], None]) -> None:
     except KeyboardInterrupt as e:
         signum = getattr(e, "signum", signal.SIGINT)
         print(f"stage {name} interrupted ({signal.Signals(signum).name}); no outputs were written", file=sys.stderr)
-        sys.exit(128 + signum)
+        _exit_at_once(128 + signum)
     except OSError as e:
         if not no_space(e):
             raise

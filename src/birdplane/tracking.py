@@ -7,6 +7,7 @@ process that was killed (SIGKILL, a lost machine) instead of leaving them RUNNIN
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -80,8 +81,12 @@ def git_commit(root: Path | None = None) -> str | None:
 
 
 def _short(e: BaseException) -> str:
-    text = " ".join(str(e).split())
-    return f"{type(e).__name__}: {text[:160]}{'…' if len(text) > 160 else ''}"
+    """The exception as a short, terminal-safe line: a tracking server's error body is outside text
+    (NUL, 0xFF, ANSI escapes that clear the screen or set the window title), and MLflow's messages
+    name the tracking URI with its credentials; birdplane.text.printable escapes and redacts both."""
+    from birdplane.text import printable
+
+    return printable(f"{type(e).__name__}: {' '.join(str(e).split())}", limit=160)
 
 
 def _is_tracking_failure(e: BaseException) -> bool:
@@ -101,21 +106,105 @@ def _store_errors(also: type[BaseException] | tuple = ()) -> Iterator[None]:
         yield
     except Exception as e:
         if _is_tracking_failure(e) or isinstance(e, also):
-            raise _unreachable(tracking_uri(), e) from None
+            raise _store_failure(tracking_uri(), e) from None
         raise
 
 
-def _unreachable(uri: str, e: BaseException) -> TrackingError:
-    own = f"sqlite:///{(project_root() / DB_NAME).as_posix()}"
+def _own_store() -> str:
+    return f"sqlite:///{(project_root() / DB_NAME).as_posix()}"
+
+
+def _http_status(e: BaseException) -> int | None:
+    """The HTTP status a tracking server answered with, if it answered: from MLflow's message for
+    a body that is not MLflow's JSON ("error code 401 != 200") or for statuses retried in vain
+    ("too many 503 error responses"), else from the error code of MLflow's own JSON error."""
+    from mlflow.exceptions import RestException
+
+    for pattern in (r"error code (\d{3}) != ", r"too many (\d{3}) error responses"):
+        if match := re.search(pattern, str(e)):
+            return int(match.group(1))
+    return e.get_http_status_code() if isinstance(e, RestException) else None
+
+
+def _advice(uri: str, e: BaseException) -> str:
+    """What to do about this failure of the store at `uri`: a server that cannot be reached,
+    credentials refused, a server error, a request refused; a read-only, locked or full SQLite
+    store. Never repeats the credentials."""
+    own = f"unset MLFLOW_TRACKING_URI to use the project's own store {_own_store()}"
+    text = str(e).lower()
     if uri.startswith(("http://", "https://")):
-        fix = (f"start the server (e.g. `mlflow server --host 127.0.0.1 --port 5000`), fix MLFLOW_TRACKING_URI, "
-               f"or unset it to use the project's own store {own}")
-    else:
-        fix = "check that the path is writable and the disk not full, or point MLFLOW_TRACKING_URI at another store"
-    return TrackingError(f"cannot use the MLflow tracking store {uri} ({_short(e)}): {fix}")
+        status = _http_status(e)
+        if status in (401, 403):
+            return (f"the tracking server refused the credentials (HTTP {status}): check the user and password in "
+                    f"MLFLOW_TRACKING_URI or MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD (or "
+                    f"MLFLOW_TRACKING_TOKEN), and that they may write to this experiment")
+        if status is not None and status >= 500:
+            return f"the tracking server failed (HTTP {status}): see the server's log and try again, or {own}"
+        if status is None and "not in a valid json format" in text:
+            return (f"MLFLOW_TRACKING_URI answers, but not as an MLflow tracking server does: fix the address "
+                    f"(scheme, host, port, path), or {own}")
+        if status is not None:
+            return (f"the tracking server refused the request (HTTP {status}): check that MLFLOW_TRACKING_URI is an "
+                    f"MLflow tracking server, of a version that works with this mlflow {_mlflow_version()}, or {own}")
+        return (f"start the server (e.g. `mlflow server --host 127.0.0.1 --port 5000`), fix MLFLOW_TRACKING_URI, "
+                f"or unset it to use the project's own store {_own_store()}")
+    if "readonly" in text or "read-only" in text or isinstance(e, PermissionError):
+        return ("the store cannot be written: make the database, its folder and the artifact folder writable "
+                "for this user (`chmod u+w`), or point MLFLOW_TRACKING_URI at another store")
+    if "database is locked" in text:
+        return ("another process held the store's lock too long (another stage, an `mlflow ui`): let it finish "
+                "and run the stage again")
+    if "disk is full" in text or "no space" in text:
+        return "the disk is full: free some space and run the stage again"
+    return "check that the path is writable and the disk not full, or point MLFLOW_TRACKING_URI at another store"
+
+
+def _mlflow_version() -> str:
+    import mlflow
+
+    return mlflow.__version__
+
+
+def _store_failure(uri: str, e: BaseException) -> TrackingError:
+    """One line for a failure of the store: where (the URI without its credentials), why (the
+    error, terminal-safe and redacted) and the advice that fits."""
+    from birdplane.text import redact_url
+
+    return TrackingError(f"cannot use the MLflow tracking store {redact_url(uri)} ({_short(e)}): {_advice(uri, e)}")
 
 
 _READY: dict[tuple[str, str], str] = {}  # (tracking URI, experiment) -> id, once per process
+
+
+def _defer_signals_in_store_transactions() -> None:
+    """Make every transaction of MLflow's SQL stores a birdplane.process.signals_deferred section.
+
+    A SIGTERM or Ctrl-C raised inside SQLAlchemy or sqlite3 could leave a connection holding the
+    database's write lock, and ending the run as KILLED then failed after 20 s with `database is
+    locked` (the run stayed RUNNING). MLflow opens each transaction through the session factory
+    that `mlflow.store.db.utils._get_managed_session_maker` builds (called when a store is created),
+    so wrapping that one function covers every write, also those inside log_model and end_run.
+    Must run before the store is created; idempotent."""
+    from mlflow.store.db import utils
+
+    from birdplane.process import signals_deferred
+
+    original = getattr(utils, "_get_managed_session_maker", None)
+    if original is None or getattr(original, "birdplane_defers_signals", False):
+        return  # an MLflow without it: tests/test_tracking_faults.py says so
+
+    def managed_session_maker(session_maker, db_type):
+        make_session = original(session_maker, db_type)
+
+        @contextmanager
+        def session(*args, **kwargs):
+            with signals_deferred(), make_session(*args, **kwargs) as s:
+                yield s
+
+        return session
+
+    managed_session_maker.birdplane_defers_signals = True
+    utils._get_managed_session_maker = managed_session_maker
 
 
 def setup(experiment: str) -> str:
@@ -135,14 +224,20 @@ def setup(experiment: str) -> str:
     # against model signature") are its routine, not news: a stage's stderr is for its errors
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # MLflow logs every SQL error with its traceback before raising it; the stage turns the error
+    # into one line (_store_errors), so the log is a duplicate that buries that line
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
+    _defer_signals_in_store_transactions()
     root = project_root()
     # our default store keeps artifacts beside it (absolute, so experiment copies share them);
     # read the variable before set_tracking_uri, which sets it
     own_store = not os.environ.get("MLFLOW_TRACKING_URI")
     uri = tracking_uri(root)
+    _keep_secrets_of(uri)
     mlflow.set_tracking_uri(uri)
     if (uri, experiment) in _READY:
         return _READY[uri, experiment]
+    _check_database_writable(uri)
     # Parallel stages (`dvc queue start --jobs 2`) may meet a store that does not exist yet: one of
     # them creates the tables and the experiment while the others wait.
     lock = FileLock(root / f".{DB_NAME}.lock", timeout=300) if own_store else _no_lock()
@@ -151,12 +246,87 @@ def setup(experiment: str) -> str:
             exp = mlflow.get_experiment_by_name(experiment)
             if exp is None:
                 artifact_location = (root / ARTIFACTS).as_uri() if own_store else None
-                exp_id = mlflow.create_experiment(experiment, artifact_location=artifact_location)
-            else:
-                exp_id = exp.experiment_id
+                exp = mlflow.get_experiment(mlflow.create_experiment(experiment, artifact_location=artifact_location))
+            elif exp.lifecycle_stage == "deleted":
+                raise _deleted(experiment, exp.experiment_id, own_store)
+        exp_id = exp.experiment_id
+        _check_artifacts_writable(exp.artifact_location)
         close_orphaned_runs(exp_id)
     _READY[(uri, experiment)] = exp_id
     return exp_id
+
+
+def _keep_secrets_of(uri: str) -> None:
+    """Keep the tracking URI's credentials (and query) out of everything the stage prints.
+
+    MLflow prints "View run ... at: <tracking URI>/#/..." when a run of an HTTP store ends, with
+    the URI's `user:password@` in it; with secrets in the URI those lines are switched off
+    (MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT, MLflow's own switch). Our messages redact it
+    (birdplane.text.redact, which also knows the secrets from now on)."""
+    from birdplane.text import remember_secrets_of, secrets_of
+
+    if secrets_of(uri):
+        remember_secrets_of(uri)
+        os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
+
+
+def _probe(folder: Path) -> None:
+    """Create and remove a file in `folder` (created if missing): raises OSError where it cannot."""
+    folder.mkdir(parents=True, exist_ok=True)
+    probe = folder / f".birdplane-probe.{os.getpid()}.birdplane-tmp"
+    try:
+        probe.write_bytes(b"")
+    finally:
+        probe.unlink(missing_ok=True)
+
+
+def _check_database_writable(uri: str) -> None:
+    """A SQLite store must be writable, its file and its folder (SQLite writes a journal beside it):
+    found before MLflow opens it (which logged 91 lines of errors) and before any training."""
+    if not uri.startswith("sqlite:"):
+        return
+    from sqlalchemy.engine import make_url
+
+    database = make_url(uri).database
+    if not database or database == ":memory:":
+        return
+    path = Path(database)
+    try:
+        _probe(path.parent)
+        if path.exists():
+            with path.open("r+b"):
+                pass
+    except OSError as e:
+        raise TrackingError(f"cannot write the MLflow tracking store {path} ({_short(e)}): make it and its folder "
+                            f"writable for this user (`chmod u+w`), or point MLFLOW_TRACKING_URI at another "
+                            f"store") from None
+
+
+def _check_artifacts_writable(location: str | None) -> None:
+    """The experiment's artifact folder, where it is local, must be writable: found before training
+    (a read-only one failed only when the model was logged, after the whole training)."""
+    if not location or not location.startswith(("file:", "/")):
+        return  # a server's artifact store (mlflow-artifacts:, s3:, ...): the server checks it
+    from urllib.parse import urlparse
+    from urllib.request import url2pathname
+
+    folder = Path(url2pathname(urlparse(location).path)) if location.startswith("file:") else Path(location)
+    try:
+        _probe(folder)
+    except OSError as e:
+        raise TrackingError(f"cannot write the MLflow artifact store {folder} ({_short(e)}): make it writable for "
+                            f"this user (`chmod u+w`), free some space, or point MLFLOW_TRACKING_URI at another "
+                            f"store") from None
+
+
+def _deleted(experiment: str, experiment_id: str, own_store: bool) -> TrackingError:
+    """A deleted experiment keeps its name (MLflow refuses a new one of that name until it is purged)."""
+    from birdplane.text import printable
+
+    where = f"MLFLOW_TRACKING_URI={_own_store()} " if own_store else ""
+    return TrackingError(f"the MLflow experiment '{printable(experiment, 80)}' is deleted: restore it with "
+                         f"`{where}mlflow experiments restore --experiment-id {experiment_id}`, or choose another "
+                         f"mlflow.experiment in params.yaml")
 
 
 @contextmanager
@@ -218,7 +388,7 @@ def _ending(end: Callable[[str], None]) -> Iterator[None]:
     except BaseException as e:
         _end_quietly(end, "FAILED")
         if isinstance(e, Exception) and _is_tracking_failure(e):
-            raise _unreachable(tracking_uri(), e) from None
+            raise _store_failure(tracking_uri(), e) from None
         raise
     with _store_errors(also=Exception):
         end("FINISHED")
