@@ -36,7 +36,7 @@ def main() -> None:
     device = engine.resolve_device(params.train.device)
     train, val, classes, stats = load_tensors(args.data, args.stats, device)
     sw, seeds = params.sweep, [params.seed + i for i in range(params.sweep.seeds)]
-    tags = {"dvc_stage": "sweep", "git_commit": tracking.git_commit(), "data_md5": stats.get("source", {}).get("md5"),
+    tags = {"dvc_stage": "sweep", "git_commit": provenance.git_commit(), "data_md5": stats.get("source", {}).get("md5"),
             "variant": "sweep"}
 
     def echo(c, r, seconds):

@@ -39,7 +39,7 @@ def main() -> None:
     cfg = model_config(recipe, len(classes))
     seeds = [params.seed + i for i in range(recipe.seeds)]
     stage, v = f"train@{args.variant}", args.variant
-    tags = {"variant": v, "dvc_stage": stage, "git_commit": tracking.git_commit(),
+    tags = {"variant": v, "dvc_stage": stage, "git_commit": provenance.git_commit(),
             "data_md5": stats.get("source", {}).get("md5"), "model": describe(cfg)}
     run_params = {**recipe.model_dump(exclude={"name"}), "classes": ",".join(classes), "device": str(device),
                   "engine": params.train.engine, "n_train": len(train[1]), "n_val": len(val[1])}

@@ -2,7 +2,7 @@
 from it, not when a running `dvc repro` rewrites its own outputs."""
 import subprocess
 
-from birdplane.tracking import git_commit
+from birdplane.provenance import git_commit
 
 
 def test_dirty_only_for_code_and_pipeline_changes(tmp_path):

@@ -10,8 +10,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src" / "birdplane"
 # Modules whose changes cannot change a stage's outputs: argument parsing and error reporting,
 # the process's set-up (signals, heap), atomic file writing, MLflow logging and loading (not a DVC
-# output), provenance (only in the logs, which are not compared) and the exception base class.
-SIDE_EFFECTS = {"cli", "process", "io", "tracking", "serving", "provenance", "errors", "__init__"}
+# output), provenance (only in the logs, which are not compared), DVC hints (messages and where the
+# project root is) and the exception base classes.
+SIDE_EFFECTS = {"cli", "process", "io", "tracking", "serving", "provenance", "errors", "dvc_hints", "__init__"}
 
 
 def module_file(name: str) -> Path | None:

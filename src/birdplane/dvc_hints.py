@@ -1,4 +1,5 @@
-"""What DVC knows that a message should say: the exact commands that replace a damaged output.
+"""What the project knows of DVC outside dvc.yaml: the exact commands that replace a damaged output,
+and where the project's root is from inside a queued experiment's copy.
 
 Operations code (the stages' error lines, the model-file checks) asks here; the ML core raises
 birdplane.errors.DamagedFile with a plain fix and knows nothing of DVC.
@@ -32,3 +33,17 @@ def dvc_recovery(path: Path, fallback: str) -> str:
     except Exception:  # a hint must never hide the error it explains
         pass
     return fallback
+
+
+def project_root(start: Path | None = None) -> Path:
+    """The project's root, also from inside a `dvc exp run --queue/--temp` copy.
+
+    DVC runs queued experiments in copies under `<root>/.dvc/tmp/exps/…`; MLflow must still
+    write to the one store at the real root.
+    """
+    here = (start or Path.cwd()).resolve()
+    parts = here.parts
+    for i in range(len(parts) - 3):
+        if parts[i:i + 3] == (".dvc", "tmp", "exps"):
+            return Path(*parts[:i])
+    return here

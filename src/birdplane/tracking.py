@@ -10,12 +10,12 @@ import os
 import re
 import shutil
 import socket
-import subprocess
 import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from birdplane.dvc_hints import project_root
 from birdplane.errors import BirdplaneError
 
 DB_NAME = "mlflow.db"
@@ -38,46 +38,10 @@ class TrackingError(BirdplaneError):
     """The MLflow tracking store cannot be reached or refused a write."""
 
 
-def project_root(start: Path | None = None) -> Path:
-    """The project's root, also from inside a `dvc exp run --queue/--temp` copy.
-
-    DVC runs queued experiments in copies under `<root>/.dvc/tmp/exps/…`; MLflow must still
-    write to the one store at the real root.
-    """
-    here = (start or Path.cwd()).resolve()
-    parts = here.parts
-    for i in range(len(parts) - 3):
-        if parts[i:i + 3] == (".dvc", "tmp", "exps"):
-            return Path(*parts[:i])
-    return here
-
-
 def tracking_uri(root: Path | None = None) -> str:
     """MLFLOW_TRACKING_URI if set, else sqlite:///<project root>/mlflow.db (absolute; forward
     slashes, which SQLAlchemy expects on Windows too)."""
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{((root or project_root()) / DB_NAME).as_posix()}"
-
-
-# What makes the results: the code and the pipeline's definition. Not the outputs, which a running
-# `dvc repro` rewrites (dvc.lock, metrics/, plots/) while later stages still start.
-SOURCES = (":/src", ":/pipeline", ":/params.yaml", ":/dvc.yaml", ":/pyproject.toml", ":/requirements.lock")
-
-
-def git_commit(root: Path | None = None) -> str | None:
-    """The commit the code ran from, with "-dirty" when the code or the pipeline's definition differ
-    from it (the run then came from uncommitted changes, which the commit alone would hide); None
-    outside git."""
-    def git(*args: str) -> str | None:
-        try:
-            out = subprocess.run(["git", *args], cwd=root or Path.cwd(), capture_output=True, text=True, timeout=10)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        return out.stdout.strip() if out.returncode == 0 else None
-
-    sha = git("rev-parse", "HEAD")
-    if not sha:
-        return None
-    return f"{sha}-dirty" if git("status", "--porcelain", "--untracked-files=no", "--", *SOURCES) else sha
 
 
 def _short(e: BaseException) -> str:
