@@ -282,7 +282,8 @@ def test_impossible_models_are_refused_while_reading(tmp_path, edit, expected):
 
 
 def test_the_largest_allowed_model_loads(tmp_path):
-    from birdplane.config import MAX_PARAMETERS, n_parameters
+    from birdplane.architecture import n_parameters
+    from birdplane.config import MAX_PARAMETERS
 
     d = project_params()
     d["train"]["variants"]["nll"]["hidden"] = [16_000]  # 49.2 M parameters
@@ -295,7 +296,7 @@ def test_the_largest_allowed_model_loads(tmp_path):
     ("cnn", (32,), (16, 8), 2), ("cnn", (), (5,), 4), ("cnn", (7, 3), (3, 4, 5, 6), 10),
 ])
 def test_parameter_estimate_equals_the_built_model(arch, hidden, channels, n_classes):
-    from birdplane.config import n_parameters
+    from birdplane.architecture import n_parameters
     from birdplane.models import ModelConfig, build_model
     from birdplane.models import n_parameters as counted
 

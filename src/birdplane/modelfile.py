@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from birdplane.cifar import CIFAR10_CLASSES, IMAGE
-from birdplane.config import MAX_PARAMETERS, MAX_WIDTH, VariantConfig, n_parameters
+from birdplane.architecture import n_parameters
+from birdplane.config import MAX_PARAMETERS, MAX_WIDTH, VariantConfig
 from birdplane.dvc_hints import dvc_recovery
 from birdplane.errors import BirdplaneError
 from birdplane.models import ModelConfig, build_model

@@ -19,7 +19,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from birdplane.config import n_parameters
+from birdplane.architecture import n_parameters
 from birdplane.inference import final_metrics, logit_gradients
 from birdplane.models import ModelConfig, build_model, describe, head_for
 from birdplane.summary import smallest_within_one_std, spread, spread_known
