@@ -78,9 +78,9 @@ def build_model(cfg: ModelConfig) -> nn.Sequential:
     model = nn.Sequential(*layers)
     if cfg.arch == "cnn":
         # convolution weights channels-last: oneDNN then runs the convolutions and max-pools
-        # channels-last (the images stay N x 3 x 32 x 32). On 2 cores the book's Net trained at 2.7
-        # instead of 3.65 s per epoch and predicted 2,000 images in 0.21 instead of 0.42 s (NCHW's
-        # max-pool took half of that); the same math in another rounding order
+        # channels-last (the images stay N x 3 x 32 x 32): faster training and twice as fast
+        # prediction on 2 cores, NCHW's max-pool being the slow part (docs/performance.md); the
+        # same math in another rounding order
         model.to(memory_format=torch.channels_last)
     return model
 

@@ -40,9 +40,8 @@ from birdplane.errors import BirdplaneError
 MODE_VARIABLE = "BIRDPLANE_NUMERICS"
 PINNED, FAST, NATIVE = "pinned", "fast", "native"
 # OpenBLAS splits a product's sums by its thread count, so the count is fixed, whatever torch uses:
-# two threads, as on the 2-core machines this was built on (a product of the 3072-512 layer at 256
-# rows took 4.2 ms with 2 OpenBLAS threads, 5.7 ms with MKL's on an AMD EPYC). OpenBLAS starts no
-# more threads than the CPUs the process may use, so install() sets the count again at run time
+# two threads, as on the 2-core machines this was built on (docs/performance.md, "Pinned
+# numerics"). OpenBLAS starts no more threads than the CPUs the process may use, so install() sets the count again at run time
 # (threadpoolctl), which it honours: on one CPU the two threads take turns.
 BLAS_THREADS = 2
 # set before numpy and torch load; each is read once, when its library starts
@@ -54,8 +53,8 @@ ENVIRONMENT = {
     "ONEDNN_MAX_CPU_ISA": "AVX2",
 }
 # Speed only, never the bits (a user's own values win): OpenBLAS' threads and torch's OpenMP threads
-# both spin while they wait for work, and on 2 cores each pool's spinning starved the other: 3.3 s per
-# epoch of the 3072-512-2 net instead of 0.67 s with both told to sleep soon (0.75 s unpinned, MKL).
+# both spin while they wait for work, and on 2 cores each pool's spinning starved the other: an
+# epoch took about five times as long as with both told to sleep soon (docs/performance.md).
 SPEED_ENVIRONMENT = {"OMP_WAIT_POLICY": "PASSIVE", "OPENBLAS_THREAD_TIMEOUT": "4"}
 
 

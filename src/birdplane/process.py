@@ -35,9 +35,9 @@ def keep_freed_memory() -> bool:
     its heap back to the kernel once more than its trim threshold is free there, and how often that
     happens depends on the heap's history: in a training stage (after the MLflow store, the data
     and the validation pass) the heap shrank and grew again every block or two, and the block's
-    temporaries came back as fresh, zeroed pages: about 20,000 page faults and 0.06-0.09 s of
-    kernel time per epoch of the 3072-512-2 net, none in a fresh benchmark process
-    (docs/performance.md, "Page faults"). Fixed thresholds end that; setting them also turns off
+    temporaries came back as fresh, zeroed pages: thousands of page faults and kernel time every
+    epoch, none in a fresh benchmark process (measured: docs/performance.md, "Page faults"). Fixed
+    thresholds end that; setting them also turns off
     glibc's adaptive ones, so both are set. A no-op returning False where there is no mallopt.
     """
     try:

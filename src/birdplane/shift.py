@@ -55,7 +55,7 @@ def cropped_outputs(model: nn.Sequential, images: torch.Tensor, dx: int, dy: int
     The exposed border is zero, so it adds nothing to W @ x; skipping it saves a quarter of the
     shift test's products over -8..8 (the mean share in view is (472/544)^2 = 0.75), and only the
     window is copied. The same sums as the model on `shift(images, dx, dy)` up to float rounding
-    (fewer terms, another order); a 512-unit net's shift test took 13.2 instead of 18.8 s here."""
+    (fewer terms, another order); measured: docs/performance.md, "Figures behind the code's choices"."""
     model.eval()
     first, rest = model[1], model[2:]
     c, h, w = images.shape[1:]

@@ -587,8 +587,8 @@ def log_torch_model(model, cfg, example_input, name: str = "model") -> float:
     from birdplane.models import save_model
 
     # MLflow checks the pinned requirements against the environment through a map of every
-    # installed distribution's files to its modules, built on first use: 3 s per training stage
-    # here. The pins are this environment's own versions of packages whose module and distribution
+    # installed distribution's files to its modules, built on first use: seconds per training
+    # stage (docs/performance.md, "Model logging to MLflow"). The pins are this environment's own versions of packages whose module and distribution
     # names agree, so the map needs only them.
     if getattr(requirements_utils, "_MODULES_TO_PACKAGES", ()) is None:
         requirements_utils._MODULES_TO_PACKAGES = {m: [m] for m in ("torch", "mlflow", "numpy")}

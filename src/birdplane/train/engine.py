@@ -48,7 +48,7 @@ def seed_everything(seed: int) -> None:
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.manual_seed(seed)
     # what torch.use_deterministic_algorithms(True, warn_only=True) does, less its import of
-    # torch._inductor (3 s per stage process, for a setting of the compiler that nothing here uses)
+    # torch._inductor (seconds per stage process, for a setting of the compiler that nothing here uses)
     torch._C._set_deterministic_algorithms(True, warn_only=True)
     # Deterministic mode also fills every new tensor of torch.empty or a resize with NaN, so that
     # reading memory before writing it would show. Nothing here does (the results are the same

@@ -25,10 +25,9 @@ from birdplane.train.sgd import SGD, EpochStats
 
 Data = tuple[torch.Tensor, torch.Tensor]
 
-# Seeds train side by side (birdplane.train.fast.batched) only for first layers narrower than this: 3 seeds
-# x 3 epochs side by side took 0.87 (3072-32-2), 0.89 (3072-256-2) and 1.12 (3072-512-2) of the time
-# one by one, on 2 cores of an Intel Xeon (10,000 x 3072 training and 2,000 validation images, batch
-# 64; best of 6 runs each way).
+# Seeds train side by side (birdplane.train.fast.batched) only for first layers narrower than this:
+# below it side by side was faster than one by one, at 512 units slower (measured on 2 CPU cores:
+# docs/performance.md, "Figures behind the code's choices").
 SIDE_BY_SIDE_BELOW_UNITS = 512
 
 

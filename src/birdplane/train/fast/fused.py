@@ -21,11 +21,9 @@ from birdplane.losses import HEADS, LOSSES
 
 
 # `steps`: minibatches per block. The first layer's two big products then run with 256 rows
-# instead of 64 (MKL: ~120 instead of ~85 GFLOP/s on 2 cores) for a Gram correction that grows with
-# the block (B(B-1)/2 products of 64 x 3072 x 64): on the 3072-512-2 net on CPU 2 gained 4-17 %,
-# 4 about 9 % (-2 to 19 %), 8 at most 9 %; on an H100, inside the epoch's CUDA graph, where a
-# 64-row product leaves most of the chip idle, 14.7 ms per epoch became 12.9 (2), 11.8 (4) and
-# 11.8 (8) (docs/performance.md).
+# instead of 64 (a larger product runs closer to the CPU's peak) for a Gram correction that grows
+# with the block (B(B-1)/2 products of 64 x 3072 x 64); 4 was the best block on 2 CPU cores and on
+# a GPU inside the epoch's CUDA graph (measured: docs/performance.md).
 GRAM_BLOCK = 4
 # the correction's cost against the products shrinks with the layer's width: blocks of 4 made
 # 256 units 20 % and 384 units 10 % slower, 512 units faster (single model and 3 batched models)

@@ -23,9 +23,8 @@ class GraphedEpoch(Generic[T]):
     `inputs` are the epoch's changing tensors (the permutation, the augmentation shifts): the graph
     reads them from static buffers, initialised from the given tensors (zeros are valid indices).
     `warmup` (default: `inputs`) are shorter ones of the same kind for the one eager run before the
-    capture, which must only meet every operation and shape once (cuBLAS handles, workspaces):
-    with a whole eager epoch there, the first graph epoch took 0.42 s on an H100, with a few
-    minibatches 0.13 s (docs/performance.md).
+    capture, which must only meet every operation and shape once (cuBLAS handles, workspaces): a
+    whole eager epoch there made the first graph epoch about three times slower (docs/performance.md).
     """
 
     def __init__(self, body: Callable[..., T], params: list[torch.Tensor], inputs: list[torch.Tensor],
