@@ -464,3 +464,39 @@ def test_importing_the_report_package_stays_light():
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'pandas', 'numpy', 'matplotlib', 'jinja2', 'yaml'}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def _with_a_third_loss(inp, drop: str | None = None):
+    """The study's configurations and curves with every MSE run copied as a loss named 'hinge'
+    (and those of `drop` removed)."""
+    configs, curves = inp.sweep["configs"], inp.sweep_curves
+    for name in [n for n, c in configs.items() if c.get("kind") == "lr" and c["loss"] == "mse"]:
+        new = name.replace("mse", "hinge")
+        configs[new] = {**configs[name], "loss": "hinge"}
+        if "same_as" in configs[new]:
+            configs[new]["same_as"] = configs[new]["same_as"].replace("mse", "hinge")
+        copied = curves[curves["config"] == name].assign(config=new)
+        curves = pd.concat([curves, copied], ignore_index=True)
+    for name in [n for n, c in configs.items() if c.get("kind") == "lr" and c["loss"] == drop]:
+        del configs[name]
+    inp.sweep_curves = curves
+    return inp
+
+
+def _lr_table(blocks, t):
+    header = t.texts("lr.header", threshold=t.pct(0.95))
+    return next(b for b in blocks if b.kind == "table" and b.header[1:3] == header[1:3])
+
+
+@pytest.mark.parametrize("drop", [None, "nll"])
+def test_the_learning_rate_study_shows_every_loss_of_the_sweep(drop):
+    """A loss added to sweep.losses gets its rows in the study's table; without task 1's pair (NLL
+    gone) the table still shows every loss and the comparisons are left out, not a crash."""
+    inp, figures = scenario("seeded_later")
+    inp = _with_a_third_loss(inp, drop)
+    t = phrases("en")
+    study = analyse(inp)["lr_study"]
+    assert study["pair"] is (drop is None) and "hinge" in study["rows"]
+    _, blocks = build_document(inp, t, figures)
+    losses = {row[0].rstrip(" *") for row in _lr_table(blocks, t).rows}
+    assert losses == ({"HINGE", "MSE", "NLL"} - {str(drop).upper()})

@@ -72,9 +72,10 @@ def summary(d: Doc) -> list[Block]:
     if lr and lr["at_best"]:
         b = lr["best"]
         items.append(t("summary.task1_lr.book" if lr["best_is_book"] else "summary.task1_lr.own",
-                       nll_lr=t.rate(b["nll"]), mse_lr=t.rate(b["mse"]), book=t.rate(lr["book_lr"]),
-                       lrs=_rates(d, lr), epochs=lr["epochs"], nll=d.mean_std(lr["rows"]["nll"][b["nll"]]["val"]),
-                       mse=d.mean_std(lr["rows"]["mse"][b["mse"]]["val"]),
+                       nll_lr=t.rate(b[lr["base"]]), mse_lr=t.rate(b[lr["task"]]), book=t.rate(lr["book_lr"]),
+                       lrs=_rates(d, lr), epochs=lr["epochs"],
+                       nll=d.mean_std(lr["rows"][lr["base"]][b[lr["base"]]]["val"]),
+                       mse=d.mean_std(lr["rows"][lr["task"]][b[lr["task"]]]["val"]),
                        verdict=t(f"seeds.mse_verdict.{lr['at_best']['val']}")))
     story = f["story"]
     if story:
@@ -233,13 +234,16 @@ def lr_study(d: Doc) -> list[Block]:
         blocks.append(d.figure("lr_study", "lr.figure"))
     blocks.append(table(t.texts("lr.header", threshold=t.pct(d.inp.fit_threshold)), rows))
     best, book = s["best"], s["book_lr"]
-    if best["nll"] is not None and best["mse"] is not None:
+    if not s["pair"]:  # task 1's two losses are not both in the study: its figures only
+        return blocks
+    base, task = s["base"], s["task"]
+    if best[base] is not None and best[task] is not None:
         at_book = s["at_book"]
         ties = [f"{loss.upper()} {t.rate(lr)}" for loss, lrs in s["ties"].items() for lr in lrs]
         blocks.append(paragraph(t(
-            "lr.best.book" if s["best_is_book"] else "lr.best.own", nll_lr=t.rate(best["nll"]),
-            mse_lr=t.rate(best["mse"]), epochs=s["epochs"], nll=ms(s["rows"]["nll"][best["nll"]]["val"]),
-            mse=ms(s["rows"]["mse"][best["mse"]]["val"]), verdict=t(f"seeds.mse_verdict.{s['at_best']['val']}"),
+            "lr.best.book" if s["best_is_book"] else "lr.best.own", nll_lr=t.rate(best[base]),
+            mse_lr=t.rate(best[task]), epochs=s["epochs"], nll=ms(s["rows"][base][best[base]]["val"]),
+            mse=ms(s["rows"][task][best[task]]["val"]), verdict=t(f"seeds.mse_verdict.{s['at_best']['val']}"),
             book=t.rate(book), book_verdict=t(f"seeds.mse_verdict.{at_book['val']}") if at_book else "–")
             + " " + (t("lr.ties.some", rates=", ".join(ties)) if ties else t("lr.ties.none"))))
     blocks.append(paragraph(fit_by_rate(d, s)))
@@ -257,9 +261,9 @@ def lr_study(d: Doc) -> list[Block]:
             nll_wrong=num(why["nll_wrong"]["mean"], 3) if why["nll_wrong"] else "–",
             mse_wrong=num(why["mse_wrong"]["mean"], 3) if why["mse_wrong"] else "–",
             ratio_wrong=num(wrong, 1) if wrong else "–")))
-        if fast["mse"] is not None and fast["nll"] is not None and share["mse"]["fastest"] and share["nll"]["fastest"]:
+        if fast[task] is not None and fast[base] is not None and share["mse"]["fastest"] and share["nll"]["fastest"]:
             blocks.append(paragraph(t(
-                "lr.why.share", book=t.rate(book), mse_lr=t.rate(fast["mse"]), nll_lr=t.rate(fast["nll"]),
+                "lr.why.share", book=t.rate(book), mse_lr=t.rate(fast[task]), nll_lr=t.rate(fast[base]),
                 mse_book=pct_or_dash(share["mse"]["book"]), mse_fast=pct_or_dash(share["mse"]["fastest"]),
                 nll_book=pct_or_dash(share["nll"]["book"]), nll_fast=pct_or_dash(share["nll"]["fastest"]))))
     return blocks
@@ -268,20 +272,20 @@ def lr_study(d: Doc) -> list[Block]:
 def fit_by_rate(d: Doc, s: dict[str, Any]) -> str:
     """How fast each loss fits at its fastest rate of the study, against the book's rate (the
     variants' own seeds over their full length where task 1 has them, else the study's run)."""
-    t, fast = d.t, s["fastest"]
-    if fast["nll"] is None or fast["mse"] is None:
+    t, fast, base, task = d.t, s["fastest"], s["base"], s["task"]
+    if fast[base] is None or fast[task] is None:
         return t("lr.fit.none", epochs=s["epochs"])
     seeds = d.f["task1_seeds"]
 
-    def at_book(loss: str) -> str:
+    def at_book(role: str) -> str:  # "nll": the baseline's loss, "mse": task 1's
         if seeds:
-            return fit_text(d, seeds[loss]["fit"], seeds[loss]["epochs"])
-        r = s["rows"][loss].get(s["book_lr"])
+            return fit_text(d, seeds[role]["fit"], seeds[role]["epochs"])
+        r = s["rows"][base if role == "nll" else task].get(s["book_lr"])
         return fit_text(d, r["fit"], s["epochs"]) if r and not r["diverged"] else "–"
 
     return t("lr.fit.some", book=t.rate(s["book_lr"]), epochs=s["epochs"],
-             mse_lr=t.rate(fast["mse"]), mse_fit=fit_text(d, s["rows"]["mse"][fast["mse"]]["fit"], s["epochs"]),
-             nll_lr=t.rate(fast["nll"]), nll_fit=fit_text(d, s["rows"]["nll"][fast["nll"]]["fit"], s["epochs"]),
+             mse_lr=t.rate(fast[task]), mse_fit=fit_text(d, s["rows"][task][fast[task]]["fit"], s["epochs"]),
+             nll_lr=t.rate(fast[base]), nll_fit=fit_text(d, s["rows"][base][fast[base]]["fit"], s["epochs"]),
              mse_fit_book=at_book("mse"), nll_fit_book=at_book("nll"),
              fit=t(f"seeds.fit.{s['at_fastest']['fit']}"))
 

@@ -98,8 +98,11 @@ def _config(configs: dict[str, dict], name: str) -> dict[str, Any]:
 
 def lr_study(inp: Inputs) -> dict[str, Any] | None:
     """The learning-rate study of the sweep (configurations of kind "lr"): per loss and rate the
-    accuracies, epochs to fit and the gradient measure; each loss's best rate (highest mean
-    validation accuracy), and NLL against MSE at the book's rate and at each one's best."""
+    accuracies, epochs to fit and the gradient measure, for every loss of sweep.losses; each loss's
+    best rate (highest mean validation accuracy); and task 1's pair, the loss of the `baseline`
+    variant (`base`, the book's NLL) against the loss of the `mse` variant (`task`, MSE), at the
+    book's rate and at each one's best. Without both of the pair in the study, the per-loss figures
+    stand alone (`pair` False) and the comparisons are None."""
     sw, curves = inp.sweep, inp.sweep_curves
     if not sw or curves is None:
         return None
@@ -119,8 +122,7 @@ def lr_study(inp: Inputs) -> dict[str, Any] | None:
                        fit=fit_summary(fit_epochs(curves[curves["config"] == source], inp.fit_threshold),
                                        sw["epochs"]))
         rows.setdefault(c["loss"], {})[c["lr"]] = row
-    if not {"nll", "mse"} <= rows.keys():
-        return None
+    base, task = (inp.variants[inp.roles[r]].train["recipe"]["loss"] for r in ("baseline", "mse"))
     best = {}
     for loss, by_lr in rows.items():
         ok = [r for r in by_lr.values() if not r["diverged"]]
@@ -130,26 +132,32 @@ def lr_study(inp: Inputs) -> dict[str, Any] | None:
         fit = [r for r in by_lr.values() if not r["diverged"] and r["fit"]["n_fit"]]
         fastest[loss] = min(fit, key=lambda r: (r["fit"]["censored"]["mean"], r["lr"]))["lr"] if fit else None
     book = inp.book_lr
-    at_book = {loss: rows[loss].get(book) for loss in ("nll", "mse")}
+    out = {"rows": rows, "best": best, "fastest": fastest, "book_lr": book, "epochs": sw["epochs"],
+           "seeds": len(sw["seeds"]), "base": base, "task": task, "pair": {base, task} <= rows.keys(),
+           # the rates that cannot be told from each loss's best by validation accuracy
+           "ties": {loss: [lr for lr, r in sorted(by_lr.items()) if best[loss] is not None and lr != best[loss]
+                           and not r["diverged"] and verdict(r["val"], by_lr[best[loss]]["val"]) == "cannot_tell"]
+                    for loss, by_lr in rows.items()}}
+    if not out["pair"]:
+        return {**out, "best_is_book": False, "at_book": None, "at_best": None, "at_fastest": None, "why": None,
+                "share": None}
+    pair = {"nll": base, "mse": task}  # the roles, as the catalogs' sentences name them
+    at_book = {role: rows[loss].get(book) for role, loss in pair.items()}
 
     def compare(m: dict | None, n: dict | None) -> dict[str, str] | None:
         if not m or not n or m["diverged"] or n["diverged"]:
             return None
         return {"val": verdict(m["val"], n["val"]), "fit": fit_verdict(m["fit"], n["fit"])}
 
-    at_best = {loss: rows[loss][best[loss]] if best[loss] is not None else None for loss in ("nll", "mse")}
-    at_fastest = {loss: rows[loss][fastest[loss]] if fastest[loss] is not None else None for loss in ("nll", "mse")}
-    # the rates that cannot be told from each loss's best by validation accuracy
-    ties = {loss: [lr for lr, r in sorted(by_lr.items()) if best[loss] is not None and lr != best[loss]
-                   and not r["diverged"] and verdict(r["val"], by_lr[best[loss]]["val"]) == "cannot_tell"]
-            for loss, by_lr in rows.items()}
-    return {"rows": rows, "best": best, "fastest": fastest, "ties": ties, "book_lr": book, "epochs": sw["epochs"],
-            "seeds": len(sw["seeds"]), "best_is_book": best["nll"] == best["mse"] == book,
+    at_best = {role: rows[loss][best[loss]] if best[loss] is not None else None for role, loss in pair.items()}
+    at_fastest = {role: rows[loss][fastest[loss]] if fastest[loss] is not None else None
+                  for role, loss in pair.items()}
+    return {**out, "best_is_book": best[base] == best[task] == book,
             "at_book": compare(at_book["mse"], at_book["nll"]), "at_best": compare(at_best["mse"], at_best["nll"]),
             "at_fastest": compare(at_fastest["mse"], at_fastest["nll"]),
             "why": gradient_reason(at_book["nll"], at_book["mse"]),
-            "share": {loss: {"book": (at_book[loss] or {}).get("share_wrong"),
-                             "fastest": (at_fastest[loss] or {}).get("share_wrong")} for loss in ("nll", "mse")}}
+            "share": {role: {"book": (at_book[role] or {}).get("share_wrong"),
+                             "fastest": (at_fastest[role] or {}).get("share_wrong")} for role in pair}}
 
 
 def gradient_reason(nll: dict | None, mse: dict | None) -> dict[str, Any] | None:
