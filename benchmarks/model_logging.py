@@ -9,6 +9,7 @@ in one process after a warm-up of each (so imports are not counted: a stage pays
 median is printed. Loading is timed too: `birdplane.serving.load_logged_model` against
 `mlflow.pytorch.load_model`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,7 +32,9 @@ def main() -> None:
     import mlflow.pytorch
     import torch
 
-    logging.getLogger("mlflow").setLevel(logging.ERROR)  # after the import, which sets MLflow's levels
+    logging.getLogger("mlflow").setLevel(
+        logging.ERROR
+    )  # after the import, which sets MLflow's levels
 
     from birdplane import serving, tracking
     from birdplane.models import ModelConfig, build_model
@@ -46,22 +49,38 @@ def main() -> None:
         return f"models:/{mlflow.last_logged_model().model_id}"
 
     def pickled() -> str:
-        mlflow.pytorch.log_model(model, name="model", serialization_format="pickle",
-                                 input_example=example.numpy(), pip_requirements=["torch"])
+        mlflow.pytorch.log_model(
+            model,
+            name="model",
+            serialization_format="pickle",
+            input_example=example.numpy(),
+            pip_requirements=["torch"],
+        )
         return f"models:/{mlflow.last_logged_model().model_id}"
 
     def exported() -> str:
-        mlflow.pytorch.log_model(model, name="model", serialization_format="pt2", export_model=True,
-                                 input_example=example.numpy(), pip_requirements=["torch"])
+        mlflow.pytorch.log_model(
+            model,
+            name="model",
+            serialization_format="pt2",
+            export_model=True,
+            input_example=example.numpy(),
+            pip_requirements=["torch"],
+        )
         return f"models:/{mlflow.last_logged_model().model_id}"
 
-    loaders = {"pyfunc": serving.load_logged_model, "pickle": mlflow.pytorch.load_model,
-               "pt2": mlflow.pytorch.load_model}
+    loaders = {
+        "pyfunc": serving.load_logged_model,
+        "pickle": mlflow.pytorch.load_model,
+        "pt2": mlflow.pytorch.load_model,
+    }
     with tempfile.TemporaryDirectory() as tmp:
         mlflow.set_tracking_uri(f"sqlite:///{Path(tmp, 'mlflow.db').as_posix()}")
         mlflow.set_experiment("bench")
-        print(f"model 3072-{args.hidden}-2, {sum(p.numel() for p in model.parameters()):,} parameters; "
-              f"median of {args.repeat} after a warm-up")
+        print(
+            f"model 3072-{args.hidden}-2, {sum(p.numel() for p in model.parameters()):,} parameters; "
+            f"median of {args.repeat} after a warm-up"
+        )
         for name, log in (("pyfunc", pyfunc), ("pickle", pickled), ("pt2", exported)):
             times, load_times = [], []
             try:
@@ -77,9 +96,11 @@ def main() -> None:
                         load_times.append(t2 - t1)
                 with torch.no_grad():
                     same = torch.equal(loaded(example), model(example))
-                print(f"{name:7s} log {statistics.median(times):.2f} s  load {statistics.median(load_times):.2f} s  "
-                      f"same outputs: {same}")
-            except Exception as e:  # noqa: BLE001: a method this MLflow cannot do is reported, not fatal
+                print(
+                    f"{name:7s} log {statistics.median(times):.2f} s  load {statistics.median(load_times):.2f} s  "
+                    f"same outputs: {same}"
+                )
+            except Exception as e:  # noqa: BLE001 - a method this MLflow cannot do is reported, not fatal
                 print(f"{name:7s} failed: {type(e).__name__}: {str(e)[:120]}")
 
 

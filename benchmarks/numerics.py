@@ -10,6 +10,7 @@ Workloads: one epoch of the book's 3072-512-2 net (fused step, Gram blocks), one
 3072-32-2 nets side by side, one epoch of the chapter-8 convnet, and the shift test of the book net
 (17 x 17 shifts of the 2,000 validation images).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -61,7 +62,9 @@ print(json.dumps({"seconds": time.perf_counter() - t, "mode": numerics.describe(
 
 def run(which: str, mode: str) -> float:
     env = {**os.environ, "BIRDPLANE_NUMERICS": mode}
-    r = subprocess.run([sys.executable, "-c", CHILD, which], env=env, capture_output=True, text=True, check=True)
+    r = subprocess.run(
+        [sys.executable, "-c", CHILD, which], env=env, capture_output=True, text=True, check=True
+    )
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out["mode"] == mode, out
     return out["seconds"]

@@ -26,6 +26,7 @@ shared machine slows all of them alike; the ratio uses the medians over epochs 2
 --many K trains K models of --hidden widths (seeds 0..K-1) with birdplane.train.fast.batched at once and,
 for comparison, the same K models one after the other with the fused engine.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,7 +56,9 @@ def data(args, device):
     else:  # synthetic CIFAR-shaped data with a learnable signal
         rng = np.random.default_rng(0)
         labels = rng.integers(0, 2, args.n)
-        images = np.clip(rng.normal(120 + 20 * labels[:, None, None, None], 60, (args.n, 3, 32, 32)), 0, 255)
+        images = np.clip(
+            rng.normal(120 + 20 * labels[:, None, None, None], 60, (args.n, 3, 32, 32)), 0, 255
+        )
         images = images.astype(np.uint8)
         source = "synthetic"
     x = to_features(images, [0.5] * 3, [0.25] * 3, device)
@@ -70,8 +73,9 @@ def sync(device):
 def book_epochs(model, x, y, batch, lr, device) -> Iterator[None]:
     """The book's loop: a list of samples, a DataLoader, per-batch collation; one epoch per next()."""
     samples = [(x[i].view(3, 32, 32).cpu(), int(y[i])) for i in range(len(y))]
-    loader = torch.utils.data.DataLoader(samples, batch_size=batch, shuffle=True,
-                                         generator=torch.Generator().manual_seed(0))
+    loader = torch.utils.data.DataLoader(
+        samples, batch_size=batch, shuffle=True, generator=torch.Generator().manual_seed(0)
+    )
     optimizer = torch.optim.SGD(model.parameters(), lr=lr)
     loss_fn = nn.NLLLoss()
     while True:
@@ -102,8 +106,14 @@ def engine_epochs(model, x, y, batch, lr, fused, graph, block=None) -> Iterator[
         optimizer = torch.optim.SGD(model.parameters(), lr=lr)
 
         def run(perm: torch.Tensor) -> None:
-            loop.train_epoch(model, LOSSES["nll"].mean, optimizer, loop.minibatches(x, y, batch, perm),
-                             loop.Running("nll"))
+            loop.train_epoch(
+                model,
+                LOSSES["nll"].mean,
+                optimizer,
+                loop.minibatches(x, y, batch, perm),
+                loop.Running("nll"),
+            )
+
     while True:
         run(torch.randperm(len(x), generator=gen).to(x.device))
         yield
@@ -139,7 +149,7 @@ def matmul_peak(device, n=2048, reps=5):
             a @ b
 
     best = min(seconds(products, device) for _ in range(3))
-    return 2 * n ** 3 * reps / best / 1e9
+    return 2 * n**3 * reps / best / 1e9
 
 
 def products_floor(cfg, n, rows, device, reps=3) -> float:
@@ -163,28 +173,42 @@ def products_floor(cfg, n, rows, device, reps=3) -> float:
 def compare_engines(args, device, x, y, cfg, flops):
     models: dict[str, nn.Module] = {}
     methods: dict[str, Iterator[None]] = {}
-    names = args.methods or ["book", "autograd", "stepwise", "fused"] + (["graph"] if device.type == "cuda" else [])
+    names = args.methods or ["book", "autograd", "stepwise", "fused"] + (
+        ["graph"] if device.type == "cuda" else []
+    )
     for name in names:
         torch.manual_seed(0)
         models[name] = build_model(cfg).to(device)
         if name == "book":
             methods[name] = book_epochs(models[name], x, y, args.batch, args.lr, device)
         else:
-            methods[name] = engine_epochs(models[name], x, y, args.batch, args.lr, fused=name != "autograd",
-                                          graph=name == "graph", block=1 if name == "stepwise" else args.block)
+            methods[name] = engine_epochs(
+                models[name],
+                x,
+                y,
+                args.batch,
+                args.lr,
+                fused=name != "autograd",
+                graph=name == "graph",
+                block=1 if name == "stepwise" else args.block,
+            )
     times = timed_turns(methods, args.epochs, device)
     book = steady(times["book"]) if "book" in times else None
     for name in names:
         _, acc = loss_and_accuracy(models[name], nn.NLLLoss(), x, y)
         t = steady(times[name])
         ratio = f"  ratio to book {t / book:.2f}" if book is not None else ""
-        print(f"{name:9s} per-epoch s: {' '.join(f'{s:.3f}' for s in times[name])}  median {t:.4f} s  "
-              f"{flops / t / 1e9:6.1f} GFLOP/s{ratio}  train accuracy {acc:.4f}")
+        print(
+            f"{name:9s} per-epoch s: {' '.join(f'{s:.3f}' for s in times[name])}  median {t:.4f} s  "
+            f"{flops / t / 1e9:6.1f} GFLOP/s{ratio}  train accuracy {acc:.4f}"
+        )
     if cfg.hidden:  # the floor the engine works against, same run (best of 3 epochs' worth)
         for rows in (args.batch, 4 * args.batch):
             t = products_floor(cfg, len(y), rows, device)
             share = f", {t / book:.2f} of the book's epoch" if book is not None else ""
-            print(f"first layer's two products alone, {rows} rows at a time: {t:.4f} s per epoch{share}")
+            print(
+                f"first layer's two products alone, {rows} rows at a time: {t:.4f} s per epoch{share}"
+            )
     if device.type == "cuda":
         graph_startup(args, device, x, y, cfg)
     torch.manual_seed(0)
@@ -196,9 +220,14 @@ def compare_engines(args, device, x, y, cfg, flops):
     model = build_model(cfg).to(device)
     val_x, val_y = x[:2000], y[:2000]
     sgd = SGD(loss="nll", epochs=args.epochs, batch_size=args.batch, lr=args.lr)
-    total = seconds(lambda: fast.Fused(block=args.block).train(model, (x, y), (val_x, val_y), sgd, seed=0), device)
-    print(f"engine.train, {args.epochs} epochs with a {len(val_y)}-image validation pass each: {total:.2f} s "
-          f"({total / args.epochs * 1e3:.1f} ms per epoch)")
+    total = seconds(
+        lambda: fast.Fused(block=args.block).train(model, (x, y), (val_x, val_y), sgd, seed=0),
+        device,
+    )
+    print(
+        f"engine.train, {args.epochs} epochs with a {len(val_y)}-image validation pass each: {total:.2f} s "
+        f"({total / args.epochs * 1e3:.1f} ms per epoch)"
+    )
 
 
 def graph_startup(args, device, x, y, cfg):
@@ -207,19 +236,25 @@ def graph_startup(args, device, x, y, cfg):
     torch.manual_seed(0)
     model = build_model(cfg).to(device)
     made = []  # (step, run): building the graph is what is timed
-    built = seconds(lambda: made.append(fast_runner(model, x, y, args.batch, args.lr, True, args.block)),
-                    device)
-    (step, run), = made
+    built = seconds(
+        lambda: made.append(fast_runner(model, x, y, args.batch, args.lr, True, args.block)), device
+    )
+    ((step, run),) = made
     perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(0)).to(device)
     first, second = (seconds(lambda: run(perm), device) for _ in range(2))
-    print(f"one epoch's CUDA graph ({step.batches_per_call} minibatches per step call): built in {built:.3f} s "
-          f"(warm-up, capture, instantiation); replays {first * 1e3:.1f} ms, then {second * 1e3:.1f} ms")
+    print(
+        f"one epoch's CUDA graph ({step.batches_per_call} minibatches per step call): built in {built:.3f} s "
+        f"(warm-up, capture, instantiation); replays {first * 1e3:.1f} ms, then {second * 1e3:.1f} ms"
+    )
 
 
 def compare_many(args, device, x, y, cfg):
     """K models at once (birdplane.train.fast.batched) against the same K one after the other (fused engine)."""
     k = args.many
-    val_x, val_y = x[:200], y[:200]  # the per-epoch validation pass, small here: this times training
+    val_x, val_y = (
+        x[:200],
+        y[:200],
+    )  # the per-epoch validation pass, small here: this times training
 
     def models() -> list[nn.Module]:
         out = []
@@ -230,13 +265,21 @@ def compare_many(args, device, x, y, cfg):
 
     epochs = args.epochs
     sgd = SGD(loss="nll", epochs=epochs, batch_size=args.batch, lr=args.lr)
-    one_by_one = seconds(lambda: [fast.train(m, (x, y), (val_x, val_y), sgd, seed=s) for s, m in enumerate(models())],
-                         device)
+    one_by_one = seconds(
+        lambda: [
+            fast.train(m, (x, y), (val_x, val_y), sgd, seed=s) for s, m in enumerate(models())
+        ],
+        device,
+    )
     batched_models = models()
-    together = seconds(lambda: fast.train_many(batched_models, (x, y), (val_x, val_y), sgd, seeds=list(range(k))),
-                       device)
+    together = seconds(
+        lambda: fast.train_many(batched_models, (x, y), (val_x, val_y), sgd, seeds=list(range(k))),
+        device,
+    )
     for name, t in (("one by one", one_by_one), ("batched", together)):
-        print(f"{name:10s} {k} models x {epochs} epochs: {t:.2f} s, {t / epochs / k * 1e3:.2f} ms per epoch per model")
+        print(
+            f"{name:10s} {k} models x {epochs} epochs: {t:.2f} s, {t / epochs / k * 1e3:.2f} ms per epoch per model"
+        )
     print(f"batched / one by one: {together / one_by_one:.2f}")
 
 
@@ -248,15 +291,30 @@ def main():
     ap.add_argument("--n", type=int, default=10_000)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=1e-2)
-    ap.add_argument("--methods", nargs="+", choices=["book", "autograd", "stepwise", "fused", "graph"],
-                    help="default: all that apply to the device")
-    ap.add_argument("--block", type=int, metavar="B",
-                    help="minibatches per call of the fused step (fused, graph and engine.train; default: the "
-                         "engine's, FusedMLP.gram_block: 4 for first layers of 512 units or more)")
-    ap.add_argument("--many", type=int, default=0, metavar="K", help="K models at once vs one by one")
-    ap.add_argument("--data", default="data/prepared/dataset.npz", help="real images if the file exists")
-    ap.add_argument("--peak", action="store_true",
-                    help="print only the float32 matmul peak in GFLOP/s (benchmarks/pipeline_stages.sh)")
+    ap.add_argument(
+        "--methods",
+        nargs="+",
+        choices=["book", "autograd", "stepwise", "fused", "graph"],
+        help="default: all that apply to the device",
+    )
+    ap.add_argument(
+        "--block",
+        type=int,
+        metavar="B",
+        help="minibatches per call of the fused step (fused, graph and engine.train; default: the "
+        "engine's, FusedMLP.gram_block: 4 for first layers of 512 units or more)",
+    )
+    ap.add_argument(
+        "--many", type=int, default=0, metavar="K", help="K models at once vs one by one"
+    )
+    ap.add_argument(
+        "--data", default="data/prepared/dataset.npz", help="real images if the file exists"
+    )
+    ap.add_argument(
+        "--peak",
+        action="store_true",
+        help="print only the float32 matmul peak in GFLOP/s (benchmarks/pipeline_stages.sh)",
+    )
     args = ap.parse_args()
     device = torch.device(args.device)
     if args.peak:
@@ -266,12 +324,20 @@ def main():
     x, y, source = data(args, device)
     cfg = ModelConfig(hidden=tuple(args.hidden))
     widths = (cfg.in_features, *cfg.hidden, cfg.n_classes)
-    flops = 4 * sum(a * b for a, b in zip(widths, widths[1:])) * len(y)  # forward + weight gradients
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
-    print(f"{name}, torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}; "
-          f"model {'-'.join(map(str, widths))}; {len(y)} images ({source}), batch {args.batch}, "
-          f"{args.epochs} epochs; {flops / 1e9:.1f} GFLOP per epoch"
-          + (f"; fused step {args.block} minibatches per call" if args.block else ""))
+    flops = (
+        4 * sum(a * b for a, b in zip(widths, widths[1:])) * len(y)
+    )  # forward + weight gradients
+    name = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else platform.processor() or platform.machine()
+    )
+    print(
+        f"{name}, torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}; "
+        f"model {'-'.join(map(str, widths))}; {len(y)} images ({source}), batch {args.batch}, "
+        f"{args.epochs} epochs; {flops / 1e9:.1f} GFLOP per epoch"
+        + (f"; fused step {args.block} minibatches per call" if args.block else "")
+    )
     print(f"float32 matmul peak (2048^3, best of 3): {matmul_peak(device):.0f} GFLOP/s")
     if args.many:
         compare_many(args, device, x, y, cfg)

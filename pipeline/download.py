@@ -6,12 +6,15 @@ used goes to the log (provenance, for the report), never into a file a later sta
 the same bytes from another mirror leave every later stage up to date. The log and the messages
 show it redacted (user:password@ and ?query as ***): the log and the report are committed.
 """
+
 from birdplane.cli import parser
 from birdplane.process import run_stage
 
 
 def main() -> None:
-    args = parser(__doc__, {"out": "the archive", "log": "where to record the URL and md5 actually used"}).parse_args()
+    args = parser(
+        __doc__, {"out": "the archive", "log": "where to record the URL and md5 actually used"}
+    ).parse_args()
 
     from birdplane.config import load_params
     from birdplane.download import download
@@ -23,8 +26,12 @@ def main() -> None:
     url, md5 = cfg.source()
     shown = redact_url(url)
     with outputs() as out:
-        archive = download(url, md5, out.path(args.out), retries=cfg.retries, timeout_s=cfg.timeout_s)
-        out.write_json(args.log, {"url": shown, "md5": md5, "bytes": archive.stat().st_size, "finished": now()})
+        archive = download(
+            url, md5, out.path(args.out), retries=cfg.retries, timeout_s=cfg.timeout_s
+        )
+        out.write_json(
+            args.log, {"url": shown, "md5": md5, "bytes": archive.stat().st_size, "finished": now()}
+        )
     print(f"downloaded {shown} -> {args.out} (md5 {md5} verified)")
 
 

@@ -4,6 +4,7 @@ Reads params `report.*`, `train.variants` (which variants to show), `shift.summa
 `sweep.base_width` and, for provenance, the whole params file. Writes reports/report.md (renders
 on GitHub), reports/report.html (self-contained) and reports/figures/*.png.
 """
+
 import tempfile
 from pathlib import Path
 
@@ -12,11 +13,17 @@ from birdplane.process import run_stage
 
 
 def main() -> None:
-    args = parser(__doc__, {"data": "the prepared images (.npz), for the sample figure",
-                            "stats": "metrics/stats.json", "metrics": "folder: {train,eval,shift}/<variant>.json",
-                            "plots": "folder: train/<variant>.csv, shift/grid/<variant>.csv",
-                            "logs": "folder: train/<variant>.json, download.json", "out": "the report's folder"}
-                  ).parse_args()
+    args = parser(
+        __doc__,
+        {
+            "data": "the prepared images (.npz), for the sample figure",
+            "stats": "metrics/stats.json",
+            "metrics": "folder: {train,eval,shift}/<variant>.json",
+            "plots": "folder: train/<variant>.csv, shift/grid/<variant>.csv",
+            "logs": "folder: train/<variant>.json, download.json",
+            "out": "the report's folder",
+        },
+    ).parse_args()
 
     from birdplane.config import load_params
     from birdplane.data import load_dataset
@@ -38,7 +45,9 @@ def main() -> None:
                 out.write_bytes(args.out / "figures" / name, (Path(tmp) / name).read_bytes())
             out.write_text(args.out / "report.md", md)
             out.write_text(args.out / "report.html", html)
-    print(f"report ({lang}) -> {args.out / 'report.md'}, {args.out / 'report.html'}, {len(made)} figures")
+    print(
+        f"report ({lang}) -> {args.out / 'report.md'}, {args.out / 'report.html'}, {len(made)} figures"
+    )
 
 
 if __name__ == "__main__":

@@ -4,16 +4,22 @@
 One process for all variants (data and imports once). Reads params `train.variants` (which
 variants), `shift.max_shift`, `shift.modes`, `shift.summary_shift`, `mlflow.experiment`.
 """
+
 from birdplane.cli import selected_variants, variants_parser
 from birdplane.process import run_stage
 
 
 def main() -> None:
-    args = variants_parser(__doc__, {
-        "data": "the prepared images (.npz)", "stats": "metrics/stats.json (mean, std)",
-        "models": "folder of <variant>.pt",
-        "metrics": "folder for <variant>.json", "plots": "folder for by_shift/ and grid/ <variant>.csv",
-    }).parse_args()
+    args = variants_parser(
+        __doc__,
+        {
+            "data": "the prepared images (.npz)",
+            "stats": "metrics/stats.json (mean, std)",
+            "models": "folder of <variant>.pt",
+            "metrics": "folder for <variant>.json",
+            "plots": "folder for by_shift/ and grid/ <variant>.csv",
+        },
+    ).parse_args()
 
     from birdplane import tracking
     from birdplane.config import load_params
@@ -36,9 +42,11 @@ def main() -> None:
     for v in variants:
         model, _ = load_model(args.models / f"{v}.pt", n_classes=len(classes))
         tested[v] = result, _, _ = shift_test(model, x, y, sh.max_shift, sh.modes, sh.summary_shift)
-        print(f"[{v}] accuracy at shift 0: {result['accuracy_at_0']:.4f}, at {sh.summary_shift}: "
-              f"{result[f'accuracy_at_{sh.summary_shift}']:.4f}, at {sh.max_shift}: "
-              f"{result['accuracy_by_shift'][str(sh.max_shift)]:.4f}")
+        print(
+            f"[{v}] accuracy at shift 0: {result['accuracy_at_0']:.4f}, at {sh.summary_shift}: "
+            f"{result[f'accuracy_at_{sh.summary_shift}']:.4f}, at {sh.max_shift}: "
+            f"{result['accuracy_by_shift'][str(sh.max_shift)]:.4f}"
+        )
 
     with outputs() as out:
         for v, (result, rings, cells) in tested.items():
@@ -47,9 +55,15 @@ def main() -> None:
             out.write_csv(args.plots / "grid" / f"{v}.csv", cells, float_format="%.6f")
         for v, (result, _, _) in tested.items():
             tracking.add_to_variant_run(
-                params.mlflow.experiment, v, args.models / f"{v}.pt",
-                metrics={f"shift_accuracy_at_{r}": a for r, a in result["accuracy_by_shift"].items()},
-                tags={"shift_tested_by": "shift-test"}, stage="shift-test")
+                params.mlflow.experiment,
+                v,
+                args.models / f"{v}.pt",
+                metrics={
+                    f"shift_accuracy_at_{r}": a for r, a in result["accuracy_by_shift"].items()
+                },
+                tags={"shift_tested_by": "shift-test"},
+                stage="shift-test",
+            )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ Reads params `seed`, `train.device`, `train.batch_size`, `train.lr`, `train.trai
 epoch of every trained seed (plots/sweep/curves.csv) and the rule's pick for the `small` variant;
 one MLflow run `sweep` with a nested run per configuration.
 """
+
 import time
 
 from birdplane.cli import parser
@@ -16,9 +17,16 @@ from birdplane.process import run_stage
 
 
 def main() -> None:
-    args = parser(__doc__, {"data": "the prepared images (.npz)", "stats": "metrics/stats.json (mean, std)",
-                            "metrics": "metrics/sweep.json", "plots": "folder for the sweep's CSV files",
-                            "log": "timings, run id, provenance (.json)"}).parse_args()
+    args = parser(
+        __doc__,
+        {
+            "data": "the prepared images (.npz)",
+            "stats": "metrics/stats.json (mean, std)",
+            "metrics": "metrics/sweep.json",
+            "plots": "folder for the sweep's CSV files",
+            "log": "timings, run id, provenance (.json)",
+        },
+    ).parse_args()
     t_start = time.perf_counter()
 
     from birdplane import provenance, tracking
@@ -36,29 +44,64 @@ def main() -> None:
     device = engine.resolve_device(params.train.device)
     train, val, classes, stats = load_tensors(args.data, args.stats, device)
     sw, seeds = params.sweep, [params.seed + i for i in range(params.sweep.seeds)]
-    tags = {"dvc_stage": "sweep", "git_commit": provenance.git_commit(), "data_md5": stats.get("source", {}).get("md5"),
-            "variant": "sweep"}
+    tags = {
+        "dvc_stage": "sweep",
+        "git_commit": provenance.git_commit(),
+        "data_md5": stats.get("source", {}).get("md5"),
+        "variant": "sweep",
+    }
 
     def echo(c, r, seconds):
         if "diverged" in r:
             what = f"diverged at epoch {r['diverged']['epoch']}"
         else:
             v, gap = r["val_accuracy"], r["overfit_gap"]
-            what = (f"train {r['train_accuracy']['mean']:.4f}  val {v['mean']:.4f} ± {v['std']:.4f}  "
-                    f"gap {gap['mean']:.4f} ± {gap['std']:.4f}")
-        origin = "".join(f"  {words} {r[key]}" for key, words in (("same_as", "same as"), ("read_from", "read from"))
-                         if key in r)
-        print(f"[sweep] {c.name:16s} {r['n_parameters']:>9,d} params  {what}  ({seconds:.1f} s){origin}", flush=True)
+            what = (
+                f"train {r['train_accuracy']['mean']:.4f}  val {v['mean']:.4f} ± {v['std']:.4f}  "
+                f"gap {gap['mean']:.4f} ± {gap['std']:.4f}"
+            )
+        origin = "".join(
+            f"  {words} {r[key]}"
+            for key, words in (("same_as", "same as"), ("read_from", "read from"))
+            if key in r
+        )
+        print(
+            f"[sweep] {c.name:16s} {r['n_parameters']:>9,d} params  {what}  ({seconds:.1f} s){origin}",
+            flush=True,
+        )
 
     with tracking.variant_run(params.mlflow.experiment, "sweep", stage="sweep", tags=tags) as run:
         import mlflow
 
-        mlflow.log_params({"seeds": sw.seeds, "epochs": sw.epochs, "widths": sw.widths, "deep": sw.deep,
-                           "base_width": sw.base_width, "lr": params.train.lr, "batch_size": params.train.batch_size,
-                           "losses": sw.losses, "learning_rates": sw.learning_rates})
-        book = SGD(loss=LOSS, epochs=sw.epochs, batch_size=params.train.batch_size, lr=params.train.lr,
-                   train_metrics=params.train.train_metrics)
-        done = run_sweep(sw, train, val, book, seeds=seeds, n_classes=len(classes), hooks=tracking.SweepLogger(tags, echo))
+        mlflow.log_params(
+            {
+                "seeds": sw.seeds,
+                "epochs": sw.epochs,
+                "widths": sw.widths,
+                "deep": sw.deep,
+                "base_width": sw.base_width,
+                "lr": params.train.lr,
+                "batch_size": params.train.batch_size,
+                "losses": sw.losses,
+                "learning_rates": sw.learning_rates,
+            }
+        )
+        book = SGD(
+            loss=LOSS,
+            epochs=sw.epochs,
+            batch_size=params.train.batch_size,
+            lr=params.train.lr,
+            train_metrics=params.train.train_metrics,
+        )
+        done = run_sweep(
+            sw,
+            train,
+            val,
+            book,
+            seeds=seeds,
+            n_classes=len(classes),
+            hooks=tracking.SweepLogger(tags, echo),
+        )
         results, metrics = done.results, sweep_metrics(sw, seeds, done.results)
         with outputs() as out:
             out.write_json(args.metrics, metrics)
@@ -67,12 +110,20 @@ def main() -> None:
             out.write_csv(args.plots / "curves.csv", done.curves, float_format="%.6f")
             mlflow.log_dict(metrics, "sweep.json")
             mlflow.set_tags({"small_pick": metrics["small_rule"]["pick"]})
-            out.write_json(args.log, {"mlflow_run_id": run.info.run_id, "seconds": done.seconds,
-                                      "stage_seconds": time.perf_counter() - t_start,
-                                      **provenance.record(str(device), tags["git_commit"])})
+            out.write_json(
+                args.log,
+                {
+                    "mlflow_run_id": run.info.run_id,
+                    "seconds": done.seconds,
+                    "stage_seconds": time.perf_counter() - t_start,
+                    **provenance.record(str(device), tags["git_commit"]),
+                },
+            )
     pick = metrics["small_rule"]
-    print(f"[sweep] the rule picks {pick['pick']} ({results[pick['pick']]['model']}): mean validation accuracy "
-          f"within one std of the best ({pick['best']}, {pick['best_val_mean']:.4f} ± {pick['best_val_std']:.4f})")
+    print(
+        f"[sweep] the rule picks {pick['pick']} ({results[pick['pick']]['model']}): mean validation accuracy "
+        f"within one std of the best ({pick['best']}, {pick['best_val_mean']:.4f} ± {pick['best_val_std']:.4f})"
+    )
 
 
 if __name__ == "__main__":

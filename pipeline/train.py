@@ -6,6 +6,7 @@ Reads params `seed`, `train.device`, `train.engine`, `train.train_metrics`, `tra
 the variant's model (saved, evaluated, shift-tested), the metrics add mean and std over all seeds
 and each seed's figures, the plot is the mean curve and the seed curves are each seed's.
 """
+
 import time
 
 from birdplane.cli import parser
@@ -13,11 +14,18 @@ from birdplane.process import run_stage
 
 
 def main() -> None:
-    ap = parser(__doc__, {"data": "the prepared images (.npz)", "stats": "metrics/stats.json (mean, std)",
-                          "model": "the model file", "metrics": "final metrics (.json)",
-                          "plot": "per-epoch history, the mean over the seeds (.csv)",
-                          "seed-curves": "per-epoch history of every seed (.csv)",
-                          "train-log": "timings, run id, provenance (.json)"})
+    ap = parser(
+        __doc__,
+        {
+            "data": "the prepared images (.npz)",
+            "stats": "metrics/stats.json (mean, std)",
+            "model": "the model file",
+            "metrics": "final metrics (.json)",
+            "plot": "per-epoch history, the mean over the seeds (.csv)",
+            "seed-curves": "per-epoch history of every seed (.csv)",
+            "train-log": "timings, run id, provenance (.json)",
+        },
+    )
     ap.add_argument("--variant", required=True, help="a key of train.variants")
     args = ap.parse_args()
     t_start = time.perf_counter()
@@ -27,7 +35,9 @@ def main() -> None:
 
     params = load_params(args.params)
     recipe = params.train.recipe(args.variant)
-    tracking.setup(params.mlflow.experiment)  # a store that is down ends the stage now, not after training
+    tracking.setup(
+        params.mlflow.experiment
+    )  # a store that is down ends the stage now, not after training
 
     from birdplane.inputs import load_tensors
     from birdplane.models import describe
@@ -39,36 +49,63 @@ def main() -> None:
     cfg = model_config(recipe, len(classes))
     seeds = [params.seed + i for i in range(recipe.seeds)]
     stage, v = f"train@{args.variant}", args.variant
-    tags = {"variant": v, "dvc_stage": stage, "git_commit": provenance.git_commit(),
-            "data_md5": stats.get("source", {}).get("md5"), "model": describe(cfg)}
-    run_params = {**recipe.model_dump(exclude={"name"}), "classes": ",".join(classes), "device": str(device),
-                  "engine": params.train.engine, "n_train": len(train[1]), "n_val": len(val[1])}
+    tags = {
+        "variant": v,
+        "dvc_stage": stage,
+        "git_commit": provenance.git_commit(),
+        "data_md5": stats.get("source", {}).get("md5"),
+        "model": describe(cfg),
+    }
+    run_params = {
+        **recipe.model_dump(exclude={"name"}),
+        "classes": ",".join(classes),
+        "device": str(device),
+        "engine": params.train.engine,
+        "n_train": len(train[1]),
+        "n_val": len(val[1]),
+    }
 
     echo = progress(v, recipe.epochs)
     with tracking.variant_run(params.mlflow.experiment, v, stage=stage, tags=tags) as run:
         t_train = time.perf_counter()
-        runs = train_variant(recipe, cfg, train, val, seeds=seeds, engine=params.train.engine,
-                             train_metrics=params.train.train_metrics,
-                             hooks=tracking.SeedLogger(v, stage, seeds, run_params, tags, echo))
+        runs = train_variant(
+            recipe,
+            cfg,
+            train,
+            val,
+            seeds=seeds,
+            engine=params.train.engine,
+            train_metrics=params.train.train_metrics,
+            hooks=tracking.SeedLogger(v, stage, seeds, run_params, tags, echo),
+        )
         train_seconds = time.perf_counter() - t_train
         first = runs[0]
-        log = {"variant": v, "mlflow_run_id": run.info.run_id, "mlflow_experiment": params.mlflow.experiment,
-               "train_seconds": train_seconds, "seconds_per_epoch": train_seconds / sum(len(r.history) for r in runs),
-               "side_by_side": side_by_side(recipe, cfg, params.train.engine, len(seeds)),
-               **provenance.record(str(device), tags["git_commit"])}
+        log = {
+            "variant": v,
+            "mlflow_run_id": run.info.run_id,
+            "mlflow_experiment": params.mlflow.experiment,
+            "train_seconds": train_seconds,
+            "seconds_per_epoch": train_seconds / sum(len(r.history) for r in runs),
+            "side_by_side": side_by_side(recipe, cfg, params.train.engine, len(seeds)),
+            **provenance.record(str(device), tags["git_commit"]),
+        }
         write_outputs(args, params, recipe, cfg, runs, (train, val), log, t_start)
-    print(f"[{v}] {describe(cfg)}: train acc {first.final['train_accuracy']:.4f}, val acc "
-          f"{first.final['val_accuracy']:.4f} after {len(first.history)} epochs ({len(seeds)} seed(s)) "
-          f"in {train_seconds:.1f} s")
-
+    print(
+        f"[{v}] {describe(cfg)}: train acc {first.final['train_accuracy']:.4f}, val acc "
+        f"{first.final['val_accuracy']:.4f} after {len(first.history)} epochs ({len(seeds)} seed(s)) "
+        f"in {train_seconds:.1f} s"
+    )
 
 
 def progress(variant: str, epochs: int):
     """echo(seed, stats): one line per seed and epoch on the terminal."""
+
     def echo(seed, s):
-        print(f"[{variant} seed {seed}] epoch {s.epoch:3d}/{epochs}  train loss {s.train_loss:.4f} "
-              f"acc {s.train_accuracy:.4f}  val loss {s.val_loss:.4f} acc {s.val_accuracy:.4f}  ({s.seconds:.2f} s)",
-              flush=True)
+        print(
+            f"[{variant} seed {seed}] epoch {s.epoch:3d}/{epochs}  train loss {s.train_loss:.4f} "
+            f"acc {s.train_accuracy:.4f}  val loss {s.val_loss:.4f} acc {s.val_accuracy:.4f}  ({s.seconds:.2f} s)",
+            flush=True,
+        )
 
     return echo
 
@@ -86,12 +123,16 @@ def write_outputs(args, params, recipe, cfg, runs, data, log: dict, t_start: flo
     with outputs() as out:
         out.write_bytes(args.model, blob)
         tracking.tag_model(blob)  # evaluate and shift-test find this run by the model file's md5
-        out.write_json(args.metrics, variant_metrics(recipe, cfg, runs, train, val,
-                                                     params.evaluate.calibration_bins))
+        out.write_json(
+            args.metrics,
+            variant_metrics(recipe, cfg, runs, train, val, params.evaluate.calibration_bins),
+        )
         out.write_csv(args.plot, mean_rows(runs), float_format="%.6f")
         out.write_csv(args.seed_curves, seed_rows(runs), float_format="%.6f")
         # two images: the signature then shows a batch dimension
-        log["model_log_seconds"] = tracking.log_torch_model(first.model, cfg, val[0][:2].reshape(2, 3, 32, 32))
+        log["model_log_seconds"] = tracking.log_torch_model(
+            first.model, cfg, val[0][:2].reshape(2, 3, 32, 32)
+        )
         tracking.log_final(log["train_seconds"], first.final)
         out.write_json(args.train_log, {**log, "stage_seconds": time.perf_counter() - t_start})
 

@@ -4,6 +4,7 @@
 batch a protocol-2 pickle with Python 2 `str` opcodes and `numpy.core.multiarray._reconstruct`, as
 the real files have them.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -65,9 +66,15 @@ def add(tar: tarfile.TarFile, name: str, payload: bytes, **info_fields) -> None:
     tar.addfile(info, io.BytesIO(payload) if info.isfile() else None)
 
 
-def make_archive(path: Path, *, per_class_train: int = 10, per_class_test: int = 4, seed: int = 0,
-                 batch_overrides: dict[str, bytes] | None = None,
-                 extra_members: list[tarfile.TarInfo] | None = None) -> tuple[Path, str]:
+def make_archive(
+    path: Path,
+    *,
+    per_class_train: int = 10,
+    per_class_test: int = 4,
+    seed: int = 0,
+    batch_overrides: dict[str, bytes] | None = None,
+    extra_members: list[tarfile.TarInfo] | None = None,
+) -> tuple[Path, str]:
     """Write a tiny official-layout archive; return (path, md5).
 
     batch_overrides replaces a member's payload (e.g. a hostile pickle); extra_members adds raw
@@ -81,13 +88,25 @@ def make_archive(path: Path, *, per_class_train: int = 10, per_class_test: int =
     train, test = images_for(train_labels, rng), images_for(test_labels, rng)
     members: dict[str, bytes] = {}
     for i, chunk in enumerate(np.array_split(np.arange(len(train_labels)), 5), 1):
-        members[f"data_batch_{i}"] = py2_pickle({
-            "batch_label": f"training batch {i} of 5", "labels": train_labels[chunk].tolist(),
-            "data": train[chunk], "filenames": [f"img_{j}.png" for j in chunk]})
-    members["test_batch"] = py2_pickle({"batch_label": "testing batch 1 of 1", "labels": test_labels.tolist(),
-                                        "data": test, "filenames": [f"t_{j}.png" for j in range(len(test))]})
-    members["batches.meta"] = py2_pickle({"num_cases_per_batch": len(train_labels) // 5,
-                                          "label_names": LABELS, "num_vis": 3072})
+        members[f"data_batch_{i}"] = py2_pickle(
+            {
+                "batch_label": f"training batch {i} of 5",
+                "labels": train_labels[chunk].tolist(),
+                "data": train[chunk],
+                "filenames": [f"img_{j}.png" for j in chunk],
+            }
+        )
+    members["test_batch"] = py2_pickle(
+        {
+            "batch_label": "testing batch 1 of 1",
+            "labels": test_labels.tolist(),
+            "data": test,
+            "filenames": [f"t_{j}.png" for j in range(len(test))],
+        }
+    )
+    members["batches.meta"] = py2_pickle(
+        {"num_cases_per_batch": len(train_labels) // 5, "label_names": LABELS, "num_vis": 3072}
+    )
     members["readme.html"] = b"<html>tiny test archive</html>"
     members.update(batch_overrides or {})
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,6 @@
 """Shared fixtures: tiny official-format archives, a real HTTP server on 127.0.0.1, and a real
 DVC project in a temporary git repo."""
+
 from __future__ import annotations
 
 import contextlib
@@ -90,29 +91,52 @@ def run(args, cwd, env=None, check=False, timeout=600) -> subprocess.CompletedPr
 
 
 def project_env(url: str, md5: str, **extra) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "BIRDPLANE_", "DVC_"))}
-    env.update(PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}", BIRDPLANE_DATA_URL=url, BIRDPLANE_DATA_MD5=md5,
-               GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t.invalid", GIT_COMMITTER_NAME="t",
-               GIT_COMMITTER_EMAIL="t@t.invalid", PYTHONUNBUFFERED="1")
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "BIRDPLANE_", "DVC_"))
+    }
+    env.update(
+        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+        BIRDPLANE_DATA_URL=url,
+        BIRDPLANE_DATA_MD5=md5,
+        GIT_AUTHOR_NAME="t",
+        GIT_AUTHOR_EMAIL="t@t.invalid",
+        GIT_COMMITTER_NAME="t",
+        GIT_COMMITTER_EMAIL="t@t.invalid",
+        PYTHONUNBUFFERED="1",
+    )
     env.update(extra)
     return env
 
 
 TINY_TRAIN = {"epochs": 2, "batch_size": 16}
 VARIANTS = ("nll", "mse", "small", "augmented", "cnn")
-TINY_SWEEP = {"seeds": 2, "epochs": 2, "widths": [2, 8], "deep": [16, 8], "base_width": 8,
-              "regularizers": {"weight_decay": {"weight_decay": 0.002}, "dropout": {"dropout": 0.5},
-                               "early_stopping": {"patience": 1}},
-              "losses": ["nll", "mse"], "learning_rates": [0.01, 0.1]}
+TINY_SWEEP = {
+    "seeds": 2,
+    "epochs": 2,
+    "widths": [2, 8],
+    "deep": [16, 8],
+    "base_width": 8,
+    "regularizers": {
+        "weight_decay": {"weight_decay": 0.002},
+        "dropout": {"dropout": 0.5},
+        "early_stopping": {"patience": 1},
+    },
+    "losses": ["nll", "mse"],
+    "learning_rates": [0.01, 0.1],
+}
 
 
-def copy_project(dest: Path, items=("dvc.yaml", "params.yaml", "pipeline", "src", ".gitignore")) -> Path:
+def copy_project(
+    dest: Path, items=("dvc.yaml", "params.yaml", "pipeline", "src", ".gitignore")
+) -> Path:
     """Copy these files and folders of the project (without caches) into `dest`."""
     dest.mkdir(parents=True)
     for item in items:
         src = ROOT / item
         if src.is_dir():
-            shutil.copytree(src, dest / item, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+            shutil.copytree(
+                src, dest / item, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
+            )
         else:
             shutil.copy2(src, dest / item)
     return dest
@@ -159,13 +183,23 @@ def stage_args(script: str, variant: str | None = None) -> list[str]:
     return []
 
 
-def stage(project: Path, env: dict, script: str, *args, variant: str | None = None) -> subprocess.CompletedProcess:
+def stage(
+    project: Path, env: dict, script: str, *args, variant: str | None = None
+) -> subprocess.CompletedProcess:
     """Run one stage script directly, as dvc.yaml's cmd does; `args` add to (or override) its own."""
-    return run([str(BIN / "python"), f"pipeline/{script}", *stage_args(script, variant), *args], project, env)
+    return run(
+        [str(BIN / "python"), f"pipeline/{script}", *stage_args(script, variant), *args],
+        project,
+        env,
+    )
 
 
 def files_under(path: Path) -> list[str]:
-    return sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.is_file()) if path.exists() else []
+    return (
+        sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.is_file())
+        if path.exists()
+        else []
+    )
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ Bombs are real gzip'ed tars written with a file object that yields zeros, so a 1
 the test 4.7 MB on disk and about 1.5 s, and never 1 GB of memory. Whether reading them stays
 small is measured in a fresh process (its peak resident memory, VmHWM), as a stage would run.
 """
+
 import io
 import json
 import pickle
@@ -14,8 +15,17 @@ import tarfile
 import numpy as np
 import pytest
 
-from birdplane.data import (MAX_MEMBER_BYTES, MAX_MEMBERS, TEST_BATCH, TRAIN_BATCHES, ArchiveError, Split,
-                            check_selection, load_cifar10, read_members)
+from birdplane.data import (
+    MAX_MEMBER_BYTES,
+    MAX_MEMBERS,
+    TEST_BATCH,
+    TRAIN_BATCHES,
+    ArchiveError,
+    Split,
+    check_selection,
+    load_cifar10,
+    read_members,
+)
 from birdplane.stats import StatsError, channel_stats
 from cifar_fixture import make_archive, py2_pickle
 from conftest import dvc, files_under, make_project, project_env
@@ -75,36 +85,59 @@ print(json.dumps({"error": error, "seconds": seconds, "max_rss_mb": peak_kb / 10
 
 
 def measure(path):
-    out = subprocess.run([sys.executable, "-c", READ_AND_MEASURE, str(path)], capture_output=True, text=True,
-                         timeout=120, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", READ_AND_MEASURE, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
     return json.loads(out)
 
 
-@pytest.mark.parametrize("name, kind, expect", [
-    # the issue's case: a 5 MB download whose batch member unpacks to 1 GB
-    ("cifar-10-batches-py/data_batch_1", tarfile.REGTYPE, "'cifar-10-batches-py/data_batch_1' is 1,073,741,824 bytes"),
-    # a member the loop skips: skipping would decompress all of it
-    ("cifar-10-batches-py/readme.html", tarfile.REGTYPE, "'cifar-10-batches-py/readme.html' is 1,073,741,824 bytes"),
-    # headers tarfile itself reads whole, before any member is yielded
-    ("././@PaxHeader", tarfile.XHDTYPE, "a tar entry needs a read of 1073741824 bytes"),
-    ("././@LongLink", tarfile.GNUTYPE_LONGNAME, "a tar entry needs a read of 1073741824 bytes"),
-], ids=["batch", "skipped-member", "pax-header", "gnu-longname"])
+@pytest.mark.parametrize(
+    "name, kind, expect",
+    [
+        # the issue's case: a 5 MB download whose batch member unpacks to 1 GB
+        (
+            "cifar-10-batches-py/data_batch_1",
+            tarfile.REGTYPE,
+            "'cifar-10-batches-py/data_batch_1' is 1,073,741,824 bytes",
+        ),
+        # a member the loop skips: skipping would decompress all of it
+        (
+            "cifar-10-batches-py/readme.html",
+            tarfile.REGTYPE,
+            "'cifar-10-batches-py/readme.html' is 1,073,741,824 bytes",
+        ),
+        # headers tarfile itself reads whole, before any member is yielded
+        ("././@PaxHeader", tarfile.XHDTYPE, "a tar entry needs a read of 1073741824 bytes"),
+        ("././@LongLink", tarfile.GNUTYPE_LONGNAME, "a tar entry needs a read of 1073741824 bytes"),
+    ],
+    ids=["batch", "skipped-member", "pax-header", "gnu-longname"],
+)
 def test_gigabyte_member_is_refused_from_its_header(tmp_path, name, kind, expect):
     path = zeros_archive(tmp_path / "bomb.tar.gz", [(name, GB, kind)])
     assert path.stat().st_size < 6_000_000
     got = measure(path)
     assert got["error"] and expect in got["error"], got
     assert got["error"].startswith("https://example.org/c.tar.gz: ") and "bomb" not in got["error"]
-    assert got["max_rss_mb"] < 200, got  # a Python with numpy: about 35 MB; before the fix, 1,062 MB
+    assert got["max_rss_mb"] < 200, (
+        got
+    )  # a Python with numpy: about 35 MB; before the fix, 1,062 MB
     assert got["seconds"] < 1, got  # refused from the header: nothing decompressed
 
 
 def test_total_unpacked_size_is_bounded(tmp_path):
     """Members each under the cap, never wanted, together more than a whole archive can unpack to."""
     n = 7
-    path = zeros_archive(tmp_path / "wide.tar.gz",
-                         [(f"cifar-10-batches-py/extra_{i}", MAX_MEMBER_BYTES - 4096, tarfile.REGTYPE)
-                          for i in range(n)])
+    path = zeros_archive(
+        tmp_path / "wide.tar.gz",
+        [
+            (f"cifar-10-batches-py/extra_{i}", MAX_MEMBER_BYTES - 4096, tarfile.REGTYPE)
+            for i in range(n)
+        ],
+    )
     got = measure(path)
     assert got["error"] and "unpacks to more than 256 MiB" in got["error"], got
     assert got["max_rss_mb"] < 200 and got["seconds"] < 5, got
@@ -140,7 +173,9 @@ def test_array_larger_than_its_pickle_is_refused(tmp_path, strided):
     payload = pickle.dumps({"data": _View(n, strided), "labels": [0] * n}, protocol=4)
     assert len(payload) < 300_000
     path, _ = make_archive(tmp_path / "c.tar.gz", batch_overrides={"data_batch_2": payload})
-    with pytest.raises(ArchiveError, match=rf"{path}: member data_batch_2: 'data' claims 100,000 images"):
+    with pytest.raises(
+        ArchiveError, match=rf"{path}: member data_batch_2: 'data' claims 100,000 images"
+    ):
         load_cifar10(path)
 
 
@@ -172,8 +207,10 @@ def test_download_names_the_url(tmp_path):
     """The download checks a temporary .part file; its errors name the URL."""
     from birdplane.download import download
 
-    src, md5 = make_archive(tmp_path / "mirror" / "c.tar.gz",
-                            extra_members=[tarfile.TarInfo("cifar-10-batches-py/../../escape")])
+    src, md5 = make_archive(
+        tmp_path / "mirror" / "c.tar.gz",
+        extra_members=[tarfile.TarInfo("cifar-10-batches-py/../../escape")],
+    )
     with pytest.raises(ArchiveError, match="unsafe archive member") as e:
         download(src.as_uri(), md5, tmp_path / "raw" / "c.tar.gz", progress=False)
     assert str(e.value).startswith(src.as_uri()) and ".part" not in str(e.value)
@@ -186,17 +223,24 @@ def labelled(labels, images) -> Split:
 def test_check_selection_names_split_and_classes():
     img = np.zeros((3, 3, 32, 32), np.uint8)
     check_selection(labelled([0, 1, 1], img), labelled([1, 0, 0], img), ["airplane", "bird"])
-    with pytest.raises(ArchiveError, match=r"validation set .*test_batch.* has no images of 'bird'"):
+    with pytest.raises(
+        ArchiveError, match=r"validation set .*test_batch.* has no images of 'bird'"
+    ):
         check_selection(labelled([0, 1, 1], img), labelled([0, 0, 0], img), ["airplane", "bird"])
-    with pytest.raises(ArchiveError, match=r"training set .* has no images of 'airplane', 'bird' .*0 images"):
+    with pytest.raises(
+        ArchiveError, match=r"training set .* has no images of 'airplane', 'bird' .*0 images"
+    ):
         check_selection(labelled([], img[:0]), labelled([0, 1, 1], img), ["airplane", "bird"])
 
 
 def test_constant_channel_is_refused():
     images = np.random.default_rng(0).integers(0, 256, size=(4, 3, 8, 8), dtype=np.uint8)
     images[:, 1] = 7
-    with pytest.raises(StatsError, match="channel G has std 0: every pixel of the 4 training images has the "
-                                         "value 7, so the images are constant"):
+    with pytest.raises(
+        StatsError,
+        match="channel G has std 0: every pixel of the 4 training images has the "
+        "value 7, so the images are constant",
+    ):
         channel_stats(images)
     with pytest.raises(StatsError, match="too few"):
         channel_stats(images[:1, :, :1, :1])
@@ -207,31 +251,49 @@ def batches_of(images_for_label, n_train=20, n_test=8, test_classes=range(10)):
     out = {}
     train = np.arange(n_train * 10) % 10
     for i, chunk in enumerate(np.array_split(train, 5), 1):
-        out[f"data_batch_{i}"] = py2_pickle({"labels": chunk.tolist(),
-                                             "data": np.stack([images_for_label(y) for y in chunk])})
+        out[f"data_batch_{i}"] = py2_pickle(
+            {"labels": chunk.tolist(), "data": np.stack([images_for_label(y) for y in chunk])}
+        )
     test = np.array([c for c in test_classes for _ in range(n_test)])
-    out["test_batch"] = py2_pickle({"labels": test.tolist(),
-                                    "data": np.stack([images_for_label(y) for y in test])})
+    out["test_batch"] = py2_pickle(
+        {"labels": test.tolist(), "data": np.stack([images_for_label(y) for y in test])}
+    )
     return out
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("overrides, expect", [
-    # the official test batch without birds: stats passed this and train crashed ('cannot reshape tensor of 0 elements')
-    (batches_of(lambda y: np.random.default_rng(y).integers(0, 256, 3072, dtype=np.uint8),
-                test_classes=[c for c in range(10) if c != 2]),
-     "error in stage stats: the validation set (the archive's test_batch) has no images of 'bird'"),
-    # constant images: std 0, and training then blamed the learning rate
-    (batches_of(lambda y: np.full(3072, 128, np.uint8)),
-     "error in stage stats: channel R has std 0: every pixel of the 40 training images has the value 128"),
-], ids=["no-validation-birds", "constant-images"])
+@pytest.mark.parametrize(
+    "overrides, expect",
+    [
+        # the official test batch without birds: stats passed this and train crashed ('cannot
+        # reshape tensor of 0 elements')
+        (
+            batches_of(
+                lambda y: np.random.default_rng(y).integers(0, 256, 3072, dtype=np.uint8),
+                test_classes=[c for c in range(10) if c != 2],
+            ),
+            "error in stage stats: the validation set (the archive's test_batch) has no images of 'bird'",
+        ),
+        # constant images: std 0, and training then blamed the learning rate
+        (
+            batches_of(lambda y: np.full(3072, 128, np.uint8)),
+            "error in stage stats: channel R has std 0: every pixel of the 40 training images has the value 128",
+        ),
+    ],
+    ids=["no-validation-birds", "constant-images"],
+)
 def test_stats_stage_refuses(tmp_path, overrides, expect):
     """Through the real stage under `dvc repro`, with the archive's own md5 configured."""
-    src, md5 = make_archive(tmp_path / "mirror" / "cifar-10-python.tar.gz", batch_overrides=overrides)
+    src, md5 = make_archive(
+        tmp_path / "mirror" / "cifar-10-python.tar.gz", batch_overrides=overrides
+    )
     proj = make_project(tmp_path / "proj")
     r = dvc(proj, project_env(src.as_uri(), md5), "repro", "stats")
     assert r.returncode != 0
     errors = [line for line in r.stderr.splitlines() if line.startswith("error in stage")]
     assert len(errors) == 1 and errors[0].startswith(expect), r.stderr
     assert "Traceback" not in r.stderr + r.stdout
-    assert files_under(proj / "data" / "prepared") in ([], [".gitignore"]) and not (proj / "metrics").exists()
+    assert (
+        files_under(proj / "data" / "prepared") in ([], [".gitignore"])
+        and not (proj / "metrics").exists()
+    )

@@ -1,4 +1,5 @@
 """What every stage process shares at start-up (birdplane.process.run_stage): freed memory stays in the heap."""
+
 import os
 import subprocess
 import sys
@@ -25,8 +26,9 @@ WHERE = textwrap.dedent("""
 
 
 def allocation(mode: str) -> str:
-    return subprocess.run([sys.executable, "-c", WHERE, mode], capture_output=True, text=True,
-                          check=True).stdout.strip()
+    return subprocess.run(
+        [sys.executable, "-c", WHERE, mode], capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt, /proc/self/maps")
@@ -41,7 +43,8 @@ def test_a_stage_keeps_blocks_up_to_32_mb_in_its_heap():
 # What ctypes does where there is no glibc: Windows refuses CDLL(None) with TypeError, macOS's
 # libSystem has no mallopt (AttributeError), and a failed dlopen raises OSError.
 NO_GLIBC = {
-    "windows": "def CDLL(name, *a, **k):\n    raise TypeError('expected str, bytes or os.PathLike object, not NoneType')\n",
+    "windows": "def CDLL(name, *a, **k):\n"
+    "    raise TypeError('expected str, bytes or os.PathLike object, not NoneType')\n",
     "macos": "class CDLL:\n    def __init__(self, name, *a, **k):\n        pass\n",
     "no-libc": "def CDLL(name, *a, **k):\n    raise OSError('dlopen failed')\n",
 }
@@ -68,14 +71,40 @@ def test_a_stage_runs_on_a_simulated_platform_without_glibc(tmp_path):
     archive, md5 = make_archive(tmp_path / "www" / "cifar-10-python.tar.gz")
     site = tmp_path / "site"
     site.mkdir()
-    (site / "sitecustomize.py").write_text("import ctypes\n" + NO_GLIBC["windows"] + "ctypes.CDLL = CDLL\n")
-    env = {**os.environ, "PYTHONPATH": str(site), "BIRDPLANE_DATA_URL": archive.as_uri(), "BIRDPLANE_DATA_MD5": md5}
+    (site / "sitecustomize.py").write_text(
+        "import ctypes\n" + NO_GLIBC["windows"] + "ctypes.CDLL = CDLL\n"
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(site),
+        "BIRDPLANE_DATA_URL": archive.as_uri(),
+        "BIRDPLANE_DATA_MD5": md5,
+    }
     out = tmp_path / "proj"
-    r = subprocess.run([sys.executable, str(ROOT / "pipeline/download.py"), "--params", str(ROOT / "params.yaml"),
-                        "--out", str(out / "raw.tar.gz"), "--log", str(out / "download.json")],
-                       capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    r = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "pipeline/download.py"),
+            "--params",
+            str(ROOT / "params.yaml"),
+            "--out",
+            str(out / "raw.tar.gz"),
+            "--log",
+            str(out / "download.json"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     assert (out / "raw.tar.gz").read_bytes() == archive.read_bytes()
-    probe = subprocess.run([sys.executable, "-c", "from birdplane.process import keep_freed_memory as k; print(k())"],
-                           capture_output=True, text=True, env=env, check=True)
+    probe = subprocess.run(
+        [sys.executable, "-c", "from birdplane.process import keep_freed_memory as k; print(k())"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
     assert probe.stdout.strip() == "False"  # the simulation was in force

@@ -26,21 +26,42 @@ def test_project_params_are_valid():
     assert p.data.classes == ["airplane", "bird"]
     assert set(p.train.variants) == {"nll", "mse", "small", "augmented", "cnn"}
     nll = p.train.recipe("nll")
-    assert (nll.hidden, nll.loss, nll.epochs, nll.batch_size, nll.lr) == ((512,), "nll", 100, 64, 0.01)
+    assert (nll.hidden, nll.loss, nll.epochs, nll.batch_size, nll.lr) == (
+        (512,),
+        "nll",
+        100,
+        64,
+        0.01,
+    )
     cnn = p.train.recipe("cnn")
     assert (cnn.arch, cnn.channels, cnn.hidden) == ("cnn", (16, 8), (32,))
     assert p.train.recipe("augmented").augment_shift == 4 and p.sweep.seeds == 3
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda d: d["train"]["variants"]["cnn"].pop("channels"), "arch 'cnn' needs channels"),
-    (lambda d: d["train"]["variants"]["nll"].update(channels=[4]), "channels apply to arch 'cnn' only"),
-    (lambda d: d["train"]["variants"]["nll"].update(dropout=1.0), "train.variants.nll.dropout"),
-    (lambda d: d["sweep"].update(widths=[8, 2]), "smallest first"),
-    (lambda d: d["sweep"]["regularizers"]["dropout"].update(dropuot=0.1), "did you mean 'dropout'"),
-    (lambda d: d["sweep"]["regularizers"]["dropout"].update(augment_shift=2), "augment_shift is not swept"),
-    (lambda d: d["report"].update(cnn="convnet"), "report.cnn is 'convnet', which is not in train.variants"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda d: d["train"]["variants"]["cnn"].pop("channels"), "arch 'cnn' needs channels"),
+        (
+            lambda d: d["train"]["variants"]["nll"].update(channels=[4]),
+            "channels apply to arch 'cnn' only",
+        ),
+        (lambda d: d["train"]["variants"]["nll"].update(dropout=1.0), "train.variants.nll.dropout"),
+        (lambda d: d["sweep"].update(widths=[8, 2]), "smallest first"),
+        (
+            lambda d: d["sweep"]["regularizers"]["dropout"].update(dropuot=0.1),
+            "did you mean 'dropout'",
+        ),
+        (
+            lambda d: d["sweep"]["regularizers"]["dropout"].update(augment_shift=2),
+            "augment_shift is not swept",
+        ),
+        (
+            lambda d: d["report"].update(cnn="convnet"),
+            "report.cnn is 'convnet', which is not in train.variants",
+        ),
+    ],
+)
 def test_regularizers_and_sweep_are_validated(tmp_path, edit, message):
     d = project_params()
     edit(d)
@@ -50,31 +71,59 @@ def test_regularizers_and_sweep_are_validated(tmp_path, edit, message):
 
 def test_variant_overrides_shared_recipe(tmp_path):
     d = project_params()
-    d["train"]["variants"]["fast"] = {"hidden": [8], "activation": "tanh", "loss": "mse", "lr": 0.5, "epochs": 3}
+    d["train"]["variants"]["fast"] = {
+        "hidden": [8],
+        "activation": "tanh",
+        "loss": "mse",
+        "lr": 0.5,
+        "epochs": 3,
+    }
     p = load_params(write(tmp_path, d))
     r = p.train.recipe("fast")
     assert (r.lr, r.epochs, r.batch_size) == (0.5, 3, 64)
 
 
-@pytest.mark.parametrize("edit, expected", [
-    (lambda d: d["train"].update(epochz=3), ["train.epochz", "did you mean 'epochs'", "allowed here"]),
-    (lambda d: d["train"]["variants"]["nll"].update(activaton="tanh"),
-     ["train.variants.nll.activaton", "did you mean 'activation'"]),
-    (lambda d: d["train"].update(epochs="many"), ["train.epochs", "integer"]),
-    (lambda d: d["train"].update(lr=-1), ["train.lr", "greater than 0"]),
-    (lambda d: d["train"].update(lr=1e9), ["train.lr", "less than or equal to 1000000"]),
-    (lambda d: d["data"].update(classes=["airplane", "dragon"]), ["data.classes", "dragon", "truck"]),
-    (lambda d: d["data"].update(md5="xyz"), ["data.md5"]),
-    (lambda d: d["data"].update(url="ftp://x/y"), ["data.url", "http://"]),
-    # params.yaml and dvc.lock are committed: credentials and signed queries go in the environment
-    (lambda d: d["data"].update(url="https://bob:hunter22@m.example/c.tar.gz"), ["data.url", "BIRDPLANE_DATA_URL"]),
-    (lambda d: d["data"].update(url="https://m.example/c.tar.gz?X-Amz-Signature=ab12cd"),
-     ["data.url", "credentials or a query string", "BIRDPLANE_DATA_URL"]),
-    (lambda d: d["train"]["variants"]["nll"].update(loss="hinge"), ["train.variants.nll.loss", "'nll' or 'mse'"]),
-    (lambda d: d.update(sed=1), ["sed", "did you mean 'seed'"]),
-    (lambda d: d["report"].update(small="tiny"), ["report.small is 'tiny'", "not in train.variants"]),
-    (lambda d: d["shift"].update(summary_shift=9), ["shift.summary_shift (9) must not exceed"]),
-])
+@pytest.mark.parametrize(
+    "edit, expected",
+    [
+        (
+            lambda d: d["train"].update(epochz=3),
+            ["train.epochz", "did you mean 'epochs'", "allowed here"],
+        ),
+        (
+            lambda d: d["train"]["variants"]["nll"].update(activaton="tanh"),
+            ["train.variants.nll.activaton", "did you mean 'activation'"],
+        ),
+        (lambda d: d["train"].update(epochs="many"), ["train.epochs", "integer"]),
+        (lambda d: d["train"].update(lr=-1), ["train.lr", "greater than 0"]),
+        (lambda d: d["train"].update(lr=1e9), ["train.lr", "less than or equal to 1000000"]),
+        (
+            lambda d: d["data"].update(classes=["airplane", "dragon"]),
+            ["data.classes", "dragon", "truck"],
+        ),
+        (lambda d: d["data"].update(md5="xyz"), ["data.md5"]),
+        (lambda d: d["data"].update(url="ftp://x/y"), ["data.url", "http://"]),
+        # params.yaml and dvc.lock are committed: credentials and signed queries go in the environment
+        (
+            lambda d: d["data"].update(url="https://bob:hunter22@m.example/c.tar.gz"),
+            ["data.url", "BIRDPLANE_DATA_URL"],
+        ),
+        (
+            lambda d: d["data"].update(url="https://m.example/c.tar.gz?X-Amz-Signature=ab12cd"),
+            ["data.url", "credentials or a query string", "BIRDPLANE_DATA_URL"],
+        ),
+        (
+            lambda d: d["train"]["variants"]["nll"].update(loss="hinge"),
+            ["train.variants.nll.loss", "'nll' or 'mse'"],
+        ),
+        (lambda d: d.update(sed=1), ["sed", "did you mean 'seed'"]),
+        (
+            lambda d: d["report"].update(small="tiny"),
+            ["report.small is 'tiny'", "not in train.variants"],
+        ),
+        (lambda d: d["shift"].update(summary_shift=9), ["shift.summary_shift (9) must not exceed"]),
+    ],
+)
 def test_bad_params_name_key_and_allowed_values(tmp_path, edit, expected):
     d = project_params()
     edit(d)
@@ -108,22 +157,41 @@ def test_environment_overrides_source(monkeypatch):
 
 # What leaving a setting out means, where that is not a value: a variant is a fully connected net
 # unless it says cnn, a regularizer left out is off, an override left out is the shared value.
-ABSENCE = {("VariantConfig", "arch"), ("VariantConfig", "channels"), *(
-    (m, f) for m in ("VariantConfig", "Regularizers", "Recipe")
-    for f in ("weight_decay", "dropout", "patience", "augment_shift"))}
+ABSENCE = {
+    ("VariantConfig", "arch"),
+    ("VariantConfig", "channels"),
+    *(
+        (m, f)
+        for m in ("VariantConfig", "Regularizers", "Recipe")
+        for f in ("weight_decay", "dropout", "patience", "augment_shift")
+    ),
+}
 
 
 def test_params_yaml_is_the_only_source_of_values():
     """The config models define types and bounds; every value lives in params.yaml."""
     from birdplane import config
 
-    models = [config.Params, config.DataConfig, config.StatsConfig, config.TrainConfig, config.VariantConfig,
-              config.Regularizers, config.SweepConfig, config.EvaluateConfig, config.ShiftConfig,
-              config.ReportConfig, config.MlflowConfig, config.Recipe]
+    models = [
+        config.Params,
+        config.DataConfig,
+        config.StatsConfig,
+        config.TrainConfig,
+        config.VariantConfig,
+        config.Regularizers,
+        config.SweepConfig,
+        config.EvaluateConfig,
+        config.ShiftConfig,
+        config.ReportConfig,
+        config.MlflowConfig,
+        config.Recipe,
+    ]
     for model in models:
         for name, field in model.model_fields.items():
             if not field.is_required():
-                assert (model.__name__, name) in ABSENCE or field.default is None, f"{model.__name__}.{name}"
+                assert (model.__name__, name) in ABSENCE or field.default is None, (
+                    f"{model.__name__}.{name}"
+                )
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     del params["shift"]["max_shift"]
     import tempfile
@@ -134,8 +202,9 @@ def test_params_yaml_is_the_only_source_of_values():
             load_params(Path(tmp) / "params.yaml", base=Path(tmp) / "params.yaml")
 
 
-@pytest.mark.parametrize("text", ["seed: 1\ntrain: {epochs: 3}\n", "{}\n", "report: {lang: de}\n",
-                                  "train:\n  lr: 1\n"])
+@pytest.mark.parametrize(
+    "text", ["seed: 1\ntrain: {epochs: 3}\n", "{}\n", "report: {lang: de}\n", "train:\n  lr: 1\n"]
+)
 def test_a_partial_params_file_gets_the_project_values_for_the_rest(tmp_path, text):
     (tmp_path / "p.yaml").write_text(text)
     got = load_params(tmp_path / "p.yaml").model_dump()
@@ -150,6 +219,7 @@ def test_a_partial_params_file_gets_the_project_values_for_the_rest(tmp_path, te
 
 # ---- the file is read defensively -------------------------------------------------------
 
+
 def _laughs(levels: int = 9) -> str:
     """The classic 'billion laughs': 9 aliases per level, 9**9 strings once expanded."""
     lines = ['l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
@@ -162,13 +232,26 @@ HOSTILE = [
     ("one alias", b"seed: &s 1\ntrain: {epochs: *s}\n", "line 1, column 7: anchors and aliases"),
     ("merge key", b"train:\n  <<: {epochs: 3}\n", "merge keys (<<)"),
     ("flow nesting 5000 deep", b"seed: " + b"[" * 5000 + b"]" * 5000, "nested more than 32 levels"),
-    ("block nesting 300 deep", "".join(" " * i + f"k{i}:\n" for i in range(300)).encode(),  # 45 KB
-     "nested more than 32 levels"),
-    ("duplicate section", (ROOT / "params.yaml").read_bytes() + b"seed: 3\n",
-     "key 'seed' appears twice (first on line 5)"),
-    ("duplicate key in a flow mapping", b"train: {epochs: 3, lr: 0.1, epochs: 4}\n",
-     "line 1, column 29: key 'epochs' appears twice (first on line 1)"),
-    ("non-UTF-8 byte", b"seed: 0\ndata: {url: caf\xe9}\n", "not UTF-8 text: byte 0xe9 at offset 23 (line 2)"),
+    (
+        "block nesting 300 deep",
+        "".join(" " * i + f"k{i}:\n" for i in range(300)).encode(),  # 45 KB
+        "nested more than 32 levels",
+    ),
+    (
+        "duplicate section",
+        (ROOT / "params.yaml").read_bytes() + b"seed: 3\n",
+        "key 'seed' appears twice (first on line 5)",
+    ),
+    (
+        "duplicate key in a flow mapping",
+        b"train: {epochs: 3, lr: 0.1, epochs: 4}\n",
+        "line 1, column 29: key 'epochs' appears twice (first on line 1)",
+    ),
+    (
+        "non-UTF-8 byte",
+        b"seed: 0\ndata: {url: caf\xe9}\n",
+        "not UTF-8 text: byte 0xe9 at offset 23 (line 2)",
+    ),
     ("UTF-16", "seed: 0\n".encode("utf-16"), "not UTF-8 text: byte 0xff at offset 0"),
     ("control character", b"seed: 0\x00\n", "line 1: control character #x0000"),
     ("explicit tag", b"seed: !!int 3\n", "tags such as"),
@@ -179,7 +262,11 @@ HOSTILE = [
     ("too large", b"# padding\n" * 7000, "is larger than 64 KiB"),
     ("empty", b"", "is empty"),
     ("only a comment", b"# nothing\n", "is empty"),
-    ("a list", b"- seed\n- train\n", "must be a mapping of sections (seed, data, stats, train, ...); got ['seed',"),
+    (
+        "a list",
+        b"- seed\n- train\n",
+        "must be a mapping of sections (seed, data, stats, train, ...); got ['seed',",
+    ),
     ("a number", b"42\n", "must be a mapping of sections (seed, data, stats, train, ...); got 42"),
     ("two documents", b"seed: 1\n---\nseed: 2\n", "expected a single document"),
     ("unclosed", b"train: [unclosed", "line 1, column 17: while parsing a flow sequence"),
@@ -207,23 +294,49 @@ def test_directory_instead_of_file(tmp_path):
 
 # ---- strict types -----------------------------------------------------------------------
 
-@pytest.mark.parametrize("edit, expected", [
-    (lambda d: d.update(seed=True), "seed: Input should be a valid integer (got True)"),
-    (lambda d: d["train"].update(epochs="3"), "train.epochs: Input should be a valid integer (got '3')"),
-    (lambda d: d["train"].update(epochs=3.0), "train.epochs: Input should be a valid integer (got 3.0)"),
-    (lambda d: d["train"].update(lr=True), "train.lr: Input should be a valid number (got True)"),
-    (lambda d: d["train"].update(lr="0.1"), "train.lr: Input should be a valid number"),
-    (lambda d: d["train"].update(lr=float("nan")), "train.lr: Input should be a finite number"),
-    (lambda d: d["data"].update(timeout_s=float("inf")), "data.timeout_s: Input should be a finite number"),
-    (lambda d: d["stats"].update(ddof=True), "stats.ddof: Input should be 0 or 1 (got True)"),
-    (lambda d: d["stats"].update(ddof=1.0), "stats.ddof: Input should be 0 or 1 (got 1.0)"),
-    (lambda d: d["train"]["variants"]["nll"].update(hidden=[True]),
-     "train.variants.nll.hidden.0: Input should be a valid integer"),
-    (lambda d: d["train"]["variants"]["nll"].update(dropout=False),
-     "train.variants.nll.dropout: Input should be a valid number"),
-    (lambda d: d["mlflow"].update(experiment=2024), "mlflow.experiment: Input should be a valid string (got 2024)"),
-    (lambda d: d["train"]["variants"].update({7: {}}), "Input should be a valid string (got 7)"),
-])
+
+@pytest.mark.parametrize(
+    "edit, expected",
+    [
+        (lambda d: d.update(seed=True), "seed: Input should be a valid integer (got True)"),
+        (
+            lambda d: d["train"].update(epochs="3"),
+            "train.epochs: Input should be a valid integer (got '3')",
+        ),
+        (
+            lambda d: d["train"].update(epochs=3.0),
+            "train.epochs: Input should be a valid integer (got 3.0)",
+        ),
+        (
+            lambda d: d["train"].update(lr=True),
+            "train.lr: Input should be a valid number (got True)",
+        ),
+        (lambda d: d["train"].update(lr="0.1"), "train.lr: Input should be a valid number"),
+        (lambda d: d["train"].update(lr=float("nan")), "train.lr: Input should be a finite number"),
+        (
+            lambda d: d["data"].update(timeout_s=float("inf")),
+            "data.timeout_s: Input should be a finite number",
+        ),
+        (lambda d: d["stats"].update(ddof=True), "stats.ddof: Input should be 0 or 1 (got True)"),
+        (lambda d: d["stats"].update(ddof=1.0), "stats.ddof: Input should be 0 or 1 (got 1.0)"),
+        (
+            lambda d: d["train"]["variants"]["nll"].update(hidden=[True]),
+            "train.variants.nll.hidden.0: Input should be a valid integer",
+        ),
+        (
+            lambda d: d["train"]["variants"]["nll"].update(dropout=False),
+            "train.variants.nll.dropout: Input should be a valid number",
+        ),
+        (
+            lambda d: d["mlflow"].update(experiment=2024),
+            "mlflow.experiment: Input should be a valid string (got 2024)",
+        ),
+        (
+            lambda d: d["train"]["variants"].update({7: {}}),
+            "Input should be a valid string (got 7)",
+        ),
+    ],
+)
 def test_types_are_strict(tmp_path, edit, expected):
     d = project_params()
     edit(d)
@@ -248,7 +361,9 @@ def test_echoed_values_are_cut_short(tmp_path):
     with pytest.raises(ConfigError) as e:
         load_params(write(tmp_path, d))
     lines = str(e.value).splitlines()
-    assert lines[0].endswith("3 invalid setting(s)") and all(len(line) < 300 for line in lines), lines
+    assert lines[0].endswith("3 invalid setting(s)") and all(len(line) < 300 for line in lines), (
+        lines
+    )
 
 
 def test_many_errors_are_counted_not_all_listed(tmp_path):
@@ -261,18 +376,37 @@ def test_many_errors_are_counted_not_all_listed(tmp_path):
 
 # ---- sizes --------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("edit, expected", [
-    (lambda d: d["train"]["variants"]["nll"].update(hidden=[1_000_000_000]),
-     "train.variants.nll.hidden.0: Input should be less than or equal to 65536 (got 1000000000)"),
-    (lambda d: d["train"]["variants"]["nll"].update(hidden=[65_536, 65_536]),
-     "train.variants.nll.hidden [65536, 65536] gives a model of 4,496,556,034 parameters (18.0 GB"),
-    (lambda d: d["train"]["variants"]["cnn"].update(channels=[4096, 4096]),
-     "train.variants.cnn.channels [4096, 4096] with hidden [32] gives a model of 159,502,434 parameters"),
-    (lambda d: d["train"]["variants"]["cnn"].update(channels=[100_000]), "train.variants.cnn.channels.0"),
-    (lambda d: d["sweep"].update(widths=[2, 20_000]), "sweep.widths entry 20000 gives a model of 61,500,002"),
-    (lambda d: d["sweep"].update(deep=[8000, 8000]), "sweep.deep [8000, 8000] gives a model of"),
-    (lambda d: d["sweep"].update(base_width=20_000), "sweep.base_width 20000 gives a model of"),
-])
+
+@pytest.mark.parametrize(
+    "edit, expected",
+    [
+        (
+            lambda d: d["train"]["variants"]["nll"].update(hidden=[1_000_000_000]),
+            "train.variants.nll.hidden.0: Input should be less than or equal to 65536 (got 1000000000)",
+        ),
+        (
+            lambda d: d["train"]["variants"]["nll"].update(hidden=[65_536, 65_536]),
+            "train.variants.nll.hidden [65536, 65536] gives a model of 4,496,556,034 parameters (18.0 GB",
+        ),
+        (
+            lambda d: d["train"]["variants"]["cnn"].update(channels=[4096, 4096]),
+            "train.variants.cnn.channels [4096, 4096] with hidden [32] gives a model of 159,502,434 parameters",
+        ),
+        (
+            lambda d: d["train"]["variants"]["cnn"].update(channels=[100_000]),
+            "train.variants.cnn.channels.0",
+        ),
+        (
+            lambda d: d["sweep"].update(widths=[2, 20_000]),
+            "sweep.widths entry 20000 gives a model of 61,500,002",
+        ),
+        (
+            lambda d: d["sweep"].update(deep=[8000, 8000]),
+            "sweep.deep [8000, 8000] gives a model of",
+        ),
+        (lambda d: d["sweep"].update(base_width=20_000), "sweep.base_width 20000 gives a model of"),
+    ],
+)
 def test_impossible_models_are_refused_while_reading(tmp_path, edit, expected):
     d = project_params()
     edit(d)
@@ -291,16 +425,25 @@ def test_the_largest_allowed_model_loads(tmp_path):
     load_params(write(tmp_path, d))
 
 
-@pytest.mark.parametrize("arch, hidden, channels, n_classes", [
-    ("mlp", (512,), (), 2), ("mlp", (), (), 10), ("mlp", (1024, 512, 128), (), 3),
-    ("cnn", (32,), (16, 8), 2), ("cnn", (), (5,), 4), ("cnn", (7, 3), (3, 4, 5, 6), 10),
-])
+@pytest.mark.parametrize(
+    "arch, hidden, channels, n_classes",
+    [
+        ("mlp", (512,), (), 2),
+        ("mlp", (), (), 10),
+        ("mlp", (1024, 512, 128), (), 3),
+        ("cnn", (32,), (16, 8), 2),
+        ("cnn", (), (5,), 4),
+        ("cnn", (7, 3), (3, 4, 5, 6), 10),
+    ],
+)
 def test_parameter_estimate_equals_the_built_model(arch, hidden, channels, n_classes):
     from birdplane.architecture import n_parameters
     from birdplane.models import ModelConfig, build_model
     from birdplane.models import n_parameters as counted
 
-    model = build_model(ModelConfig(arch=arch, hidden=hidden, channels=channels, n_classes=n_classes))
+    model = build_model(
+        ModelConfig(arch=arch, hidden=hidden, channels=channels, n_classes=n_classes)
+    )
     assert n_parameters(list(hidden), n_classes, list(channels)) == counted(model)
 
 
@@ -320,20 +463,35 @@ def test_the_command_line_check_refuses_what_dvc_would_choke_on(tmp_path):
 
     bad = tmp_path / "params.yaml"
     bad.write_bytes(_laughs().encode())
-    r = subprocess.run([sys.executable, "-m", "birdplane.config", str(bad)], capture_output=True, text=True,
-                       timeout=30)
+    r = subprocess.run(
+        [sys.executable, "-m", "birdplane.config", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and "anchors and aliases" in r.stderr
-    r = subprocess.run([sys.executable, "-m", "birdplane.config", str(ROOT / "params.yaml")], capture_output=True,
-                       text=True, timeout=30)
+    r = subprocess.run(
+        [sys.executable, "-m", "birdplane.config", str(ROOT / "params.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert r.returncode == 0 and r.stdout.strip().endswith("params.yaml: valid")
 
 
-@pytest.mark.parametrize("edit, message", [
-    # 65,536 channels are within the width bound, but each image's first feature maps take 268 MB
-    (lambda d: d["train"]["variants"]["cnn"].update(channels=[65536], hidden=[], batch_size=64),
-     "train.variants.cnn: a batch of 256 images needs about"),
-    (lambda d: d["sweep"].update(seeds=100, widths=[8192]), "sweep.seeds 100 x"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        # 65,536 channels are within the width bound, but each image's first feature maps take 268 MB
+        (
+            lambda d: d["train"]["variants"]["cnn"].update(
+                channels=[65536], hidden=[], batch_size=64
+            ),
+            "train.variants.cnn: a batch of 256 images needs about",
+        ),
+        (lambda d: d["sweep"].update(seeds=100, widths=[8192]), "sweep.seeds 100 x"),
+    ],
+)
 def test_memory_beyond_the_weights_is_bounded(tmp_path, edit, message):
     d = project_params()
     edit(d)
@@ -346,9 +504,15 @@ def test_memory_beyond_the_weights_is_bounded(tmp_path, edit, message):
 MD5 = "c58f30108f718f92721af3b95e74349a"
 
 
-@pytest.mark.parametrize("given, used", [
-    (MD5, MD5), (MD5 + "\n", MD5), (f"  {MD5}\t\r\n", MD5), (MD5.upper(), MD5),
-])
+@pytest.mark.parametrize(
+    "given, used",
+    [
+        (MD5, MD5),
+        (MD5 + "\n", MD5),
+        (f"  {MD5}\t\r\n", MD5),
+        (MD5.upper(), MD5),
+    ],
+)
 def test_md5_white_space_is_dropped_and_upper_case_lowered(tmp_path, monkeypatch, given, used):
     d = project_params()
     d["data"]["md5"] = given
@@ -357,11 +521,18 @@ def test_md5_white_space_is_dropped_and_upper_case_lowered(tmp_path, monkeypatch
     assert load_params(ROOT / "params.yaml").data.source()[1] == used
 
 
-@pytest.mark.parametrize("given, message", [
-    (MD5[:-1], "exactly 32 hex digits"), (MD5 + "0", "exactly 32 hex digits"), ("g" * 32, "exactly 32 hex digits"),
-    (MD5 + "\nx", "32 hex digits"), (f"{MD5}  cifar-10-python.tar.gz\n", "file name after them"),
-    ("", "exactly 32 hex digits"), (MD5[:16] + " " + MD5[16:], "exactly 32 hex digits"),
-])
+@pytest.mark.parametrize(
+    "given, message",
+    [
+        (MD5[:-1], "exactly 32 hex digits"),
+        (MD5 + "0", "exactly 32 hex digits"),
+        ("g" * 32, "exactly 32 hex digits"),
+        (MD5 + "\nx", "32 hex digits"),
+        (f"{MD5}  cifar-10-python.tar.gz\n", "file name after them"),
+        ("", "exactly 32 hex digits"),
+        (MD5[:16] + " " + MD5[16:], "exactly 32 hex digits"),
+    ],
+)
 def test_anything_but_32_hex_digits_is_refused_as_an_md5(tmp_path, monkeypatch, given, message):
     d = project_params()
     d["data"]["md5"] = given
@@ -373,20 +544,46 @@ def test_anything_but_32_hex_digits_is_refused_as_an_md5(tmp_path, monkeypatch, 
             load_params(ROOT / "params.yaml").data.source()
 
 
-@pytest.mark.parametrize("name", ["nll\n", "a b", "a@b", "a/b", "a$b", "a'b", 'a"b', "a.b", "Nll", "-x", "_x",
-                                  "x" * 33, "", "café", "a\tb", "a;b"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "nll\n",
+        "a b",
+        "a@b",
+        "a/b",
+        "a$b",
+        "a'b",
+        'a"b',
+        "a.b",
+        "Nll",
+        "-x",
+        "_x",
+        "x" * 33,
+        "",
+        "café",
+        "a\tb",
+        "a;b",
+    ],
+)
 def test_variant_names_are_what_dvc_foreach_and_the_shell_take(tmp_path, name):
     d = project_params()
     d["train"]["variants"][name] = copy.deepcopy(d["train"]["variants"]["small"])
-    with pytest.raises(ConfigError, match="a lower-case letter, then up to 31 of a-z, 0-9, '-', '_'"):
+    with pytest.raises(
+        ConfigError, match="a lower-case letter, then up to 31 of a-z, 0-9, '-', '_'"
+    ):
         load_params(write(tmp_path, d))
 
 
-@pytest.mark.parametrize("name", ["dropout\n", "drop out", "drop-out", "a@b", "a/b", "a$b", "x" * 33, "Dropout"])
+@pytest.mark.parametrize(
+    "name", ["dropout\n", "drop out", "drop-out", "a@b", "a/b", "a$b", "x" * 33, "Dropout"]
+)
 def test_regularizer_names_are_checked_the_same_way(tmp_path, name):
     d = project_params()
     d["sweep"]["regularizers"][name] = {"dropout": 0.5}
-    with pytest.raises(ConfigError, match="regularizer name .*: a lower-case letter, then up to 31 of a-z, 0-9, '_'"):
+    with pytest.raises(
+        ConfigError,
+        match="regularizer name .*: a lower-case letter, then up to 31 of a-z, 0-9, '_'",
+    ):
         load_params(write(tmp_path, d))
 
 

@@ -5,6 +5,7 @@ and `dvc repro -f` re-creates the file, finds an object of that hash in the cach
 damaged copy back. The error names the file and the commands that do recover (delete the file and
 its cache object, then re-run the stage that writes it); these tests run those commands.
 """
+
 import hashlib
 import re
 import sqlite3
@@ -29,7 +30,9 @@ def md5(path) -> str:
 
 def locked_md5(proj, path: str) -> str:
     lock = yaml.safe_load((proj / "dvc.lock").read_text())
-    return next(o["md5"] for s in lock["stages"].values() for o in s.get("outs", ()) if o["path"] == path)
+    return next(
+        o["md5"] for s in lock["stages"].values() for o in s.get("outs", ()) if o["path"] == path
+    )
 
 
 def corrupt_cache_and_check_out(proj, env, path: str) -> None:
@@ -44,7 +47,9 @@ def corrupt_cache_and_check_out(proj, env, path: str) -> None:
     (proj / path).unlink()
     dvc(proj, env, "checkout", path, check=True)
     assert md5(proj / path) != h  # the damaged copy is in the workspace ...
-    assert "up to date" in dvc(proj, env, "status", "download", "stats").stdout  # ... and DVC does not see it
+    assert (
+        "up to date" in dvc(proj, env, "status", "download", "stats").stdout
+    )  # ... and DVC does not see it
 
 
 def one_error_line(r: subprocess.CompletedProcess, stage_name: str) -> str:
@@ -66,14 +71,17 @@ def runs_left_running(proj) -> list:
 def recover(proj, env, error: str) -> None:
     """Run the commands the error prints, as a user would paste them."""
     command = re.search(r"run `([^`]+)`", error).group(1)
-    r = subprocess.run(["bash", "-c", command], cwd=proj, env=env, capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        ["bash", "-c", command], cwd=proj, env=env, capture_output=True, text=True, timeout=300
+    )
     assert r.returncode == 0, r.stdout + r.stderr
 
 
 @pytest.fixture
 def project(tmp_path):
-    src, archive_md5 = make_archive(tmp_path / "mirror" / "cifar-10-python.tar.gz", per_class_train=16,
-                                    per_class_test=8)
+    src, archive_md5 = make_archive(
+        tmp_path / "mirror" / "cifar-10-python.tar.gz", per_class_train=16, per_class_test=8
+    )
     proj = make_project(tmp_path / "proj")
     env = project_env(src.as_uri(), archive_md5)
     dvc(proj, env, "repro", "stats", check=True)
@@ -89,7 +97,10 @@ def test_corrupt_dataset_is_one_line_and_recovers(project):
     error = one_error_line(stage(proj, env, "train.py", variant="small"), "train")
     assert f"{DATASET} is corrupt (BadZipFile: Bad CRC-32 for file 'train_images.npy')" in error
     h = good
-    assert f'rm -f {DATASET} "$(dvc cache dir)/files/md5/{h[:2]}/{h[2:]}" && dvc repro -f stats' in error
+    assert (
+        f'rm -f {DATASET} "$(dvc cache dir)/files/md5/{h[:2]}/{h[2:]}" && dvc repro -f stats'
+        in error
+    )
     assert not (proj / "models").exists() and runs_left_running(proj) == []
 
     # the trap the message warns about: re-running the stage alone puts the damaged copy back
@@ -110,12 +121,18 @@ def test_corrupt_archive_is_one_line_and_recovers(project):
     good = locked_md5(proj, ARCHIVE)
     corrupt_cache_and_check_out(proj, env, ARCHIVE)
 
-    cmd = yaml.safe_load((proj / "dvc.yaml").read_text())["stages"]["stats"]["cmd"]  # as DVC runs it
-    r = subprocess.run(["bash", "-c", cmd], cwd=proj, env=env, capture_output=True, text=True, timeout=300)
+    cmd = yaml.safe_load((proj / "dvc.yaml").read_text())["stages"]["stats"][
+        "cmd"
+    ]  # as DVC runs it
+    r = subprocess.run(
+        ["bash", "-c", cmd], cwd=proj, env=env, capture_output=True, text=True, timeout=300
+    )
     error = one_error_line(r, "stats")
     assert f"{ARCHIVE} is not a readable tar.gz" in error and "truncated or corrupt" in error
     assert f'"$(dvc cache dir)/files/md5/{good[:2]}/{good[2:]}" && dvc repro -f download' in error
 
     recover(proj, env, error)
     assert md5(proj / ARCHIVE) == good
-    assert "Data and pipelines are up to date." in dvc(proj, env, "status", "download", "stats").stdout
+    assert (
+        "Data and pipelines are up to date." in dvc(proj, env, "status", "download", "stats").stdout
+    )

@@ -34,7 +34,9 @@ def test_file_url(tmp_path):
 def test_md5_mismatch_leaves_nothing(tiny_archive, tmp_path):
     url, md5, _ = tiny_archive
     dest = tmp_path / "raw" / "c.tar.gz"
-    with pytest.raises(DownloadError, match=f"checksum mismatch.*expected md5 {'0' * 32}, got {md5}"):
+    with pytest.raises(
+        DownloadError, match=f"checksum mismatch.*expected md5 {'0' * 32}, got {md5}"
+    ):
         download(url, "0" * 32, dest, progress=False)
     assert leftovers(dest.parent) == []
 
@@ -44,14 +46,18 @@ def test_transient_errors_are_retried(tiny_archive, http_server, tmp_path):
     behaviour = http_server[2]
     behaviour["fail_first"] = 2
     logs = []
-    download(url, md5, tmp_path / "c.tar.gz", progress=False, retries=3, backoff_s=0.01, log=logs.append)
+    download(
+        url, md5, tmp_path / "c.tar.gz", progress=False, retries=3, backoff_s=0.01, log=logs.append
+    )
     assert behaviour["requests"] == 3 and len(logs) == 2 and "503" in logs[0]
 
 
 def test_truncated_transfer_fails_after_retries(tiny_archive, http_server, tmp_path):
     url, md5, _ = tiny_archive
     http_server[2]["truncate"] = True
-    with pytest.raises(DownloadError, match=r"closed after \d+ of \d+ bytes.*gave up after 2 attempts"):
+    with pytest.raises(
+        DownloadError, match=r"closed after \d+ of \d+ bytes.*gave up after 2 attempts"
+    ):
         download(url, md5, tmp_path / "raw" / "c.tar.gz", progress=False, retries=2, backoff_s=0.01)
     assert leftovers(tmp_path / "raw") == []
 
@@ -71,7 +77,9 @@ def test_unreachable_url_names_url_and_mirror(tmp_path):
         port = s.getsockname()[1]
     url = f"http://127.0.0.1:{port}/cifar-10-python.tar.gz"
     with pytest.raises(DownloadError) as e:
-        download(url, "0" * 32, tmp_path / "raw" / "c.tar.gz", progress=False, retries=2, backoff_s=0.01)
+        download(
+            url, "0" * 32, tmp_path / "raw" / "c.tar.gz", progress=False, retries=2, backoff_s=0.01
+        )
     msg = str(e.value)
     assert url in msg and "BIRDPLANE_DATA_URL" in msg and "gave up after 2 attempts" in msg
     assert leftovers(tmp_path / "raw") == []
@@ -79,7 +87,11 @@ def test_unreachable_url_names_url_and_mirror(tmp_path):
 
 def test_missing_file_and_404_are_not_retried(tiny_archive, http_server, tmp_path):
     with pytest.raises(DownloadError, match="No such file"):
-        download((tmp_path / "absent.tar.gz").as_uri(), "0" * 32, tmp_path / "c.tar.gz", progress=False)
+        download(
+            (tmp_path / "absent.tar.gz").as_uri(), "0" * 32, tmp_path / "c.tar.gz", progress=False
+        )
     base = http_server[0]
     with pytest.raises(DownloadError, match="HTTP 404"):
-        download(f"{base}/absent.tar.gz", "0" * 32, tmp_path / "c.tar.gz", progress=False, backoff_s=5)
+        download(
+            f"{base}/absent.tar.gz", "0" * 32, tmp_path / "c.tar.gz", progress=False, backoff_s=5
+        )

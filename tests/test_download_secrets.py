@@ -3,6 +3,7 @@ message, the log or the report; `user:password@` works as HTTP basic auth; the d
 bounded (Content-Length, an endless body, file:///dev/zero); what a server says reaches the
 terminal escaped. Real servers on 127.0.0.1, the real stage in a subprocess where its one line and
 exit status are the point."""
+
 from __future__ import annotations
 
 import base64
@@ -129,9 +130,19 @@ def run_stage(tmp_path: Path, env_url: str, env_md5: str, **data) -> subprocess.
     the environment (data.* of params.yaml changed by `data`); output as bytes."""
     project = write_params(tmp_path, **data)
     return subprocess.run(
-        [sys.executable, str(ROOT / "pipeline" / "download.py"), "--out", "data/raw/cifar-10-python.tar.gz",
-         "--log", "logs/download.json"],
-        cwd=project, env=project_env(env_url, env_md5), capture_output=True, timeout=60)
+        [
+            sys.executable,
+            str(ROOT / "pipeline" / "download.py"),
+            "--out",
+            "data/raw/cifar-10-python.tar.gz",
+            "--log",
+            "logs/download.json",
+        ],
+        cwd=project,
+        env=project_env(env_url, env_md5),
+        capture_output=True,
+        timeout=60,
+    )
 
 
 def files_holding(folder: Path, secret: str) -> list[str]:
@@ -140,12 +151,15 @@ def files_holding(folder: Path, secret: str) -> list[str]:
 
 # ---- secrets ----------------------------------------------------------------------------------
 
+
 def test_user_and_password_in_the_url_work_as_basic_auth_and_are_shown_nowhere(mirror, tmp_path):
     base, seen, md5 = mirror
     url = f"{base.replace('//', f'//{USER}:{PASSWORD}@')}/auth/cifar-10-python.tar.gz?token={TOKEN}"
     r = run_stage(tmp_path, url, md5)
     assert r.returncode == 0, r.stderr
-    assert seen[-1]["auth"] is not None and PASSWORD not in seen[-1]["path"]  # a header, not the URL
+    assert (
+        seen[-1]["auth"] is not None and PASSWORD not in seen[-1]["path"]
+    )  # a header, not the URL
     out = r.stdout + r.stderr
     for secret in (PASSWORD, TOKEN, f"{USER}:"):
         assert secret.encode() not in out
@@ -157,7 +171,10 @@ def test_user_and_password_in_the_url_work_as_basic_auth_and_are_shown_nowhere(m
 
 def test_a_percent_encoded_password_is_decoded_for_basic_auth(mirror, tmp_path):
     base, seen, md5 = mirror
-    url = base.replace("//", f"//{USER}:{quote(ODD_PASSWORD, safe='')}@") + "/auth-odd/cifar-10-python.tar.gz"
+    url = (
+        base.replace("//", f"//{USER}:{quote(ODD_PASSWORD, safe='')}@")
+        + "/auth-odd/cifar-10-python.tar.gz"
+    )
     download(url, md5, tmp_path / "c.tar.gz", progress=False)
     assert len(seen) == 1
 
@@ -165,8 +182,13 @@ def test_a_percent_encoded_password_is_decoded_for_basic_auth(mirror, tmp_path):
 def test_credentials_are_not_sent_on_to_the_host_a_redirect_names(mirror, tmp_path):
     base, seen, md5 = mirror
     with source(b"") as (other, other_seen):
-        url = base.replace("//", f"//{USER}:{PASSWORD}@") + f"/redirect?{other}/cifar-10-python.tar.gz"
-        with pytest.raises(DownloadError, match="checksum mismatch"):  # the other host serves no archive
+        url = (
+            base.replace("//", f"//{USER}:{PASSWORD}@")
+            + f"/redirect?{other}/cifar-10-python.tar.gz"
+        )
+        with pytest.raises(
+            DownloadError, match="checksum mismatch"
+        ):  # the other host serves no archive
             download(url, md5, tmp_path / "c.tar.gz", progress=False)
     assert seen[0]["auth"] is not None and [r["auth"] for r in other_seen] == [None]
 
@@ -181,42 +203,75 @@ def test_refused_credentials_end_in_one_line_that_does_not_repeat_them(mirror, t
     assert PASSWORD not in err and "wrong-" not in err and len(seen) == 1  # not retried
     r = run_stage(tmp_path, f"{base}/auth/cifar-10-python.tar.gz", md5)  # none given
     assert r.returncode == 1 and b"wants a user name and password" in r.stderr
-    assert leftovers(tmp_path / "project/data/raw") == [] and leftovers(tmp_path / "project/logs") == []
+    assert (
+        leftovers(tmp_path / "project/data/raw") == []
+        and leftovers(tmp_path / "project/logs") == []
+    )
 
 
-def test_a_token_in_the_query_stays_out_of_retry_lines_errors_and_the_progress_bar(mirror, tmp_path, capsys):
+def test_a_token_in_the_query_stays_out_of_retry_lines_errors_and_the_progress_bar(
+    mirror, tmp_path, capsys
+):
     base, seen, md5 = mirror
     logs = []
     with pytest.raises(DownloadError) as e:
-        download(f"{base}/hostile-503?token={TOKEN}", md5, tmp_path / "c.tar.gz", retries=2, backoff_s=0.01,
-                 progress=False, log=logs.append)
+        download(
+            f"{base}/hostile-503?token={TOKEN}",
+            md5,
+            tmp_path / "c.tar.gz",
+            retries=2,
+            backoff_s=0.01,
+            progress=False,
+            log=logs.append,
+        )
     assert len(logs) == 1 and TOKEN not in logs[0] + str(e.value) and "?***" in str(e.value)
-    download(f"{base}/cifar-10-python.tar.gz?token={TOKEN}", md5, tmp_path / "c.tar.gz", progress=True)
+    download(
+        f"{base}/cifar-10-python.tar.gz?token={TOKEN}", md5, tmp_path / "c.tar.gz", progress=True
+    )
     err = capsys.readouterr().err
     assert "cifar-10-python.tar.gz" in err and TOKEN not in err
 
 
-def test_a_password_in_params_yaml_is_not_printed_by_the_config_check_or_the_stage(mirror, tmp_path):
+def test_a_password_in_params_yaml_is_not_printed_by_the_config_check_or_the_stage(
+    mirror, tmp_path
+):
     base, _, md5 = mirror
     bad = f"ftp://{USER}:{PASSWORD}@mirror.example/c.tar.gz?token={TOKEN}"  # refused: not http(s) or file
     project = write_params(tmp_path, url=bad)
-    check = subprocess.run([sys.executable, "-m", "birdplane.config", "params.yaml"], cwd=project,
-                           capture_output=True, text=True, timeout=60)
-    assert check.returncode == 1 and "data.url" in check.stderr and "ftp://***@mirror.example" in check.stderr
+    check = subprocess.run(
+        [sys.executable, "-m", "birdplane.config", "params.yaml"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (
+        check.returncode == 1
+        and "data.url" in check.stderr
+        and "ftp://***@mirror.example" in check.stderr
+    )
     assert PASSWORD not in check.stdout + check.stderr and TOKEN not in check.stdout + check.stderr
     r = run_stage(tmp_path, "", md5, url=bad)  # the stage reads the same params.yaml
     assert r.returncode == 1 and b"data.url" in r.stderr
     assert PASSWORD.encode() not in r.stderr and TOKEN.encode() not in r.stderr
-    env_url = f"gopher://{USER}:{PASSWORD}@x/c.tar.gz"  # the environment's URL, refused the same way
+    env_url = (
+        f"gopher://{USER}:{PASSWORD}@x/c.tar.gz"  # the environment's URL, refused the same way
+    )
     r = run_stage(tmp_path, env_url, md5)
-    assert r.returncode == 1 and b"BIRDPLANE_DATA_URL" in r.stderr and PASSWORD.encode() not in r.stderr
+    assert (
+        r.returncode == 1
+        and b"BIRDPLANE_DATA_URL" in r.stderr
+        and PASSWORD.encode() not in r.stderr
+    )
 
 
 def test_the_report_shows_the_download_url_without_its_secrets():
     from birdplane.report.document import _shown_params, _source
 
     url = f"https://{USER}:{PASSWORD}@mirror.example/c.tar.gz?token={TOKEN}"
-    inp = SimpleNamespace(stats={"source": {"md5": "0" * 32}}, download={"url": url, "md5": "0" * 32})
+    inp = SimpleNamespace(
+        stats={"source": {"md5": "0" * 32}}, download={"url": url, "md5": "0" * 32}
+    )
     assert _source(inp) == {"md5": "0" * 32, "url": "https://***@mirror.example/c.tar.gz?***"}
     shown = yaml.safe_dump(_shown_params({"seed": 0, "data": {"url": url, "md5": "0" * 32}}))
     assert PASSWORD not in shown and TOKEN not in shown and "mirror.example/c.tar.gz" in shown
@@ -226,19 +281,31 @@ def test_the_report_shows_the_download_url_without_its_secrets():
 
 # ---- bounds -----------------------------------------------------------------------------------
 
+
 def test_an_endless_body_ends_at_the_cap_without_retries_or_leftovers(mirror, tmp_path):
     base, seen, md5 = mirror
     start = time.monotonic()
-    with pytest.raises(DownloadError, match=r"sent more than 4,194,304 bytes, more than the 4 MiB limit"):
-        download(f"{base}/endless", md5, tmp_path / "raw" / "c.tar.gz", progress=False, backoff_s=0.01,
-                 max_bytes=4 << 20)
+    with pytest.raises(
+        DownloadError, match=r"sent more than 4,194,304 bytes, more than the 4 MiB limit"
+    ):
+        download(
+            f"{base}/endless",
+            md5,
+            tmp_path / "raw" / "c.tar.gz",
+            progress=False,
+            backoff_s=0.01,
+            max_bytes=4 << 20,
+        )
     assert time.monotonic() - start < 10 and len(seen) == 1 and leftovers(tmp_path / "raw") == []
 
 
 def test_a_content_length_over_the_cap_is_refused_before_reading(mirror, tmp_path):
     base, seen, md5 = mirror
-    with pytest.raises(DownloadError, match=r"is 1,000,000,000,000 bytes \(its Content-Length\), more than the "
-                                            r"200 MiB limit"):
+    with pytest.raises(
+        DownloadError,
+        match=r"is 1,000,000,000,000 bytes \(its Content-Length\), more than the "
+        r"200 MiB limit",
+    ):
         download(f"{base}/liar", md5, tmp_path / "raw" / "c.tar.gz", progress=False, backoff_s=0.01)
     assert len(seen) == 1 and leftovers(tmp_path / "raw") == []
 
@@ -255,10 +322,14 @@ def test_dev_zero_ends_at_the_real_cap_in_one_line_within_seconds(tmp_path):
     assert r.returncode == 1 and err.count("\n") == 1, err
     assert "file:///dev/zero sent more than 209,715,200 bytes, more than the 200 MiB limit" in err
     assert time.monotonic() - start < 20
-    assert leftovers(tmp_path / "project/data/raw") == [] and leftovers(tmp_path / "project/logs") == []
+    assert (
+        leftovers(tmp_path / "project/data/raw") == []
+        and leftovers(tmp_path / "project/logs") == []
+    )
 
 
 # ---- terminal ---------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("code", [404, 500])
 def test_a_hostile_reason_phrase_reaches_the_terminal_escaped(mirror, tmp_path, code):
@@ -288,6 +359,7 @@ def test_archive_member_names_are_escaped_and_cut(tmp_path, monkeypatch):
 
 
 # ---- under dvc repro ---------------------------------------------------------------------------
+
 
 @pytest.mark.e2e
 def test_no_secret_of_the_url_reaches_dvc_repro_output_or_any_file_of_the_project(mirror, tmp_path):

@@ -1,6 +1,7 @@
 """The committed dvc.lock is consistent: it records the stages of dvc.yaml and nothing else, and
 every dependency that another stage produces has the hash that stage recorded for it. A stale
 entry (a stage that no longer exists) or a lock committed halfway through a re-run fails here."""
+
 import hashlib
 import json
 import subprocess
@@ -36,7 +37,9 @@ def md5_file(path: Path) -> str:
 
 
 def git_files(folder: str) -> list[str]:
-    out = subprocess.run(["git", "ls-files", "--", folder], cwd=ROOT, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        ["git", "ls-files", "--", folder], cwd=ROOT, capture_output=True, text=True, check=True
+    )
     return out.stdout.split()
 
 
@@ -44,11 +47,13 @@ def folder_hash(folder: str, produced: dict[str, str]) -> tuple[str, int]:
     """DVC's hash of a folder (dvc_data's tree digest): the md5 of the sorted JSON list of
     {md5, relpath}, here from the files other stages recorded under it plus the files git tracks
     there (the .gitignore DVC writes), as a clean clone has them."""
-    entries = {p[len(folder) + 1:]: m for p, m in produced.items() if p.startswith(folder + "/")}
+    entries = {p[len(folder) + 1 :]: m for p, m in produced.items() if p.startswith(folder + "/")}
     for f in git_files(folder):
-        entries.setdefault(f[len(folder) + 1:], md5_file(ROOT / f))
+        entries.setdefault(f[len(folder) + 1 :], md5_file(ROOT / f))
     listing = [{"md5": m, "relpath": r} for r, m in sorted(entries.items())]
-    return hashlib.md5(json.dumps(listing, sort_keys=True).encode()).hexdigest() + ".dir", len(listing)
+    return hashlib.md5(json.dumps(listing, sort_keys=True).encode()).hexdigest() + ".dir", len(
+        listing
+    )
 
 
 def test_the_lock_records_exactly_the_stages_of_dvc_yaml():
@@ -69,10 +74,14 @@ def test_every_dependency_has_the_hash_its_producing_stage_recorded():
             elif any(p.startswith(path + "/") for p in produced):
                 expected, n = folder_hash(path, produced)
                 if dep.get("nfiles") != n:
-                    wrong.append(f"{name}: {path} has {dep.get('nfiles')} files in the lock, {n} produced")
+                    wrong.append(
+                        f"{name}: {path} has {dep.get('nfiles')} files in the lock, {n} produced"
+                    )
             else:
                 continue  # code or data no stage produces
             checked += 1
             if dep["md5"] != expected:
-                wrong.append(f"{name}: {path} recorded {dep['md5']}, its producer recorded {expected}")
+                wrong.append(
+                    f"{name}: {path} recorded {dep['md5']}, its producer recorded {expected}"
+                )
     assert checked >= 20 and not wrong, "\n".join(wrong)

@@ -9,32 +9,56 @@ from birdplane.data import to_features
 from birdplane.inference import loss_and_accuracy
 from birdplane.losses import mse, nll, probabilities
 from birdplane.metrics import calibration, confusion_matrix, per_class_scores
-from birdplane.models import ModelConfig, build_model, describe, load_model, n_parameters, save_model
+from birdplane.models import (
+    ModelConfig,
+    build_model,
+    describe,
+    load_model,
+    n_parameters,
+    save_model,
+)
 
 
 def tiny_data(n=96, seed=0):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, 3072, generator=g)
     y = (x[:, :10].sum(1) > 0).long()  # learnable
-    return x[: n * 3 // 4], y[: n * 3 // 4], x[n * 3 // 4:], y[n * 3 // 4:]
+    return x[: n * 3 // 4], y[: n * 3 // 4], x[n * 3 // 4 :], y[n * 3 // 4 :]
 
 
-def trained(model, data, *, seed, engine="fused", block=None, graph=None, name="model", on_epoch=None, **recipe):
+def trained(
+    model,
+    data,
+    *,
+    seed,
+    engine="fused",
+    block=None,
+    graph=None,
+    name="model",
+    on_epoch=None,
+    **recipe,
+):
     """Train through the engines' interface: the book's loop (autograd) or the fast path, whose
     knobs `block` and `graph` stay at the stages' defaults unless given."""
     tx, ty, vx, vy = data
     trainer = loop.train if engine == "autograd" else fast.Fused(graph, block).train
-    return trainer(model, (tx, ty), (vx, vy), SGD(**recipe), seed=seed, name=name, on_epoch=on_epoch)
+    return trainer(
+        model, (tx, ty), (vx, vy), SGD(**recipe), seed=seed, name=name, on_epoch=on_epoch
+    )
 
 
 def trained_many(models, data, *, seeds, block=None, graph=None, names=None, **recipe):
     tx, ty, vx, vy = data
-    return fast.Fused(graph, block).train_many(models, (tx, ty), (vx, vy), SGD(**recipe), seeds=seeds, names=names)
+    return fast.Fused(graph, block).train_many(
+        models, (tx, ty), (vx, vy), SGD(**recipe), seeds=seeds, names=names
+    )
 
 
 def fit(loss="nll", hidden=(16,), lr=0.05, epochs=3, seed=0):
     engine.seed_everything(seed)
-    model = build_model(ModelConfig(hidden=hidden, head="log_softmax" if loss == "nll" else "softmax"))
+    model = build_model(
+        ModelConfig(hidden=hidden, head="log_softmax" if loss == "nll" else "softmax")
+    )
     history = trained(model, tiny_data(), loss=loss, epochs=epochs, batch_size=8, lr=lr, seed=seed)
     return model, history
 
@@ -47,7 +71,9 @@ def test_book_model_shape_and_parameter_count():
     out = model(torch.zeros(5, 3, 32, 32))
     assert out.shape == (5, 2)
     torch.testing.assert_close(out.exp().sum(1), torch.ones(5))
-    assert n_parameters(build_model(ModelConfig(hidden=(1024, 512, 128)))) == 3_737_474  # the book's deep net
+    assert (
+        n_parameters(build_model(ModelConfig(hidden=(1024, 512, 128)))) == 3_737_474
+    )  # the book's deep net
 
 
 def test_training_is_deterministic_and_learns():
@@ -71,19 +97,44 @@ def test_nothing_reads_memory_before_writing_it(block):
     results = []
     for fill in (True, False):
         engine.seed_everything(0)
-        assert torch.are_deterministic_algorithms_enabled() and not torch.utils.deterministic.fill_uninitialized_memory
+        assert (
+            torch.are_deterministic_algorithms_enabled()
+            and not torch.utils.deterministic.fill_uninitialized_memory
+        )
         torch.utils.deterministic.fill_uninitialized_memory = fill
         try:
             model = build_model(ModelConfig(hidden=(16,), dropout=0.2))
-            history = trained(model, tiny_data(n=120), loss="nll", epochs=2, batch_size=10, lr=0.05, seed=0,
-                                   block=block, **reg)
+            history = trained(
+                model,
+                tiny_data(n=120),
+                loss="nll",
+                epochs=2,
+                batch_size=10,
+                lr=0.05,
+                seed=0,
+                block=block,
+                **reg,
+            )
             models = [build_model(ModelConfig(hidden=(h,))) for h in (6, 3)]
-            trained_many(models, tiny_data(n=120), loss="nll", epochs=2, batch_size=10, lr=0.05,
-                       seeds=[1, 2], block=block, weight_decay=0.01)
+            trained_many(
+                models,
+                tiny_data(n=120),
+                loss="nll",
+                epochs=2,
+                batch_size=10,
+                lr=0.05,
+                seeds=[1, 2],
+                block=block,
+                weight_decay=0.01,
+            )
         finally:
             torch.utils.deterministic.fill_uninitialized_memory = False
-        results.append(([model.state_dict(), *(m.state_dict() for m in models)],
-                        [s.to_dict() | {"seconds": 0} for s in history]))
+        results.append(
+            (
+                [model.state_dict(), *(m.state_dict() for m in models)],
+                [s.to_dict() | {"seconds": 0} for s in history],
+            )
+        )
     (states_on, history_on), (states_off, history_off) = results
     assert history_on == history_off
     for on, off in zip(states_on, states_off):
@@ -100,16 +151,36 @@ def test_mse_variant_trains():
 def test_nan_loss_stops_with_variant_and_epoch(engine_name):
     engine.seed_everything(0)
     model = build_model(ModelConfig(hidden=(16,), activation="relu"))
-    with pytest.raises(TrainingDiverged, match=r"variant 'huge'.*epoch 1 of 5.*lower its learning rate"):
-        trained(model, tiny_data(), loss="nll", epochs=5, batch_size=8, lr=1e12, seed=0, name="huge",
-                engine=engine_name)
+    with pytest.raises(
+        TrainingDiverged, match=r"variant 'huge'.*epoch 1 of 5.*lower its learning rate"
+    ):
+        trained(
+            model,
+            tiny_data(),
+            loss="nll",
+            epochs=5,
+            batch_size=8,
+            lr=1e12,
+            seed=0,
+            name="huge",
+            engine=engine_name,
+        )
 
 
 def test_on_epoch_sees_every_epoch():
     seen = []
     engine.seed_everything(0)
     model = build_model(ModelConfig(hidden=(4,)))
-    trained(model, tiny_data(), loss="nll", epochs=3, batch_size=32, lr=0.01, seed=0, on_epoch=seen.append)
+    trained(
+        model,
+        tiny_data(),
+        loss="nll",
+        epochs=3,
+        batch_size=32,
+        lr=0.01,
+        seed=0,
+        on_epoch=seen.append,
+    )
     assert [s.epoch for s in seen] == [1, 2, 3]
 
 
@@ -138,7 +209,9 @@ def test_features_are_normalized():
 def test_losses_match_torch_modules():
     logits = torch.randn(6, 2)
     y = torch.tensor([0, 1, 1, 0, 1, 0])
-    torch.testing.assert_close(nll(logits.log_softmax(1), y), torch.nn.NLLLoss()(logits.log_softmax(1), y))
+    torch.testing.assert_close(
+        nll(logits.log_softmax(1), y), torch.nn.NLLLoss()(logits.log_softmax(1), y)
+    )
     p = logits.softmax(1)
     onehot = torch.nn.functional.one_hot(y, 2).float()
     torch.testing.assert_close(mse(p, y), torch.nn.MSELoss()(p, onehot))
@@ -163,7 +236,9 @@ def test_calibration_error():
     # bins: (0.9,1] holds 0.95 (right) and 0.93 (wrong); 0.75 wrong; 0.65 right; 0.55 wrong
     expected = (2 * abs(0.5 - 0.94) + abs(0 - 0.75) + abs(1 - 0.65) + abs(0 - 0.55)) / 5
     assert ece == pytest.approx(expected, abs=1e-6)
-    assert [b["count"] for b in bins] == [0, 0, 0, 0, 0, 1, 1, 1, 0, 2] and bins[9]["accuracy"] == 0.5
+    assert [b["count"] for b in bins] == [0, 0, 0, 0, 0, 1, 1, 1, 0, 2] and bins[9][
+        "accuracy"
+    ] == 0.5
     perfect, _ = calibration(torch.tensor([[1.0, 0.0]] * 3), torch.zeros(3, dtype=torch.long), 10)
     assert perfect == 0.0
 
@@ -177,8 +252,15 @@ def test_saved_bytes_do_not_depend_on_the_file_name(tmp_path):
 
 
 @pytest.mark.parametrize("block", [1, 4])
-@pytest.mark.parametrize("loss, hidden, activation", [("nll", (16,), "tanh"), ("mse", (16,), "tanh"),
-                                                      ("nll", (12, 8), "relu"), ("mse", (10,), "sigmoid")])
+@pytest.mark.parametrize(
+    "loss, hidden, activation",
+    [
+        ("nll", (16,), "tanh"),
+        ("mse", (16,), "tanh"),
+        ("nll", (12, 8), "relu"),
+        ("mse", (10,), "sigmoid"),
+    ],
+)
 def test_fused_step_matches_autograd(loss, hidden, activation, block):
     """The fast path is the same SGD as autograd + torch.optim.SGD, to float tolerance: step by step,
     and in blocks of 4 minibatches with the Gram correction (batch 10 over 72 rows: blocks of 40
@@ -190,8 +272,17 @@ def test_fused_step_matches_autograd(loss, hidden, activation, block):
     for fused in (False, True):
         engine.seed_everything(3)
         model = build_model(cfg)
-        history = trained(model, data, loss=loss, epochs=2, batch_size=10, lr=0.05, seed=3, engine="fused" if fused else "autograd",
-                               block=block)
+        history = trained(
+            model,
+            data,
+            loss=loss,
+            epochs=2,
+            batch_size=10,
+            lr=0.05,
+            seed=3,
+            engine="fused" if fused else "autograd",
+            block=block,
+        )
         models.append((model, history))
     (ref, h_ref), (fast, h_fast) = models
     for (k, a), b in zip(ref.state_dict().items(), fast.state_dict().values()):
@@ -214,20 +305,37 @@ def test_running_train_metrics_are_the_epochs_minibatches():
     for fused, metrics in ((True, "running"), (True, "full"), (False, "running")):
         engine.seed_everything(0)
         model = build_model(ModelConfig(hidden=(16,)))
-        runs[fused, metrics] = trained(model, data, loss="nll", epochs=2, batch_size=8, lr=1e-9, seed=0,
-                                            engine="fused" if fused else "autograd", train_metrics=metrics)
+        runs[fused, metrics] = trained(
+            model,
+            data,
+            loss="nll",
+            epochs=2,
+            batch_size=8,
+            lr=1e-9,
+            seed=0,
+            engine="fused" if fused else "autograd",
+            train_metrics=metrics,
+        )
     for a, b in zip(runs[True, "running"], runs[True, "full"]):
-        assert a.train_loss == pytest.approx(b.train_loss, rel=1e-5) and a.train_accuracy == b.train_accuracy
+        assert (
+            a.train_loss == pytest.approx(b.train_loss, rel=1e-5)
+            and a.train_accuracy == b.train_accuracy
+        )
         assert a.val_loss == b.val_loss
     for a, b in zip(runs[True, "running"], runs[False, "running"]):
-        assert a.train_loss == pytest.approx(b.train_loss, rel=1e-5) and a.train_accuracy == b.train_accuracy
+        assert (
+            a.train_loss == pytest.approx(b.train_loss, rel=1e-5)
+            and a.train_accuracy == b.train_accuracy
+        )
     with pytest.raises(ValueError, match="running"):
         SGD(loss="nll", epochs=1, batch_size=8, lr=0.1, train_metrics="sometimes")
 
 
 @pytest.mark.parametrize("block, weight_decay", [(1, 0.0), (4, 0.0), (4, 0.5)])
-@pytest.mark.parametrize("loss, activation, widths", [("nll", "tanh", [(4,), (9,), (9,)]),
-                                                      ("mse", "relu", [(6, 3), (6, 5), (2, 5)])])
+@pytest.mark.parametrize(
+    "loss, activation, widths",
+    [("nll", "tanh", [(4,), (9,), (9,)]), ("mse", "relu", [(6, 3), (6, 5), (2, 5)])],
+)
 def test_batched_training_equals_one_model_at_a_time(loss, activation, widths, block, weight_decay):
     """K models at once (own init, own batch order, mixed widths) = the same K trained one by one
     (step by step), also in Gram blocks of 4 minibatches (batch 10: a short last minibatch) and
@@ -245,13 +353,16 @@ def test_batched_training_equals_one_model_at_a_time(loss, activation, widths, b
 
     reg = dict(weight_decay=weight_decay)
     one_by_one = models()
-    singles = [trained(m, data, loss=loss, epochs=3, batch_size=10, lr=0.05, seed=s, block=1, **reg)
-               for m, s in zip(one_by_one, seeds)]
+    singles = [
+        trained(m, data, loss=loss, epochs=3, batch_size=10, lr=0.05, seed=s, block=1, **reg)
+        for m, s in zip(one_by_one, seeds)
+    ]
     together = models()
-    batched = trained_many(together, data, loss=loss, epochs=3, batch_size=10, lr=0.05, seeds=seeds, block=block,
-                         **reg)
-    for ref, fast, h_ref, h_fast in zip(one_by_one, together, singles, batched):
-        for (k, a), b in zip(ref.state_dict().items(), fast.state_dict().values()):
+    batched = trained_many(
+        together, data, loss=loss, epochs=3, batch_size=10, lr=0.05, seeds=seeds, block=block, **reg
+    )
+    for ref, many, h_ref, h_fast in zip(one_by_one, together, singles, batched):
+        for (k, a), b in zip(ref.state_dict().items(), many.state_dict().values()):
             torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=k)
         for a, b in zip(h_ref, h_fast):
             assert b.train_accuracy == a.train_accuracy and b.val_accuracy == a.val_accuracy
@@ -263,7 +374,16 @@ def test_batched_training_names_the_model_that_diverged():
     with torch.no_grad():
         models[1][1].weight[0, 0] = float("nan")  # only the second model's loss becomes NaN
     with pytest.raises(TrainingDiverged, match="variant 'w4s1': loss became nan at epoch 1"):
-        trained_many(models, tiny_data(), loss="nll", epochs=2, batch_size=8, lr=0.1, seeds=[0, 1], names=["w4s0", "w4s1"])
+        trained_many(
+            models,
+            tiny_data(),
+            loss="nll",
+            epochs=2,
+            batch_size=8,
+            lr=0.1,
+            seeds=[0, 1],
+            names=["w4s0", "w4s1"],
+        )
 
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -281,8 +401,17 @@ def test_cuda_graph_epochs_match_eager_and_cpu(loss, block):
     for device, graph in (("cpu", False), ("cuda", False), ("cuda", True)):
         engine.seed_everything(1)
         model = build_model(cfg).to(device)
-        history = trained(model, [t.to(device) for t in data], loss=loss, epochs=3, batch_size=16, lr=0.05,
-                               seed=1, graph=graph, block=block)
+        history = trained(
+            model,
+            [t.to(device) for t in data],
+            loss=loss,
+            epochs=3,
+            batch_size=16,
+            lr=0.05,
+            seed=1,
+            graph=graph,
+            block=block,
+        )
         results[device, graph] = (model.cpu().state_dict(), history)
     ref_w, ref_h = results["cpu", False]
     for key in (("cuda", False), ("cuda", True)):
@@ -301,7 +430,15 @@ def test_batched_cuda_graph_matches_cpu():
         for seed, hidden in zip((1, 2), ((8,), (3,))):
             torch.manual_seed(seed)
             models.append(build_model(ModelConfig(hidden=hidden)).to(device))
-        trained_many(models, [t.to(device) for t in data], loss="nll", epochs=2, batch_size=16, lr=0.05, seeds=[1, 2])
+        trained_many(
+            models,
+            [t.to(device) for t in data],
+            loss="nll",
+            epochs=2,
+            batch_size=16,
+            lr=0.05,
+            seeds=[1, 2],
+        )
         out[device] = [m.cpu().state_dict() for m in models]
     for a, b in zip(out["cpu"], out["cuda"]):
         for name in a:
@@ -311,7 +448,10 @@ def test_batched_cuda_graph_matches_cpu():
 META = torch.device("meta")
 
 
-@pytest.mark.parametrize("loss, dropout, shift, block", [("nll", 0.0, 0, None), ("mse", 0.5, 2, None), ("nll", 0.5, 2, 4)])
+@pytest.mark.parametrize(
+    "loss, dropout, shift, block",
+    [("nll", 0.0, 0, None), ("mse", 0.5, 2, None), ("nll", 0.5, 2, 4)],
+)
 def test_the_epoch_a_gpu_captures_runs_on_the_meta_device(loss, dropout, shift, block):
     """On CUDA, fast.epochs.epoch_runner captures a whole epoch as one CUDA graph. Capture fails if the
     epoch reads a value back to the host (.item(), float(), bool() of a tensor) or mixes in a tensor
@@ -325,7 +465,9 @@ def test_the_epoch_a_gpu_captures_runs_on_the_meta_device(loss, dropout, shift, 
     x, y = torch.empty(n, 3072, device=META), torch.empty(n, dtype=torch.long, device=META)
     sgd = SGD(loss=loss, epochs=1, batch_size=16, lr=0.05, weight_decay=0.01, augment_shift=shift)
     step = fused_stepper(model, sgd, block)
-    assert step is not None and step.batches_per_call == (block or 1)  # narrow: one minibatch per step
+    assert step is not None and step.batches_per_call == (
+        block or 1
+    )  # narrow: one minibatch per step
     run = epoch_runner(step, list(model.parameters()), (x, y), sgd, (n,), graph=False)
     inputs = [torch.empty(n, dtype=torch.long, device=META)]
     if shift:
@@ -337,8 +479,12 @@ def test_the_epoch_a_gpu_captures_runs_on_the_meta_device(loss, dropout, shift, 
 def test_the_batched_epoch_a_gpu_captures_runs_on_the_meta_device():
     from birdplane.train.fast.batched import BatchedMLP
 
-    batched = BatchedMLP([build_model(ModelConfig(hidden=(h,))) for h in (8, 3)], "nll", weight_decay=0.01)
-    batched.weights = [t.to(META) for t in batched.weights]  # built on the CPU, trained on "the GPU"
+    batched = BatchedMLP(
+        [build_model(ModelConfig(hidden=(h,))) for h in (8, 3)], "nll", weight_decay=0.01
+    )
+    batched.weights = [
+        t.to(META) for t in batched.weights
+    ]  # built on the CPU, trained on "the GPU"
     batched.biases = [t.to(META) for t in batched.biases]
     batched.masks = [None if t is None else t.to(META) for t in batched.masks]
     assert batched.gram_block() == 1
@@ -352,7 +498,9 @@ def test_the_batched_epoch_a_gpu_captures_runs_on_the_meta_device():
 
 
 @pytest.mark.parametrize("block", [1, 4])
-@pytest.mark.parametrize("loss, hidden, activation", [("nll", (16,), "tanh"), ("mse", (12, 8), "relu")])
+@pytest.mark.parametrize(
+    "loss, hidden, activation", [("nll", (16,), "tanh"), ("mse", (12, 8), "relu")]
+)
 def test_fused_weight_decay_and_dropout_match_autograd(loss, hidden, activation, block):
     """Weight decay folded into the update (and into the Gram correction's powers of 1 - lr * wd)
     and dropout masks drawn as nn.Dropout draws them: the fused step is still the autograd step
@@ -364,23 +512,34 @@ def test_fused_weight_decay_and_dropout_match_autograd(loss, hidden, activation,
     for fused in (False, True):
         engine.seed_everything(4)
         model = build_model(cfg)
-        trained(model, tiny_data(), loss=loss, epochs=2, batch_size=10, lr=0.05, seed=4, engine="fused" if fused else "autograd",
-                     **reg, block=block)
+        trained(
+            model,
+            tiny_data(),
+            loss=loss,
+            epochs=2,
+            batch_size=10,
+            lr=0.05,
+            seed=4,
+            engine="fused" if fused else "autograd",
+            **reg,
+            block=block,
+        )
         out.append(model.state_dict())
     for k, a in out[0].items():
         torch.testing.assert_close(out[1][k], a, rtol=1e-4, atol=1e-5, msg=k)
     engine.seed_everything(4)
     plain = build_model(ModelConfig(hidden=hidden, activation=activation, head=head))
     trained(plain, tiny_data(), loss=loss, epochs=2, batch_size=8, lr=0.05, seed=4)
-    assert not torch.allclose(plain.state_dict()["1.weight"], out[1]["1.weight"])  # both did something
+    assert not torch.allclose(
+        plain.state_dict()["1.weight"], out[1]["1.weight"]
+    )  # both did something
 
 
 def test_early_stopping_keeps_the_best_epoch():
     data = tiny_data(n=200)
     engine.seed_everything(0)
     model = build_model(ModelConfig(hidden=(32,)))
-    history = trained(model, data, loss="nll", epochs=40, batch_size=8, lr=0.3, seed=0,
-                           patience=3)
+    history = trained(model, data, loss="nll", epochs=40, batch_size=8, lr=0.3, seed=0, patience=3)
     best = max(history, key=lambda s: (s.val_accuracy, -s.epoch))
     assert len(history) < 40 and len(history) - best.epoch == 3  # stopped 3 epochs after the best
     _, val_acc = loss_and_accuracy(model, nll, data[2], data[3])
@@ -397,9 +556,13 @@ def test_batched_weight_decay_and_early_stopping_equal_one_by_one():
         singles.append(build_model(ModelConfig(hidden=(8,))))
         torch.manual_seed(seed)
         together.append(build_model(ModelConfig(hidden=(8,))))
-    h_single = [trained(m, data, loss="nll", epochs=15, batch_size=8, lr=0.3, seed=s, **reg)
-                for m, s in zip(singles, seeds)]
-    h_batched = trained_many(together, data, loss="nll", epochs=15, batch_size=8, lr=0.3, seeds=seeds, **reg)
+    h_single = [
+        trained(m, data, loss="nll", epochs=15, batch_size=8, lr=0.3, seed=s, **reg)
+        for m, s in zip(singles, seeds)
+    ]
+    h_batched = trained_many(
+        together, data, loss="nll", epochs=15, batch_size=8, lr=0.3, seeds=seeds, **reg
+    )
     for a, b, ha, hb in zip(singles, together, h_single, h_batched):
         assert [s.val_accuracy for s in ha] == [s.val_accuracy for s in hb]
         for k, w in a.state_dict().items():
@@ -415,22 +578,31 @@ def test_cnn_trains_through_autograd_and_augmentation_moves_images():
     idx = torch.tensor([4, 1, 2, 3, 0])
     moved = RandomShift(images.reshape(5, -1), 3)(idx, dxdy)
     for i, j in enumerate(idx.tolist()):
-        expected = shift(images[j:j + 1], int(dxdy[i, 0]), int(dxdy[i, 1])).reshape(-1)
+        expected = shift(images[j : j + 1], int(dxdy[i, 0]), int(dxdy[i, 1])).reshape(-1)
         torch.testing.assert_close(moved[i], expected, rtol=0, atol=0)
-    per_model = RandomShift(images.reshape(5, -1), 3)(idx.view(1, 5).expand(2, 5), dxdy.expand(2, 5, 2))
+    per_model = RandomShift(images.reshape(5, -1), 3)(
+        idx.view(1, 5).expand(2, 5), dxdy.expand(2, 5, 2)
+    )
     assert per_model.shape == (2, 5, 3072) and torch.equal(per_model[1], moved)
     cfg = ModelConfig(arch="cnn", channels=(4, 4), hidden=(8,))
     engine.seed_everything(0)
     model = build_model(cfg)
-    assert n_parameters(build_model(ModelConfig(arch="cnn", channels=(16, 8), hidden=(32,)))) == 18_090  # the book's Net
-    history = trained(model, tiny_data(), loss="nll", epochs=3, batch_size=8, lr=0.05, seed=0,
-                           augment_shift=2)
+    assert (
+        n_parameters(build_model(ModelConfig(arch="cnn", channels=(16, 8), hidden=(32,)))) == 18_090
+    )  # the book's Net
+    history = trained(
+        model, tiny_data(), loss="nll", epochs=3, batch_size=8, lr=0.05, seed=0, augment_shift=2
+    )
     assert len(history) == 3 and np.isfinite(history[-1].train_loss)
     engine.seed_everything(0)
     again = build_model(cfg)
-    trained(again, tiny_data(), loss="nll", epochs=3, batch_size=8, lr=0.05, seed=0,
-                 augment_shift=2)
-    for k, w in model.state_dict().items():  # augmentation draws from the seeded generator: reproducible
+    trained(
+        again, tiny_data(), loss="nll", epochs=3, batch_size=8, lr=0.05, seed=0, augment_shift=2
+    )
+    for (
+        k,
+        w,
+    ) in model.state_dict().items():  # augmentation draws from the seeded generator: reproducible
         assert torch.equal(again.state_dict()[k], w)
 
 
@@ -440,13 +612,21 @@ def test_small_rule_picks_the_fewest_parameters_within_one_std():
     def c(params, mean, std):
         return {"n_parameters": params, "val_accuracy": {"mean": mean, "std": std}}
 
-    configs = {"w2": c(6_000, 0.70, 0.02), "w8": c(25_000, 0.807, 0.01), "w32": c(98_000, 0.81, 0.004),
-               "w512": c(1_574_000, 0.80, 0.02)}
+    configs = {
+        "w2": c(6_000, 0.70, 0.02),
+        "w8": c(25_000, 0.807, 0.01),
+        "w32": c(98_000, 0.81, 0.004),
+        "w512": c(1_574_000, 0.80, 0.02),
+    }
     pick = smallest_within_one_std(configs)  # best: w32, 0.81 - 0.004 = 0.806; w512 (0.80) is below
     assert pick["best"] == "w32" and pick["threshold"] == pytest.approx(0.806)
     assert pick["within_one_std"] == ["w8", "w32"] and pick["pick"] == "w8"
     s = spread([0.8, 0.82, 0.84])
-    assert s["mean"] == pytest.approx(0.82) and s["std"] == pytest.approx(0.02) and spread([0.5])["std"] == 0.0
+    assert (
+        s["mean"] == pytest.approx(0.82)
+        and s["std"] == pytest.approx(0.02)
+        and spread([0.5])["std"] == 0.0
+    )
 
 
 def test_gram_blocks_only_for_wide_first_layers():
@@ -460,8 +640,13 @@ def test_gram_blocks_only_for_wide_first_layers():
     assert FusedMLP(narrow, "nll").gram_block() == 1
     assert BatchedMLP([narrow, wide], "nll").gram_block() == 4  # the widest model decides
     sgd = SGD(loss="nll", epochs=1, batch_size=64, lr=0.01)
-    assert fused_stepper(wide, sgd).batches_per_call == 4 and fused_stepper(narrow, sgd).batches_per_call == 1
-    assert fused_stepper(build_model(ModelConfig(arch="cnn", channels=(4,), hidden=(8,))), sgd) is None  # autograd
+    assert (
+        fused_stepper(wide, sgd).batches_per_call == 4
+        and fused_stepper(narrow, sgd).batches_per_call == 1
+    )
+    assert (
+        fused_stepper(build_model(ModelConfig(arch="cnn", channels=(4,), hidden=(8,))), sgd) is None
+    )  # autograd
 
 
 def test_cnn_weights_are_channels_last_and_saved_contiguous(tmp_path):
@@ -481,14 +666,26 @@ def test_cnn_weights_are_channels_last_and_saved_contiguous(tmp_path):
     blob = torch.load(tmp_path / "m.pt", weights_only=True)
     assert all(t.is_contiguous() for t in blob["state_dict"].values())
     loaded, _ = load_model(tmp_path / "m.pt")
-    assert all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in loaded if isinstance(m, torch.nn.Conv2d))
+    assert all(
+        m.weight.is_contiguous(memory_format=torch.channels_last)
+        for m in loaded
+        if isinstance(m, torch.nn.Conv2d)
+    )
 
 
 def test_both_engines_stop_early_augment_and_measure_alike():
     """Early stopping (the best epoch's weights back), random shifts and the full training pass
     behave the same on the book's loop and the fast path: same epochs, same figures to rounding."""
     data = tiny_data(n=200)
-    recipe = dict(loss="nll", epochs=30, batch_size=8, lr=0.3, patience=2, augment_shift=2, train_metrics="full")
+    recipe = dict(
+        loss="nll",
+        epochs=30,
+        batch_size=8,
+        lr=0.3,
+        patience=2,
+        augment_shift=2,
+        train_metrics="full",
+    )
     out = {}
     for name in ("autograd", "fused"):
         engine.seed_everything(2)

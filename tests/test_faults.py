@@ -1,6 +1,7 @@
 """Faults, as an operator meets them: a tracking server that is down or hangs, SIGTERM and SIGKILL
 in the middle of a stage, a full disk. Each ends in one clear line and a clean state, and the next
 run just works. Real stage processes on a tiny project, real signals, a real tmpfs."""
+
 import contextlib
 import os
 import re
@@ -26,8 +27,11 @@ LONG_EPOCHS = 400  # seconds of training on the tiny data: time to land a signal
 def keep_variants(params):
     """Three small variants and a long one; the report roles that are gone are switched off."""
     v = params["train"]["variants"]
-    params["train"]["variants"] = {"nll": v["nll"], "small": v["small"],
-                                   "long": {"hidden": [8], "activation": "tanh", "loss": "nll", "epochs": LONG_EPOCHS}}
+    params["train"]["variants"] = {
+        "nll": v["nll"],
+        "small": v["small"],
+        "long": {"hidden": [8], "activation": "tanh", "loss": "nll", "epochs": LONG_EPOCHS},
+    }
     params["report"].update(mse="nll", augmented="", cnn="")
 
 
@@ -42,8 +46,15 @@ def project(tmp_path, tiny_archive):
 
 
 def train(proj, env, variant, **popen) -> subprocess.Popen:
-    return subprocess.Popen([str(BIN / "python"), "pipeline/train.py", *stage_args("train.py", variant)], cwd=proj, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+    return subprocess.Popen(
+        [str(BIN / "python"), "pipeline/train.py", *stage_args("train.py", variant)],
+        cwd=proj,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **popen,
+    )
 
 
 def wait_for_line(proc: subprocess.Popen, pattern: str, timeout: float = 120) -> None:
@@ -53,7 +64,9 @@ def wait_for_line(proc: subprocess.Popen, pattern: str, timeout: float = 120) ->
         if re.search(pattern, line):
             return
         if not line and proc.poll() is not None:
-            raise AssertionError(f"stage ended ({proc.returncode}) before {pattern!r}: {proc.stderr.read()}")
+            raise AssertionError(
+                f"stage ended ({proc.returncode}) before {pattern!r}: {proc.stderr.read()}"
+            )
     raise AssertionError(f"no {pattern!r} within {timeout} s")
 
 
@@ -70,7 +83,11 @@ def temp_files(proj: Path) -> list[str]:
 
 
 def outputs_of(proj: Path) -> list[str]:
-    return [f for d in ("models", "metrics/train", "plots/train", "logs/train") for f in files_under(proj / d)]
+    return [
+        f
+        for d in ("models", "metrics/train", "plots/train", "logs/train")
+        for f in files_under(proj / d)
+    ]
 
 
 @contextlib.contextmanager
@@ -93,8 +110,12 @@ def variant_runs(proj: Path) -> list[tuple[str, str]]:
     """(name, status) of the variants' own runs; the further seeds' child runs (small trains 3 seeds)
     must not be left RUNNING."""
     runs = runs_of(proj)
-    assert all(r.info.status != "RUNNING" for r in runs), [(r.info.run_name, r.info.status) for r in runs]
-    return [(r.info.run_name, r.info.status) for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert all(r.info.status != "RUNNING" for r in runs), [
+        (r.info.run_name, r.info.status) for r in runs
+    ]
+    return [
+        (r.info.run_name, r.info.status) for r in runs if "mlflow.parentRunId" not in r.data.tags
+    ]
 
 
 def one_error_line(stderr: str) -> str:
@@ -140,8 +161,14 @@ def silent_server():
 
 def run_against(proj, env, uri, **extra) -> tuple[subprocess.CompletedProcess, float]:
     t0 = time.monotonic()
-    r = subprocess.run([str(BIN / "python"), "pipeline/train.py", *stage_args("train.py", "small")], cwd=proj, capture_output=True,
-                       text=True, env={**env, "MLFLOW_TRACKING_URI": uri, **extra}, timeout=120)
+    r = subprocess.run(
+        [str(BIN / "python"), "pipeline/train.py", *stage_args("train.py", "small")],
+        cwd=proj,
+        capture_output=True,
+        text=True,
+        env={**env, "MLFLOW_TRACKING_URI": uri, **extra},
+        timeout=120,
+    )
     return r, time.monotonic() - t0
 
 
@@ -153,7 +180,9 @@ def test_a_tracking_server_that_is_down_ends_the_stage_at_once(project):
     line = one_error_line(r.stderr)
     assert line.startswith("error in stage train: cannot use the MLflow tracking store " + uri)
     assert "mlflow server" in line and "unset it" in line
-    assert "epoch" not in r.stdout and outputs_of(proj) == []  # no training started, nothing written
+    assert (
+        "epoch" not in r.stdout and outputs_of(proj) == []
+    )  # no training started, nothing written
 
 
 def test_a_tracking_server_that_never_answers_ends_the_stage_within_30_s(project):
@@ -163,7 +192,9 @@ def test_a_tracking_server_that_never_answers_ends_the_stage_within_30_s(project
         assert r.returncode == 1 and seconds < 30, (seconds, r.stderr)
         assert uri in one_error_line(r.stderr)
         # the user's own MLflow settings win over the stage's defaults
-        r, quick = run_against(proj, env, uri, MLFLOW_HTTP_REQUEST_TIMEOUT="1", MLFLOW_HTTP_REQUEST_MAX_RETRIES="0")
+        r, quick = run_against(
+            proj, env, uri, MLFLOW_HTTP_REQUEST_TIMEOUT="1", MLFLOW_HTTP_REQUEST_MAX_RETRIES="0"
+        )
         assert r.returncode == 1 and quick < seconds - 5, (quick, seconds)
     assert outputs_of(proj) == []
 
@@ -196,7 +227,10 @@ def test_after_sigkill_mid_training_the_next_run_closes_the_orphaned_run(project
     assert r.returncode == 0, r.stdout + r.stderr
     by_id = {run.info.run_id: run for run in runs_of(proj)}
     orphan = by_id[killed[0].info.run_id]
-    assert orphan.info.status == "KILLED" and "ended without closing this run" in orphan.data.tags["birdplane.closed"]
+    assert (
+        orphan.info.status == "KILLED"
+        and "ended without closing this run" in orphan.data.tags["birdplane.closed"]
+    )
     assert all(run.info.status != "RUNNING" for run in by_id.values())
     assert temp_files(proj) == []
 
@@ -222,14 +256,27 @@ def test_sigkill_while_writing_outputs_leaves_nothing_behind(project):
     with (proj / "dvc.lock").open() as f:
         lock = yaml.safe_load(f)["stages"]
     models = next(d for d in lock["evaluate"]["deps"] if d["path"] == "models")
-    assert models["nfiles"] == 4 and sorted(files_under(proj / "models")) == [".gitignore", "long.pt", "nll.pt",
-                                                                               "small.pt"]
+    assert models["nfiles"] == 4 and sorted(files_under(proj / "models")) == [
+        ".gitignore",
+        "long.pt",
+        "nll.pt",
+        "small.pt",
+    ]
     assert sorted(o["path"] for o in lock["train@small"]["outs"]) == [
-        "logs/train/small.json", "metrics/train/small.json", "models/small.pt", "plots/train/seeds/small.csv",
-        "plots/train/small.csv"]
+        "logs/train/small.json",
+        "metrics/train/small.json",
+        "models/small.pt",
+        "plots/train/seeds/small.csv",
+        "plots/train/small.csv",
+    ]
     assert all(run.info.status != "RUNNING" for run in runs_of(proj))
-    status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=proj, capture_output=True,
-                            text=True, check=True).stdout
+    status = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=all"],
+        cwd=proj,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert "birdplane-tmp" not in status
 
 
@@ -239,17 +286,25 @@ def test_sigkill_while_writing_outputs_leaves_nothing_behind(project):
 @contextlib.contextmanager
 def tmpfs(path: Path, size: str):
     path.mkdir(parents=True)
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True, text=True)
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+        capture_output=True,
+        text=True,
+    )
     if r.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here (needs root and CAP_SYS_ADMIN): {r.stderr.strip()}")
+        pytest.skip(
+            f"cannot mount a small tmpfs here (needs root and CAP_SYS_ADMIN): {r.stderr.strip()}"
+        )
     try:
         yield path
     finally:
         subprocess.run(["umount", "-l", str(path)], check=False)
 
 
-needs_mount = pytest.mark.skipif(not sys.platform.startswith("linux") or os.geteuid() != 0 or not shutil.which("mount"),
-                                 reason="a small tmpfs needs Linux and root")
+needs_mount = pytest.mark.skipif(
+    not sys.platform.startswith("linux") or os.geteuid() != 0 or not shutil.which("mount"),
+    reason="a small tmpfs needs Linux and root",
+)
 
 
 @needs_mount
@@ -258,11 +313,20 @@ def test_a_full_disk_for_the_outputs_writes_nothing_and_fails_the_run(project, t
     with tmpfs(tmp_path / "small-disk", "48k") as disk:  # the 3072-8-2 model file is 99 KB
         assert not (proj / "models").exists()
         (proj / "models").symlink_to(disk, target_is_directory=True)
-        r = subprocess.run([str(BIN / "python"), "pipeline/train.py", *stage_args("train.py", "small")], cwd=proj, env=env,
-                           capture_output=True, text=True, timeout=300)
+        r = subprocess.run(
+            [str(BIN / "python"), "pipeline/train.py", *stage_args("train.py", "small")],
+            cwd=proj,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert r.returncode == 1
         line = one_error_line(r.stderr)
-        assert "no space left on the device writing models/small.pt" in line and "free some space" in line
+        assert (
+            "no space left on the device writing models/small.pt" in line
+            and "free some space" in line
+        )
         assert list(disk.iterdir()) == []  # no partial model, no temp file
         (proj / "models").unlink()
     assert outputs_of(proj) == [] and temp_files(proj) == []
@@ -274,8 +338,14 @@ def test_a_full_disk_for_the_artifact_store_leaves_no_partial_model(project, tmp
     proj, env = project
     with tmpfs(tmp_path / "small-disk", "48k") as disk:
         (proj / "mlartifacts").symlink_to(disk, target_is_directory=True)
-        r = subprocess.run([str(BIN / "python"), "pipeline/train.py", *stage_args("train.py", "small")], cwd=proj, env=env,
-                           capture_output=True, text=True, timeout=300)
+        r = subprocess.run(
+            [str(BIN / "python"), "pipeline/train.py", *stage_args("train.py", "small")],
+            cwd=proj,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert r.returncode == 1
         line = one_error_line(r.stderr)
         assert "no space left on the device writing" in line and "mlartifacts" in line, line

@@ -19,6 +19,7 @@ Each must end within RUN_TIMEOUT_S and MAX_RSS either in exit 1 with one line `e
 <stage>: <the file>: ...` (no traceback), or, for a random flip that may leave a valid file, in a
 normal end; in every case nothing in the case's folder changed and no file was added.
 """
+
 from __future__ import annotations
 
 import io
@@ -109,11 +110,11 @@ run_stage("train", main)
 @dataclass(frozen=True)
 class Case:
     name: str
-    kind: str              # "report", "model" or "stats": which process reads the file
-    target: str            # the damaged file, relative to the case's folder
+    kind: str  # "report", "model" or "stats": which process reads the file
+    target: str  # the damaged file, relative to the case's folder
     content: bytes | None  # None: a sparse file larger than any model
     expect: str = "error"  # "error", or "any" (a random flip may leave a valid file)
-    names: str = ""        # words the line must hold besides the file's name
+    names: str = ""  # words the line must hold besides the file's name
 
 
 # ---- the damage
@@ -131,8 +132,13 @@ def generic(kind: str, target: str, original: bytes, rng: random.Random) -> list
     flipped = bytearray(original)
     flipped[at] ^= 1 << rng.randrange(8)
     return [
-        Case(f"{target} truncated", kind, target, original[: len(original) // 2], expect="any" if target.endswith(
-            ".csv") else "error"),  # a CSV cut after a whole number is still a table
+        Case(
+            f"{target} truncated",
+            kind,
+            target,
+            original[: len(original) // 2],
+            expect="any" if target.endswith(".csv") else "error",
+        ),  # a CSV cut after a whole number is still a table
         Case(f"{target} empty", kind, target, b""),
         Case(f"{target} garbage", kind, target, b"garbage"),
         Case(f"{target} 0xff byte", kind, target, original[:at] + b"\xff" + original[at:]),
@@ -145,44 +151,143 @@ def report_cases(rng: random.Random) -> list[Case]:
         return (ROOT / target).read_bytes()
 
     cases = []
-    for target in ("metrics/train/nll.json", "metrics/eval/mse.json", "metrics/shift/cnn.json", "metrics/sweep.json",
-                   "metrics/stats.json", "logs/download.json", "logs/train/small.json", "plots/train/nll.csv",
-                   "plots/train/seeds/mse.csv", "plots/shift/grid/cnn.csv", "plots/sweep/curves.csv"):
+    for target in (
+        "metrics/train/nll.json",
+        "metrics/eval/mse.json",
+        "metrics/shift/cnn.json",
+        "metrics/sweep.json",
+        "metrics/stats.json",
+        "logs/download.json",
+        "logs/train/small.json",
+        "plots/train/nll.csv",
+        "plots/train/seeds/mse.csv",
+        "plots/shift/grid/cnn.csv",
+        "plots/sweep/curves.csv",
+    ):
         cases += generic("report", target, text(target), rng)
     for target in ("metrics/train/nll.json", "logs/download.json", "metrics/sweep.json"):
         cases.append(Case(f"{target} [1, 2]", "report", target, b"[1, 2]", names="not a mapping"))
     train, evaluated = "metrics/train/nll.json", "metrics/eval/mse.json"
     cases += [
-        Case("NaN accuracy", "report", train, json_edit(text(train), lambda r: r.update(val_accuracy=float("nan"))),
-             names="NaN"),
-        Case("infinite gap", "report", evaluated, json_edit(text(evaluated), lambda r: r.update(
-            overfit_gap=float("inf"))), names="Infinity"),
-        Case("1e999", "report", evaluated, text(evaluated).replace(b'"val_loss": ', b'"val_loss": 1e999, "x": '),
-             names="1e999"),
-        Case("huge accuracy", "report", train, json_edit(text(train), lambda r: r.update(val_accuracy=1e300)),
-             names="val_accuracy"),
-        Case("a 5000-digit count", "report", evaluated, text(evaluated).replace(
-            b'"n_parameters": ', b'"n_parameters": ' + b"9" * 5000 + b', "x": '), names="unreadable JSON"),
-        Case("accuracy as a string", "report", train, json_edit(text(train), lambda r: r.update(val_accuracy="0.8")),
-             names="val_accuracy"),
-        Case("no recipe", "report", train, json_edit(text(train), lambda r: r.pop("recipe")), names="recipe"),
-        Case("confusion matrix of strings", "report", evaluated, json_edit(text(evaluated), lambda r: r[
-            "confusion_matrix"].update(rows_actual_cols_predicted=[["a"]])), names="rows_actual_cols_predicted"),
-        Case("a shift ring missing", "report", "metrics/shift/cnn.json", json_edit(text("metrics/shift/cnn.json"),
-             lambda r: r["accuracy_by_shift"].pop("8")), names="lacks shift 8"),
-        Case("sweep configs a list", "report", "metrics/sweep.json", json_edit(text("metrics/sweep.json"),
-             lambda r: r.update(configs=[])), names="configs"),
-        Case("std 0 for the report", "report", "metrics/stats.json", json_edit(text("metrics/stats.json"),
-             lambda r: r.update(std=[0.2, 0, 0.2])), names="std of channel 1"),
-        Case("download url a number", "report", "logs/download.json", b'{"url": 7, "md5": "x"}', names="url"),
-        Case("NaN in a curve", "report", "plots/train/nll.csv", text("plots/train/nll.csv").replace(
-            b"\n1,", b"\n1,nan,", 1).replace(b"\n1,nan,0.", b"\n1,nan,", 1), names="NaN"),
-        Case("header only", "report", "plots/train/nll.csv", text("plots/train/nll.csv").split(b"\n")[0] + b"\n",
-             names="header without rows"),
-        Case("a column renamed", "report", "plots/shift/grid/cnn.csv", text("plots/shift/grid/cnn.csv").replace(
-            b"accuracy", b"acc", 1), names="no column accuracy"),
-        Case("text in a number column", "report", "plots/sweep/curves.csv", text("plots/sweep/curves.csv").replace(
-            b"\nw2,0,1,", b"\nw2,zero,1,", 1), names="column seed holds 'zero'"),
+        Case(
+            "NaN accuracy",
+            "report",
+            train,
+            json_edit(text(train), lambda r: r.update(val_accuracy=float("nan"))),
+            names="NaN",
+        ),
+        Case(
+            "infinite gap",
+            "report",
+            evaluated,
+            json_edit(text(evaluated), lambda r: r.update(overfit_gap=float("inf"))),
+            names="Infinity",
+        ),
+        Case(
+            "1e999",
+            "report",
+            evaluated,
+            text(evaluated).replace(b'"val_loss": ', b'"val_loss": 1e999, "x": '),
+            names="1e999",
+        ),
+        Case(
+            "huge accuracy",
+            "report",
+            train,
+            json_edit(text(train), lambda r: r.update(val_accuracy=1e300)),
+            names="val_accuracy",
+        ),
+        Case(
+            "a 5000-digit count",
+            "report",
+            evaluated,
+            text(evaluated).replace(
+                b'"n_parameters": ', b'"n_parameters": ' + b"9" * 5000 + b', "x": '
+            ),
+            names="unreadable JSON",
+        ),
+        Case(
+            "accuracy as a string",
+            "report",
+            train,
+            json_edit(text(train), lambda r: r.update(val_accuracy="0.8")),
+            names="val_accuracy",
+        ),
+        Case(
+            "no recipe",
+            "report",
+            train,
+            json_edit(text(train), lambda r: r.pop("recipe")),
+            names="recipe",
+        ),
+        Case(
+            "confusion matrix of strings",
+            "report",
+            evaluated,
+            json_edit(
+                text(evaluated),
+                lambda r: r["confusion_matrix"].update(rows_actual_cols_predicted=[["a"]]),
+            ),
+            names="rows_actual_cols_predicted",
+        ),
+        Case(
+            "a shift ring missing",
+            "report",
+            "metrics/shift/cnn.json",
+            json_edit(text("metrics/shift/cnn.json"), lambda r: r["accuracy_by_shift"].pop("8")),
+            names="lacks shift 8",
+        ),
+        Case(
+            "sweep configs a list",
+            "report",
+            "metrics/sweep.json",
+            json_edit(text("metrics/sweep.json"), lambda r: r.update(configs=[])),
+            names="configs",
+        ),
+        Case(
+            "std 0 for the report",
+            "report",
+            "metrics/stats.json",
+            json_edit(text("metrics/stats.json"), lambda r: r.update(std=[0.2, 0, 0.2])),
+            names="std of channel 1",
+        ),
+        Case(
+            "download url a number",
+            "report",
+            "logs/download.json",
+            b'{"url": 7, "md5": "x"}',
+            names="url",
+        ),
+        Case(
+            "NaN in a curve",
+            "report",
+            "plots/train/nll.csv",
+            text("plots/train/nll.csv")
+            .replace(b"\n1,", b"\n1,nan,", 1)
+            .replace(b"\n1,nan,0.", b"\n1,nan,", 1),
+            names="NaN",
+        ),
+        Case(
+            "header only",
+            "report",
+            "plots/train/nll.csv",
+            text("plots/train/nll.csv").split(b"\n")[0] + b"\n",
+            names="header without rows",
+        ),
+        Case(
+            "a column renamed",
+            "report",
+            "plots/shift/grid/cnn.csv",
+            text("plots/shift/grid/cnn.csv").replace(b"accuracy", b"acc", 1),
+            names="no column accuracy",
+        ),
+        Case(
+            "text in a number column",
+            "report",
+            "plots/sweep/curves.csv",
+            text("plots/sweep/curves.csv").replace(b"\nw2,0,1,", b"\nw2,zero,1,", 1),
+            names="column seed holds 'zero'",
+        ),
     ]
     return cases
 
@@ -195,7 +300,11 @@ def model_files() -> dict[str, tuple[bytes, object, dict]]:
     mlp, cnn = ModelConfig(hidden=(8,)), ModelConfig(arch="cnn", channels=(4, 4), hidden=(8,))
     for name, cfg in (("mlp", mlp), ("cnn", cnn)):
         model = build_model(cfg)
-        found[name] = (model_bytes(model, cfg), cfg, {k: v.clone() for k, v in model.state_dict().items()})
+        found[name] = (
+            model_bytes(model, cfg),
+            cfg,
+            {k: v.clone() for k, v in model.state_dict().items()},
+        )
     return found
 
 
@@ -218,40 +327,78 @@ def model_cases(rng: random.Random) -> list[Case]:
     files, target, cases = model_files(), "models/nll.pt", []
     for arch, (blob, cfg, state) in files.items():
         for i, cut in enumerate((0.25, 0.5, 0.99)):
-            cases.append(Case(f"{arch} truncated to {cut:.0%}", "model", target, blob[: int(len(blob) * cut)]))
+            cases.append(
+                Case(
+                    f"{arch} truncated to {cut:.0%}", "model", target, blob[: int(len(blob) * cut)]
+                )
+            )
         for i in range(3):
             flipped = bytearray(blob)
             flipped[rng.randrange(len(blob))] ^= 0xFF
-            cases.append(Case(f"{arch} random flip {i}", "model", target, bytes(flipped), expect="any"))
+            cases.append(
+                Case(f"{arch} random flip {i}", "model", target, bytes(flipped), expect="any")
+            )
 
         def variant(config=None, state_edit=None, name="", words=""):
             c = {**cfg.to_dict(), **(config or {})}
             s = dict(state)
             if state_edit:
                 state_edit(s)
-            cases.append(Case(f"{arch} {name}", "model", target, saved({"config": c, "state_dict": s}), names=words))
+            cases.append(
+                Case(
+                    f"{arch} {name}",
+                    "model",
+                    target,
+                    saved({"config": c, "state_dict": s}),
+                    names=words,
+                )
+            )
 
         first = next(iter(state))
         variant({"hidden": (200_000,)}, name="hidden 200000", words="outside 1..65,536")
-        variant({"hidden": (60_000,)}, name="hidden 60000",  # the cnn's 15 M are within the bound: shapes
-                words="more than params.yaml allows" if arch == "mlp" else "needs [60000, 256]")
+        variant(
+            {"hidden": (60_000,)},
+            name="hidden 60000",  # the cnn's 15 M are within the bound: shapes
+            words="more than params.yaml allows" if arch == "mlp" else "needs [60000, 256]",
+        )
         variant({"evil": 1}, name="an unknown key", words="unknown config key")
         variant({"hidden": "8"}, name="hidden a string", words="config hidden")
         variant({"n_classes": 3}, name="three classes", words="predicts 3 classes")
-        variant(state_edit=lambda s: s.update({first: s[first][:1]}), name="a wrong shape", words="has shape")
-        variant(state_edit=lambda s: s.update({first: s[first].double()}), name="float64", words="float64")
-        variant(state_edit=lambda s: s.update({first: torch.full_like(s[first], float("nan"))}), name="NaN weights",
-                words="NaN")
+        variant(
+            state_edit=lambda s: s.update({first: s[first][:1]}),
+            name="a wrong shape",
+            words="has shape",
+        )
+        variant(
+            state_edit=lambda s: s.update({first: s[first].double()}),
+            name="float64",
+            words="float64",
+        )
+        variant(
+            state_edit=lambda s: s.update({first: torch.full_like(s[first], float("nan"))}),
+            name="NaN weights",
+            words="NaN",
+        )
         variant(state_edit=lambda s: s.pop(first), name="a layer missing", words="lacks")
     blob, cfg, state = files["mlp"]
     cases += [
         Case("not a zip", "model", target, b"garbage", names="not a zip file"),
         Case("empty", "model", target, b"", names="not a zip file"),
-        Case("a hostile pickle", "model", target, saved({"config": cfg.to_dict(), "state_dict": state, "x": Hostile()}),
-             names="nothing in the file was run"),
+        Case(
+            "a hostile pickle",
+            "model",
+            target,
+            saved({"config": cfg.to_dict(), "state_dict": state, "x": Hostile()}),
+            names="nothing in the file was run",
+        ),
         Case("a list", "model", target, saved([1, 2]), names="not a config and a state_dict"),
-        Case("a state_dict of lists", "model", target, saved({"config": cfg.to_dict(), "state_dict": [1]}),
-             names="not a mapping"),
+        Case(
+            "a state_dict of lists",
+            "model",
+            target,
+            saved({"config": cfg.to_dict(), "state_dict": [1]}),
+            names="not a mapping",
+        ),
         Case("larger than any model", "model", target, None, names="more than a model within"),
     ]
     return cases
@@ -319,10 +466,16 @@ class ForkServer:
     """FORK_SERVER in a process of its own; `run` one driver in a child forked from it."""
 
     def __init__(self):
-        self.proc = subprocess.Popen([sys.executable, "-c", FORK_SERVER, str(RUN_TIMEOUT_S)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", FORK_SERVER, str(RUN_TIMEOUT_S)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
 
-    def run(self, code: str, args: list[str], cwd: Path, stderr: Path) -> tuple[int | None, float, int]:
+    def run(
+        self, code: str, args: list[str], cwd: Path, stderr: Path
+    ) -> tuple[int | None, float, int]:
         request = {"cwd": str(cwd), "code": code, "args": args, "stderr": str(stderr)}
         self.proc.stdin.write(json.dumps(request) + "\n")
         self.proc.stdin.flush()
@@ -335,8 +488,11 @@ class ForkServer:
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
-    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
-            for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
+    return {
+        str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in folder.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    }
 
 
 def run_measured(command: list[str], cwd: Path) -> tuple[int | None, str, float, int]:
@@ -356,7 +512,9 @@ def run_measured(command: list[str], cwd: Path) -> tuple[int | None, str, float,
                 _, _, usage = os.wait4(proc.pid, 0)
                 break
             time.sleep(0.05)
-        proc.returncode = status if status is not None else -9  # reaped here: Popen must not wait again
+        proc.returncode = (
+            status if status is not None else -9
+        )  # reaped here: Popen must not wait again
         seconds = time.monotonic() - start
         err.seek(0)
         return status, err.read().decode("utf-8", "replace"), seconds, usage.ru_maxrss * 1024
@@ -394,7 +552,9 @@ def check(case: Case, base: Path, index: int, server: ForkServer | None = None) 
         prefix = f"error in stage {STAGE[case.kind]}: "
         if status != 1 or len(lines) != 1 or not lines[0].startswith(prefix):
             problems.append(f"exit {status} with {len(lines)} lines")
-        elif case.expect == "error" and (f"{case.target}" not in lines[0] or case.names not in lines[0]):
+        elif case.expect == "error" and (
+            f"{case.target}" not in lines[0] or case.names not in lines[0]
+        ):
             problems.append(f"the line does not name {case.target!r} and {case.names!r}")
     elif status != 0:
         problems.append(f"exit {status}")
@@ -416,7 +576,10 @@ def test_every_damaged_input_ends_in_one_line_quickly_and_writes_nothing(tmp_pat
     server = ForkServer()
     try:
         with ThreadPoolExecutor(max_workers=1) as pool:  # the report's processes beside the forks
-            reports = pool.map(lambda ic: check(ic[1], tmp_path, ic[0]), [ic for ic in cases if ic[1].kind == "report"])
+            reports = pool.map(
+                lambda ic: check(ic[1], tmp_path, ic[0]),
+                [ic for ic in cases if ic[1].kind == "report"],
+            )
             forked = [check(c, tmp_path, i, server) for i, c in cases if c.kind != "report"]
             failures = [f for f in [*reports, *forked] if f]
     finally:

@@ -2,6 +2,7 @@
 refuse a damaged model file in one line whose command brings a good one back, training refuses a
 std of 0 in metrics/stats.json. (tests/test_inputs_fuzz.py runs many more faults through the
 stages' loaders.)"""
+
 from __future__ import annotations
 
 import io
@@ -22,7 +23,9 @@ pytestmark = pytest.mark.e2e
 def project(tmp_path_factory):
     """A tiny project with the `small` variant trained (download, stats, train@small)."""
     base = tmp_path_factory.mktemp("inputs")
-    src, md5 = make_archive(base / "mirror" / "cifar-10-python.tar.gz", per_class_train=16, per_class_test=8)
+    src, md5 = make_archive(
+        base / "mirror" / "cifar-10-python.tar.gz", per_class_train=16, per_class_test=8
+    )
     proj = make_project(base / "proj")
     env = project_env(src.as_uri(), md5)
     dvc(proj, env, "repro", "train@small", check=True)
@@ -31,7 +34,9 @@ def project(tmp_path_factory):
 
 def one_line(r: subprocess.CompletedProcess, name: str) -> str:
     lines = r.stderr.strip().splitlines()
-    assert r.returncode == 1 and len(lines) == 1 and lines[0].startswith(f"error in stage {name}: "), r.stderr
+    assert (
+        r.returncode == 1 and len(lines) == 1 and lines[0].startswith(f"error in stage {name}: ")
+    ), r.stderr
     assert "weights_only" not in r.stderr
     return lines[0]
 
@@ -46,7 +51,9 @@ def test_a_truncated_model_is_one_line_and_its_command_brings_a_good_one_back(pr
     assert files_under(proj / "metrics" / "eval") == []
 
     command = re.search(r"run `([^`]+)`", error).group(1)  # as a user would paste it
-    r = subprocess.run(["bash", "-c", command], cwd=proj, env=env, capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        ["bash", "-c", command], cwd=proj, env=env, capture_output=True, text=True, timeout=600
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert model.read_bytes() == good  # pinned numerics: the same bytes again
     r = stage(proj, env, "evaluate.py", "--variants", "small")
@@ -79,7 +86,10 @@ def test_a_std_of_0_is_named_before_training(project):
     path.write_text(json.dumps(record))
     model = (proj / "models" / "small.pt").read_bytes()
     error = one_line(stage(proj, env, "train.py", variant="small"), "train")
-    assert "metrics/stats.json: the std of channel 1 (green) is 0.0" in error and "dvc repro -f stats" in error
+    assert (
+        "metrics/stats.json: the std of channel 1 (green) is 0.0" in error
+        and "dvc repro -f stats" in error
+    )
     assert (proj / "models" / "small.pt").read_bytes() == model
     dvc(proj, env, "repro", "-f", "stats", check=True)  # what the line says
     assert json.loads(path.read_text())["std"][1] > 0

@@ -8,6 +8,7 @@ fails on an arrow that points the wrong way.
   stage CLI) sit above the core; config imports neither the report nor data;
 - the report sits on top; nothing below imports it.
 """
+
 from __future__ import annotations
 
 import ast
@@ -18,13 +19,49 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src" / "birdplane"
 
 BASE = {"errors", "text", "cifar", "architecture", "numerics"}
-CORE = {"activations", "losses", "models", "inference", "data", "stats", "shift", "metrics", "summary", "sweep",
-        "train"}
+CORE = {
+    "activations",
+    "losses",
+    "models",
+    "inference",
+    "data",
+    "stats",
+    "shift",
+    "metrics",
+    "summary",
+    "sweep",
+    "train",
+}
 REPORT = {"report"}
 # what the ML core may not import, of the project and from outside
-NOT_IN_CORE = {"config", "io", "process", "tracking", "provenance", "dvc_hints", "reproduce", "inputs",
-               "modelfile", "cli", "download", "fingerprint", "pr_summary", "serving", "report"}
-NOT_IN_CORE_OUTSIDE = {"dvc", "mlflow", "yaml", "pandas", "json", "csv", "jinja2", "matplotlib", "sqlalchemy"}
+NOT_IN_CORE = {
+    "config",
+    "io",
+    "process",
+    "tracking",
+    "provenance",
+    "dvc_hints",
+    "reproduce",
+    "inputs",
+    "modelfile",
+    "cli",
+    "download",
+    "fingerprint",
+    "pr_summary",
+    "serving",
+    "report",
+}
+NOT_IN_CORE_OUTSIDE = {
+    "dvc",
+    "mlflow",
+    "yaml",
+    "pandas",
+    "json",
+    "csv",
+    "jinja2",
+    "matplotlib",
+    "sqlalchemy",
+}
 
 
 def modules() -> dict[str, Path]:
@@ -43,20 +80,29 @@ def imports(path: Path) -> set[str]:
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names = [node.module] + ([f"{node.module}.{a.name}" for a in node.names] if node.module == "birdplane"
-                                     else [])
+            names = [node.module] + (
+                [f"{node.module}.{a.name}" for a in node.names]
+                if node.module == "birdplane"
+                else []
+            )
         else:
             continue
         for name in names:
             if name == "birdplane":
                 continue
-            found.add(name.removeprefix("birdplane.") if name.startswith("birdplane.") else f"ext:{name.split('.')[0]}")
+            found.add(
+                name.removeprefix("birdplane.")
+                if name.startswith("birdplane.")
+                else f"ext:{name.split('.')[0]}"
+            )
     return found
 
 
 def layer(module: str) -> str:
     top = module.split(".")[0]
-    return "base" if top in BASE else "core" if top in CORE else "report" if top in REPORT else "ops"
+    return (
+        "base" if top in BASE else "core" if top in CORE else "report" if top in REPORT else "ops"
+    )
 
 
 ALL = modules()
@@ -75,8 +121,12 @@ def test_the_base_imports_only_the_base(module):
 @pytest.mark.parametrize("module", sorted(m for m in ALL if layer(m) == "core"))
 def test_the_core_imports_no_dvc_mlflow_report_params_or_file_formats(module):
     found = imports(ALL[module])
-    wrong = {m for m in found if m.split(".")[0] in NOT_IN_CORE} | {m for m in found if m[4:] in NOT_IN_CORE_OUTSIDE}
-    assert wrong == set(), f"{module} imports {sorted(wrong)}: the ML core takes tensors and values, not files or trackers"
+    wrong = {m for m in found if m.split(".")[0] in NOT_IN_CORE} | {
+        m for m in found if m[4:] in NOT_IN_CORE_OUTSIDE
+    }
+    assert wrong == set(), (
+        f"{module} imports {sorted(wrong)}: the ML core takes tensors and values, not files or trackers"
+    )
 
 
 def test_config_imports_neither_the_report_nor_data():

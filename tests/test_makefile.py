@@ -1,5 +1,6 @@
 """The Makefile refuses an interpreter it cannot build the venv with, at once, and starts the venv
 afresh when the interpreter changes (real make, real interpreters, a throw-away VENV)."""
+
 import glob
 import shutil
 import subprocess
@@ -10,11 +11,15 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.skipif(shutil.which("make") is None or sys.platform == "win32", reason="needs GNU make")
+pytestmark = pytest.mark.skipif(
+    shutil.which("make") is None or sys.platform == "win32", reason="needs GNU make"
+)
 
 
 def make(*args, timeout=60) -> subprocess.CompletedProcess:
-    return subprocess.run(["make", "-s", "-C", str(ROOT), *args], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        ["make", "-s", "-C", str(ROOT), *args], capture_output=True, text=True, timeout=timeout
+    )
 
 
 def old_python(tmp_path) -> str:
@@ -24,8 +29,7 @@ def old_python(tmp_path) -> str:
     if found:
         return found[0]
     fake = tmp_path / "python3.9"
-    fake.write_text("#!/bin/sh\n"
-                    "case \"$*\" in *realpath*) echo \"3.9.6 $0\";; *) exit 1;; esac\n")
+    fake.write_text('#!/bin/sh\ncase "$*" in *realpath*) echo "3.9.6 $0";; *) exit 1;; esac\n')
     fake.chmod(0o755)
     return str(fake)
 
@@ -35,7 +39,9 @@ def test_an_old_python_is_refused_at_once(tmp_path):
     t0 = time.monotonic()
     r = make("venv", f"PYTHON={old_python(tmp_path)}", f"VENV={venv}")
     assert r.returncode != 0 and time.monotonic() - t0 < 10
-    assert "needs Python 3.11 to 3.13" in r.stderr and "make venv PYTHON=python3.12" in r.stderr, r.stderr
+    assert "needs Python 3.11 to 3.13" in r.stderr and "make venv PYTHON=python3.12" in r.stderr, (
+        r.stderr
+    )
     assert "3.9" in r.stderr or "3.10" in r.stderr
     assert not venv.exists()  # nothing was built or downloaded
     r = make("venv", "PYTHON=no-such-python-here", f"VENV={venv}")
@@ -49,9 +55,12 @@ def test_another_interpreter_starts_the_venv_afresh(tmp_path):
     (venv / "installed-before").write_text("x")
     assert make(target, f"PYTHON={sys.executable}", f"VENV={venv}").returncode == 0
     assert (venv / "installed-before").exists()  # same interpreter: the venv is kept
-    others = [p for p in sorted(glob.glob(str(Path.home() / ".pyenv/versions/3.1[123].*/bin/python3.1?")))
-              if Path(p).resolve() != Path(sys.executable).resolve()
-              and not Path(p).name.endswith(f"{sys.version_info[0]}.{sys.version_info[1]}")]
+    others = [
+        p
+        for p in sorted(glob.glob(str(Path.home() / ".pyenv/versions/3.1[123].*/bin/python3.1?")))
+        if Path(p).resolve() != Path(sys.executable).resolve()
+        and not Path(p).name.endswith(f"{sys.version_info[0]}.{sys.version_info[1]}")
+    ]
     if not others:
         pytest.skip("no second Python 3.11-3.13 on this machine")
     r = make(target, f"PYTHON={others[0]}", f"VENV={venv}")

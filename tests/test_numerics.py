@@ -1,6 +1,7 @@
 """Pinned numerics (birdplane.numerics): set before the libraries load, refused where they cannot
 hold, and the pinned kernels compute the products and convolutions torch would, to float tolerance.
 That they give the same bits at every thread count and on every machine is tests/test_fingerprint.py."""
+
 import os
 import platform
 import subprocess
@@ -12,37 +13,55 @@ import torch
 from birdplane import numerics
 
 X86 = platform.machine().lower() in ("x86_64", "amd64")
-pinned = pytest.mark.skipif(not X86 or numerics.requested_mode() != numerics.PINNED,
-                            reason="pinned numerics are for x86-64 (BIRDPLANE_NUMERICS=fast or another CPU here)")
+pinned = pytest.mark.skipif(
+    not X86 or numerics.requested_mode() != numerics.PINNED,
+    reason="pinned numerics are for x86-64 (BIRDPLANE_NUMERICS=fast or another CPU here)",
+)
 
 
 def python(code: str, **env_changes) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in numerics.ENVIRONMENT and k != numerics.MODE_VARIABLE}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in numerics.ENVIRONMENT and k != numerics.MODE_VARIABLE
+    }
     env.update(env_changes)
-    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 @pinned
 def test_pin_after_numpy_is_refused_with_the_fix():
     r = python("import numpy\nfrom birdplane import numerics\nnumerics.pin()")
     assert r.returncode != 0
-    assert "must be set before numpy is imported" in r.stderr and "birdplane.numerics.pin() first" in r.stderr
+    assert (
+        "must be set before numpy is imported" in r.stderr
+        and "birdplane.numerics.pin() first" in r.stderr
+    )
 
 
 @pinned
 def test_a_stage_pins_before_its_libraries_load(tmp_path):
-    r = python("from birdplane import numerics\nnumerics.install()\nimport torch, json\n"
-               "print(json.dumps([torch.backends.cpu.get_cpu_capability(), torch.backends.mkldnn.enabled,"
-               " numerics.describe()]))")
+    r = python(
+        "from birdplane import numerics\nnumerics.install()\nimport torch, json\n"
+        "print(json.dumps([torch.backends.cpu.get_cpu_capability(), torch.backends.mkldnn.enabled,"
+        " numerics.describe()]))"
+    )
     assert r.returncode == 0, r.stderr
     capability, mkldnn, described = __import__("json").loads(r.stdout)
     assert capability == "AVX2" and mkldnn is False
-    assert described["mode"] == "pinned" and described["environment"]["OPENBLAS_CORETYPE"] == "Haswell"
+    assert (
+        described["mode"] == "pinned" and described["environment"]["OPENBLAS_CORETYPE"] == "Haswell"
+    )
 
 
 def test_fast_mode_and_a_typo():
-    r = python("from birdplane import numerics\nprint(numerics.install())\nimport torch\n"
-               "print(torch.backends.mkldnn.enabled, numerics.describe()['mode'])", BIRDPLANE_NUMERICS="fast")
+    r = python(
+        "from birdplane import numerics\nprint(numerics.install())\nimport torch\n"
+        "print(torch.backends.mkldnn.enabled, numerics.describe()['mode'])",
+        BIRDPLANE_NUMERICS="fast",
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["fast", "True", "fast"]
     r = python("from birdplane import numerics\nnumerics.pin()", BIRDPLANE_NUMERICS="fsat")
@@ -57,25 +76,39 @@ def test_pinned_products_compute_what_torch_computes():
     c = torch.randn(70, 40, generator=g)
     ref = a.double() @ b.double()
     assert torch.allclose(a @ b, ref.float(), atol=1e-4)
-    assert torch.allclose(a.t().contiguous().t() @ b, ref.float(), atol=1e-4)  # a column-major operand
-    assert torch.allclose(torch.addmm(c, a, b, beta=0.5, alpha=-2), (0.5 * c.double() - 2 * ref).float(), atol=1e-3)
+    assert torch.allclose(
+        a.t().contiguous().t() @ b, ref.float(), atol=1e-4
+    )  # a column-major operand
+    assert torch.allclose(
+        torch.addmm(c, a, b, beta=0.5, alpha=-2), (0.5 * c.double() - 2 * ref).float(), atol=1e-3
+    )
     w = c.clone()
     w.addmm_(a, b, alpha=0.1)
     assert torch.allclose(w, (c.double() + 0.1 * ref).float(), atol=1e-4)
     k = torch.randn(3, 5, 7, generator=g), torch.randn(3, 7, 2, generator=g)
-    assert torch.allclose(torch.bmm(*k), torch.einsum("kij,kjl->kil", k[0].double(), k[1].double()).float(), atol=1e-5)
+    assert torch.allclose(
+        torch.bmm(*k), torch.einsum("kij,kjl->kil", k[0].double(), k[1].double()).float(), atol=1e-5
+    )
     bias = torch.randn(3, 5, 1, generator=g)
-    assert torch.allclose(torch.baddbmm(bias, *k), (bias.double() + k[0].double() @ k[1].double()).float(), atol=1e-5)
+    assert torch.allclose(
+        torch.baddbmm(bias, *k), (bias.double() + k[0].double() @ k[1].double()).float(), atol=1e-5
+    )
     nan = torch.full((70, 40), float("nan"))
-    assert torch.allclose(torch.addmm(nan, a, b, beta=0), ref.float(), atol=1e-4)  # beta 0: self not read
-    assert torch.equal(torch.addmm(c, nan[:, :1].expand(70, 300), b, alpha=0), c)  # alpha 0: product not read
+    assert torch.allclose(
+        torch.addmm(nan, a, b, beta=0), ref.float(), atol=1e-4
+    )  # beta 0: self not read
+    assert torch.equal(
+        torch.addmm(c, nan[:, :1].expand(70, 300), b, alpha=0), c
+    )  # alpha 0: product not read
     out = torch.empty(0)
     torch.mm(a, b, out=out)
     assert out.shape == (70, 40) and torch.allclose(out, ref.float(), atol=1e-4)
     q = bias.clone()
     q = q.expand(3, 5, 2).contiguous()
     q.baddbmm_(*k, alpha=2)
-    assert torch.allclose(q, (bias.double() + 2 * (k[0].double() @ k[1].double())).float(), atol=1e-5)
+    assert torch.allclose(
+        q, (bias.double() + 2 * (k[0].double() @ k[1].double())).float(), atol=1e-5
+    )
     v = torch.randn(300, generator=g)
     assert torch.allclose(a @ v, (a.double() @ v.double()).float(), atol=1e-4)
     assert torch.allclose(v @ v, (v.double() @ v.double()).float(), atol=1e-3)
@@ -84,8 +117,11 @@ def test_pinned_products_compute_what_torch_computes():
 
 
 @pinned
-@pytest.mark.parametrize("kernel, stride, padding", [(3, 1, 1), (3, 1, 0), (3, 2, 1), ((2, 3), (2, 1), (0, 1))],
-                         ids=["3x3-pad1", "3x3-pad0", "stride2", "2x3-stride2x1-pad0x1"])
+@pytest.mark.parametrize(
+    "kernel, stride, padding",
+    [(3, 1, 1), (3, 1, 0), (3, 2, 1), ((2, 3), (2, 1), (0, 1))],
+    ids=["3x3-pad1", "3x3-pad0", "stride2", "2x3-stride2x1-pad0x1"],
+)
 def test_pinned_convolution_and_its_gradients(kernel, stride, padding):
     numerics.install()
     g = torch.Generator().manual_seed(1)
@@ -95,8 +131,13 @@ def test_pinned_convolution_and_its_gradients(kernel, stride, padding):
     out.pow(2).sum().backward()
     # the same convolution in float64 as unfold + einsum, differentiated by autograd
     x64 = x.detach().double().requires_grad_()
-    w64, b64 = conv.weight.detach().double().requires_grad_(), conv.bias.detach().double().requires_grad_()
-    cols = torch.nn.functional.unfold(x64, conv.kernel_size, padding=conv.padding, stride=conv.stride)
+    w64, b64 = (
+        conv.weight.detach().double().requires_grad_(),
+        conv.bias.detach().double().requires_grad_(),
+    )
+    cols = torch.nn.functional.unfold(
+        x64, conv.kernel_size, padding=conv.padding, stride=conv.stride
+    )
     ref = (torch.einsum("ok,nkl->nol", w64.reshape(5, -1), cols) + b64[:, None]).reshape(out.shape)
     ref.pow(2).sum().backward()
     assert torch.allclose(out.double(), ref, atol=1e-4)

@@ -1,4 +1,5 @@
 """The download and stats stages through real DVC in a temporary git repo, against a real HTTP server."""
+
 import json
 import tarfile
 
@@ -24,10 +25,16 @@ def test_dvc_repro_stats(tmp_path, tiny_archive, http_server):
     tx, ty, _, vy = arrays()
     sel = tx[np.isin(ty, [0, 2])].reshape(-1, 3, 1024).astype(np.float64) / 255
     np.testing.assert_allclose(stats["mean"], sel.mean(axis=(0, 2)), rtol=1e-12)
-    np.testing.assert_allclose(stats["std"], sel.transpose(1, 0, 2).reshape(3, -1).std(axis=1, ddof=1), rtol=1e-12)
+    np.testing.assert_allclose(
+        stats["std"], sel.transpose(1, 0, 2).reshape(3, -1).std(axis=1, ddof=1), rtol=1e-12
+    )
     size = (http_server[1] / "cifar-10-python.tar.gz").stat().st_size
     # what the data is goes into the metrics, where it came from into the download log only
-    assert stats["n_train"] == 20 and stats["n_val"] == 8 and stats["source"] == {"md5": md5, "bytes": size}
+    assert (
+        stats["n_train"] == 20
+        and stats["n_val"] == 8
+        and stats["source"] == {"md5": md5, "bytes": size}
+    )
     log = json.loads((proj / "logs/download.json").read_text())
     assert (log["url"], log["md5"], log["bytes"]) == (url, md5, size)
     train, val, classes = load_dataset(proj / "data/prepared/dataset.npz")
@@ -60,7 +67,9 @@ def test_the_same_bytes_from_another_url_change_nothing_downstream(tmp_path, tin
     assert r.returncode == 0, r.stderr
     assert json.loads((proj / "logs/download.json").read_text())["url"] == other
     r = dvc(proj, env, "status", "stats", "--json")
-    assert r.returncode == 0 and json.loads(r.stdout) == {}, r.stdout  # stats and everything after it: up to date
+    assert r.returncode == 0 and json.loads(r.stdout) == {}, (
+        r.stdout
+    )  # stats and everything after it: up to date
     assert (proj / "metrics/stats.json").read_bytes() == stats_before
 
 
@@ -95,8 +104,12 @@ def test_download_truncated(proj, http_server):
     path, _ = make_archive(www / "c.tar.gz")
     path.write_bytes(path.read_bytes()[:-500])
     import hashlib
-    err = failing_stage(proj, project_env(f"{base}/c.tar.gz", hashlib.md5(path.read_bytes()).hexdigest()),
-                        "download.py")
+
+    err = failing_stage(
+        proj,
+        project_env(f"{base}/c.tar.gz", hashlib.md5(path.read_bytes()).hexdigest()),
+        "download.py",
+    )
     assert "truncated or corrupt" in err
     assert files_under(proj / "data") == []
 
@@ -114,6 +127,7 @@ def test_stats_refuses_hostile_pickle(proj, http_server):
     class Evil:
         def __reduce__(self):
             import os
+
             return (os.system, ("touch pwned",))
 
     bad = pickle.dumps({"data": Evil(), "labels": [0]}, protocol=2)

@@ -1,5 +1,6 @@
 """The whole pipeline through real DVC in a temporary git repo on a tiny archive, and its MLflow
 runs read back through a real `mlflow server` on 127.0.0.1."""
+
 import hashlib
 import json
 import shutil
@@ -15,12 +16,21 @@ import pytest
 import torch
 import yaml
 
-from birdplane.train import engine
 from birdplane.data import load_dataset, to_features
 from birdplane.io import read_json
 from birdplane.models import load_model
-from conftest import (BIN, TINY_SWEEP, TINY_TRAIN, VARIANTS, dvc, files_under, make_project, project_env, stage,
-                      stage_args)
+from conftest import (
+    BIN,
+    TINY_SWEEP,
+    TINY_TRAIN,
+    VARIANTS,
+    dvc,
+    files_under,
+    make_project,
+    project_env,
+    stage,
+    stage_args,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -29,8 +39,15 @@ def test_every_stage_wrote_its_outputs(pipeline):
     proj, _ = pipeline
     for v in VARIANTS:
         m = read_json(proj / f"metrics/eval/{v}.json")
-        assert {"train_accuracy", "val_accuracy", "overfit_gap", "n_parameters", "per_class",
-                "confusion_matrix", "val_ece"} <= set(m)
+        assert {
+            "train_accuracy",
+            "val_accuracy",
+            "overfit_gap",
+            "n_parameters",
+            "per_class",
+            "confusion_matrix",
+            "val_ece",
+        } <= set(m)
         assert m["overfit_gap"] == pytest.approx(m["train_accuracy"] - m["val_accuracy"])
         assert sum(map(sum, m["confusion_matrix"]["rows_actual_cols_predicted"])) == 16
         # evaluate on the saved model reproduces the last epoch of training exactly
@@ -43,7 +60,10 @@ def test_every_stage_wrote_its_outputs(pipeline):
         seeds = t.get("seeds", {}).get("seeds", [0])
         assert len(seeds) == (3 if v in ("nll", "mse", "small") else 1)
         per_seed = (proj / f"plots/train/seeds/{v}.csv").read_text().splitlines()
-        assert per_seed[0] == "seed," + lines[0] and len(per_seed) == 1 + len(seeds) * TINY_TRAIN["epochs"]
+        assert (
+            per_seed[0] == "seed," + lines[0]
+            and len(per_seed) == 1 + len(seeds) * TINY_TRAIN["epochs"]
+        )
         if len(seeds) == 1:
             assert [row[2:] for row in per_seed[1:]] == lines[1:]
         else:
@@ -55,7 +75,10 @@ def test_every_stage_wrote_its_outputs(pipeline):
         assert sh["accuracy_at_0"] == m["val_accuracy"] == sh["accuracy_by_shift"]["0"]
         assert list(sh["accuracy_by_shift"]) == [str(r) for r in range(9)] and "accuracy_at_4" in sh
         assert len((proj / f"plots/shift/grid/{v}.csv").read_text().splitlines()) == 1 + 17 * 17
-    small, nll = read_json(proj / "metrics/eval/small.json"), read_json(proj / "metrics/eval/nll.json")
+    small, nll = (
+        read_json(proj / "metrics/eval/small.json"),
+        read_json(proj / "metrics/eval/nll.json"),
+    )
     assert small["n_parameters"] < nll["n_parameters"]
 
 
@@ -88,9 +111,12 @@ def _tags(run: dict) -> dict[str, str]:
 
 
 def _rest(base, path, body=None):
-    req = urllib.request.Request(f"{base}/api/2.0/mlflow/{path}", method="POST" if body is not None else "GET",
-                                 data=json.dumps(body).encode() if body is not None else None,
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        f"{base}/api/2.0/mlflow/{path}",
+        method="POST" if body is not None else "GET",
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(req, timeout=30) as r:
         return json.loads(r.read())
 
@@ -101,9 +127,24 @@ def mlflow_server(pipeline):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{proj}/mlflow.db",
-                             "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-                            cwd=proj, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            str(BIN / "mlflow"),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{proj}/mlflow.db",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        cwd=proj,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(120):
@@ -122,32 +163,54 @@ def mlflow_server(pipeline):
 def test_mlflow_rest_api_has_one_run_per_variant(pipeline, mlflow_server):
     proj, _ = pipeline
     exp = _rest(mlflow_server, "experiments/get-by-name?experiment_name=birdplane")["experiment"]
-    trained = _rest(mlflow_server, "runs/search", {"experiment_ids": [exp["experiment_id"]],
-                                                   "filter": "tags.dvc_stage LIKE 'train@%'"})["runs"]
+    trained = _rest(
+        mlflow_server,
+        "runs/search",
+        {"experiment_ids": [exp["experiment_id"]], "filter": "tags.dvc_stage LIKE 'train@%'"},
+    )["runs"]
     runs = [r for r in trained if "mlflow.parentRunId" not in _tags(r)]
     by_name = {r["info"]["run_name"]: r for r in runs}
     assert sorted(by_name) == sorted(VARIANTS) and len(runs) == len(VARIANTS)
     # the further seeds of nll, mse and small: child runs of their variant's run
-    children = sorted((r["info"]["run_name"], r["info"]["status"], _tags(r)["mlflow.parentRunId"])
-                      for r in trained if r not in runs)
-    assert children == [(f"{v}-seed{s}", "FINISHED", by_name[v]["info"]["run_id"])
-                        for v in ("mse", "nll", "small") for s in (1, 2)]
+    children = sorted(
+        (r["info"]["run_name"], r["info"]["status"], _tags(r)["mlflow.parentRunId"])
+        for r in trained
+        if r not in runs
+    )
+    assert children == [
+        (f"{v}-seed{s}", "FINISHED", by_name[v]["info"]["run_id"])
+        for v in ("mse", "nll", "small")
+        for s in (1, 2)
+    ]
     for v, run in by_name.items():
         assert run["info"]["status"] == "FINISHED"
         tags = _tags(run)
-        assert tags["variant"] == v and tags["dvc_stage"] == f"train@{v}" and len(tags["data_md5"]) == 32
+        assert (
+            tags["variant"] == v
+            and tags["dvc_stage"] == f"train@{v}"
+            and len(tags["data_md5"]) == 32
+        )
         assert "git_commit" in tags
         params = {p["key"]: p["value"] for p in run["data"]["params"]}
         assert params["epochs"] == str(TINY_TRAIN["epochs"]) and params["loss"] in ("nll", "mse")
         run_id = run["info"]["run_id"]
-        history = _rest(mlflow_server, f"metrics/get-history?run_id={run_id}&metric_key=val_accuracy")["metrics"]
-        assert [m["step"] for m in sorted(history, key=lambda m: m["step"])] == list(range(1, TINY_TRAIN["epochs"] + 1))
+        history = _rest(
+            mlflow_server, f"metrics/get-history?run_id={run_id}&metric_key=val_accuracy"
+        )["metrics"]
+        assert [m["step"] for m in sorted(history, key=lambda m: m["step"])] == list(
+            range(1, TINY_TRAIN["epochs"] + 1)
+        )
         metrics = {m["key"]: m["value"] for m in run["data"]["metrics"]}
-        assert metrics["eval_val_accuracy"] == read_json(proj / f"metrics/eval/{v}.json")["val_accuracy"]
+        assert (
+            metrics["eval_val_accuracy"]
+            == read_json(proj / f"metrics/eval/{v}.json")["val_accuracy"]
+        )
         assert metrics["shift_accuracy_at_0"] == metrics["eval_val_accuracy"]
-        models = _rest(mlflow_server, "logged-models/search",
-                       {"experiment_ids": [exp["experiment_id"]],
-                        "filter": f"source_run_id = '{run_id}'"})["models"]
+        models = _rest(
+            mlflow_server,
+            "logged-models/search",
+            {"experiment_ids": [exp["experiment_id"]], "filter": f"source_run_id = '{run_id}'"},
+        )["models"]
         assert len(models) == 1 and models[0]["info"]["name"] == "model"
 
 
@@ -164,14 +227,22 @@ def test_logged_model_reproduces_val_accuracy(pipeline, mlflow_server):
         exp = mlflow.get_experiment_by_name("birdplane")
         stats = read_json(proj / "metrics/stats.json")
         _, val, _ = load_dataset(proj / "data/prepared/dataset.npz")
-        x = to_features(val.images, stats["mean"], stats["std"], torch.device("cpu")).reshape(-1, 3, 32, 32)
+        x = to_features(val.images, stats["mean"], stats["std"], torch.device("cpu")).reshape(
+            -1, 3, 32, 32
+        )
         for v in VARIANTS:
-            run = next(r for r in mlflow.search_runs([exp.experiment_id], filter_string=f"tags.variant = '{v}'",
-                                                     output_format="list")
-                       if "mlflow.parentRunId" not in r.data.tags)  # the variant's run, not a further seed's
-            model_info = mlflow.search_logged_models(experiment_ids=[exp.experiment_id],
-                                                     filter_string=f"source_run_id = '{run.info.run_id}'",
-                                                     output_format="list")[0]
+            run = next(
+                r
+                for r in mlflow.search_runs(
+                    [exp.experiment_id], filter_string=f"tags.variant = '{v}'", output_format="list"
+                )
+                if "mlflow.parentRunId" not in r.data.tags
+            )  # the variant's run, not a further seed's
+            model_info = mlflow.search_logged_models(
+                experiment_ids=[exp.experiment_id],
+                filter_string=f"source_run_id = '{run.info.run_id}'",
+                output_format="list",
+            )[0]
             model = load_logged_model(f"models:/{model_info.model_id}")
             tracked, _ = load_model(proj / f"models/{v}.pt")
             with torch.no_grad():
@@ -192,7 +263,10 @@ def test_logged_model_reproduces_val_accuracy(pipeline, mlflow_server):
             requirements = mlflow.pyfunc.get_model_dependencies(f"models:/{model_info.model_id}")
             with open(requirements) as f:
                 pins = set(f.read().split())
-            assert {f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"} <= pins
+            assert {
+                f"torch=={torch.__version__.split('+')[0]}",
+                f"mlflow=={mlflow.__version__}",
+            } <= pins
     finally:
         mlflow.set_tracking_uri(None)
 
@@ -201,12 +275,19 @@ def test_dvc_exp_run_with_set_param(pipeline):
     """`dvc exp run --temp -S …` in a copy of the repo: DVC records it, MLflow still gets the runs."""
     proj, env = pipeline
     import mlflow
+
     mlflow.set_tracking_uri(f"sqlite:///{proj}/mlflow.db")
 
     def variant_runs():  # the variants' own runs, not the seeds' child runs
-        return [r for r in mlflow.search_runs(experiment_names=["birdplane"], output_format="list",
-                                              filter_string="tags.dvc_stage LIKE 'train@%'")
-                if "mlflow.parentRunId" not in r.data.tags]
+        return [
+            r
+            for r in mlflow.search_runs(
+                experiment_names=["birdplane"],
+                output_format="list",
+                filter_string="tags.dvc_stage LIKE 'train@%'",
+            )
+            if "mlflow.parentRunId" not in r.data.tags
+        ]
 
     try:
         before = len(variant_runs())
@@ -217,8 +298,9 @@ def test_dvc_exp_run_with_set_param(pipeline):
         mlflow.set_tracking_uri(None)
     assert len(runs) == before + len(VARIANTS)  # one new run per variant, in the project's store
     exps = json.loads(dvc(proj, env, "exp", "show", "--json", check=True).stdout)
-    found = [e for base in exps for e in (base.get("experiments") or [])
-             if e.get("name") == "one-epoch"]
+    found = [
+        e for base in exps for e in (base.get("experiments") or []) if e.get("name") == "one-epoch"
+    ]
     assert found, exps
     data = found[0]["revs"][0]["data"]
     assert data["params"]["params.yaml"]["data"]["train"]["epochs"] == 1
@@ -231,16 +313,24 @@ def test_nan_loss_fails_the_stage_without_model(tmp_path, tiny_archive):
     url, md5, _ = tiny_archive
 
     def huge_lr(p):
-        p["train"]["variants"]["boom"] = {"hidden": [64, 64], "activation": "relu", "loss": "nll", "lr": 1.0e5}
+        p["train"]["variants"]["boom"] = {
+            "hidden": [64, 64],
+            "activation": "relu",
+            "loss": "nll",
+            "lr": 1.0e5,
+        }
 
     proj = make_project(tmp_path / "proj", huge_lr)
     env = project_env(url, md5)
     dvc(proj, env, "repro", "stats", check=True)
     r = stage(proj, env, "train.py", variant="boom")
     assert r.returncode == 1 and "Traceback" not in r.stderr
-    assert "variant 'boom'" in r.stderr and "epoch 1 of 2" in r.stderr and "learning rate" in r.stderr
+    assert (
+        "variant 'boom'" in r.stderr and "epoch 1 of 2" in r.stderr and "learning rate" in r.stderr
+    )
     assert files_under(proj / "models") == [] and files_under(proj / "metrics/train") == []
     import mlflow
+
     mlflow.set_tracking_uri(f"sqlite:///{proj}/mlflow.db")
     try:
         runs = mlflow.search_runs(experiment_names=["birdplane"], output_format="list")
@@ -255,7 +345,11 @@ def test_unknown_variant_is_an_error(pipeline):
     assert r.returncode == 1 and "unknown variant 'huge'" in r.stderr and "mse" in r.stderr
     before = files_under(proj / "metrics/eval")
     r = stage(proj, env, "evaluate.py", "--variants", "nll", "huge")
-    assert r.returncode == 1 and "unknown variant(s) ['huge']" in r.stderr and "Traceback" not in r.stderr
+    assert (
+        r.returncode == 1
+        and "unknown variant(s) ['huge']" in r.stderr
+        and "Traceback" not in r.stderr
+    )
     assert files_under(proj / "metrics/eval") == before
 
 
@@ -266,8 +360,18 @@ def test_sweep_summarises_every_configuration_over_seeds(pipeline):
     proj, env = pipeline
     sweep = read_json(proj / "metrics/sweep.json")
     cfgs = sweep["configs"]
-    assert list(cfgs) == ["w2", "w8", "deep", "nll_lr0.01", "nll_lr0.1", "mse_lr0.01", "mse_lr0.1", "weight_decay",
-                          "dropout", "early_stopping"]
+    assert list(cfgs) == [
+        "w2",
+        "w8",
+        "deep",
+        "nll_lr0.01",
+        "nll_lr0.1",
+        "mse_lr0.01",
+        "mse_lr0.1",
+        "weight_decay",
+        "dropout",
+        "early_stopping",
+    ]
     # base_width 8 at train.lr is w8: not trained again, nor for early stopping
     assert cfgs["nll_lr0.01"]["same_as"] == "w8" and cfgs["early_stopping"]["read_from"] == "w8"
     curves = pd.read_csv(proj / "plots/sweep/curves.csv")
@@ -278,26 +382,46 @@ def test_sweep_summarises_every_configuration_over_seeds(pipeline):
         rows = runs[runs["config"] == name]
         assert c["val_accuracy"]["values"] == pytest.approx(rows["val_accuracy"].tolist(), abs=1e-6)
         assert c["val_accuracy"]["n"] == TINY_SWEEP["seeds"] and c["val_accuracy"]["std"] >= 0
-        assert c["overfit_gap"]["mean"] == pytest.approx(c["train_accuracy"]["mean"] - c["val_accuracy"]["mean"])
+        assert c["overfit_gap"]["mean"] == pytest.approx(
+            c["train_accuracy"]["mean"] - c["val_accuracy"]["mean"]
+        )
         assert c["epochs_trained"]["mean"] <= TINY_SWEEP["epochs"]
-    assert cfgs["w8"]["n_parameters"] == 3072 * 8 + 8 + 8 * 2 + 2 and cfgs["deep"]["hidden"] == [16, 8]
+    assert cfgs["w8"]["n_parameters"] == 3072 * 8 + 8 + 8 * 2 + 2 and cfgs["deep"]["hidden"] == [
+        16,
+        8,
+    ]
     assert cfgs["dropout"]["dropout"] == 0.5 and cfgs["early_stopping"]["patience"] == 1
     assert cfgs["weight_decay"]["n_parameters"] == cfgs["w8"]["n_parameters"]  # base_width 8
     assert sweep["small_rule"]["pick"] in ("w2", "w8", "deep")
-    assert list(pd.read_csv(proj / "plots/sweep/capacity.csv")["config"]) == \
-        ["w2", "w8", "deep", "weight_decay", "dropout", "early_stopping"]
+    assert list(pd.read_csv(proj / "plots/sweep/capacity.csv")["config"]) == [
+        "w2",
+        "w8",
+        "deep",
+        "weight_decay",
+        "dropout",
+        "early_stopping",
+    ]
     header = (proj / "plots/sweep/capacity.csv").read_text().splitlines()[0]
-    assert header.startswith("config,kind,n_parameters,train_accuracy_mean,train_accuracy_std,val_accuracy_mean")
+    assert header.startswith(
+        "config,kind,n_parameters,train_accuracy_mean,train_accuracy_std,val_accuracy_mean"
+    )
     shown = json.loads(dvc(proj, env, "metrics", "show", "--json", check=True).stdout)
     assert "metrics/sweep.json" in next(iter(shown.values()))["data"]
     mlflow.set_tracking_uri(f"sqlite:///{proj}/mlflow.db")
     try:
         # the latest sweep run (test_dvc_exp_run_with_set_param may have run the sweep again in its copy)
-        parent = mlflow.search_runs(experiment_names=["birdplane"], output_format="list", order_by=["start_time DESC"],
-                                    filter_string="tags.dvc_stage = 'sweep' and attributes.run_name = 'sweep'")
+        parent = mlflow.search_runs(
+            experiment_names=["birdplane"],
+            output_format="list",
+            order_by=["start_time DESC"],
+            filter_string="tags.dvc_stage = 'sweep' and attributes.run_name = 'sweep'",
+        )
         assert parent and parent[0].data.tags["small_pick"] == sweep["small_rule"]["pick"]
-        nested = mlflow.search_runs(experiment_names=["birdplane"], output_format="list",
-                                    filter_string=f"tags.mlflow.parentRunId = '{parent[0].info.run_id}'")
+        nested = mlflow.search_runs(
+            experiment_names=["birdplane"],
+            output_format="list",
+            filter_string=f"tags.mlflow.parentRunId = '{parent[0].info.run_id}'",
+        )
     finally:
         mlflow.set_tracking_uri(None)
     assert sorted(r.info.run_name for r in nested) == sorted(f"sweep-{n}" for n in cfgs)
@@ -314,16 +438,38 @@ def test_several_seeds_give_mean_and_std(pipeline, tmp_path):
     p["train"]["variants"]["small"]["seeds"] = 3
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(p))
     store = f"sqlite:///{tmp_path}/mlflow.db"  # a store of its own: the shared one keeps one run per variant
-    out = {f: str(tmp_path / n) for f, n in (("--model", "m.pt"), ("--metrics", "m.json"), ("--plot", "h.csv"),
-                                             ("--seed-curves", "s.csv"), ("--train-log", "log.json"))}
-    r = run_stage_with(proj, {**env, "MLFLOW_TRACKING_URI": store}, "train.py", "--variant", "small", "--params",
-                       str(tmp_path / "p.yaml"), *[x for kv in out.items() for x in kv])
+    out = {
+        f: str(tmp_path / n)
+        for f, n in (
+            ("--model", "m.pt"),
+            ("--metrics", "m.json"),
+            ("--plot", "h.csv"),
+            ("--seed-curves", "s.csv"),
+            ("--train-log", "log.json"),
+        )
+    }
+    r = run_stage_with(
+        proj,
+        {**env, "MLFLOW_TRACKING_URI": store},
+        "train.py",
+        "--variant",
+        "small",
+        "--params",
+        str(tmp_path / "p.yaml"),
+        *[x for kv in out.items() for x in kv],
+    )
     assert r.returncode == 0, r.stderr
     m = read_json(tmp_path / "m.json")
     s = m["seeds"]
-    assert s["seeds"] == [0, 1, 2] and s["val_accuracy"]["n"] == 3 and len(s["overfit_gap"]["values"]) == 3
+    assert (
+        s["seeds"] == [0, 1, 2]
+        and s["val_accuracy"]["n"] == 3
+        and len(s["overfit_gap"]["values"]) == 3
+    )
     assert s["val_accuracy"]["values"][0] == m["val_accuracy"]
-    assert m["val_accuracy"] == read_json(proj / "metrics/train/small.json")["val_accuracy"]  # the pipeline's seed 0
+    assert (
+        m["val_accuracy"] == read_json(proj / "metrics/train/small.json")["val_accuracy"]
+    )  # the pipeline's seed 0
     assert [r["seed"] for r in s["runs"]] == [0, 1, 2] and s["val_ece"]["n"] == 3
     assert read_json(tmp_path / "log.json")["side_by_side"]  # 3072-8-2: the seeds train at once
     import pandas as pd
@@ -331,24 +477,36 @@ def test_several_seeds_give_mean_and_std(pipeline, tmp_path):
     curves, mean = pd.read_csv(tmp_path / "s.csv"), pd.read_csv(tmp_path / "h.csv")
     assert len(curves) == 3 * TINY_TRAIN["epochs"] and sorted(set(curves["seed"])) == [0, 1, 2]
     by_epoch = curves.groupby("epoch")[["train_loss", "val_accuracy"]].mean().reset_index()
-    assert mean["val_accuracy"].tolist() == pytest.approx(by_epoch["val_accuracy"].tolist(), abs=2e-6)
+    assert mean["val_accuracy"].tolist() == pytest.approx(
+        by_epoch["val_accuracy"].tolist(), abs=2e-6
+    )
     assert mean["train_loss"].tolist() == pytest.approx(by_epoch["train_loss"].tolist(), abs=2e-6)
     mlflow.set_tracking_uri(store)
     try:
         parent = read_json(tmp_path / "log.json")["mlflow_run_id"]
-        nested = mlflow.search_runs(experiment_names=["birdplane"], output_format="list",
-                                    filter_string=f"tags.mlflow.parentRunId = '{parent}'")
+        nested = mlflow.search_runs(
+            experiment_names=["birdplane"],
+            output_format="list",
+            filter_string=f"tags.mlflow.parentRunId = '{parent}'",
+        )
     finally:
         mlflow.set_tracking_uri(None)
-    assert sorted((r.info.run_name, r.info.status) for r in nested) == [("small-seed1", "FINISHED"),
-                                                                          ("small-seed2", "FINISHED")]
+    assert sorted((r.info.run_name, r.info.status) for r in nested) == [
+        ("small-seed1", "FINISHED"),
+        ("small-seed2", "FINISHED"),
+    ]
 
 
 def run_stage_with(project, env, script, *args):
     variant = args[args.index("--variant") + 1]
-    return subprocess.run([str(BIN / "python"), f"pipeline/{script}", *stage_args(script, variant), *args],
-                          cwd=project, env=env,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [str(BIN / "python"), f"pipeline/{script}", *stage_args(script, variant), *args],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def test_the_documented_loader_runs_nothing_from_the_artifact(pipeline, tmp_path):
@@ -364,20 +522,32 @@ def test_the_documented_loader_runs_nothing_from_the_artifact(pipeline, tmp_path
     proj, _ = pipeline
     mlflow.set_tracking_uri(f"sqlite:///{proj}/mlflow.db")
     try:
-        md5 = hashlib.md5((proj / "models/nll.pt").read_bytes()).hexdigest()  # the run of this model file
-        run = mlflow.search_runs(experiment_names=["birdplane"], output_format="list",
-                                 filter_string=f"tags.`birdplane.model_md5` = '{md5}'")[0]
-        info = mlflow.search_logged_models(filter_string=f"source_run_id = '{run.info.run_id}'",
-                                           experiment_ids=[run.info.experiment_id], output_format="list")[0]
+        md5 = hashlib.md5(
+            (proj / "models/nll.pt").read_bytes()
+        ).hexdigest()  # the run of this model file
+        run = mlflow.search_runs(
+            experiment_names=["birdplane"],
+            output_format="list",
+            filter_string=f"tags.`birdplane.model_md5` = '{md5}'",
+        )[0]
+        info = mlflow.search_logged_models(
+            filter_string=f"source_run_id = '{run.info.run_id}'",
+            experiment_ids=[run.info.experiment_id],
+            output_format="list",
+        )[0]
         store = Path(url2pathname(urlparse(info.artifact_location).path))
         mlmodel = store / "MLmodel"
         original = mlmodel.read_text()
         marker = tmp_path / "ran"
         (store / "code").mkdir()
         (store / "code" / "evil_loader.py").write_text(
-            f"open({str(marker)!r}, 'w').close()\ndef _load_pyfunc(path):\n    raise SystemExit('evil')\n")
-        mlmodel.write_text(original.replace("loader_module: birdplane.serving", "loader_module: evil_loader")
-                           .replace("code: null", "code: code"))
+            f"open({str(marker)!r}, 'w').close()\ndef _load_pyfunc(path):\n    raise SystemExit('evil')\n"
+        )
+        mlmodel.write_text(
+            original.replace(
+                "loader_module: birdplane.serving", "loader_module: evil_loader"
+            ).replace("code: null", "code: code")
+        )
         try:
             # the threat is real: MLflow's generic loader imports what the artifact names
             with pytest.raises(SystemExit, match="evil"):

@@ -1,5 +1,6 @@
 """The pull-request view (python -m birdplane.pr_summary) on a real DVC project in a temporary git repo
 with two commits: the base, and a change of a param and the metrics it gives."""
+
 import json
 import re
 
@@ -20,7 +21,9 @@ DVC_YAML = """stages:
 def commit(proj, env, lr, accuracy, message):
     (proj / "params.yaml").write_text(f"train:\n  lr: {lr}\n  epochs: 3\n")
     (proj / "metrics").mkdir(exist_ok=True)
-    (proj / "metrics/train.json").write_text(json.dumps({"val_accuracy": accuracy, "n_parameters": 10}))
+    (proj / "metrics/train.json").write_text(
+        json.dumps({"val_accuracy": accuracy, "n_parameters": 10})
+    )
     run(["git", "add", "-A"], proj, env, check=True)
     run(["git", "commit", "-qm", message], proj, env, check=True)
 
@@ -37,15 +40,28 @@ def test_summary_shows_params_and_metrics_diff_then_the_verdict_and_the_report(t
     # after the check's re-run the working copy holds the fresh results: the summary shows HEAD's
     (proj / "metrics/train.json").write_text(json.dumps({"val_accuracy": 0.5, "n_parameters": 10}))
     verdict = tmp_path / "verdict.md"
-    verdict.write_text("## reproduction check (exact): 1 metrics files, 2 values compared: all reproduce\n")
-    r = run([str(BIN / "python"), "-m", "birdplane.pr_summary", "--base", "HEAD~1", "--verdict", str(verdict)],
-            proj, env)
+    verdict.write_text(
+        "## reproduction check (exact): 1 metrics files, 2 values compared: all reproduce\n"
+    )
+    r = run(
+        [
+            str(BIN / "python"),
+            "-m",
+            "birdplane.pr_summary",
+            "--base",
+            "HEAD~1",
+            "--verdict",
+            str(verdict),
+        ],
+        proj,
+        env,
+    )
     assert r.returncode == 0, r.stderr
     out = r.stdout
-    params = out[out.index("## Params"):out.index("## Metrics")]
+    params = out[out.index("## Params") : out.index("## Metrics")]
     assert "| params.yaml | train.lr | 0.01 | 0.03 |" in re.sub(" +", " ", params)
     assert "epochs" not in params  # unchanged params are not listed
-    metrics = out[out.index("## Metrics"):out.index("## Reproduction")]
+    metrics = out[out.index("## Metrics") : out.index("## Reproduction")]
     row = next(line for line in metrics.splitlines() if "val_accuracy" in line)
     assert "0.8125" in row and "0.834" in row and "0.0215" in row
     assert "n_parameters" not in metrics
@@ -54,5 +70,7 @@ def test_summary_shows_params_and_metrics_diff_then_the_verdict_and_the_report(t
 
     r = run([str(BIN / "python"), "-m", "birdplane.pr_summary", "--base", "HEAD~1"], proj, env)
     assert "No verdict: the reproduction check did not run" in r.stdout
-    r = run([str(BIN / "python"), "-m", "birdplane.pr_summary", "--base", "no-such-branch"], proj, env)
+    r = run(
+        [str(BIN / "python"), "-m", "birdplane.pr_summary", "--base", "no-such-branch"], proj, env
+    )
     assert r.returncode == 0 and "`dvc params diff no-such-branch HEAD` failed" in r.stdout

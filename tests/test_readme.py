@@ -1,5 +1,6 @@
 """The README stays a student's first three minutes: short, its results rendered from the committed
 metrics (never typed by hand), every link pointing at a file that exists."""
+
 from __future__ import annotations
 
 import re
@@ -15,8 +16,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_the_readme_results_are_the_committed_metrics():
     """`python -m birdplane.report.readme --check`: the block equals what the report renders from
     metrics/, plots/ and logs/ as committed."""
-    assert readme.main(["--root", str(ROOT), "--check"]) == 0, \
+    assert readme.main(["--root", str(ROOT), "--check"]) == 0, (
         "README.md's results are stale: run `python -m birdplane.report.readme` and commit"
+    )
 
 
 def test_a_stale_number_fails_the_check(tmp_path):

@@ -2,6 +2,7 @@
 a loss and an activation defined here, in the test, go through every path that trains or
 evaluates a net: the params check, build_model, autograd, the fused step (step by step and in
 Gram blocks), K models at once, the running per-epoch figures and the evaluation's loss."""
+
 import pytest
 import torch
 import yaml
@@ -36,10 +37,15 @@ def smooth_total(outputs, y):
     return -(outputs * smoothed_target(y, outputs.shape[-1], -1, outputs.dtype)).sum((-2, -1))
 
 
-SMOOTH = losses.Loss("smooth", "log_softmax", smooth_mean, smooth_grad, smooth_total, "label-smoothed NLL")
+SMOOTH = losses.Loss(
+    "smooth", "log_softmax", smooth_mean, smooth_grad, smooth_total, "label-smoothed NLL"
+)
 ELU = activations.Activation(
-    "elu", "ELU", lambda z: torch.nn.functional.elu_(z),
-    lambda grad, h: torch.ops.aten.elu_backward(grad, 1.0, 1, 1, True, h))
+    "elu",
+    "ELU",
+    lambda z: torch.nn.functional.elu_(z),
+    lambda grad, h: torch.ops.aten.elu_backward(grad, 1.0, 1, 1, True, h),
+)
 
 
 @pytest.fixture
@@ -78,7 +84,9 @@ def test_unregistered_names_are_refused(tmp_path):
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["train"]["variants"]["nll"]["loss"] = "smooth"
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    with pytest.raises(ConfigError, match=r"train.variants.nll.loss: Input should be 'nll' or 'mse'"):
+    with pytest.raises(
+        ConfigError, match=r"train.variants.nll.loss: Input should be 'nll' or 'mse'"
+    ):
         load_params(tmp_path / "params.yaml")
 
 
@@ -113,13 +121,17 @@ def test_k_models_at_once_equal_one_by_one_with_a_new_loss_and_activation(regist
         out = []
         for seed, hidden in zip(seeds, widths):
             torch.manual_seed(seed)
-            out.append(build_model(ModelConfig(hidden=hidden, activation="elu", head="log_softmax")))
+            out.append(
+                build_model(ModelConfig(hidden=hidden, activation="elu", head="log_softmax"))
+            )
         return out
 
     singles = models()
     tx, ty, vx, vy = data()
     sgd = SGD(loss="smooth", epochs=2, batch_size=10, lr=0.05)
-    histories = [Fused(block=1).train(m, (tx, ty), (vx, vy), sgd, seed=s) for m, s in zip(singles, seeds)]
+    histories = [
+        Fused(block=1).train(m, (tx, ty), (vx, vy), sgd, seed=s) for m, s in zip(singles, seeds)
+    ]
     together = models()
     batched = train_many(together, (tx, ty), (vx, vy), sgd, seeds=seeds)
     for ref, fast, h_ref, h_fast in zip(singles, together, histories, batched):

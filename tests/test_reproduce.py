@@ -1,9 +1,9 @@
 """The reproduction check, queued experiments with two workers, and a DVC remote: each on a real
 tiny project in a temporary git repo."""
+
 import json
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
@@ -15,11 +15,20 @@ pytestmark = pytest.mark.e2e
 
 
 def test_exact_comparison_names_every_leaf_that_differs():
-    committed = {"val_accuracy": 0.80, "n_parameters": 10, "val_loss": 0.5, "confusion_matrix": {"rows": [[5, 1]]}}
+    committed = {
+        "val_accuracy": 0.80,
+        "n_parameters": 10,
+        "val_loss": 0.5,
+        "confusion_matrix": {"rows": [[5, 1]]},
+    }
     assert compare_exact("m.json", committed, json.loads(json.dumps(committed))).differences == []
     moved = {**committed, "val_loss": 0.5000001, "confusion_matrix": {"rows": [[4, 2]]}}
     result = compare_exact("m.json", committed, moved)
-    assert [d.key for d in result.differences] == ["val_loss", "confusion_matrix.rows.0.0", "confusion_matrix.rows.0.1"]
+    assert [d.key for d in result.differences] == [
+        "val_loss",
+        "confusion_matrix.rows.0.0",
+        "confusion_matrix.rows.0.1",
+    ]
     assert result.compared == 5
     assert compare_exact("m.json", committed, {}).differences[0].fresh == "(missing)"
 
@@ -31,10 +40,21 @@ def spread(values):
 
 
 def test_statistical_tolerance_is_the_measured_seed_spread():
-    train = {"val_accuracy": 0.80, "val_loss": 0.5, "n_parameters": 10, "model": "3072-8-2",
-             "seeds": {"val_accuracy": spread([0.80, 0.81, 0.79]), "runs": [{"seed": 0, "val_accuracy": 0.8}]}}
-    files = {"metrics/train/v.json": train, "metrics/eval/v.json": {"val_accuracy": 0.80, "val_ece": 0.1}}
-    s = 0.01 * K_SPREADS * 2 ** 0.5  # one run's value may move by K spreads of a difference
+    train = {
+        "val_accuracy": 0.80,
+        "val_loss": 0.5,
+        "n_parameters": 10,
+        "model": "3072-8-2",
+        "seeds": {
+            "val_accuracy": spread([0.80, 0.81, 0.79]),
+            "runs": [{"seed": 0, "val_accuracy": 0.8}],
+        },
+    }
+    files = {
+        "metrics/train/v.json": train,
+        "metrics/eval/v.json": {"val_accuracy": 0.80, "val_ece": 0.1},
+    }
+    s = 0.01 * K_SPREADS * 2**0.5  # one run's value may move by K spreads of a difference
     fresh = json.loads(json.dumps(train))
     fresh["val_accuracy"] += 0.99 * s
     fresh["val_loss"] = 9.0  # no spread measured for losses: listed, not compared
@@ -42,11 +62,18 @@ def test_statistical_tolerance_is_the_measured_seed_spread():
     result = compare_statistical("metrics/train/v.json", train, fresh, files)
     assert result.differences == []
     assert result.not_comparable["no seed spread measured for this quantity"] == 1  # val_loss
-    assert result.not_comparable["a spread itself (estimated from a few seeds, no tolerance of its own)"] == 1
+    assert (
+        result.not_comparable[
+            "a spread itself (estimated from a few seeds, no tolerance of its own)"
+        ]
+        == 1
+    )
     fresh["val_accuracy"] = train["val_accuracy"] + 1.01 * s
     fresh["n_parameters"] = 11
     fresh["model"] = "3072-9-2"
-    keys = [d.key for d in compare_statistical("metrics/train/v.json", train, fresh, files).differences]
+    keys = [
+        d.key for d in compare_statistical("metrics/train/v.json", train, fresh, files).differences
+    ]
     assert keys == ["val_accuracy", "n_parameters", "model"]
     # evaluate's numbers take the spread of the same quantity in the variant's training metrics
     moved = {"val_accuracy": 0.80 + 1.01 * s, "val_ece": 0.5}
@@ -55,13 +82,20 @@ def test_statistical_tolerance_is_the_measured_seed_spread():
     assert result.not_comparable["no seed spread measured for this quantity"] == 1
     # a seed mean moves less than one seed's value: sqrt(2/n)
     rec = {"acc": spread([0.80, 0.81, 0.79])}
-    ok = compare_statistical("metrics/sweep.json", rec, {"acc": {**rec["acc"], "mean": 0.8 + 0.99 * 0.01 * K_SPREADS * (2 / 3) ** 0.5}},
-                             {"metrics/sweep.json": rec})
+    ok = compare_statistical(
+        "metrics/sweep.json",
+        rec,
+        {"acc": {**rec["acc"], "mean": 0.8 + 0.99 * 0.01 * K_SPREADS * (2 / 3) ** 0.5}},
+        {"metrics/sweep.json": rec},
+    )
     assert ok.differences == []
 
 
 def committed_results(folder):
-    return {str(p.relative_to(folder)): json.loads(p.read_text()) for p in folder.glob("metrics/**/*.json")}
+    return {
+        str(p.relative_to(folder)): json.loads(p.read_text())
+        for p in folder.glob("metrics/**/*.json")
+    }
 
 
 def test_statistical_mode_passes_the_same_recipe_computed_with_other_numerics():
@@ -72,15 +106,21 @@ def test_statistical_mode_passes_the_same_recipe_computed_with_other_numerics():
     assert old.keys() == new.keys()
     # the same data and params in other roundings: every training's metrics moved (the shift tests of
     # three MLPs and the data's statistics came out the same)
-    assert all(old[f] != new[f] for f in old if f.startswith("metrics/train/") or f == "metrics/sweep.json")
+    assert all(
+        old[f] != new[f] for f in old if f.startswith("metrics/train/") or f == "metrics/sweep.json"
+    )
     for file in old:
         result = compare_statistical(file, old[file], new[file], old)
         assert result.differences == [], markdown_table(result.differences)
         assert result.compared > 0
     # every train metrics file compares its headline numbers
     for v in ("nll", "mse", "small"):
-        result = compare_statistical(f"metrics/train/{v}.json", old[f"metrics/train/{v}.json"],
-                                     new[f"metrics/train/{v}.json"], old)
+        result = compare_statistical(
+            f"metrics/train/{v}.json",
+            old[f"metrics/train/{v}.json"],
+            new[f"metrics/train/{v}.json"],
+            old,
+        )
         assert result.compared >= 40
 
 
@@ -95,17 +135,25 @@ def test_statistical_mode_fails_three_points_and_another_recipe():
     other = json.loads(json.dumps(new["metrics/train/mse.json"]))
     other.update(recipe=nll["recipe"], model=nll["model"])
     diffs = compare_statistical("metrics/train/nll.json", nll, other, new).differences
-    assert {d.key for d in diffs} & {"train_accuracy", "seeds.train_accuracy.mean", "overfit_gap"}, diffs
+    assert {d.key for d in diffs} & {
+        "train_accuracy",
+        "seeds.train_accuracy.mean",
+        "overfit_gap",
+    }, diffs
 
 
 def shrink(p):
-    p["train"]["variants"] = {"nll": {"hidden": [8], "activation": "tanh", "loss": "nll"},
-                              "mse": {"hidden": [8], "activation": "tanh", "loss": "mse"},
-                              "small": {"hidden": [2], "activation": "tanh", "loss": "nll"}}
+    p["train"]["variants"] = {
+        "nll": {"hidden": [8], "activation": "tanh", "loss": "nll"},
+        "mse": {"hidden": [8], "activation": "tanh", "loss": "mse"},
+        "small": {"hidden": [2], "activation": "tanh", "loss": "nll"},
+    }
     p["train"]["epochs"] = 1
     p["shift"]["max_shift"] = 2
     p["shift"]["summary_shift"] = 1
-    p["report"].update(augmented="", cnn="")  # no translation variants here: the report leaves that comparison out
+    p["report"].update(
+        augmented="", cnn=""
+    )  # no translation variants here: the report leaves that comparison out
     p["sweep"].update(widths=[2], regularizers={"dropout": {"dropout": 0.5}}, epochs=1)
 
 
@@ -169,10 +217,32 @@ def other_run_metrics(proj, env, tmp_path, edit) -> dict:
     edit(params)
     (tmp_path / "other.yaml").write_text(yaml.safe_dump(params))
     out = tmp_path / "other"
-    r = run([str(BIN / "python"), "pipeline/train.py", "--variant", "nll", "--params", str(tmp_path / "other.yaml"),
-             "--data", "data/prepared/dataset.npz", "--stats", "metrics/stats.json", "--model", str(out / "m.pt"),
-             "--metrics", str(out / "m.json"), "--plot", str(out / "p.csv"), "--seed-curves", str(out / "s.csv"),
-             "--train-log", str(out / "l.json")], proj, {**env, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/o.db"})
+    r = run(
+        [
+            str(BIN / "python"),
+            "pipeline/train.py",
+            "--variant",
+            "nll",
+            "--params",
+            str(tmp_path / "other.yaml"),
+            "--data",
+            "data/prepared/dataset.npz",
+            "--stats",
+            "metrics/stats.json",
+            "--model",
+            str(out / "m.pt"),
+            "--metrics",
+            str(out / "m.json"),
+            "--plot",
+            str(out / "p.csv"),
+            "--seed-curves",
+            str(out / "s.csv"),
+            "--train-log",
+            str(out / "l.json"),
+        ],
+        proj,
+        {**env, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/o.db"},
+    )
     assert r.returncode == 0, r.stderr
     return json.loads((out / "m.json").read_text())
 
@@ -180,16 +250,26 @@ def other_run_metrics(proj, env, tmp_path, edit) -> dict:
 def _fabricated(proj, env, tmp_path):
     m = json.loads((proj / "metrics/eval/nll.json").read_text())
     m["val_accuracy"] += 0.005
-    return {"metrics/eval/nll.json": json.dumps(m, indent=2)}, "metrics/eval/nll.json", "val_accuracy"
+    return (
+        {"metrics/eval/nll.json": json.dumps(m, indent=2)},
+        "metrics/eval/nll.json",
+        "val_accuracy",
+    )
 
 
 def _loss_digit(proj, env, tmp_path):
     text = (proj / "metrics/train/mse.json").read_text()
     m = json.loads(text)
     loss = repr(m["train_loss"])
-    i = max(i for i, ch in enumerate(loss) if ch.isdigit() and ch not in "09")  # the last digit we can bump
-    m["train_loss"] = float(loss[:i] + str(int(loss[i]) + 1) + loss[i + 1:])
-    return {"metrics/train/mse.json": json.dumps(m, indent=2)}, "metrics/train/mse.json", "train_loss"
+    i = max(
+        i for i, ch in enumerate(loss) if ch.isdigit() and ch not in "09"
+    )  # the last digit we can bump
+    m["train_loss"] = float(loss[:i] + str(int(loss[i]) + 1) + loss[i + 1 :])
+    return (
+        {"metrics/train/mse.json": json.dumps(m, indent=2)},
+        "metrics/train/mse.json",
+        "train_loss",
+    )
 
 
 def _other_seed(proj, env, tmp_path):
@@ -204,14 +284,27 @@ def _before_a_param_change(proj, env, tmp_path):
 
 def _swapped_model(proj, env, tmp_path):
     lock = (proj / "dvc.lock").read_text()
-    md5 = {v: __import__("hashlib").md5((proj / f"models/{v}.pt").read_bytes()).hexdigest() for v in ("nll", "mse")}
-    swapped = lock.replace(md5["nll"], "@@").replace(md5["mse"], md5["nll"]).replace("@@", md5["mse"])
+    md5 = {
+        v: __import__("hashlib").md5((proj / f"models/{v}.pt").read_bytes()).hexdigest()
+        for v in ("nll", "mse")
+    }
+    swapped = (
+        lock.replace(md5["nll"], "@@").replace(md5["mse"], md5["nll"]).replace("@@", md5["mse"])
+    )
     return {"dvc.lock": swapped}, "models/nll.pt", "md5"
 
 
-@pytest.mark.parametrize("plant", [_fabricated, _loss_digit, _other_seed, _before_a_param_change, _swapped_model],
-                         ids=["accuracy+0.5points", "one-digit-of-a-loss", "metrics-of-another-seed",
-                              "metrics-from-before-a-param-change", "swapped-model-file"])
+@pytest.mark.parametrize(
+    "plant",
+    [_fabricated, _loss_digit, _other_seed, _before_a_param_change, _swapped_model],
+    ids=[
+        "accuracy+0.5points",
+        "one-digit-of-a-loss",
+        "metrics-of-another-seed",
+        "metrics-from-before-a-param-change",
+        "swapped-model-file",
+    ],
+)
 def test_exact_mode_fails_on_every_planted_fault(committed_project, tmp_path, plant):
     """Faults committed as if by hand; the working copy holds what the code computes."""
     proj, env = committed_project
@@ -236,11 +329,17 @@ def test_exact_mode_is_refused_for_unpinned_results_or_numerics(committed_projec
     proj, env = committed_project
     r = check(proj, {**env, "BIRDPLANE_NUMERICS": "fast"}, "--mode", "exact")
     assert r.returncode == 2
-    assert r.stderr.strip() == ("reproduction check refused: numerics are not pinned here (BIRDPLANE_NUMERICS=fast), "
-                                "so the bits cannot match; use --mode statistical")
-    r = check(proj, {**env, "BIRDPLANE_NUMERICS": "fast"})  # auto: says why, then compares statistically
+    assert r.stderr.strip() == (
+        "reproduction check refused: numerics are not pinned here (BIRDPLANE_NUMERICS=fast), "
+        "so the bits cannot match; use --mode statistical"
+    )
+    r = check(
+        proj, {**env, "BIRDPLANE_NUMERICS": "fast"}
+    )  # auto: says why, then compares statistically
     assert "statistical mode, since numerics are not pinned here" in r.stderr
-    assert "reproduction check (statistical)" in r.stdout and "Not comparable in this mode" in r.stdout
+    assert (
+        "reproduction check (statistical)" in r.stdout and "Not comparable in this mode" in r.stdout
+    )
     log = proj / "logs/train/nll.json"
     text = log.read_text()
     m = json.loads(text)
@@ -250,7 +349,10 @@ def test_exact_mode_is_refused_for_unpinned_results_or_numerics(committed_projec
     try:
         r = check(proj, env, "--mode", "exact")
         assert r.returncode == 2
-        assert "the committed results were not made with pinned numerics (logs/train/nll.json: fast)" in r.stderr
+        assert (
+            "the committed results were not made with pinned numerics (logs/train/nll.json: fast)"
+            in r.stderr
+        )
     finally:
         run(["git", "reset", "-q", "--hard", "HEAD~1"], proj, env, check=True)
 
@@ -265,7 +367,10 @@ def test_reproduction_check_names_a_different_data_source(committed_project):
     try:
         r = check(proj, env, "--mode", "statistical")
         assert r.returncode == 1 and "`source.md5`" in r.stdout
-        assert "different data, so the numbers cannot match" in r.stderr and "BIRDPLANE_DATA_URL" in r.stderr
+        assert (
+            "different data, so the numbers cannot match" in r.stderr
+            and "BIRDPLANE_DATA_URL" in r.stderr
+        )
     finally:
         path.write_text(committed)
 
@@ -287,7 +392,9 @@ def test_reproduction_check_refuses_changed_params_or_code(committed_project):
     try:
         r = check(proj, env)
         assert r.returncode == 2, r.stderr
-        assert r.stderr.splitlines()[1:-1] == ["  - report: dependency pipeline/report.py modified since dvc.lock"]
+        assert r.stderr.splitlines()[1:-1] == [
+            "  - report: dependency pipeline/report.py modified since dvc.lock"
+        ]
     finally:
         code.write_text(original)
 
@@ -323,8 +430,14 @@ def run_queue(proj, env, jobs: int, deadline_s: float) -> str:
 
     def start():
         with (proj.parent / "queue-start.log").open("ab") as log:
-            subprocess.Popen([str(BIN / "dvc"), "queue", "start", "--jobs", str(jobs)], cwd=proj, env=env,
-                             stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+            subprocess.Popen(
+                [str(BIN / "dvc"), "queue", "start", "--jobs", str(jobs)],
+                cwd=proj,
+                env=env,
+                stdout=log,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+            )
 
     start()
     t0, restarted, idle_since = time.monotonic(), False, None
@@ -339,7 +452,10 @@ def run_queue(proj, env, jobs: int, deadline_s: float) -> str:
             start()
             restarted = True
         time.sleep(3)
-    logs = "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in sorted(celery.glob("*.out")))
+    logs = "\n".join(
+        f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}"
+        for p in sorted(celery.glob("*.out"))
+    )
     dvc(proj, env, "queue", "stop", "--kill")
     pytest.fail(f"queued experiments not done after {deadline_s} s:\n{status}\n{logs}")
 
@@ -352,18 +468,26 @@ def test_two_queued_experiments_with_two_workers(committed_project):
     mlflow.set_tracking_uri(db)
     try:
         trained = "tags.dvc_stage LIKE 'train@%'"  # the sweep (it reads train.lr too) adds runs of its own
-        before = len(mlflow.search_runs(experiment_names=["birdplane"], output_format="list", filter_string=trained))
+        before = len(
+            mlflow.search_runs(
+                experiment_names=["birdplane"], output_format="list", filter_string=trained
+            )
+        )
     finally:
         mlflow.set_tracking_uri(None)
     for lr in ("0.02", "0.05"):
-        dvc(proj, env, "exp", "run", "--queue", "-S", f"train.lr={lr}", "-n", f"lr-{lr}", check=True)
+        dvc(
+            proj, env, "exp", "run", "--queue", "-S", f"train.lr={lr}", "-n", f"lr-{lr}", check=True
+        )
     status = run_queue(proj, env, jobs=2, deadline_s=600)
     logs = "".join(dvc(proj, env, "queue", "logs", f"lr-{lr}").stdout for lr in ("0.02", "0.05"))
     assert "database is locked" not in logs
     assert status.count("Success") == 2, status + logs
     mlflow.set_tracking_uri(db)
     try:
-        runs = mlflow.search_runs(experiment_names=["birdplane"], output_format="list", filter_string=trained)
+        runs = mlflow.search_runs(
+            experiment_names=["birdplane"], output_format="list", filter_string=trained
+        )
     finally:
         mlflow.set_tracking_uri(None)
     new = runs[: len(runs) - before]

@@ -29,7 +29,9 @@ def test_fill_moves_content_and_zeros_the_border():
 
 def test_wrap_is_a_roll():
     x = images()
-    torch.testing.assert_close(shift(x, 3, -2, "wrap"), torch.roll(x, shifts=(-2, 3), dims=(2, 3)), rtol=0, atol=0)
+    torch.testing.assert_close(
+        shift(x, 3, -2, "wrap"), torch.roll(x, shifts=(-2, 3), dims=(2, 3)), rtol=0, atol=0
+    )
 
 
 def test_shift_accuracy_grid_and_rings():
@@ -68,8 +70,9 @@ def test_shift_accuracy_crops_only_mlps_on_zero_fill(monkeypatch):
     x32 = torch.randn(4, 3, 32, 32)
     assert image_linear(mlp, x.shape[1:]) is mlp[1] and image_linear(cnn, x32.shape[1:]) is None
     calls = []
-    monkeypatch.setattr(shift_module, "cropped_outputs",
-                        lambda *a: calls.append(a[2:]) or cropped_outputs(*a))
+    monkeypatch.setattr(
+        shift_module, "cropped_outputs", lambda *a: calls.append(a[2:]) or cropped_outputs(*a)
+    )
     grid = shift_accuracy(mlp, x, y, 1)
     assert sorted(calls) == sorted((dx, dy) for dx in (-1, 0, 1) for dy in (-1, 0, 1) if dx or dy)
     for dy in (-1, 0, 1):  # the same accuracies as the model on the moved images

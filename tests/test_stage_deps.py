@@ -1,4 +1,5 @@
 """dvc.yaml lists the code each stage runs: a change to a module a stage imports must re-run it."""
+
 import ast
 import re
 from pathlib import Path
@@ -12,7 +13,17 @@ SRC = ROOT / "src" / "birdplane"
 # the process's set-up (signals, heap), atomic file writing, MLflow logging and loading (not a DVC
 # output), provenance (only in the logs, which are not compared), DVC hints (messages and where the
 # project root is) and the exception base classes.
-SIDE_EFFECTS = {"cli", "process", "io", "tracking", "serving", "provenance", "errors", "dvc_hints", "__init__"}
+SIDE_EFFECTS = {
+    "cli",
+    "process",
+    "io",
+    "tracking",
+    "serving",
+    "provenance",
+    "errors",
+    "dvc_hints",
+    "__init__",
+}
 
 
 def module_file(name: str) -> Path | None:
@@ -38,7 +49,11 @@ def birdplane_imports(path: Path, everywhere: bool) -> set[str]:
     found = set()
     tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
     for node in ast.walk(tree) if everywhere else tree.body:
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "birdplane":
+        if (
+            isinstance(node, ast.ImportFrom)
+            and node.module
+            and node.module.split(".")[0] == "birdplane"
+        ):
             base = node.module.split(".", 1)[1] if "." in node.module else ""
             if base:
                 found |= with_packages(base)
@@ -47,8 +62,12 @@ def birdplane_imports(path: Path, everywhere: bool) -> set[str]:
                 if module_file(sub) is not None:
                     found |= with_packages(sub)
         elif isinstance(node, ast.Import):
-            found |= {m for a in node.names if a.name.startswith("birdplane.")
-                      for m in with_packages(a.name.split(".", 1)[1])}
+            found |= {
+                m
+                for a in node.names
+                if a.name.startswith("birdplane.")
+                for m in with_packages(a.name.split(".", 1)[1])
+            }
     return {m for m in found if module_file(m) is not None}
 
 
@@ -75,17 +94,36 @@ def test_stage_deps_list_the_code_it_runs(name, stage):
     script = re.search(r"python (pipeline/\S+\.py)", stage["cmd"]).group(1)
     deps = {d if isinstance(d, str) else next(iter(d)) for d in stage["deps"]}
     assert script in deps
-    needed = {module_file(m).relative_to(ROOT).as_posix() for m in closure(ROOT / script)
-              if m.split(".")[0] not in SIDE_EFFECTS and m.split(".")[-1] not in SIDE_EFFECTS}
-    missing = {p for p in needed if p not in deps and not any(p.startswith(d.rstrip("/") + "/") for d in deps)}
-    assert not missing, f"stage {name} runs {sorted(missing)} but dvc.yaml does not list them as deps"
+    needed = {
+        module_file(m).relative_to(ROOT).as_posix()
+        for m in closure(ROOT / script)
+        if m.split(".")[0] not in SIDE_EFFECTS and m.split(".")[-1] not in SIDE_EFFECTS
+    }
+    missing = {
+        p
+        for p in needed
+        if p not in deps and not any(p.startswith(d.rstrip("/") + "/") for d in deps)
+    }
+    assert not missing, (
+        f"stage {name} runs {sorted(missing)} but dvc.yaml does not list them as deps"
+    )
 
 
 def test_the_closure_follows_the_scripts_imports_and_module_level_ones():
-    assert {"train", "train.engine", "inputs", "cifar", "models", "errors", "losses", "activations"} <= closure(
-        ROOT / "pipeline" / "train.py")
+    assert {
+        "train",
+        "train.engine",
+        "inputs",
+        "cifar",
+        "models",
+        "errors",
+        "losses",
+        "activations",
+    } <= closure(ROOT / "pipeline" / "train.py")
     assert not any(m.startswith("train") for m in closure(ROOT / "pipeline" / "evaluate.py"))
-    assert {"report", "report.document", "report.catalog"} <= closure(ROOT / "pipeline" / "report.py")
+    assert {"report", "report.document", "report.catalog"} <= closure(
+        ROOT / "pipeline" / "report.py"
+    )
 
 
 @pytest.mark.parametrize("name, stage", stages(), ids=[n for n, _ in stages()])
@@ -96,10 +134,15 @@ def test_stage_deps_list_no_module_the_stage_does_not_run(name, stage):
     imported by train.variant.seed_figures, which the sweep does not call)."""
     script = re.search(r"python (pipeline/\S+\.py)", stage["cmd"]).group(1)
     deps = {d if isinstance(d, str) else next(iter(d)) for d in stage["deps"]}
-    run = {module_file(m).relative_to(ROOT).as_posix() for m in closure(ROOT / script, functions_too=True)}
+    run = {
+        module_file(m).relative_to(ROOT).as_posix()
+        for m in closure(ROOT / script, functions_too=True)
+    }
     extra = {d for d in deps if d.startswith("src/") and d.endswith(".py") and d not in run}
     side_effects = {d for d in deps if Path(d).stem in SIDE_EFFECTS}
-    assert not extra and not side_effects, f"stage {name} depends on {sorted(extra | side_effects)}, which it does not run"
+    assert not extra and not side_effects, (
+        f"stage {name} depends on {sorted(extra | side_effects)}, which it does not run"
+    )
 
 
 def test_the_learning_curve_plots_list_every_variant():
@@ -113,22 +156,35 @@ def test_the_learning_curve_plots_list_every_variant():
     assert curves
     for spec in curves:
         listed = {Path(path).stem for path in spec["y"] if path.startswith("plots/train/")}
-        assert listed == variants, f"dvc.yaml plots list {sorted(listed)}, train.variants has {sorted(variants)}"
+        assert listed == variants, (
+            f"dvc.yaml plots list {sorted(listed)}, train.variants has {sorted(variants)}"
+        )
 
 
 def test_no_import_cycles():
     """No birdplane module imports, directly or through others, a module that imports it back
     (engine.py and shift.py used to). Module-level imports and those inside functions both count."""
-    modules = {p.relative_to(SRC).with_suffix("").as_posix().replace("/", ".").removesuffix(".__init__")
-               for p in SRC.rglob("*.py")}
-    graph = {m: {d for d in birdplane_imports(module_file(m), everywhere=True) if d != m and not m.startswith(d + ".")
-                 and not d.startswith(m + ".")} for m in modules if module_file(m) is not None}
+    modules = {
+        p.relative_to(SRC).with_suffix("").as_posix().replace("/", ".").removesuffix(".__init__")
+        for p in SRC.rglob("*.py")
+    }
+    graph = {
+        m: {
+            d
+            for d in birdplane_imports(module_file(m), everywhere=True)
+            if d != m and not m.startswith(d + ".") and not d.startswith(m + ".")
+        }
+        for m in modules
+        if module_file(m) is not None
+    }
     state: dict[str, int] = {}  # 1: on the current path, 2: done
 
     def visit(m: str, path: list[str]) -> None:
         state[m] = 1
         for d in sorted(graph.get(m, ())):
-            assert state.get(d) != 1, "import cycle: " + " -> ".join(path[path.index(d):] + [d]) if d in path else d
+            assert state.get(d) != 1, (
+                "import cycle: " + " -> ".join(path[path.index(d) :] + [d]) if d in path else d
+            )
             if d not in state:
                 visit(d, path + [d])
         state[m] = 2

@@ -3,6 +3,7 @@ with the real run_stage and birdplane.tracking): a signal landing inside a store
 the tracking URI, a tracking server's hostile error bodies, a store or artifact folder that cannot
 be written, a deleted experiment. Real processes, a real SQLite store, real HTTP servers on
 127.0.0.1."""
+
 from __future__ import annotations
 
 import contextlib
@@ -31,11 +32,18 @@ def stage_env(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
-def run_stage(proj: Path, epochs: int = 3, timeout: float = 120,
-              **extra: str) -> tuple[subprocess.CompletedProcess, float]:
+def run_stage(
+    proj: Path, epochs: int = 3, timeout: float = 120, **extra: str
+) -> tuple[subprocess.CompletedProcess, float]:
     t0 = time.monotonic()
-    r = subprocess.run([str(BIN / "python"), str(STAGE), str(epochs)], cwd=proj, env=stage_env(**extra),
-                       capture_output=True, text=True, timeout=timeout)
+    r = subprocess.run(
+        [str(BIN / "python"), str(STAGE), str(epochs)],
+        cwd=proj,
+        env=stage_env(**extra),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     return r, time.monotonic() - t0
 
 
@@ -53,7 +61,12 @@ def runs(proj: Path) -> list[tuple[str, str]]:
 
 def logged_steps(proj: Path, key: str = "loss") -> list[int]:
     with sqlite3.connect(proj / "mlflow.db") as db:
-        return [step for (step,) in db.execute("select step from metrics where key = ? order by step", (key,))]
+        return [
+            step
+            for (step,) in db.execute(
+                "select step from metrics where key = ? order by step", (key,)
+            )
+        ]
 
 
 def temp_files(proj: Path) -> list[str]:
@@ -64,10 +77,14 @@ def temp_files(proj: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("name, status", [("SIGTERM", 143), ("SIGINT", 130)])
-def test_a_signal_inside_a_store_write_ends_the_stage_cleanly_after_the_write(tmp_path, name, status):
+def test_a_signal_inside_a_store_write_ends_the_stage_cleanly_after_the_write(
+    tmp_path, name, status
+):
     """The signal arrives in the middle of epoch 1's metric write (after the transaction began):
     the write completes, then the stage ends in one line within 5 s, the run KILLED, nothing left."""
-    r, _ = run_stage(tmp_path, epochs=50, BIRDPLANE_TEST_SIGNAL_IN_SQL=f"INSERT INTO metrics:{name}")
+    r, _ = run_stage(
+        tmp_path, epochs=50, BIRDPLANE_TEST_SIGNAL_IN_SQL=f"INSERT INTO metrics:{name}"
+    )
     assert f"signal {name} inside" in r.stdout, r.stdout + r.stderr
     assert r.returncode == status, r.stderr
     assert one_line(r.stderr) == f"stage train interrupted ({name}); no outputs were written"
@@ -82,8 +99,12 @@ def test_a_signal_inside_a_store_write_ends_the_stage_cleanly_after_the_write(tm
 def test_a_write_that_holds_a_signal_back_too_long_is_given_up(tmp_path):
     """A store write still going seconds after the signal (a hanging server, a slow disk) does not
     hold the stage: it ends in one line within 5 s of the signal."""
-    r, _ = run_stage(tmp_path, epochs=50, BIRDPLANE_TEST_SIGNAL_IN_SQL="INSERT INTO metrics:SIGTERM",
-                     BIRDPLANE_TEST_WRITE_S="60")
+    r, _ = run_stage(
+        tmp_path,
+        epochs=50,
+        BIRDPLANE_TEST_SIGNAL_IN_SQL="INSERT INTO metrics:SIGTERM",
+        BIRDPLANE_TEST_WRITE_S="60",
+    )
     assert r.returncode == 143, r.stderr
     assert one_line(r.stderr) == "stage train interrupted (SIGTERM); no outputs were written"
     assert _seconds_after_signal(r) < 5
@@ -135,8 +156,13 @@ def answering(status: int, body: bytes, kind: str = "text/plain"):
 
 
 def run_against(proj: Path, uri: str) -> tuple[int, bytes, bytes]:
-    r = subprocess.run([str(BIN / "python"), str(STAGE), "2"], cwd=proj, capture_output=True, timeout=120,
-                       env=stage_env(MLFLOW_TRACKING_URI=uri))
+    r = subprocess.run(
+        [str(BIN / "python"), str(STAGE), "2"],
+        cwd=proj,
+        capture_output=True,
+        timeout=120,
+        env=stage_env(MLFLOW_TRACKING_URI=uri),
+    )
     return r.returncode, r.stdout, r.stderr
 
 
@@ -147,15 +173,39 @@ def assert_safe(stdout: bytes, stderr: bytes) -> str:
     return one_line(stderr.decode())
 
 
-@pytest.mark.parametrize("status, body, kind, advice", [
-    (400, HOSTILE.encode("latin-1"), "text/plain", "the tracking server refused the request (HTTP 400)"),
-    (401, HOSTILE.encode("utf-8"), "text/html", "the tracking server refused the credentials (HTTP 401)"),
-    (403, json.dumps({"error_code": "PERMISSION_DENIED", "message": HOSTILE}).encode(), "application/json",
-     "the tracking server refused the credentials (HTTP 403)"),
-    (500, HOSTILE.encode("latin-1"), "text/plain", "the tracking server failed (HTTP 500)"),
-    (200, HOSTILE.encode("utf-8"), "text/plain", "answers, but not as an MLflow tracking server does"),
-])
-def test_a_tracking_servers_error_ends_in_one_safe_line_with_advice_that_fits(tmp_path, status, body, kind, advice):
+@pytest.mark.parametrize(
+    "status, body, kind, advice",
+    [
+        (
+            400,
+            HOSTILE.encode("latin-1"),
+            "text/plain",
+            "the tracking server refused the request (HTTP 400)",
+        ),
+        (
+            401,
+            HOSTILE.encode("utf-8"),
+            "text/html",
+            "the tracking server refused the credentials (HTTP 401)",
+        ),
+        (
+            403,
+            json.dumps({"error_code": "PERMISSION_DENIED", "message": HOSTILE}).encode(),
+            "application/json",
+            "the tracking server refused the credentials (HTTP 403)",
+        ),
+        (500, HOSTILE.encode("latin-1"), "text/plain", "the tracking server failed (HTTP 500)"),
+        (
+            200,
+            HOSTILE.encode("utf-8"),
+            "text/plain",
+            "answers, but not as an MLflow tracking server does",
+        ),
+    ],
+)
+def test_a_tracking_servers_error_ends_in_one_safe_line_with_advice_that_fits(
+    tmp_path, status, body, kind, advice
+):
     with answering(status, body, kind) as uri:
         rc, out, err = run_against(tmp_path, uri)
     assert rc == 1
@@ -175,11 +225,17 @@ def test_a_tracking_server_that_is_down_gets_advice_to_start_it_without_the_pass
     assert "start the server" in line and "refused" not in line
 
 
-@pytest.mark.parametrize("message, advice", [
-    ("(sqlite3.OperationalError) database is locked", "another process held the store's lock"),
-    ("(sqlite3.OperationalError) database or disk is full", "the disk is full"),
-    ("(sqlite3.OperationalError) attempt to write a readonly database", "the store cannot be written"),
-])
+@pytest.mark.parametrize(
+    "message, advice",
+    [
+        ("(sqlite3.OperationalError) database is locked", "another process held the store's lock"),
+        ("(sqlite3.OperationalError) database or disk is full", "the disk is full"),
+        (
+            "(sqlite3.OperationalError) attempt to write a readonly database",
+            "the store cannot be written",
+        ),
+    ],
+)
 def test_a_sqlite_store_failure_gets_advice_that_fits(message, advice):
     from mlflow.exceptions import MlflowException
 
@@ -202,8 +258,14 @@ def test_a_deleted_experiment_is_named_with_the_command_that_restores_it(tmp_pat
     command = line.split("`")[1]
     assigned, program = command.split(" ", 1)
     var, value = assigned.split("=", 1)
-    restore = subprocess.run(shlex.split(program), cwd=tmp_path, capture_output=True, text=True, timeout=120,
-                             env=stage_env(**{var: value, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}))
+    restore = subprocess.run(
+        shlex.split(program),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=stage_env(**{var: value, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}),
+    )
     assert restore.returncode == 0, restore.stderr
     r, _ = run_stage(tmp_path, epochs=1)
     assert r.returncode == 0 and "finished" in r.stdout, r.stderr
@@ -232,9 +294,15 @@ def read_only(folder: Path):
     shutil.copytree(folder, copy, symlinks=True)
     shutil.rmtree(folder)
     folder.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(folder)], capture_output=True, text=True)
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(folder)],
+        capture_output=True,
+        text=True,
+    )
     if r.returncode != 0:
-        pytest.skip(f"root ignores permissions and cannot mount a read-only tmpfs here: {r.stderr.strip()}")
+        pytest.skip(
+            f"root ignores permissions and cannot mount a read-only tmpfs here: {r.stderr.strip()}"
+        )
     try:
         shutil.copytree(copy, folder, symlinks=True, dirs_exist_ok=True)
         subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True)
@@ -294,9 +362,25 @@ def mlflow_server(folder: Path):
     folder.mkdir()
     port, db = free_port(), folder / "server.db"
     log = (folder / "server.log").open("w")
-    proc = subprocess.Popen([str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{db}",
-                             "--artifacts-destination", str(folder / "artifacts"), "--host", "127.0.0.1",
-                             "--port", str(port), "--workers", "1"], cwd=folder, stdout=log, stderr=log)
+    proc = subprocess.Popen(
+        [
+            str(BIN / "mlflow"),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{db}",
+            "--artifacts-destination",
+            str(folder / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        cwd=folder,
+        stdout=log,
+        stderr=log,
+    )
     try:
         deadline = time.monotonic() + 180
         while True:
@@ -304,7 +388,9 @@ def mlflow_server(folder: Path):
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
                     break
             except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline, (folder / "server.log").read_text()
+                assert proc.poll() is None and time.monotonic() < deadline, (
+                    folder / "server.log"
+                ).read_text()
                 time.sleep(0.5)
         yield port, db
     finally:
@@ -326,7 +412,12 @@ def test_the_tracking_uris_password_is_never_printed_nor_logged(tmp_path):
         assert rc == 0 and b"finished" in out, err
         assert PASSWORD.encode() not in out + err and b"alice" not in out + err
         with sqlite3.connect(db) as store:
-            values = [v for (v,) in store.execute("select value from tags union all select value from params")]
+            values = [
+                v
+                for (v,) in store.execute(
+                    "select value from tags union all select value from params"
+                )
+            ]
         assert values and not [v for v in values if PASSWORD in v or "alice:" in v]
 
 
@@ -335,12 +426,19 @@ def test_the_tracking_uris_password_is_never_printed_nor_logged(tmp_path):
 
 @pytest.mark.e2e
 @pytest.mark.parametrize("statement", ["INSERT INTO logged_models", "INSERT INTO latest_metrics"])
-def test_sigterm_inside_the_training_stages_store_write_ends_it_cleanly(tmp_path, tiny_archive, statement):
+def test_sigterm_inside_the_training_stages_store_write_ends_it_cleanly(
+    tmp_path, tiny_archive, statement
+):
     """The real train stage, the signal landing inside MLflow's write while the model is logged
     (its logged-model entry) or an epoch's metrics are: one line within 5 s, 143, the run KILLED,
     no output, no temporary file, no partial model in the artifact store."""
     from conftest import dvc, make_project, stage_args
-    from test_faults import keep_variants, outputs_of, temp_files as project_temp_files, variant_runs
+    from test_faults import (
+        keep_variants,
+        outputs_of,
+        temp_files as project_temp_files,
+        variant_runs,
+    )
 
     url, md5, _ = tiny_archive
     proj = make_project(tmp_path / "proj", keep_variants)
@@ -350,18 +448,30 @@ def test_sigterm_inside_the_training_stages_store_write_ends_it_cleanly(tmp_path
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(  # runs at the stage's start-up, before its own code
         f"import sys\nsys.path.insert(0, {str(STAGE.parent)!r})\n"
-        "from tracking_stage import signal_inside_the_store\nsignal_inside_the_store([True])\n")
-    env = {**env, "PYTHONPATH": os.pathsep.join([str(hook), env.get("PYTHONPATH", "")]),
-           "BIRDPLANE_TEST_SIGNAL_IN_SQL": f"{statement}:SIGTERM"}
-    r = subprocess.run([str(BIN / "python"), "pipeline/train.py", *stage_args("train.py", "small")], cwd=proj, env=env,
-                       capture_output=True, text=True, timeout=600)
+        "from tracking_stage import signal_inside_the_store\nsignal_inside_the_store([True])\n"
+    )
+    env = {
+        **env,
+        "PYTHONPATH": os.pathsep.join([str(hook), env.get("PYTHONPATH", "")]),
+        "BIRDPLANE_TEST_SIGNAL_IN_SQL": f"{statement}:SIGTERM",
+    }
+    r = subprocess.run(
+        [str(BIN / "python"), "pipeline/train.py", *stage_args("train.py", "small")],
+        cwd=proj,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert "signal SIGTERM inside" in r.stdout, r.stdout + r.stderr
     assert r.returncode == 143, r.stderr
     assert one_line(r.stderr) == "stage train interrupted (SIGTERM); no outputs were written"
     assert _seconds_after_signal(r) < 5
     assert outputs_of(proj) == [] and project_temp_files(proj) == []
     assert variant_runs(proj) == [("small", "KILLED")]
-    assert [p.name for p in (proj / "mlartifacts").rglob("*") if p.is_file()] == []  # no partial model
+    assert [
+        p.name for p in (proj / "mlartifacts").rglob("*") if p.is_file()
+    ] == []  # no partial model
     if "metrics" in statement:  # the write the signal landed in was completed, not cut off half way
         with sqlite3.connect(proj / "mlflow.db") as db:
             assert db.execute("select count(*) from metrics where step = 1").fetchone()[0] > 0

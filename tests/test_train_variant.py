@@ -1,6 +1,7 @@
 """birdplane.train.variant: a variant's seeds trained side by side or one by one (the same models
 to float rounding), the metrics' `seeds` section, the per-seed and mean curves, and the MLflow runs
 of tracking.SeedLogger with all seeds' runs open at once (a temporary SQLite store)."""
+
 import os
 
 import pytest
@@ -14,8 +15,16 @@ from birdplane.metrics import calibration
 from birdplane.summary import spread
 from birdplane.train import variant
 from birdplane.train.sgd import EpochStats
-from birdplane.train.variant import (SeedRun, history_rows, mean_rows, model_config, seed_rows, seed_figures,
-                                     side_by_side, train_variant, variant_metrics)
+from birdplane.train.variant import (
+    SeedRun,
+    history_rows,
+    mean_rows,
+    model_config,
+    seed_rows,
+    side_by_side,
+    train_variant,
+    variant_metrics,
+)
 
 SEEDS = [0, 1, 2]
 
@@ -30,8 +39,18 @@ def data(n=120):
 
 
 def recipe(**kw):
-    base = dict(name="v", arch="mlp", hidden=(8,), channels=(), activation="tanh", loss="nll", epochs=3,
-                batch_size=10, lr=0.05, seeds=len(SEEDS))
+    base = dict(
+        name="v",
+        arch="mlp",
+        hidden=(8,),
+        channels=(),
+        activation="tanh",
+        loss="nll",
+        epochs=3,
+        batch_size=10,
+        lr=0.05,
+        seeds=len(SEEDS),
+    )
     return Recipe(**{**base, **kw})
 
 
@@ -44,13 +63,20 @@ def test_which_recipes_train_their_seeds_side_by_side():
         r = recipe(**kw)
         return side_by_side(r, model_config(r, 2), engine, n_seeds)
 
-    assert at_once() and at_once(hidden=(256,)) and at_once(hidden=(32, 600)) and at_once(weight_decay=0.1, patience=2)
+    assert (
+        at_once()
+        and at_once(hidden=(256,))
+        and at_once(hidden=(32, 600))
+        and at_once(weight_decay=0.1, patience=2)
+    )
     assert not at_once(n_seeds=1) and not at_once(engine="autograd") and not at_once(hidden=(512,))
     assert not at_once(augment_shift=2) and not at_once(dropout=0.5)
     assert not at_once(arch="cnn", channels=(4,), hidden=(8,))
 
 
-@pytest.mark.parametrize("reg", [{}, {"weight_decay": 0.01, "patience": 1}], ids=["plain", "early-stopping"])
+@pytest.mark.parametrize(
+    "reg", [{}, {"weight_decay": 0.01, "patience": 1}], ids=["plain", "early-stopping"]
+)
 def test_seeds_side_by_side_are_the_models_each_seed_gets_alone(monkeypatch, reg):
     calls, train_many = [], variant.train_many
 
@@ -90,8 +116,11 @@ class Recorder(variant.Hooks):
         self.ends.append(seed)
 
 
-@pytest.mark.parametrize("kw, scopes", [({}, [SEEDS]), ({"engine": "autograd"}, [[s] for s in SEEDS])],
-                         ids=["side-by-side", "one-by-one"])
+@pytest.mark.parametrize(
+    "kw, scopes",
+    [({}, [SEEDS]), ({"engine": "autograd"}, [[s] for s in SEEDS])],
+    ids=["side-by-side", "one-by-one"],
+)
 def test_hooks_see_every_seed_and_epoch(kw, scopes):
     hooks = Recorder()
     runs = train(recipe(), hooks=hooks, **kw)
@@ -105,14 +134,36 @@ def test_the_seeds_section_has_each_seeds_figures():
     runs = train(r)
     (train_x, train_y), (val_x, val_y) = data()
     m = variant_metrics(r, model_config(r, 2), runs, (train_x, train_y), (val_x, val_y), 10)
-    assert m["val_accuracy"] == runs[0].final["val_accuracy"] and m["train_accuracy"] == runs[0].final["train_accuracy"]
+    assert (
+        m["val_accuracy"] == runs[0].final["val_accuracy"]
+        and m["train_accuracy"] == runs[0].final["train_accuracy"]
+    )
     s = m["seeds"]
-    assert list(s) == ["seeds", "train_accuracy", "val_accuracy", "overfit_gap", "best_val_accuracy", "best_epoch",
-                       "val_ece", "logit_grad_misclassified", "logit_grad_confidently_wrong", "runs"]
+    assert list(s) == [
+        "seeds",
+        "train_accuracy",
+        "val_accuracy",
+        "overfit_gap",
+        "best_val_accuracy",
+        "best_epoch",
+        "val_ece",
+        "logit_grad_misclassified",
+        "logit_grad_confidently_wrong",
+        "runs",
+    ]
     assert s["seeds"] == SEEDS and [p["seed"] for p in s["runs"]] == SEEDS
     for run, p in zip(runs, s["runs"]):
-        assert list(p) == ["seed", "train_accuracy", "val_accuracy", "overfit_gap", "best_val_accuracy", "best_epoch",
-                           "epochs_trained", "val_ece", "logit_grad"]
+        assert list(p) == [
+            "seed",
+            "train_accuracy",
+            "val_accuracy",
+            "overfit_gap",
+            "best_val_accuracy",
+            "best_epoch",
+            "epochs_trained",
+            "val_ece",
+            "logit_grad",
+        ]
         probs = probabilities(predict(run.model, val_x), LOSSES["nll"].head)
         assert p["val_ece"] == calibration(probs, val_y, 10)[0]
         assert p["logit_grad"] == logit_gradients(run.model, "nll", train_x, train_y)
@@ -126,13 +177,20 @@ def test_the_seeds_section_has_each_seeds_figures():
 
 
 def test_a_seed_without_wrong_images_is_left_out_of_the_gradient_spread(monkeypatch):
-    figures = iter([{"misclassified": 0.5, "confidently_wrong": None},
-                    {"misclassified": 0.7, "confidently_wrong": None},
-                    {"misclassified": None, "confidently_wrong": None}])
+    figures = iter(
+        [
+            {"misclassified": 0.5, "confidently_wrong": None},
+            {"misclassified": 0.7, "confidently_wrong": None},
+            {"misclassified": None, "confidently_wrong": None},
+        ]
+    )
     monkeypatch.setattr(variant, "logit_gradients", lambda *a, **kw: next(figures))
     r = recipe(epochs=1)
     s = variant_metrics(r, model_config(r, 2), train(r), *data(), 10)["seeds"]
-    assert s["logit_grad_misclassified"] == spread([0.5, 0.7]) and s["logit_grad_confidently_wrong"] is None
+    assert (
+        s["logit_grad_misclassified"] == spread([0.5, 0.7])
+        and s["logit_grad_confidently_wrong"] is None
+    )
     assert s["runs"][2]["logit_grad"]["misclassified"] is None
 
 
@@ -145,15 +203,36 @@ def run_of(seed, values):
 
 
 def test_seed_curves_and_their_mean_over_the_seeds_still_training():
-    runs = [run_of(0, [1.0, 2.0, 3.0]), run_of(1, [3.0, 4.0]), run_of(2, [5.0, 6.0, 9.0])]  # seed 1 stopped early
+    runs = [
+        run_of(0, [1.0, 2.0, 3.0]),
+        run_of(1, [3.0, 4.0]),
+        run_of(2, [5.0, 6.0, 9.0]),
+    ]  # seed 1 stopped early
     rows = seed_rows(runs)
-    assert list(rows[0]) == ["seed", "epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy"]
+    assert list(rows[0]) == [
+        "seed",
+        "epoch",
+        "train_loss",
+        "train_accuracy",
+        "val_loss",
+        "val_accuracy",
+    ]
     assert [(r["seed"], r["epoch"], r["train_loss"]) for r in rows] == [
-        (0, 1, 1.0), (0, 2, 2.0), (0, 3, 3.0), (1, 1, 3.0), (1, 2, 4.0), (2, 1, 5.0), (2, 2, 6.0), (2, 3, 9.0)]
+        (0, 1, 1.0),
+        (0, 2, 2.0),
+        (0, 3, 3.0),
+        (1, 1, 3.0),
+        (1, 2, 4.0),
+        (2, 1, 5.0),
+        (2, 2, 6.0),
+        (2, 3, 9.0),
+    ]
     mean = mean_rows(runs)
     assert list(mean[0]) == ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy"]
     assert [r["epoch"] for r in mean] == [1, 2, 3]
-    assert [r["train_loss"] for r in mean] == pytest.approx([3.0, 4.0, 6.0])  # epoch 3: seeds 0 and 2 only
+    assert [r["train_loss"] for r in mean] == pytest.approx(
+        [3.0, 4.0, 6.0]
+    )  # epoch 3: seeds 0 and 2 only
     assert [r["val_loss"] for r in mean] == pytest.approx([6.0, 8.0, 12.0])
     assert [r["val_accuracy"] for r in mean] == pytest.approx([0.15, 0.2, 0.3])
 
@@ -166,8 +245,13 @@ def test_one_seeds_mean_curve_is_its_history_byte_for_byte(tmp_path):
         out.write_csv(tmp_path / "seeds.csv", seed_rows([run]), float_format="%.6f")
     assert (tmp_path / "mean.csv").read_bytes() == (tmp_path / "history.csv").read_bytes()
     lines = (tmp_path / "seeds.csv").read_text().splitlines()
-    assert lines[0] == "seed,epoch,train_loss,train_accuracy,val_loss,val_accuracy" and len(lines) == 4
-    assert lines[1].startswith("0,1,") and lines[1][4:] == (tmp_path / "history.csv").read_text().splitlines()[1][2:]
+    assert (
+        lines[0] == "seed,epoch,train_loss,train_accuracy,val_loss,val_accuracy" and len(lines) == 4
+    )
+    assert (
+        lines[1].startswith("0,1,")
+        and lines[1][4:] == (tmp_path / "history.csv").read_text().splitlines()[1][2:]
+    )
 
 
 # ---------------------------------------------------------------- MLflow
@@ -198,7 +282,11 @@ def train_tracked(experiment, r, *, engine="fused", echo=None) -> str:
 
     tags = {"variant": r.name, "dvc_stage": f"train@{r.name}"}
     with tracking.variant_run(experiment, r.name, stage=f"train@{r.name}", tags=tags) as run:
-        train(r, engine=engine, hooks=tracking.SeedLogger(r.name, f"train@{r.name}", SEEDS, {"lr": r.lr}, tags, echo))
+        train(
+            r,
+            engine=engine,
+            hooks=tracking.SeedLogger(r.name, f"train@{r.name}", SEEDS, {"lr": r.lr}, tags, echo),
+        )
     return run.info.run_id
 
 
@@ -225,9 +313,16 @@ def test_each_further_seed_is_a_finished_child_run_with_its_epochs(store, engine
         history = client.get_metric_history(run.info.run_id, "val_accuracy")
         assert sorted(m.step for m in history) == [1, 2, 3]
         if seed != SEEDS[0]:
-            assert run.data.tags["mlflow.parentRunId"] == parent and run.data.tags["seed"] == str(seed)
-            assert run.data.tags["birdplane.pid"] == str(os.getpid()) and run.data.tags["variant"] == "v"
-            assert "final_val_accuracy" in run.data.metrics and "final_val_ece" not in run.data.metrics
+            assert run.data.tags["mlflow.parentRunId"] == parent and run.data.tags["seed"] == str(
+                seed
+            )
+            assert (
+                run.data.tags["birdplane.pid"] == str(os.getpid())
+                and run.data.tags["variant"] == "v"
+            )
+            assert (
+                "final_val_accuracy" in run.data.metrics and "final_val_ece" not in run.data.metrics
+            )
     assert "mlflow.parentRunId" not in runs["v"].data.tags
 
 

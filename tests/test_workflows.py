@@ -1,5 +1,6 @@
 """The GitHub workflows pass zizmor's offline audit and GitHub's workflow schema, pin every action to
 a release commit, keep the token off the disk, and test on the three systems students use."""
+
 import os
 import re
 import shutil
@@ -30,8 +31,15 @@ def tool(name: str) -> str:
 
 
 def check(args, *files) -> subprocess.CompletedProcess:
-    return subprocess.run([*args, *map(str, files)], cwd=ROOT, capture_output=True, text=True, encoding="utf-8",
-                          errors="replace", timeout=120)  # zizmor's log has emoji: not the Windows code page
+    return subprocess.run(
+        [*args, *map(str, files)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+        timeout=120,
+    )  # zizmor's log has emoji: not the Windows code page
 
 
 def load(path: Path) -> dict:
@@ -48,8 +56,11 @@ def steps(wf: dict):
 def broken_copy(tmp_path: Path) -> Path:
     """tests.yml with its checkout unpinned, keeping its credentials, and a misspelt job key."""
     text = (ROOT / ".github/workflows/tests.yml").read_text(encoding="utf-8")
-    text, n = re.subn(r"actions/checkout@\S+ # \S+\n\s+with:\n\s+persist-credentials: false[^\n]*",
-                      "actions/checkout@v7", text)
+    text, n = re.subn(
+        r"actions/checkout@\S+ # \S+\n\s+with:\n\s+persist-credentials: false[^\n]*",
+        "actions/checkout@v7",
+        text,
+    )
     assert n == 1
     bad = tmp_path / "broken.yml"
     bad.write_text(text.replace("timeout-minutes:", "timeout:"), encoding="utf-8")
@@ -66,7 +77,9 @@ def test_zizmor_offline_audit_finds_nothing(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     # and the audit is live: an unpinned checkout that keeps its credentials is caught
     r = check(zizmor, broken_copy(tmp_path))
-    assert r.returncode != 0 and "unpinned-uses" in r.stdout and "artipacked" in r.stdout, r.stdout + r.stderr
+    assert r.returncode != 0 and "unpinned-uses" in r.stdout and "artipacked" in r.stdout, (
+        r.stdout + r.stderr
+    )
 
 
 def test_workflows_match_githubs_schema(tmp_path):
@@ -81,19 +94,25 @@ def test_workflows_match_githubs_schema(tmp_path):
 def test_every_action_is_pinned_to_a_release_commit(path):
     text = path.read_text(encoding="utf-8")
     refs = USES_LINE.findall(text)
-    assert len(refs) == sum("uses" in s for s in steps(load(path)))  # no `uses` the line scan missed
+    assert len(refs) == sum(
+        "uses" in s for s in steps(load(path))
+    )  # no `uses` the line scan missed
     assert refs and all(PINNED.fullmatch(r) for r in refs), refs
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=[p.name for p in WORKFLOWS])
 def test_least_privilege(path):
     wf = load(path)
-    assert wf.get("permissions") in ({}, {"contents": "read"}), "top-level permissions: {} or contents: read"
+    assert wf.get("permissions") in ({}, {"contents": "read"}), (
+        "top-level permissions: {} or contents: read"
+    )
     for name, job in wf["jobs"].items():
         assert "write" not in str(job.get("permissions", {})), name
         assert job.get("timeout-minutes"), f"{name} has no timeout-minutes"
     checkouts = [s for s in steps(wf) if s.get("uses", "").startswith("actions/checkout@")]
-    assert checkouts and all(s.get("with", {}).get("persist-credentials") is False for s in checkouts)
+    assert checkouts and all(
+        s.get("with", {}).get("persist-credentials") is False for s in checkouts
+    )
 
 
 def test_the_fast_tests_run_on_linux_macos_and_windows():
@@ -101,20 +120,40 @@ def test_the_fast_tests_run_on_linux_macos_and_windows():
     assert {"push", "pull_request"} <= set(wf["on"])
     (job,) = wf["jobs"].values()
     matrix = job["strategy"]["matrix"]
-    assert set(matrix["os"]) == {"ubuntu-latest", "macos-latest", "windows-latest"} and "3.11" in matrix["python"]
+    assert (
+        set(matrix["os"]) == {"ubuntu-latest", "macos-latest", "windows-latest"}
+        and "3.11" in matrix["python"]
+    )
     runs = "\n".join(s.get("run", "") for s in job["steps"])
-    for needle in ("requirements=requirements.lock", '-r "$requirements"', "--no-deps -e .", 'pytest -m "not e2e"'):
+    for needle in (
+        "requirements=requirements.lock",
+        '-r "$requirements"',
+        "--no-deps -e .",
+        'pytest -m "not e2e"',
+    ):
         assert needle in runs
 
 
 def test_the_reproduction_workflow_keeps_its_parts():
     text = (ROOT / ".github/workflows/reproduce.yml").read_text(encoding="utf-8")
-    for needle in ("workflow_dispatch", "pull_request", "cache: pip", "actions/cache@", "pip install -r requirements.lock",
-                   "birdplane.fingerprint --check", "birdplane.reproduce --rerun --mode exact",
-                   "birdplane.pr_summary --base", "fetch-depth: 0", "actions/upload-artifact@",
-                   "vars.BIRDPLANE_DATA_URL", "vars.BIRDPLANE_DATA_MD5"):
+    for needle in (
+        "workflow_dispatch",
+        "pull_request",
+        "cache: pip",
+        "actions/cache@",
+        "pip install -r requirements.lock",
+        "birdplane.fingerprint --check",
+        "birdplane.reproduce --rerun --mode exact",
+        "birdplane.pr_summary --base",
+        "fetch-depth: 0",
+        "actions/upload-artifact@",
+        "vars.BIRDPLANE_DATA_URL",
+        "vars.BIRDPLANE_DATA_MD5",
+    ):
         assert needle in text
-    assert "download.pytorch.org/whl/cpu" not in text  # the committed bits are the lock's build of torch
+    assert (
+        "download.pytorch.org/whl/cpu" not in text
+    )  # the committed bits are the lock's build of torch
 
 
 @pytest.mark.parametrize("path", [ROOT / ".github/workflows/tests.yml"], ids=["tests.yml"])
@@ -126,10 +165,19 @@ def test_cpu_install_takes_torch_from_the_lock_and_drops_every_cuda_package(path
     drop = re.findall(r"grep -vE '([^']+)' requirements\.lock", text)
     assert len(take) == len(drop) == 1
     lock = (ROOT / "requirements.lock").read_text(encoding="utf-8").splitlines()
-    names = {line: re.split(r"[=<>!~ ;\[]", line, maxsplit=1)[0].lower() for line in lock
-             if line and not line[0].isspace() and not line.startswith("#")}
-    assert not any(line.rstrip().endswith("\\") for line in lock), "continuation lines would survive the grep"
+    names = {
+        line: re.split(r"[=<>!~ ;\[]", line, maxsplit=1)[0].lower()
+        for line in lock
+        if line and not line[0].isspace() and not line.startswith("#")
+    }
+    assert not any(line.rstrip().endswith("\\") for line in lock), (
+        "continuation lines would survive the grep"
+    )
     assert {names[line] for line in lock if re.search(take[0], line)} == {"torch", "torchvision"}
     kept = {names[line] for line in lock if line in names and not re.search(drop[0], line)}
-    cuda = {n for n in names.values() if n in ("torch", "torchvision", "triton") or n.startswith(("nvidia-", "cuda-"))}
+    cuda = {
+        n
+        for n in names.values()
+        if n in ("torch", "torchvision", "triton") or n.startswith(("nvidia-", "cuda-"))
+    }
     assert kept == set(names.values()) - cuda and "torch" in cuda

@@ -9,6 +9,7 @@ statement holding that text (SQLAlchemy's before_cursor_execute) once `epoch 1` 
 keeps the write going for BIRDPLANE_TEST_WRITE_S seconds (0.2 by default): the signal lands in
 the middle of a write, as a real one may.
 """
+
 import os
 import signal
 import sys
@@ -32,7 +33,10 @@ def signal_inside_the_store(armed: list[bool]) -> None:
     def before(conn, cursor, statement, *args):
         if armed and not fired and text in statement:
             fired.append(statement)
-            print(f"signal {name} inside {' '.join(statement.split()[:3])} at {time.time()}", flush=True)
+            print(
+                f"signal {name} inside {' '.join(statement.split()[:3])} at {time.time()}",
+                flush=True,
+            )
             os.kill(os.getpid(), getattr(signal, name))
             time.sleep(seconds)
 

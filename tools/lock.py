@@ -11,6 +11,7 @@ allows. To move a pin, change or delete its line in the lock, then run this agai
 
 uv is a dev dependency; this uses the uv installed beside the running Python.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -36,21 +37,36 @@ def compile_args(*extra: str) -> list[str]:
     """`uv pip compile` of the project and its dev extra, constrained by the lock; uv's argv without
     the binary. --python: builds any sdist's metadata with this interpreter rather than looking
     for (or downloading) one of the target version."""
-    return ["pip", "compile", "pyproject.toml", "--extra", "dev", "-c", LOCK.name, "--python", sys.executable,
-            "--no-annotate", "--quiet", *extra]
+    return [
+        "pip",
+        "compile",
+        "pyproject.toml",
+        "--extra",
+        "dev",
+        "-c",
+        LOCK.name,
+        "--python",
+        sys.executable,
+        "--no-annotate",
+        "--quiet",
+        *extra,
+    ]
 
 
 def universal_args() -> list[str]:
-    return compile_args("--universal", "--python-version", PYTHON_MIN,
-                        "--custom-compile-command", HEADER_COMMAND)
+    return compile_args(
+        "--universal", "--python-version", PYTHON_MIN, "--custom-compile-command", HEADER_COMMAND
+    )
 
 
 def main(argv: list[str]) -> int:
     out = Path(argv[0]) if argv else LOCK
     uv = uv_binary()
     if uv is None:
-        print("error: uv is not installed beside this Python: run `make venv` (uv is a dev dependency)",
-              file=sys.stderr)
+        print(
+            "error: uv is not installed beside this Python: run `make venv` (uv is a dev dependency)",
+            file=sys.stderr,
+        )
         return 1
     # uv writes to stdout; the file is written only once it succeeded, so a failed run keeps the old lock
     done = subprocess.run([uv, *universal_args()], cwd=ROOT, stdout=subprocess.PIPE, text=True)

@@ -8,6 +8,7 @@ params.yaml's `activation:` accepts every registered name.
 
 Importing this module does not import torch (the config validates names against it).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -19,9 +20,9 @@ Tensor = "torch.Tensor"
 @dataclass(frozen=True)
 class Activation:
     name: str
-    module: str                                      # the torch.nn class, e.g. "Tanh"
-    forward_: Callable[[Tensor], Tensor]             # in place: z -> act(z)
-    backward: Callable[[Tensor, Tensor], Tensor]     # (grad, h = act(z)) -> grad * act'(z)
+    module: str  # the torch.nn class, e.g. "Tanh"
+    forward_: Callable[[Tensor], Tensor]  # in place: z -> act(z)
+    backward: Callable[[Tensor, Tensor], Tensor]  # (grad, h = act(z)) -> grad * act'(z)
 
 
 ACTIVATIONS: dict[str, Activation] = {}
@@ -47,6 +48,19 @@ def _aten():
     return torch.ops.aten
 
 
-register(Activation("tanh", "Tanh", lambda z: z.tanh_(), lambda grad, h: _aten().tanh_backward(grad, h)))
-register(Activation("relu", "ReLU", lambda z: z.relu_(), lambda grad, h: _aten().threshold_backward(grad, h, 0)))
-register(Activation("sigmoid", "Sigmoid", lambda z: z.sigmoid_(), lambda grad, h: _aten().sigmoid_backward(grad, h)))
+register(
+    Activation("tanh", "Tanh", lambda z: z.tanh_(), lambda grad, h: _aten().tanh_backward(grad, h))
+)
+register(
+    Activation(
+        "relu", "ReLU", lambda z: z.relu_(), lambda grad, h: _aten().threshold_backward(grad, h, 0)
+    )
+)
+register(
+    Activation(
+        "sigmoid",
+        "Sigmoid",
+        lambda z: z.sigmoid_(),
+        lambda grad, h: _aten().sigmoid_backward(grad, h),
+    )
+)

@@ -1,5 +1,6 @@
 """The nets' sizes as arithmetic, without torch: what the params' validation, the sweep and the
 report compute before (or instead of) building a net with birdplane.models.build_model."""
+
 from __future__ import annotations
 
 from birdplane.cifar import IMAGE

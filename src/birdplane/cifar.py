@@ -3,8 +3,16 @@ one image. Plain constants: the params' validation, the archive reader and the n
 
 # the official label order (batches.meta); a label is its index here
 CIFAR10_CLASSES = (
-    "airplane", "automobile", "bird", "cat", "deer",
-    "dog", "frog", "horse", "ship", "truck",
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
 )
 IMAGE = (3, 32, 32)  # channels, height, width: an image as birdplane.models.build_model takes it
 IN_FEATURES = IMAGE[0] * IMAGE[1] * IMAGE[2]  # the flattened image an MLP sees: 3,072 numbers

@@ -1,5 +1,6 @@
 """Argument parsing shared by the stage scripts. Every path comes from dvc.yaml's `cmd`: the
 arguments are required and have no defaults, so each path is written in one place."""
+
 from __future__ import annotations
 
 import argparse
@@ -10,7 +11,12 @@ def parser(doc: str | None, paths: dict[str, str]) -> argparse.ArgumentParser:
     """--params (default params.yaml, as DVC reads it) and one required --flag per entry of
     `paths` (flag -> help)."""
     ap = argparse.ArgumentParser(description=(doc or "").strip().split("\n\n")[0])
-    ap.add_argument("--params", type=Path, default=Path("params.yaml"), help="the params file (default: params.yaml)")
+    ap.add_argument(
+        "--params",
+        type=Path,
+        default=Path("params.yaml"),
+        help="the params file (default: params.yaml)",
+    )
     for flag, help_text in paths.items():
         ap.add_argument(f"--{flag}", type=Path, required=True, help=help_text)
     return ap
@@ -19,7 +25,9 @@ def parser(doc: str | None, paths: dict[str, str]) -> argparse.ArgumentParser:
 def variants_parser(doc: str | None, paths: dict[str, str]) -> argparse.ArgumentParser:
     """A stage over every trained variant (evaluate, shift-test): `parser` plus --variants."""
     ap = parser(doc, paths)
-    ap.add_argument("--variants", nargs="+", metavar="VARIANT", help="default: every key of train.variants")
+    ap.add_argument(
+        "--variants", nargs="+", metavar="VARIANT", help="default: every key of train.variants"
+    )
     return ap
 
 
@@ -29,5 +37,7 @@ def selected_variants(requested: list[str] | None, configured: dict) -> list[str
 
     unknown = sorted(set(requested or ()) - set(configured))
     if unknown:
-        raise ConfigError(f"unknown variant(s) {unknown}; params.yaml train.variants has {sorted(configured)}")
+        raise ConfigError(
+            f"unknown variant(s) {unknown}; params.yaml train.variants has {sorted(configured)}"
+        )
     return list(requested or configured)

@@ -15,6 +15,7 @@ values (what a setting that is left out means, e.g. a regularizer that is off, i
 is declared). Another params file (`--params my.yaml`) may set only what it changes: the rest
 comes from the project's params.yaml.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -107,7 +108,9 @@ def _md5_problem(md5: str) -> str | None:
     if re.fullmatch(r"[0-9a-f]{32}", md5):
         return None
     if re.match(r"[0-9a-f]{32}\s", md5):  # `md5sum file` prints the file name after the digits
-        return "must be the 32 hex digits of an md5 only; md5sum's output has the file name after them"
+        return (
+            "must be the 32 hex digits of an md5 only; md5sum's output has the file name after them"
+        )
     return "must be an md5: exactly 32 hex digits"
 
 
@@ -133,8 +136,10 @@ class DataConfig(_Strict):
         parts = urlsplit(url)
         if "@" in parts.netloc or parts.query or parts.fragment:
             # params.yaml is committed, and DVC copies every param it tracks into dvc.lock
-            raise ValueError(f"has credentials or a query string: params.yaml and dvc.lock are committed, so "
-                             f"give such a URL in the environment instead ({ENV_URL})")
+            raise ValueError(
+                f"has credentials or a query string: params.yaml and dvc.lock are committed, so "
+                f"give such a URL in the environment instead ({ENV_URL})"
+            )
         return url
 
     @field_validator("md5")
@@ -152,7 +157,9 @@ class DataConfig(_Strict):
     def _known_classes(cls, classes: list[str]) -> list[str]:
         unknown = [c for c in classes if c not in CIFAR10_CLASSES]
         if unknown:
-            raise ValueError(f"unknown class {_short(unknown)}; choose from {list(CIFAR10_CLASSES)}")
+            raise ValueError(
+                f"unknown class {_short(unknown)}; choose from {list(CIFAR10_CLASSES)}"
+            )
         if len(set(classes)) != len(classes):
             raise ValueError("lists a class twice")
         return classes
@@ -191,10 +198,15 @@ Fraction = Annotated[float, Field(ge=0, lt=1)]
 class Regularizers(_Strict):
     """What may be added to plain SGD against overfitting. A regularizer that is not set is off (0,
     or no early stopping): that is what leaving it out means, not a default value."""
+
     weight_decay: Annotated[float, Field(ge=0, le=1)] = 0.0  # torch.optim.SGD's L2 weight_decay
-    dropout: Fraction = 0.0                                   # share of hidden outputs dropped in training
-    patience: Annotated[int, Field(ge=1, le=10_000)] | None = None  # early stopping; keeps the best epoch
-    augment_shift: Annotated[int, Field(ge=0, le=16)] = 0    # random shift of every training image, pixels
+    dropout: Fraction = 0.0  # share of hidden outputs dropped in training
+    patience: Annotated[int, Field(ge=1, le=10_000)] | None = (
+        None  # early stopping; keeps the best epoch
+    )
+    augment_shift: Annotated[int, Field(ge=0, le=16)] = (
+        0  # random shift of every training image, pixels
+    )
 
 
 class VariantConfig(Regularizers):
@@ -203,9 +215,11 @@ class VariantConfig(Regularizers):
 
     arch: Literal["mlp", "cnn"] = "mlp"  # a fully connected net unless a variant says cnn
     hidden: Annotated[list[Width], Field(min_length=0, max_length=8)]
-    channels: Annotated[list[Width], Field(max_length=4)] = []  # cnn only: 3x3 conv + 2x2 max-pool each
+    channels: Annotated[
+        list[Width], Field(max_length=4)
+    ] = []  # cnn only: 3x3 conv + 2x2 max-pool each
     activation: str  # a name in birdplane.activations
-    loss: str        # a name in birdplane.losses
+    loss: str  # a name in birdplane.losses
     # not set: the shared train.* value
     epochs: Annotated[int, Field(ge=1, le=10_000)] | None = None
     batch_size: Annotated[int, Field(ge=1, le=65_536)] | None = None
@@ -254,22 +268,35 @@ class TrainConfig(_Strict):
             # the name becomes a DVC stage (train@<name>), file names and a word in dvc.yaml's cmd:
             # fullmatch, since `$` would let a trailing newline through
             if not re.fullmatch(VARIANT_NAME, name):
-                raise ValueError(f"variant name {_short(name, 40)}: a lower-case letter, then up to 31 of a-z, "
-                                 f"0-9, '-', '_' (it names a DVC stage and files)")
+                raise ValueError(
+                    f"variant name {_short(name, 40)}: a lower-case letter, then up to 31 of a-z, "
+                    f"0-9, '-', '_' (it names a DVC stage and files)"
+                )
         return variants
 
     def recipe(self, variant: str) -> "Recipe":
         """The full training recipe of one variant: shared defaults with its overrides applied."""
         if variant not in self.variants:
-            raise ConfigError(f"unknown variant {_short(variant)}; params.yaml train.variants has "
-                              f"{sorted(self.variants)}")
+            raise ConfigError(
+                f"unknown variant {_short(variant)}; params.yaml train.variants has "
+                f"{sorted(self.variants)}"
+            )
         v = self.variants[variant]
         return Recipe(
-            name=variant, arch=v.arch, hidden=tuple(v.hidden), channels=tuple(v.channels),
-            activation=v.activation, loss=v.loss,
-            epochs=v.epochs or self.epochs, batch_size=v.batch_size or self.batch_size,
-            lr=v.lr or self.lr, seeds=v.seeds or self.seeds,
-            weight_decay=v.weight_decay, dropout=v.dropout, patience=v.patience, augment_shift=v.augment_shift,
+            name=variant,
+            arch=v.arch,
+            hidden=tuple(v.hidden),
+            channels=tuple(v.channels),
+            activation=v.activation,
+            loss=v.loss,
+            epochs=v.epochs or self.epochs,
+            batch_size=v.batch_size or self.batch_size,
+            lr=v.lr or self.lr,
+            seeds=v.seeds or self.seeds,
+            weight_decay=v.weight_decay,
+            dropout=v.dropout,
+            patience=v.patience,
+            augment_shift=v.augment_shift,
         )
 
 
@@ -290,11 +317,14 @@ class Recipe(Regularizers):
 
 class SweepConfig(_Strict):
     """The capacity sweep: the book's recipe on many widths and regularizers, several seeds each."""
+
     seeds: Annotated[int, Field(ge=1, le=100)]
     epochs: Annotated[int, Field(ge=1, le=10_000)]
     widths: Annotated[list[Width], Field(max_length=32)]
     deep: Annotated[list[Width], Field(max_length=8)]
-    base_width: Width   # the net the regularizers and the learning-rate study are tried on (the book's)
+    base_width: (
+        Width  # the net the regularizers and the learning-rate study are tried on (the book's)
+    )
     regularizers: dict[str, Regularizers]
     # the learning-rate study: the book net with each loss (a name in birdplane.losses) at each
     # learning rate; 10 is 1000x the book's 0.01, a bound against typos (1e2 for 1e-2)
@@ -305,7 +335,9 @@ class SweepConfig(_Strict):
     @classmethod
     def _sorted(cls, values: list, info) -> list:
         if values != sorted(set(values)):
-            raise ValueError(f"list the {info.field_name.replace('_', ' ')} once each, smallest first")
+            raise ValueError(
+                f"list the {info.field_name.replace('_', ' ')} once each, smallest first"
+            )
         return values
 
     @field_validator("losses")
@@ -321,11 +353,17 @@ class SweepConfig(_Strict):
     @classmethod
     def _reg_names(cls, regs: dict[str, Regularizers]) -> dict[str, Regularizers]:
         for name, r in regs.items():
-            if not re.fullmatch(REGULARIZER_NAME, name):  # names runs, plot columns and the sweep's metrics
-                raise ValueError(f"regularizer name {_short(name, 40)}: a lower-case letter, then up to 31 of "
-                                 f"a-z, 0-9, '_'")
+            if not re.fullmatch(
+                REGULARIZER_NAME, name
+            ):  # names runs, plot columns and the sweep's metrics
+                raise ValueError(
+                    f"regularizer name {_short(name, 40)}: a lower-case letter, then up to 31 of "
+                    f"a-z, 0-9, '_'"
+                )
             if r.augment_shift:
-                raise ValueError(f"{name}: augment_shift is not swept; give a train variant augment_shift instead")
+                raise ValueError(
+                    f"{name}: augment_shift is not swept; give a train variant augment_shift instead"
+                )
         return regs
 
 
@@ -363,8 +401,10 @@ class ReportConfig(_Strict):
         # the catalogs' files, looked at without importing the report (config sits below it)
         known = sorted(p.stem for p in REPORT_LANGUAGES.glob("*.toml"))
         if lang not in known:
-            raise ValueError(f"no report catalog for {_short(lang)}; choose from {known} "
-                             f"or add src/birdplane/report/lang/{_short(lang, 20)}.toml")
+            raise ValueError(
+                f"no report catalog for {_short(lang)}; choose from {known} "
+                f"or add src/birdplane/report/lang/{_short(lang, 20)}.toml"
+            )
         return lang
 
 
@@ -386,16 +426,20 @@ class Params(_Strict):
     @model_validator(mode="after")
     def _summary_within_range(self) -> "Params":
         if self.shift.summary_shift > self.shift.max_shift:
-            raise ValueError(f"shift.summary_shift ({self.shift.summary_shift}) must not exceed "
-                             f"shift.max_shift ({self.shift.max_shift})")
+            raise ValueError(
+                f"shift.summary_shift ({self.shift.summary_shift}) must not exceed "
+                f"shift.max_shift ({self.shift.max_shift})"
+            )
         for role in ("baseline", "mse", "small", "augmented", "cnn"):
             name = getattr(self.report, role)
             if role in ("augmented", "cnn") and not name:
                 continue
             if name not in self.train.variants:
                 leave_out = " or '' to leave it out" if role in ("augmented", "cnn") else ""
-                raise ValueError(f"report.{role} is {_short(name)}, which is not in train.variants "
-                                 f"({', '.join(self.train.variants)}): set it to one of them{leave_out}")
+                raise ValueError(
+                    f"report.{role} is {_short(name)}, which is not in train.variants "
+                    f"({', '.join(self.train.variants)}): set it to one of them{leave_out}"
+                )
         self._models_fit()
         return self
 
@@ -406,8 +450,11 @@ class Params(_Strict):
         models = {}  # what the message names -> (hidden, channels)
         for name, v in self.train.variants.items():
             key = f"train.variants.{name}"
-            what = f"{key}.channels {v.channels} with hidden {v.hidden}" if v.channels else \
-                f"{key}.hidden {v.hidden}"
+            what = (
+                f"{key}.channels {v.channels} with hidden {v.hidden}"
+                if v.channels
+                else f"{key}.hidden {v.hidden}"
+            )
             models[what] = (v.hidden, v.channels)
         models |= {f"sweep.widths entry {w}": ([w], []) for w in self.sweep.widths}
         if self.sweep.deep:
@@ -417,21 +464,29 @@ class Params(_Strict):
         for what, (hidden, channels) in models.items():
             n = n_parameters(hidden, n_classes, channels)
             if n > MAX_PARAMETERS:
-                raise ValueError(f"{what} gives a model of {n:,} parameters ({n * 4 / 1e9:.1f} GB of float32 "
-                                 f"weights), more than the limit of {MAX_PARAMETERS:,}: use fewer or narrower layers")
+                raise ValueError(
+                    f"{what} gives a model of {n:,} parameters ({n * 4 / 1e9:.1f} GB of float32 "
+                    f"weights), more than the limit of {MAX_PARAMETERS:,}: use fewer or narrower layers"
+                )
         # memory beyond the weights: a batch's activations (a convnet's feature maps above all) and
         # the sweep's seeds, which train side by side
         for name, v in self.train.variants.items():
             rows = max(v.batch_size or self.train.batch_size, EVAL_ROWS)
-            need = rows * activation_floats(v.hidden, n_classes, v.channels) * 4 * 3  # outputs, gradients, inputs
+            need = (
+                rows * activation_floats(v.hidden, n_classes, v.channels) * 4 * 3
+            )  # outputs, gradients, inputs
             if need > MAX_ACTIVATION_BYTES:
-                raise ValueError(f"train.variants.{name}: a batch of {rows} images needs about {need / 2**30:.1f} GiB "
-                                 f"of activations, more than {MAX_ACTIVATION_BYTES / 2**30:.0f} GiB: use fewer or "
-                                 f"narrower layers or channels, or a smaller batch_size")
+                raise ValueError(
+                    f"train.variants.{name}: a batch of {rows} images needs about {need / 2**30:.1f} GiB "
+                    f"of activations, more than {MAX_ACTIVATION_BYTES / 2**30:.0f} GiB: use fewer or "
+                    f"narrower layers or channels, or a smaller batch_size"
+                )
         widest = max((n_parameters(h, n_classes, c) for h, c in models.values()), default=0)
         if self.sweep.seeds * widest > MAX_SWEEP_PARAMETERS:
-            raise ValueError(f"sweep.seeds {self.sweep.seeds} x {widest:,} parameters train side by side: more "
-                             f"than {MAX_SWEEP_PARAMETERS:,} at once; use fewer seeds or narrower widths")
+            raise ValueError(
+                f"sweep.seeds {self.sweep.seeds} x {widest:,} parameters train side by side: more "
+                f"than {MAX_SWEEP_PARAMETERS:,} at once; use fewer seeds or narrower widths"
+            )
 
 
 def _describe(err: ValidationError, path: Path) -> str:
@@ -439,8 +494,10 @@ def _describe(err: ValidationError, path: Path) -> str:
     MAX_MESSAGE_LINES) for several."""
     problems = []
     for e in err.errors(include_url=False):
-        key = ".".join(p if isinstance(p, str) and re.fullmatch(r"[\w\[\]-]{1,40}", p) else _short(p, 40)
-                       for p in e["loc"])
+        key = ".".join(
+            p if isinstance(p, str) and re.fullmatch(r"[\w\[\]-]{1,40}", p) else _short(p, 40)
+            for p in e["loc"]
+        )
         if e["type"] == "extra_forbidden":
             allowed = _allowed(e["loc"])
             close = difflib.get_close_matches(str(e["loc"][-1])[:100], allowed, n=1)
@@ -449,7 +506,11 @@ def _describe(err: ValidationError, path: Path) -> str:
         elif not e["loc"]:  # a rule across sections: its message names the keys
             problems.append(e["msg"].removeprefix("Value error, "))
         else:
-            got = "" if e["type"] == "missing" else f" (got {_short(_without_secrets(e.get('input')), 60)})"
+            got = (
+                ""
+                if e["type"] == "missing"
+                else f" (got {_short(_without_secrets(e.get('input')), 60)})"
+            )
             problems.append(f"{key}: {e['msg'].removeprefix('Value error, ')}{got}")
     problems = [_cut(p, 280) for p in problems]  # the values are cut already; this bounds the rest
     if len(problems) == 1:
@@ -515,9 +576,13 @@ class _Loader(yaml.SafeLoader):
     def compose_node(self, parent, index):
         event = self.peek_event()
         if isinstance(event, yaml.AliasEvent) or event.anchor is not None:
-            raise _refusal(event, "anchors and aliases (&name, *name) are not allowed: write each value out")
+            raise _refusal(
+                event, "anchors and aliases (&name, *name) are not allowed: write each value out"
+            )
         if getattr(event, "tag", None) is not None:  # !!int, !foo, !!python/...: explicit types
-            raise _refusal(event, f"tags such as {_short(event.tag, 40)} are not allowed: write plain values")
+            raise _refusal(
+                event, f"tags such as {_short(event.tag, 40)} are not allowed: write plain values"
+            )
         if not isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
             return super().compose_node(parent, index)
         if self.depth >= MAX_DEPTH:
@@ -539,8 +604,11 @@ class _Loader(yaml.SafeLoader):
             except TypeError:  # unhashable: the base class reports it
                 continue
             if first is not None:
-                raise _refusal(key_node, f"key {_short(key, 40)} appears twice (first on line {first}): "
-                                         f"keep one, YAML would silently use the last")
+                raise _refusal(
+                    key_node,
+                    f"key {_short(key, 40)} appears twice (first on line {first}): "
+                    f"keep one, YAML would silently use the last",
+                )
             seen[key] = key_node.start_mark.line + 1
         return super().construct_mapping(node, deep=deep)
 
@@ -583,14 +651,18 @@ def _read_text(path: Path) -> str:
     except OSError as e:
         raise ConfigError(f"{path} cannot be read: {e.strerror or e}") from None
     if len(data) > MAX_FILE_BYTES:
-        raise ConfigError(f"{path} is larger than {MAX_FILE_BYTES // 1024} KiB; params.yaml is about 4 KiB: "
-                          f"is it the right file?")
+        raise ConfigError(
+            f"{path} is larger than {MAX_FILE_BYTES // 1024} KiB; params.yaml is about 4 KiB: "
+            f"is it the right file?"
+        )
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
         line = data[: e.start].count(b"\n") + 1
-        raise ConfigError(f"{path} is not UTF-8 text: byte 0x{data[e.start]:02x} at offset {e.start} "
-                          f"(line {line}); save the file as UTF-8") from None
+        raise ConfigError(
+            f"{path} is not UTF-8 text: byte 0x{data[e.start]:02x} at offset {e.start} "
+            f"(line {line}); save the file as UTF-8"
+        ) from None
 
 
 PROJECT_PARAMS = Path("params.yaml")  # stages run from the project's root, as dvc.yaml's cmd does
@@ -605,8 +677,10 @@ def _read_params(path: Path) -> dict:
     if raw is None:
         raise ConfigError(f"{path} is empty: give at least one section (seed, data, train, ...)")
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path} must be a mapping of sections (seed, data, stats, train, ...); "
-                          f"got {_short(raw, 40)}")
+        raise ConfigError(
+            f"{path} must be a mapping of sections (seed, data, stats, train, ...); "
+            f"got {_short(raw, 40)}"
+        )
     return raw
 
 
@@ -619,8 +693,15 @@ def load_params(path: str | Path = PROJECT_PARAMS, base: Path | None = PROJECT_P
     raw = _read_params(path)
     if base is not None and base.exists() and path.resolve() != base.resolve():
         project = _read_params(base)
-        raw = {**project, **{k: {**project[k], **v} if isinstance(v, dict) and isinstance(project.get(k), dict) else v
-                             for k, v in raw.items()}}
+        raw = {
+            **project,
+            **{
+                k: {**project[k], **v}
+                if isinstance(v, dict) and isinstance(project.get(k), dict)
+                else v
+                for k, v in raw.items()
+            },
+        }
     try:
         return Params.model_validate(raw)
     except ValidationError as e:

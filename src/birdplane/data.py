@@ -7,6 +7,7 @@ from the tar, never extracted; an archive with an absolute path, a `..`
 component, a link or a device member is refused as a whole, and so is one whose members are larger
 than a CIFAR-10 batch can be, checked on the tar headers before anything is read into memory.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -17,8 +18,12 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 from birdplane.cifar import CIFAR10_CLASSES
 from birdplane.errors import BirdplaneError, DamagedFile
@@ -53,6 +58,7 @@ class SafeUnpickler(pickle.Unpickler):
         # Resolve through numpy itself: `numpy.core` is a deprecated alias in numpy 2.
         if name == "_reconstruct":
             from numpy._core.multiarray import _reconstruct
+
             return _reconstruct
         return getattr(np, name)
 
@@ -74,8 +80,10 @@ READ_CHUNK = 1 << 20
 
 
 def _not_cifar(shown: str, why: str) -> ArchiveError:
-    return ArchiveError(f"{shown}: {why}; this is not the CIFAR-10 python archive, refusing it before "
-                        "reading it: point data.url and data.md5 at the official archive")
+    return ArchiveError(
+        f"{shown}: {why}; this is not the CIFAR-10 python archive, refusing it before "
+        "reading it: point data.url and data.md5 at the official archive"
+    )
 
 
 class _BoundedStream:
@@ -92,8 +100,11 @@ class _BoundedStream:
 
     def read(self, size: int = -1) -> bytes:
         if size is None or size < 0 or size > MAX_MEMBER_BYTES:
-            raise _not_cifar(self._shown, f"a tar entry needs a read of {size} bytes, more than any "
-                                          f"CIFAR-10 member ({MAX_MEMBER_BYTES >> 20} MiB at most)")
+            raise _not_cifar(
+                self._shown,
+                f"a tar entry needs a read of {size} bytes, more than any "
+                f"CIFAR-10 member ({MAX_MEMBER_BYTES >> 20} MiB at most)",
+            )
         data = self._raw.read(min(size, MAX_TOTAL_BYTES + 1 - self._raw.tell()))
         self._check(self._raw.tell())
         return data
@@ -107,8 +118,11 @@ class _BoundedStream:
 
     def _check(self, position: int) -> None:
         if position > MAX_TOTAL_BYTES:
-            raise _not_cifar(self._shown, f"it unpacks to more than {MAX_TOTAL_BYTES >> 20} MiB "
-                                          "(the CIFAR-10 archive: 177 MiB)")
+            raise _not_cifar(
+                self._shown,
+                f"it unpacks to more than {MAX_TOTAL_BYTES >> 20} MiB "
+                "(the CIFAR-10 archive: 177 MiB)",
+            )
 
 
 def _outside(text: str, limit: int = 100) -> str:
@@ -123,15 +137,24 @@ def _check_member(m: tarfile.TarInfo, shown: str) -> None:
     p = PurePosixPath(m.name)
     name = f"'{_outside(m.name)}'"
     if p.is_absolute() or ".." in p.parts:
-        raise ArchiveError(f"{shown}: unsafe archive member {name}: its path escapes the archive's folder")
+        raise ArchiveError(
+            f"{shown}: unsafe archive member {name}: its path escapes the archive's folder"
+        )
     if not (m.isfile() or m.isdir()):
-        raise ArchiveError(f"{shown}: unsafe archive member {name}: links and special files are not allowed")
+        raise ArchiveError(
+            f"{shown}: unsafe archive member {name}: links and special files are not allowed"
+        )
     if m.size > MAX_MEMBER_BYTES:
-        raise _not_cifar(shown, f"member {name} is {m.size:,} bytes, more than a CIFAR-10 batch can be "
-                                f"({MAX_MEMBER_BYTES >> 20} MiB at most)")
+        raise _not_cifar(
+            shown,
+            f"member {name} is {m.size:,} bytes, more than a CIFAR-10 batch can be "
+            f"({MAX_MEMBER_BYTES >> 20} MiB at most)",
+        )
 
 
-def read_members(archive: Path, wanted: tuple[str, ...], name: str | None = None) -> dict[str, bytes]:
+def read_members(
+    archive: Path, wanted: tuple[str, ...], name: str | None = None
+) -> dict[str, bytes]:
     """Return the bytes of `wanted` members (names under BATCH_DIR) after checking every member.
 
     `name` is what messages call the archive (default: its path): the download passes the URL,
@@ -145,9 +168,13 @@ def read_members(archive: Path, wanted: tuple[str, ...], name: str | None = None
         with gzip.open(archive, "rb") as gz:
             stream = _BoundedStream(gz, shown)
             with tarfile.open(fileobj=stream, mode="r:") as tar:
-                for i, m in enumerate(tar):  # streams through the archive once; every member checked
+                for i, m in enumerate(
+                    tar
+                ):  # streams through the archive once; every member checked
                     if i >= MAX_MEMBERS:
-                        raise _not_cifar(shown, f"it has more than {MAX_MEMBERS} members (CIFAR-10: 9)")
+                        raise _not_cifar(
+                            shown, f"it has more than {MAX_MEMBERS} members (CIFAR-10: 9)"
+                        )
                     _check_member(m, shown)
                     member = PurePosixPath(m.name)
                     if m.isfile() and member.parent.name == BATCH_DIR and member.name in wanted:
@@ -158,14 +185,20 @@ def read_members(archive: Path, wanted: tuple[str, ...], name: str | None = None
             while stream.read(READ_CHUNK):  # the rest of the tar record, then the gzip trailer
                 pass
     except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
-        problem = (f"{shown} is not a readable tar.gz ({type(e).__name__}: {_outside(str(e), 200)}); it is probably "
-                   "truncated or corrupt")
+        problem = (
+            f"{shown} is not a readable tar.gz ({type(e).__name__}: {_outside(str(e), 200)}); it is probably "
+            "truncated or corrupt"
+        )
         if name is None:  # the project's own copy: the stages' error line names the DVC commands
-            raise DamagedArchive(archive, problem, "delete it and run the download stage again") from None
+            raise DamagedArchive(
+                archive, problem, "delete it and run the download stage again"
+            ) from None
         raise ArchiveError(f"{problem}: point data.url and data.md5 at a good copy") from None
     missing = [w for w in wanted if w not in out]
     if missing:
-        raise ArchiveError(f"{shown} lacks {BATCH_DIR}/{', '.join(missing)}: not the CIFAR-10 python archive")
+        raise ArchiveError(
+            f"{shown} lacks {BATCH_DIR}/{', '.join(missing)}: not the CIFAR-10 python archive"
+        )
     return out
 
 
@@ -174,22 +207,35 @@ def _parse_batch(name: str, payload: bytes, archive: str = "") -> tuple[np.ndarr
     try:
         batch = safe_loads(payload)
     except pickle.UnpicklingError as e:
-        raise ArchiveError(f"{where}: {e}; the archive is not a genuine CIFAR-10 batch, refusing it") from None
+        raise ArchiveError(
+            f"{where}: {e}; the archive is not a genuine CIFAR-10 batch, refusing it"
+        ) from None
     except Exception as e:  # malformed pickles raise anything from EOFError to TypeError
         raise ArchiveError(f"{where}: unreadable pickle ({type(e).__name__}: {e})") from None
     if not isinstance(batch, dict):
         raise ArchiveError(f"{where}: expected a dict, found {type(batch).__name__}")
     batch = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in batch.items()}
     data, labels = batch.get("data"), batch.get("labels")
-    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+    if (
+        not isinstance(data, np.ndarray)
+        or data.dtype != np.uint8
+        or data.ndim != 2
+        or data.shape[1] != 3072
+    ):
         raise ArchiveError(f"{where}: 'data' must be a uint8 array of N x 3072 pixels")
     # A pickle can call numpy.ndarray itself: with zero strides over a few bytes, or uninitialized,
     # an array claims any number of images, and the first copy (concatenate, class selection) would
     # allocate them all. Real pixels are in the payload, so a genuine array is never larger.
     if data.nbytes > len(payload):
-        raise ArchiveError(f"{where}: 'data' claims {len(data):,} images ({data.nbytes:,} bytes) in a "
-                           f"{len(payload):,}-byte member; the archive is not a genuine CIFAR-10 batch, refusing it")
-    if not isinstance(labels, list) or len(labels) != len(data) or not all(type(x) is int for x in labels):
+        raise ArchiveError(
+            f"{where}: 'data' claims {len(data):,} images ({data.nbytes:,} bytes) in a "
+            f"{len(payload):,}-byte member; the archive is not a genuine CIFAR-10 batch, refusing it"
+        )
+    if (
+        not isinstance(labels, list)
+        or len(labels) != len(data)
+        or not all(type(x) is int for x in labels)
+    ):
         raise ArchiveError(f"{where}: 'labels' must be a list of {len(data)} integers")
     labels_arr = np.asarray(labels, dtype=np.int64)
     if len(labels_arr) and (labels_arr.min() < 0 or labels_arr.max() > 9):
@@ -209,8 +255,10 @@ def load_cifar10(archive: Path, name: str | None = None) -> tuple[Split, Split]:
     raw = read_members(archive, TRAIN_BATCHES + (TEST_BATCH,), name=name)
     train = [_parse_batch(n, raw.pop(n), shown) for n in TRAIN_BATCHES]
     test_x, test_y = _parse_batch(TEST_BATCH, raw.pop(TEST_BATCH), shown)
-    return (Split(np.concatenate([x for x, _ in train]), np.concatenate([y for _, y in train])),
-            Split(test_x, test_y))
+    return (
+        Split(np.concatenate([x for x, _ in train]), np.concatenate([y for _, y in train])),
+        Split(test_x, test_y),
+    )
 
 
 def select_classes(split: Split, classes: list[str]) -> Split:
@@ -225,15 +273,18 @@ def select_classes(split: Split, classes: list[str]) -> Split:
 def check_selection(train: Split, val: Split, classes: list[str]) -> None:
     """Refuse a selection where a split lacks a selected class: training on it fails later (an
     empty validation set cannot be reshaped) or, worse, silently learns one class fewer."""
-    for what, split in (("training set (the archive's data_batch_1..5)", train),
-                        ("validation set (the archive's test_batch)", val)):
+    for what, split in (
+        ("training set (the archive's data_batch_1..5)", train),
+        ("validation set (the archive's test_batch)", val),
+    ):
         counts = np.bincount(split.labels, minlength=len(classes))
         absent = [c for c, n in zip(classes, counts) if n == 0]
         if absent:
             raise ArchiveError(
                 f"the {what} has no images of {', '.join(map(repr, absent))} (data.classes {classes}, "
                 f"{len(split.labels)} images selected): the archive is not the full CIFAR-10; point "
-                "data.url and data.md5 at the official archive")
+                "data.url and data.md5 at the official archive"
+            )
 
 
 DATASET_ARRAYS = ("train_images", "train_labels", "val_images", "val_labels", "classes")
@@ -246,8 +297,14 @@ class DatasetError(BirdplaneError):
 def save_dataset(path: Path, train: Split, val: Split, classes: list[str]) -> None:
     """Store the selected images compactly (uint8) in an .npz that loads without pickle."""
     with Path(path).open("wb") as f:
-        np.savez(f, train_images=train.images, train_labels=train.labels,
-                 val_images=val.images, val_labels=val.labels, classes=np.array(classes))
+        np.savez(
+            f,
+            train_images=train.images,
+            train_labels=train.labels,
+            val_images=val.images,
+            val_labels=val.labels,
+            classes=np.array(classes),
+        )
 
 
 def load_dataset(path: Path) -> tuple[Split, Split, list[str]]:
@@ -257,7 +314,9 @@ def load_dataset(path: Path) -> tuple[Split, Split, list[str]]:
     array, a wrong dtype or shape) ends in one DatasetError naming the file and the recovery.
     """
     if not Path(path).is_file():
-        raise DatasetError(f"{path} does not exist: run `dvc repro stats` (or `dvc checkout {path}`)")
+        raise DatasetError(
+            f"{path} does not exist: run `dvc repro stats` (or `dvc checkout {path}`)"
+        )
     with open(path, "rb") as f:
         if f.read(4) != b"PK\x03\x04":  # else numpy tries it as a pickle and suggests allow_pickle
             raise _corrupt(path, "not an .npz file: no zip header at its start")
@@ -270,15 +329,24 @@ def load_dataset(path: Path) -> tuple[Split, Split, list[str]]:
     for split in ("train", "val"):
         images, labels = a[f"{split}_images"], a[f"{split}_labels"]
         if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (3, 32, 32):
-            raise _corrupt(path, f"{split}_images is {images.dtype} {images.shape}, not uint8 N x 3 x 32 x 32")
+            raise _corrupt(
+                path, f"{split}_images is {images.dtype} {images.shape}, not uint8 N x 3 x 32 x 32"
+            )
         if labels.dtype != np.int64 or labels.shape != (len(images),):
-            raise _corrupt(path, f"{split}_labels is {labels.dtype} {labels.shape}, not int64 ({len(images)},)")
+            raise _corrupt(
+                path, f"{split}_labels is {labels.dtype} {labels.shape}, not int64 ({len(images)},)"
+            )
         if len(labels) and (labels.min() < 0 or labels.max() >= n_classes):
             raise _corrupt(path, f"{split}_labels outside 0..{n_classes - 1}")
     if a["classes"].dtype.kind != "U" or a["classes"].ndim != 1:
-        raise _corrupt(path, f"classes is {a['classes'].dtype} {a['classes'].shape}, not a list of names")
-    return (Split(a["train_images"], a["train_labels"]), Split(a["val_images"], a["val_labels"]),
-            [str(c) for c in a["classes"]])
+        raise _corrupt(
+            path, f"classes is {a['classes'].dtype} {a['classes'].shape}, not a list of names"
+        )
+    return (
+        Split(a["train_images"], a["train_labels"]),
+        Split(a["val_images"], a["val_labels"]),
+        [str(c) for c in a["classes"]],
+    )
 
 
 class DamagedDataset(DatasetError, DamagedFile):
@@ -286,7 +354,9 @@ class DamagedDataset(DatasetError, DamagedFile):
 
 
 def _corrupt(path: Path, why: str) -> DatasetError:
-    return DamagedDataset(path, f"{path} is corrupt ({why})", "delete it and run `dvc repro -f stats`")
+    return DamagedDataset(
+        path, f"{path} is corrupt ({why})", "delete it and run `dvc repro -f stats`"
+    )
 
 
 # ---- normalization: the prepared uint8 images as the float tensors the nets take
@@ -308,8 +378,10 @@ def split_tensors(split: Split, stats: dict, device) -> tuple["torch.Tensor", "t
     stats stage reads archives without it."""
     import torch
 
-    return (to_features(split.images, stats["mean"], stats["std"], device),
-            torch.from_numpy(split.labels).to(device))
+    return (
+        to_features(split.images, stats["mean"], stats["std"], device),
+        torch.from_numpy(split.labels).to(device),
+    )
 
 
 def load_tensors(data: Path, stats: dict, device) -> tuple[tuple, tuple, list[str], dict]:

@@ -5,6 +5,7 @@ message shows it redacted (`birdplane.text.redact_url`), and its secrets are rem
 text from elsewhere (a reason phrase, an OS error) is masked too. Everything a server or an archive
 says reaches the terminal through `printable`: escaped, cut, redacted.
 """
+
 from __future__ import annotations
 
 import base64
@@ -42,15 +43,19 @@ class _Transient(Exception):
 
 
 def _offline_hint(shown: str) -> str:
-    return (f"could not fetch {shown}. Without internet, build a local copy (see the README, "
-            f"'Offline: a local mirror') and point the pipeline at it: "
-            f"export {ENV_URL}=http://127.0.0.1:8000/cifar-10-python.tar.gz (or file:///path/to/it) "
-            f"{ENV_MD5}=<its md5>")
+    return (
+        f"could not fetch {shown}. Without internet, build a local copy (see the README, "
+        f"'Offline: a local mirror') and point the pipeline at it: "
+        f"export {ENV_URL}=http://127.0.0.1:8000/cifar-10-python.tar.gz (or file:///path/to/it) "
+        f"{ENV_MD5}=<its md5>"
+    )
 
 
 def _too_big(shown: str, what: str, max_bytes: int) -> DownloadError:
-    return DownloadError(f"{shown} {what}, more than the {max_bytes / 2**20:.0f} MiB limit (the CIFAR-10 "
-                         f"archive is 163 MiB): not the archive; check data.url (or {ENV_URL})")
+    return DownloadError(
+        f"{shown} {what}, more than the {max_bytes / 2**20:.0f} MiB limit (the CIFAR-10 "
+        f"archive is 163 MiB): not the archive; check data.url (or {ENV_URL})"
+    )
 
 
 def _request(url: str, shown: str) -> tuple[urllib.request.Request, bool]:
@@ -61,12 +66,15 @@ def _request(url: str, shown: str) -> tuple[urllib.request.Request, bool]:
         parts = urlsplit(url)
         parts.port  # noqa: B018 (raises ValueError for a port that is not a number)
     except ValueError as e:
-        raise DownloadError(f"{shown} is not a valid URL ({printable(str(e), 80)}): fix data.url "
-                            f"(or {ENV_URL})") from None
+        raise DownloadError(
+            f"{shown} is not a valid URL ({printable(str(e), 80)}): fix data.url (or {ENV_URL})"
+        ) from None
     if "@" not in parts.netloc:
         return urllib.request.Request(url), False
     if parts.scheme == "file":
-        raise DownloadError(f"{shown}: a file:// URL takes no user name or password; remove the part before '@'")
+        raise DownloadError(
+            f"{shown}: a file:// URL takes no user name or password; remove the part before '@'"
+        )
     userinfo, host = parts.netloc.rsplit("@", 1)
     user, _, password = userinfo.partition(":")
     request = urllib.request.Request(urlunsplit(parts._replace(netloc=host)))
@@ -78,13 +86,19 @@ def _request(url: str, shown: str) -> tuple[urllib.request.Request, bool]:
 def _refused(shown: str, code: int, reason: str, with_credentials: bool) -> DownloadError:
     """HTTP 401 or 403, in words that fit what the URL carried (never the credentials themselves)."""
     if with_credentials:
-        return DownloadError(f"{shown}: HTTP {code} {reason}: the server refused the user name and password "
-                             f"given in the URL; fix them in {ENV_URL}")
+        return DownloadError(
+            f"{shown}: HTTP {code} {reason}: the server refused the user name and password "
+            f"given in the URL; fix them in {ENV_URL}"
+        )
     if code == 401:
-        return DownloadError(f"{shown}: HTTP 401 {reason}: the server wants a user name and password; give them "
-                             f"in {ENV_URL} as https://user:password@host/... (not in params.yaml, which is committed)")
-    return DownloadError(f"{shown}: HTTP 403 {reason}: the server refused access (a signed URL's token may have "
-                         f"expired): get a fresh URL, or check data.url (or {ENV_URL})")
+        return DownloadError(
+            f"{shown}: HTTP 401 {reason}: the server wants a user name and password; give them "
+            f"in {ENV_URL} as https://user:password@host/... (not in params.yaml, which is committed)"
+        )
+    return DownloadError(
+        f"{shown}: HTTP 403 {reason}: the server refused access (a signed URL's token may have "
+        f"expired): get a fresh URL, or check data.url (or {ENV_URL})"
+    )
 
 
 def _open(url: str, shown: str, timeout_s: float):
@@ -103,18 +117,24 @@ def _open(url: str, shown: str, timeout_s: float):
     except urllib.error.URLError as e:
         if isinstance(e.reason, (FileNotFoundError, PermissionError, IsADirectoryError)):
             # the same words on every platform (Windows says "[WinError 2] The system cannot find...")
-            what = {FileNotFoundError: "No such file", PermissionError: "Permission denied",
-                    IsADirectoryError: "Is a directory"}[type(e.reason)]
+            what = {
+                FileNotFoundError: "No such file",
+                PermissionError: "Permission denied",
+                IsADirectoryError: "Is a directory",
+            }[type(e.reason)]
             raise DownloadError(f"{shown}: {what}. {_offline_hint(shown)}") from None
         raise _Transient(printable(str(e.reason), 120)) from None
     except (http.client.InvalidURL, ValueError) as e:  # a space or control character, a bad port
-        raise DownloadError(f"{shown} is not a valid URL ({printable(str(e), 80)}): fix data.url "
-                            f"(or {ENV_URL})") from None
+        raise DownloadError(
+            f"{shown} is not a valid URL ({printable(str(e), 80)}): fix data.url (or {ENV_URL})"
+        ) from None
     except (TimeoutError, socket.timeout, ConnectionError, http.client.HTTPException) as e:
         raise _Transient(f"{type(e).__name__}: {printable(str(e), 120)}") from None
 
 
-def _fetch_once(url: str, shown: str, part: Path, timeout_s: float, progress: bool, max_bytes: int) -> None:
+def _fetch_once(
+    url: str, shown: str, part: Path, timeout_s: float, progress: bool, max_bytes: int
+) -> None:
     """Stream `url` into `part`, at most `max_bytes`; raise _Transient for retryable failures,
     DownloadError for final ones (a source too large is one: it will not shrink on a retry)."""
     with _open(url, shown, timeout_s) as resp:
@@ -125,9 +145,16 @@ def _fetch_once(url: str, shown: str, part: Path, timeout_s: float, progress: bo
         bar = None
         if progress:
             from tqdm import tqdm
+
             name = PurePosixPath(unquote(urlsplit(url).path)).name
-            bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
-                       desc=printable(name, 60), file=sys.stderr)
+            bar = tqdm(
+                total=total,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=printable(name, 60),
+                file=sys.stderr,
+            )
         received = 0
         try:
             with part.open("wb") as out:
@@ -139,7 +166,9 @@ def _fetch_once(url: str, shown: str, part: Path, timeout_s: float, progress: bo
                     if bar is not None:
                         bar.update(len(chunk))
         except (TimeoutError, socket.timeout, ConnectionError, http.client.HTTPException) as e:
-            raise _Transient(f"{type(e).__name__} after {received} bytes: {printable(str(e), 120)}") from None
+            raise _Transient(
+                f"{type(e).__name__} after {received} bytes: {printable(str(e), 120)}"
+            ) from None
         finally:
             if bar is not None:
                 bar.close()
@@ -155,9 +184,18 @@ def md5_of(path: Path) -> str:
     return h.hexdigest()
 
 
-def download(url: str, md5: str, dest: Path, *, retries: int = 3, timeout_s: float = 60,
-             progress: bool | None = None, backoff_s: float = 0.5, max_bytes: int = MAX_ARCHIVE_BYTES,
-             log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr)) -> Path:
+def download(
+    url: str,
+    md5: str,
+    dest: Path,
+    *,
+    retries: int = 3,
+    timeout_s: float = 60,
+    progress: bool | None = None,
+    backoff_s: float = 0.5,
+    max_bytes: int = MAX_ARCHIVE_BYTES,
+    log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr),
+) -> Path:
     """Fetch `url` to `dest`, verify its md5 and that it is a readable CIFAR-10 archive, then rename.
 
     Writes to a temporary file beside `dest` and renames only after every check passed, so an
@@ -178,8 +216,9 @@ def download(url: str, md5: str, dest: Path, *, retries: int = 3, timeout_s: flo
                 break
             except _Transient as e:
                 if attempt == retries:
-                    raise DownloadError(f"{shown}: {e} (gave up after {retries} attempts). "
-                                        f"{_offline_hint(shown)}") from None
+                    raise DownloadError(
+                        f"{shown}: {e} (gave up after {retries} attempts). {_offline_hint(shown)}"
+                    ) from None
                 wait = backoff_s * 2 ** (attempt - 1)
                 log(f"download attempt {attempt}/{retries} failed ({e}); retrying in {wait:.1f} s")
                 time.sleep(wait)
@@ -188,8 +227,11 @@ def download(url: str, md5: str, dest: Path, *, retries: int = 3, timeout_s: flo
             raise DownloadError(
                 f"checksum mismatch for {shown}: expected md5 {md5}, got {got} ({part.stat().st_size} bytes). "
                 f"The file is truncated, corrupt or a different archive: fix data.md5 in params.yaml "
-                f"(or {ENV_MD5}) only if you trust this file, otherwise fetch it again")
-        read_members(part, TRAIN_BATCHES + (TEST_BATCH,), name=shown)  # raises ArchiveError if unusable
+                f"(or {ENV_MD5}) only if you trust this file, otherwise fetch it again"
+            )
+        read_members(
+            part, TRAIN_BATCHES + (TEST_BATCH,), name=shown
+        )  # raises ArchiveError if unusable
         os.replace(part, dest)
         return dest
     finally:

@@ -4,6 +4,7 @@ and where the project's root is from inside a queued experiment's copy.
 Operations code (the stages' error lines, the model-file checks) asks here; the ML core raises
 birdplane.errors.DamagedFile with a plain fix and knows nothing of DVC.
 """
+
 from __future__ import annotations
 
 import os
@@ -25,11 +26,17 @@ def dvc_recovery(path: Path, fallback: str) -> str:
             lock = yaml.safe_load(f)
         for stage, entry in lock["stages"].items():
             for out in entry.get("outs") or ():
-                if out.get("path") == rel and isinstance(out.get("md5"), str) and len(out["md5"]) == 32:
+                if (
+                    out.get("path") == rel
+                    and isinstance(out.get("md5"), str)
+                    and len(out["md5"]) == 32
+                ):
                     md5 = out["md5"]
-                    return (f'run `rm -f {rel} "$(dvc cache dir)/files/md5/{md5[:2]}/{md5[2:]}" && '
-                            f"dvc repro -f {stage}` (the DVC cache holds the damaged copy too: "
-                            "`dvc repro` alone would put it back)")
+                    return (
+                        f'run `rm -f {rel} "$(dvc cache dir)/files/md5/{md5[:2]}/{md5[2:]}" && '
+                        f"dvc repro -f {stage}` (the DVC cache holds the damaged copy too: "
+                        "`dvc repro` alone would put it back)"
+                    )
     except Exception:  # a hint must never hide the error it explains
         pass
     return fallback
@@ -44,6 +51,6 @@ def project_root(start: Path | None = None) -> Path:
     here = (start or Path.cwd()).resolve()
     parts = here.parts
     for i in range(len(parts) - 3):
-        if parts[i:i + 3] == (".dvc", "tmp", "exps"):
+        if parts[i : i + 3] == (".dvc", "tmp", "exps"):
             return Path(*parts[:i])
     return here

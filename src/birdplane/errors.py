@@ -1,6 +1,5 @@
 """Errors a user can act on. Stage scripts print their message and exit non-zero, without a traceback."""
 
-
 from pathlib import Path
 
 

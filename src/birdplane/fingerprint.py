@@ -16,6 +16,7 @@ the same on every x86-64 CPU with AVX2 and at every thread count; `--check` runs
 a fresh process (the settings are read when the libraries load) and on a mismatch names the CPU, its
 flags, the thread count and the library versions.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -78,12 +79,20 @@ def compute() -> dict[str, str]:
         model = build_model(cfg)
         sgd = SGD(loss=loss, epochs=2, batch_size=64, lr=0.01, **kw)
         history = engine.train(model, train, val, sgd, seed=seed, engine=engine_name)
-        out[name] = _digest(model_bytes(model, cfg), [s.to_dict() | {"seconds": 0} for s in history],
-                            final_metrics(model, loss, train, val))
+        out[name] = _digest(
+            model_bytes(model, cfg),
+            [s.to_dict() | {"seconds": 0} for s in history],
+            final_metrics(model, loss, train, val),
+        )
         return model, cfg
 
     book, book_cfg = fit("mlp_nll_fused", ModelConfig(), "nll")
-    fit("mlp_mse_decay_dropout", ModelConfig(hidden=(64,), head="softmax", dropout=0.5), "mse", weight_decay=0.002)
+    fit(
+        "mlp_mse_decay_dropout",
+        ModelConfig(hidden=(64,), head="softmax", dropout=0.5),
+        "mse",
+        weight_decay=0.002,
+    )
     fit("mlp_autograd", ModelConfig(hidden=(64,)), "nll", engine_name="autograd")
     fit("mlp_augmented", ModelConfig(hidden=(64,)), "nll", augment_shift=2)
     fit("cnn", ModelConfig(arch="cnn", channels=(16, 8), hidden=(32,)), "nll", seed=3)
@@ -93,14 +102,20 @@ def compute() -> dict[str, str]:
     for seed in (0, 1, 2):
         torch.manual_seed(seed)
         models.append(build_model(cfg))
-    histories = train_many(models, train, val, SGD(loss="nll", epochs=2, batch_size=64, lr=0.01), seeds=[0, 1, 2])
-    out["mlp_side_by_side"] = _digest(*(model_bytes(m, cfg) for m in models),
-                                      [[s.to_dict() | {"seconds": 0} for s in h] for h in histories])
+    histories = train_many(
+        models, train, val, SGD(loss="nll", epochs=2, batch_size=64, lr=0.01), seeds=[0, 1, 2]
+    )
+    out["mlp_side_by_side"] = _digest(
+        *(model_bytes(m, cfg) for m in models),
+        [[s.to_dict() | {"seconds": 0} for s in h] for h in histories],
+    )
 
     evaluation = evaluate_model(book, "nll", ["a", "b"], train, val, 10)
     gradients = logit_gradients(book, "nll", *train)
     out["evaluate"] = _digest(list(evaluation), gradients)
-    out["shift_test"] = _digest(list(shift_test(book, val[0].view(-1, 3, 32, 32), val[1], 2, ["fill", "wrap"], 1)))
+    out["shift_test"] = _digest(
+        list(shift_test(book, val[0].view(-1, 3, 32, 32), val[1], 2, ["fill", "wrap"], 1))
+    )
     return out
 
 
@@ -113,24 +128,40 @@ def machine() -> dict[str, object]:
     from birdplane import numerics, provenance
 
     model, flags = provenance.cpu()
-    blas = [f"{i.get('internal_api')} {i.get('version')} {i.get('architecture')}" for i in threadpool_info()
-            if i.get("user_api") == "blas"]
-    return {"cpu": model, "system": platform.system(),
-            "flags": sorted(flags & {"avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni"}),
-            "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
-            "torch": torch.__version__, "numpy": numpy.__version__, "blas": blas,
-            "aten_capability": torch.backends.cpu.get_cpu_capability(), "numerics": numerics.describe()}
+    blas = [
+        f"{i.get('internal_api')} {i.get('version')} {i.get('architecture')}"
+        for i in threadpool_info()
+        if i.get("user_api") == "blas"
+    ]
+    return {
+        "cpu": model,
+        "system": platform.system(),
+        "flags": sorted(
+            flags & {"avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni"}
+        ),
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "blas": blas,
+        "aten_capability": torch.backends.cpu.get_cpu_capability(),
+        "numerics": numerics.describe(),
+    }
 
 
 def run_one(threads: int) -> dict:
     """compute() in a fresh process with `threads` torch threads: {digests, machine}."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    code = ("import json; from birdplane.numerics import pin; pin(); import torch; torch.set_num_threads(%d); "
-            "from birdplane import fingerprint as f; print(json.dumps({'digests': f.compute(), 'machine': f.machine()}))"
-            % threads)
+    code = (
+        "import json; from birdplane.numerics import pin; pin(); import torch; torch.set_num_threads(%d); "
+        "from birdplane import fingerprint as f; print(json.dumps({'digests': f.compute(), 'machine': f.machine()}))"
+        % threads
+    )
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     if r.returncode != 0:
-        raise SystemExit(f"fingerprint: the run with {threads} thread(s) failed:\n{r.stderr.strip()}")
+        raise SystemExit(
+            f"fingerprint: the run with {threads} thread(s) failed:\n{r.stderr.strip()}"
+        )
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
@@ -141,11 +172,16 @@ def build_differs(made_on: dict, here: dict) -> str | None:
     flags, so they are compared, and a mismatch says which build it was."""
     from birdplane.provenance import release
 
-    if release(made_on.get("torch")) == release(here.get("torch")) and made_on.get("numpy") == here.get("numpy") \
-            and made_on.get("system") == here.get("system"):
+    if (
+        release(made_on.get("torch")) == release(here.get("torch"))
+        and made_on.get("numpy") == here.get("numpy")
+        and made_on.get("system") == here.get("system")
+    ):
         return None
-    return (f"the committed digests are of torch {made_on.get('torch')}, numpy {made_on.get('numpy')} on "
-            f"{made_on.get('system')}; this is torch {here.get('torch')}, numpy {here.get('numpy')} on {here.get('system')}")
+    return (
+        f"the committed digests are of torch {made_on.get('torch')}, numpy {made_on.get('numpy')} on "
+        f"{made_on.get('system')}; this is torch {here.get('torch')}, numpy {here.get('numpy')} on {here.get('system')}"
+    )
 
 
 def mismatches(expected: dict[str, str], got: dict[str, str]) -> list[str]:
@@ -156,8 +192,15 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--check", action="store_true", help="compare with the committed digests")
     ap.add_argument("--write", action="store_true", help="write this machine's digests to --file")
-    ap.add_argument("--file", type=Path, default=COMMITTED, help="the committed digests (default: %(default)s)")
-    ap.add_argument("--threads", type=int, nargs="+", help="thread counts (default: 1, 2 and the machine's count)")
+    ap.add_argument(
+        "--file", type=Path, default=COMMITTED, help="the committed digests (default: %(default)s)"
+    )
+    ap.add_argument(
+        "--threads",
+        type=int,
+        nargs="+",
+        help="thread counts (default: 1, 2 and the machine's count)",
+    )
     args = ap.parse_args(argv)
     counts = sorted(set(args.threads or (1, 2, os.cpu_count() or 1)))
 
@@ -165,14 +208,23 @@ def main(argv: list[str] | None = None) -> int:
 
     mode = numerics.requested_mode()
     if (args.check or args.write) and mode != numerics.PINNED:
-        print(f"fingerprint: numerics are {mode!r} here ({numerics.MODE_VARIABLE}={os.environ.get(numerics.MODE_VARIABLE)!r}, "
-              f"machine {platform.machine()}): only pinned numerics on x86-64 give the committed bits", file=sys.stderr)
+        print(
+            f"fingerprint: numerics are {mode!r} here "
+            f"({numerics.MODE_VARIABLE}={os.environ.get(numerics.MODE_VARIABLE)!r}, "
+            f"machine {platform.machine()}): only pinned numerics on x86-64 give the committed bits",
+            file=sys.stderr,
+        )
         return 2
     runs = {n: run_one(n) for n in counts}
     first = runs[counts[0]]
     if args.write:
         with args.file.open("w", encoding="utf-8") as f:
-            json.dump({"digests": first["digests"], "made_on": first["machine"]}, f, indent=2, sort_keys=True)
+            json.dump(
+                {"digests": first["digests"], "made_on": first["machine"]},
+                f,
+                indent=2,
+                sort_keys=True,
+            )
             f.write("\n")
     if not (args.check or args.write):
         print(json.dumps(runs, indent=2, sort_keys=True))
@@ -190,15 +242,22 @@ def main(argv: list[str] | None = None) -> int:
         if bad:
             failed = True
             m = r["machine"]
-            print(f"fingerprint: {', '.join(bad)} differ from {args.file.name} with {n} thread(s) on {m['cpu']} "
-                  f"(flags {' '.join(m['flags'])}; ATen {m['aten_capability']}; {'; '.join(m['blas'])}; "
-                  f"torch {m['torch']}, numpy {m['numpy']}; {m['cpu_count']} CPUs)", file=sys.stderr)
+            print(
+                f"fingerprint: {', '.join(bad)} differ from {args.file.name} with {n} thread(s) on {m['cpu']} "
+                f"(flags {' '.join(m['flags'])}; ATen {m['aten_capability']}; {'; '.join(m['blas'])}; "
+                f"torch {m['torch']}, numpy {m['numpy']}; {m['cpu_count']} CPUs)",
+                file=sys.stderr,
+            )
     if failed:
-        print("fingerprint: this machine does not compute the committed bits; docs/reproducing.md says what to do",
-              file=sys.stderr)
+        print(
+            "fingerprint: this machine does not compute the committed bits; docs/reproducing.md says what to do",
+            file=sys.stderr,
+        )
         return 1
-    print(f"fingerprint: {len(expected)} workloads give the committed digests with {', '.join(map(str, counts))} "
-          f"thread(s) on {first['machine']['cpu']}")
+    print(
+        f"fingerprint: {len(expected)} workloads give the committed digests with {', '.join(map(str, counts))} "
+        f"thread(s) on {first['machine']['cpu']}"
+    )
     return 0
 
 

@@ -1,6 +1,7 @@
 """Inference: a trained model's outputs for a whole set, and the figures every stage reports from
 them (accuracy, mean loss). Training (the per-epoch validation pass), the sweep, evaluate and the
 shift test all go through here, so the same model gives the same numbers everywhere."""
+
 from __future__ import annotations
 
 from typing import Callable
@@ -21,7 +22,7 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 def predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Model outputs for all rows of x, in chunks."""
     model.eval()
-    return torch.cat([model(x[i:i + EVAL_CHUNK]) for i in range(0, len(x), EVAL_CHUNK)])
+    return torch.cat([model(x[i : i + EVAL_CHUNK]) for i in range(0, len(x), EVAL_CHUNK)])
 
 
 def accuracy(outputs: torch.Tensor, y: torch.Tensor) -> float:
@@ -30,25 +31,37 @@ def accuracy(outputs: torch.Tensor, y: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def loss_and_accuracy(model: nn.Module, loss_fn: LossFn, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+def loss_and_accuracy(
+    model: nn.Module, loss_fn: LossFn, x: torch.Tensor, y: torch.Tensor
+) -> tuple[float, float]:
     """Mean loss and accuracy over the whole set (a full no-grad pass)."""
     out = predict(model, x)
     return float(loss_fn(out, y)), accuracy(out, y)
 
 
-def final_metrics(model: nn.Module, loss: str, train: tuple[torch.Tensor, torch.Tensor],
-                  val: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:
+def final_metrics(
+    model: nn.Module,
+    loss: str,
+    train: tuple[torch.Tensor, torch.Tensor],
+    val: tuple[torch.Tensor, torch.Tensor],
+) -> dict[str, float]:
     """The trained model on all training and validation images: accuracy and mean loss of each,
     and the overfitting gap (train minus validation accuracy). One function for the training
     stages, the sweep and evaluate, so they report the same figures for the same model."""
     train_loss, train_acc = loss_and_accuracy(model, LOSSES[loss].mean, *train)
     val_loss, val_acc = loss_and_accuracy(model, LOSSES[loss].mean, *val)
-    return {"train_accuracy": train_acc, "val_accuracy": val_acc, "train_loss": train_loss, "val_loss": val_loss,
-            "overfit_gap": train_acc - val_acc}
+    return {
+        "train_accuracy": train_acc,
+        "val_accuracy": val_acc,
+        "train_loss": train_loss,
+        "val_loss": val_loss,
+        "overfit_gap": train_acc - val_acc,
+    }
 
 
-def logit_gradients(model: nn.Module, loss: str, x: torch.Tensor, y: torch.Tensor,
-                    confident: float = 0.1) -> dict[str, float | int | None]:
+def logit_gradients(
+    model: nn.Module, loss: str, x: torch.Tensor, y: torch.Tensor, confident: float = 0.1
+) -> dict[str, float | int | None]:
     """How hard the loss pushes on the images the model gets wrong: the size (L2 norm) of each
     image's loss gradient with respect to its logits (the last Linear layer's outputs), averaged
     over the misclassified images, and over the confidently wrong ones (probability of the correct
@@ -74,5 +87,10 @@ def logit_gradients(model: nn.Module, loss: str, x: torch.Tensor, y: torch.Tenso
     def mean(mask: torch.Tensor) -> float | None:
         return float(norms[mask].mean()) if bool(mask.any()) else None
 
-    return {"misclassified": mean(wrong), "confidently_wrong": mean(sure), "all": float(norms.mean()),
-            "n_misclassified": int(wrong.sum()), "n_confidently_wrong": int(sure.sum())}
+    return {
+        "misclassified": mean(wrong),
+        "confidently_wrong": mean(sure),
+        "all": float(norms.mean()),
+        "n_misclassified": int(wrong.sum()),
+        "n_confidently_wrong": int(sure.sum()),
+    }

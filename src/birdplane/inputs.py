@@ -12,6 +12,7 @@ A schema is plain data: a dict of key -> schema (a "?" before a key: it may be m
 `Each(schema)` for a list, `Values(schema)` for a mapping with any keys, `Maybe(schema)` for a
 value that may be null, or a check function returning what is wrong (or None).
 """
+
 from __future__ import annotations
 
 import json
@@ -104,11 +105,16 @@ def problem(value: Any, schema: Any, where: str = "") -> str | None:
             return f"{at} is {_shown(value)}, not a list"
         if len(value) < schema.min_len:
             return f"{at} has {len(value)} entries, fewer than {schema.min_len}"
-        return next((p for i, v in enumerate(value) if (p := problem(v, schema.item, f"{where}[{i}]"))), None)
+        return next(
+            (p for i, v in enumerate(value) if (p := problem(v, schema.item, f"{where}[{i}]"))),
+            None,
+        )
     if isinstance(schema, Values):
         if not isinstance(value, dict):
             return f"{at} is {_shown(value)}, not a mapping"
-        return next((p for k, v in value.items() if (p := problem(v, schema.item, f"{where}.{k}"))), None)
+        return next(
+            (p for k, v in value.items() if (p := problem(v, schema.item, f"{where}.{k}"))), None
+        )
     if isinstance(schema, Maybe):
         return None if value is None else problem(value, schema.item, where)
     found = schema(value)
@@ -120,29 +126,86 @@ def _spread(item: Check) -> dict:
     return {"mean": item, "std": number, "n": count}
 
 
-STATS = {"mean": Each(fraction), "std": Each(number), "?classes": Each(text, 2), "?n_train": count, "?n_val": count,
-         "?train_per_class": Values(count), "?source": {"?md5": text, "?bytes": count}}
-STATS_REPORT = {**STATS, "classes": Each(text, 2), "n_train": count, "n_val": count,
-                "train_per_class": Values(count)}
+STATS = {
+    "mean": Each(fraction),
+    "std": Each(number),
+    "?classes": Each(text, 2),
+    "?n_train": count,
+    "?n_val": count,
+    "?train_per_class": Values(count),
+    "?source": {"?md5": text, "?bytes": count},
+}
+STATS_REPORT = {
+    **STATS,
+    "classes": Each(text, 2),
+    "n_train": count,
+    "n_val": count,
+    "train_per_class": Values(count),
+}
 TRAIN_METRICS = {
-    "train_accuracy": fraction, "val_accuracy": fraction, "overfit_gap": number, "n_parameters": count,
-    "model": text, "recipe": {"hidden": Each(count), "lr": number, "loss": text, "epochs": count, "batch_size": count},
-    "?seeds": Maybe({"?runs": Each(anything), **{f"?{k}": Maybe(_spread(number)) for k in (
-        "train_accuracy", "val_accuracy", "overfit_gap", "best_val_accuracy", "best_epoch", "val_ece")}}),
+    "train_accuracy": fraction,
+    "val_accuracy": fraction,
+    "overfit_gap": number,
+    "n_parameters": count,
+    "model": text,
+    "recipe": {
+        "hidden": Each(count),
+        "lr": number,
+        "loss": text,
+        "epochs": count,
+        "batch_size": count,
+    },
+    "?seeds": Maybe(
+        {
+            "?runs": Each(anything),
+            **{
+                f"?{k}": Maybe(_spread(number))
+                for k in (
+                    "train_accuracy",
+                    "val_accuracy",
+                    "overfit_gap",
+                    "best_val_accuracy",
+                    "best_epoch",
+                    "val_ece",
+                )
+            },
+        }
+    ),
 }
 EVAL_METRICS = {
-    "train_accuracy": fraction, "val_accuracy": fraction, "overfit_gap": number, "train_loss": number,
-    "val_loss": number, "val_nll": number, "val_ece": fraction, "n_parameters": count,
-    "per_class": Values({"precision": fraction, "recall": fraction, "f1": fraction, "support": count}),
+    "train_accuracy": fraction,
+    "val_accuracy": fraction,
+    "overfit_gap": number,
+    "train_loss": number,
+    "val_loss": number,
+    "val_nll": number,
+    "val_ece": fraction,
+    "n_parameters": count,
+    "per_class": Values(
+        {"precision": fraction, "recall": fraction, "f1": fraction, "support": count}
+    ),
     "confusion_matrix": {"labels": Each(text), "rows_actual_cols_predicted": Each(Each(count))},
 }
-SHIFT_METRICS = {"accuracy_at_0": fraction, "accuracy_by_shift": Values(fraction), "max_shift": count}
+SHIFT_METRICS = {
+    "accuracy_at_0": fraction,
+    "accuracy_by_shift": Values(fraction),
+    "max_shift": count,
+}
 TRAIN_LOG = {"?train_seconds": number, "?mlflow_run_id": text, "?mlflow_experiment": text}
 DOWNLOAD_LOG = {"url": text, "md5": text, "?bytes": count}
 SWEEP = {
-    "seeds": Each(count, 1), "epochs": count,
-    "configs": Values({"kind": text, "?hidden": Each(count), "?n_parameters": count, "?loss": text, "?lr": number,
-                       **{f"?{k}": _spread(number) for k in ("train_accuracy", "val_accuracy", "overfit_gap")}}),
+    "seeds": Each(count, 1),
+    "epochs": count,
+    "configs": Values(
+        {
+            "kind": text,
+            "?hidden": Each(count),
+            "?n_parameters": count,
+            "?loss": text,
+            "?lr": number,
+            **{f"?{k}": _spread(number) for k in ("train_accuracy", "val_accuracy", "overfit_gap")},
+        }
+    ),
     "small_rule": {"pick": text, "best": text, "hidden": Each(count)},
 }
 
@@ -154,15 +217,23 @@ def _stats_values(record: dict) -> str | None:
             return f"{key} has {len(record[key])} values, not 3 (one per channel: red, green, blue)"
     for i, s in enumerate(record["std"]):
         if not 0 < s <= 1:
-            return (f"the std of channel {i} ({CHANNELS[i]}) is {s!r}; normalizing divides by it, and pixels in "
-                    "[0, 1] have a std above 0 and at most 1")
+            return (
+                f"the std of channel {i} ({CHANNELS[i]}) is {s!r}; normalizing divides by it, and pixels in "
+                "[0, 1] have a std above 0 and at most 1"
+            )
     return None
 
 
 def _shift_rings(record: dict) -> str | None:
     """accuracy_by_shift has every ring 0..max_shift (the report reads the summary and the last)."""
-    missing = [r for r in range(record["max_shift"] + 1) if str(r) not in record["accuracy_by_shift"]]
-    return f"accuracy_by_shift lacks shift {missing[0]} (max_shift is {record['max_shift']})" if missing else None
+    missing = [
+        r for r in range(record["max_shift"] + 1) if str(r) not in record["accuracy_by_shift"]
+    ]
+    return (
+        f"accuracy_by_shift lacks shift {missing[0]} (max_shift is {record['max_shift']})"
+        if missing
+        else None
+    )
 
 
 # ---- reading
@@ -178,7 +249,9 @@ def _error(path: Path, stage: str, what: str) -> InputError:
 
 def _bytes(path: Path, stage: str) -> bytes:
     if not path.is_file():
-        raise InputError(f"{path} does not exist: run `dvc repro {stage}` (or `git checkout -- {path}`)")
+        raise InputError(
+            f"{path} does not exist: run `dvc repro {stage}` (or `git checkout -- {path}`)"
+        )
     if path.stat().st_size > MAX_BYTES:
         raise _error(path, stage, f"{path.stat().st_size:,} bytes, far more than the stage writes")
     return path.read_bytes()
@@ -199,21 +272,32 @@ def _refuse_constant(s: str) -> Any:
     raise _NotFinite(s)
 
 
-def read_json(path: Path, schema: Any, stage: str, check: Callable[[Any], str | None] | None = None) -> Any:
+def read_json(
+    path: Path, schema: Any, stage: str, check: Callable[[Any], str | None] | None = None
+) -> Any:
     """The JSON file at `path`, fitting `schema` (and `check`, on the whole record); `stage`:
     the DVC stage that writes it (the recovery the message names)."""
     path = Path(path)
     raw = _bytes(path, stage)
     try:
-        value = json.loads(raw.decode("utf-8"), parse_float=_finite_float, parse_constant=_refuse_constant)
+        value = json.loads(
+            raw.decode("utf-8"), parse_float=_finite_float, parse_constant=_refuse_constant
+        )
     except UnicodeDecodeError:
         raise _error(path, stage, "not UTF-8 text") from None
     except json.JSONDecodeError as e:
-        raise _error(path, stage, f"not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
+        raise _error(
+            path, stage, f"not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})"
+        ) from None
     except _NotFinite as e:
         raise _error(path, stage, f"holds {printable(str(e), 30)}, not a finite number") from None
-    except (ValueError, RecursionError) as e:  # an integer of thousands of digits, nesting thousands deep
-        raise _error(path, stage, f"unreadable JSON ({type(e).__name__}: {printable(str(e), 80)})") from None
+    except (
+        ValueError,
+        RecursionError,
+    ) as e:  # an integer of thousands of digits, nesting thousands deep
+        raise _error(
+            path, stage, f"unreadable JSON ({type(e).__name__}: {printable(str(e), 80)})"
+        ) from None
     found = problem(value, schema) or (check(value) if check else None)
     if found:
         raise _error(path, stage, found)
@@ -234,13 +318,20 @@ def read_csv(path: Path, numbers: tuple[str, ...], stage: str, texts: tuple[str,
         frame = pd.read_csv(io.BytesIO(raw), encoding="utf-8")
     except pd.errors.EmptyDataError:
         raise _error(path, stage, "empty, not a CSV table") from None
-    except Exception as e:  # a damaged CSV fails in the parser with ParserError, UnicodeDecodeError, ...
-        raise _error(path, stage, f"not a readable CSV table ({type(e).__name__}: "
-                                  f"{printable(str(e), 80)})") from None
+    except (
+        Exception
+    ) as e:  # a damaged CSV fails in the parser with ParserError, UnicodeDecodeError, ...
+        raise _error(
+            path, stage, f"not a readable CSV table ({type(e).__name__}: {printable(str(e), 80)})"
+        ) from None
     missing = [c for c in (*numbers, *texts) if c not in frame.columns]
     if missing:
-        raise _error(path, stage, f"no column {printable(missing[0], 40)!s} (it has "
-                                  f"{printable(', '.join(map(str, frame.columns)), 100)})")
+        raise _error(
+            path,
+            stage,
+            f"no column {printable(missing[0], 40)!s} (it has "
+            f"{printable(', '.join(map(str, frame.columns)), 100)})",
+        )
     if frame.empty:
         raise _error(path, stage, "a header without rows")
     for c in numbers:

@@ -11,6 +11,7 @@ that neither DVC's hash of an output folder nor `git add` ever sees one. A proce
 SIGKILL cannot delete its own; the next stage that writes into the same folder removes those of
 dead processes (`remove_stale`).
 """
+
 from __future__ import annotations
 
 import errno
@@ -64,7 +65,10 @@ def remove_stale(folder: Path) -> list[Path]:
 
 def no_space(e: BaseException) -> bool:
     """Whether `e` is the file system saying it is full (or the user's quota is)."""
-    return isinstance(e, OSError) and e.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+    return isinstance(e, OSError) and e.errno in (
+        errno.ENOSPC,
+        getattr(errno, "EDQUOT", errno.ENOSPC),
+    )
 
 
 class Outputs:
@@ -92,7 +96,9 @@ class Outputs:
     def write_json(self, dest: str | Path, obj: Any) -> None:
         self.write_text(dest, dumps_json(obj))
 
-    def write_csv(self, dest: str | Path, rows: list[dict[str, Any]], float_format: str | None = None) -> None:
+    def write_csv(
+        self, dest: str | Path, rows: list[dict[str, Any]], float_format: str | None = None
+    ) -> None:
         """Rows (dicts with the same keys, in column order) as CSV, without an index column."""
         import pandas as pd
 

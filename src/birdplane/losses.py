@@ -9,6 +9,7 @@ Adding a loss is one `register(Loss(...))`; params.yaml's `loss:` accepts every 
 Importing this module does not import torch (the config validates names against it); the
 functions import it when called.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -20,10 +21,11 @@ Tensor = "torch.Tensor"
 @dataclass(frozen=True)
 class Head:
     """The model's last layer: how logits become outputs, and outputs class probabilities."""
+
     name: str
-    module: str                                    # the torch.nn class, applied with dim=1
-    apply: Callable[[Tensor, int], Tensor]         # (logits, class dim) -> outputs
-    probabilities: Callable[[Tensor], Tensor]      # outputs -> class probabilities
+    module: str  # the torch.nn class, applied with dim=1
+    apply: Callable[[Tensor, int], Tensor]  # (logits, class dim) -> outputs
+    probabilities: Callable[[Tensor], Tensor]  # outputs -> class probabilities
 
 
 def _log_softmax(z, dim):
@@ -63,7 +65,9 @@ LOSSES: dict[str, Loss] = {}
 
 def register(loss: Loss) -> Loss:
     if loss.head not in HEADS:
-        raise ValueError(f"loss {loss.name!r}: unknown head {loss.head!r}; use one of {sorted(HEADS)}")
+        raise ValueError(
+            f"loss {loss.name!r}: unknown head {loss.head!r}; use one of {sorted(HEADS)}"
+        )
     LOSSES[loss.name] = loss
     return loss
 
@@ -80,6 +84,7 @@ def onehot(y, classes: int, dim: int, dtype):
 
 
 # ---- NLLLoss on LogSoftmax outputs: -log p(correct class), unbounded for confident mistakes
+
 
 def _nll_mean(log_probs, target):
     import torch.nn.functional as F
@@ -100,7 +105,9 @@ def _nll_grad(z, y):
     n = z.shape[-1]
     outputs = _over_classes(torch.log_softmax, z)
     target = onehot(y, z.shape[-2], -2, z.dtype)
-    return outputs.exp().sub_(target).div_(n), outputs.transpose(-2, -1)  # softmax - onehot, averaged
+    return outputs.exp().sub_(target).div_(n), outputs.transpose(
+        -2, -1
+    )  # softmax - onehot, averaged
 
 
 def _nll_total(outputs, y):
@@ -108,6 +115,7 @@ def _nll_total(outputs, y):
 
 
 # ---- MSELoss between Softmax outputs and one-hot targets: at most 1 per image, however wrong
+
 
 def _mse_mean(probs, target):
     import torch.nn.functional as F
@@ -121,7 +129,9 @@ def _mse_grad(z, y):
     c, n = z.shape[-2:]
     p = _over_classes(torch.softmax, z)
     dp = (p - onehot(y, c, -2, z.dtype)).mul_(2 / (n * c))  # averaged over n*c entries
-    dot = (dp * p).transpose(-2, -1).sum(dim=-1, keepdim=True).transpose(-2, -1)  # per image, as above
+    dot = (
+        (dp * p).transpose(-2, -1).sum(dim=-1, keepdim=True).transpose(-2, -1)
+    )  # per image, as above
     return p * (dp - dot), p.transpose(-2, -1)  # through the softmax Jacobian
 
 
@@ -130,10 +140,26 @@ def _mse_total(outputs, y):
     return (outputs - onehot(y, classes, -1, outputs.dtype)).square().sum((-2, -1)) / classes
 
 
-NLL = register(Loss("nll", "log_softmax", _nll_mean, _nll_grad, _nll_total,
-                    "NLLLoss on LogSoftmax: -log p(correct class), the book's loss for classification"))
-MSE = register(Loss("mse", "softmax", _mse_mean, _mse_grad, _mse_total,
-                    "MSELoss between Softmax outputs and one-hot targets (homework task 1)"))
+NLL = register(
+    Loss(
+        "nll",
+        "log_softmax",
+        _nll_mean,
+        _nll_grad,
+        _nll_total,
+        "NLLLoss on LogSoftmax: -log p(correct class), the book's loss for classification",
+    )
+)
+MSE = register(
+    Loss(
+        "mse",
+        "softmax",
+        _mse_mean,
+        _mse_grad,
+        _mse_total,
+        "MSELoss between Softmax outputs and one-hot targets (homework task 1)",
+    )
+)
 
 
 def nll(log_probs, target):

@@ -21,6 +21,7 @@ never lets the file decide how much memory is used:
 and only then `build_model` allocates the layers. Evaluate, shift-test and serving load models
 here; birdplane.models keeps the net and its serialization (a dependency of every training stage).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -53,7 +54,9 @@ class ModelFileError(BirdplaneError):
 
 def _max_length(field: str) -> int:
     """The longest list params.yaml allows for a variant's `field` (hidden: 8 layers, channels: 4)."""
-    return next(m.max_length for m in VariantConfig.model_fields[field].metadata if hasattr(m, "max_length"))
+    return next(
+        m.max_length for m in VariantConfig.model_fields[field].metadata if hasattr(m, "max_length")
+    )
 
 
 def recovery(path: Path) -> str:
@@ -69,11 +72,15 @@ class _Refused(Exception):
 def _check_container(path: Path) -> None:
     """Size and zip directory, before torch reads anything (step 1 of the module's docstring)."""
     if not path.is_file():
-        raise ModelFileError(f"{path} does not exist: run `dvc repro train@{path.stem}` (or `dvc checkout {path}`)")
+        raise ModelFileError(
+            f"{path} does not exist: run `dvc repro train@{path.stem}` (or `dvc checkout {path}`)"
+        )
     size = path.stat().st_size
     if size > MAX_FILE_BYTES:
-        raise _Refused(f"{size:,} bytes, more than a model within params.yaml's bounds can be "
-                       f"({MAX_FILE_BYTES:,} bytes for {MAX_PARAMETERS:,} parameters)")
+        raise _Refused(
+            f"{size:,} bytes, more than a model within params.yaml's bounds can be "
+            f"({MAX_FILE_BYTES:,} bytes for {MAX_PARAMETERS:,} parameters)"
+        )
     with path.open("rb") as f:
         if f.read(4) != b"PK\x03\x04":
             raise _Refused("not a zip file (torch.save writes one)")
@@ -81,7 +88,9 @@ def _check_container(path: Path) -> None:
         with zipfile.ZipFile(path) as z:
             records = z.infolist()
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
-        raise _Refused(f"truncated or corrupt: its zip directory is unreadable ({printable(str(e), 100)})") from None
+        raise _Refused(
+            f"truncated or corrupt: its zip directory is unreadable ({printable(str(e), 100)})"
+        ) from None
     if len(records) > MAX_RECORDS:
         raise _Refused(f"{len(records):,} records in its zip, more than a model has")
     if any(r.compress_type != zipfile.ZIP_STORED for r in records):
@@ -100,9 +109,13 @@ def _load_blob(path: Path) -> Any:
             return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except pickle.UnpicklingError:
         # torch's message suggests weights_only=False: that would run whatever the file names
-        raise _Refused("its pickle asks for objects a model file never holds (only tensors and plain "
-                       "containers are loaded; nothing in the file was run)") from None
-    except Exception as e:  # a damaged zip or pickle fails with anything from RuntimeError to KeyError
+        raise _Refused(
+            "its pickle asks for objects a model file never holds (only tensors and plain "
+            "containers are loaded; nothing in the file was run)"
+        ) from None
+    except (
+        Exception
+    ) as e:  # a damaged zip or pickle fails with anything from RuntimeError to KeyError
         why = printable(str(e).split("\n", 1)[0], 120)
         why = type(e).__name__ if "weights_only" in why else f"{type(e).__name__}: {why}"
         raise _Refused(f"torch cannot read it ({why})") from None
@@ -119,8 +132,10 @@ def _widths(value: object, name: str, longest: int) -> str | None:
     if len(value) > longest:
         return f"config {name} has {len(value)} layers, more than params.yaml allows ({longest})"
     if any(not 1 <= w <= MAX_WIDTH for w in value):
-        return (f"config {name} {printable(repr(value), 60)} holds a width outside 1..{MAX_WIDTH:,} "
-                "(params.yaml's bound)")
+        return (
+            f"config {name} {printable(repr(value), 60)} holds a width outside 1..{MAX_WIDTH:,} "
+            "(params.yaml's bound)"
+        )
     return None
 
 
@@ -146,8 +161,9 @@ def config_problem(config: object) -> str | None:
     for key, names in (("activation", ACTIVATIONS), ("head", HEADS), ("arch", ARCHS)):
         if not isinstance(c[key], str) or c[key] not in names:
             return f"config {key} is {printable(repr(c[key]), 40)}, not one of {', '.join(names)}"
-    problem = _widths(c["hidden"], "hidden", _max_length("hidden")) or \
-        _widths(c["channels"], "channels", _max_length("channels"))
+    problem = _widths(c["hidden"], "hidden", _max_length("hidden")) or _widths(
+        c["channels"], "channels", _max_length("channels")
+    )
     if problem:
         return problem
     if (c["arch"] == "cnn") != bool(c["channels"]):
@@ -195,7 +211,9 @@ def _state_problem(state: object, cfg) -> str | None:
         if not isinstance(t, torch.Tensor) or t.layout != torch.strided:
             return f"state_dict {key} is a {type(t).__name__}, not a dense tensor"
         if tuple(t.shape) != shape:
-            return f"state_dict {key} has shape {list(t.shape)}, its config's net needs {list(shape)}"
+            return (
+                f"state_dict {key} has shape {list(t.shape)}, its config's net needs {list(shape)}"
+            )
         if t.dtype != torch.float32:
             return f"state_dict {key} is {t.dtype}, not float32"
         if not bool(torch.isfinite(t).all()):
@@ -203,7 +221,9 @@ def _state_problem(state: object, cfg) -> str | None:
     return None
 
 
-def read_checked(path: Path, n_classes: int | None = None, fix: str | None = None) -> tuple[ModelConfig, dict]:
+def read_checked(
+    path: Path, n_classes: int | None = None, fix: str | None = None
+) -> tuple[ModelConfig, dict]:
     """The (ModelConfig, state_dict) of a model file, every check of the module's docstring
     passed; `n_classes`: the number of classes the data has, which the model must predict; `fix`:
     how to get a good copy, where it is not the project's models/<variant>.pt (a logged model)."""
@@ -211,8 +231,9 @@ def read_checked(path: Path, n_classes: int | None = None, fix: str | None = Non
     try:
         return _read(path, n_classes)
     except _Refused as e:
-        raise ModelFileError(f"{path}: {e}; not a model file the training stage wrote: "
-                             f"{fix or recovery(path)}") from None
+        raise ModelFileError(
+            f"{path}: {e}; not a model file the training stage wrote: {fix or recovery(path)}"
+        ) from None
 
 
 def _read(path: Path, n_classes: int | None) -> tuple[ModelConfig, dict]:

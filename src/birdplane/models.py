@@ -1,5 +1,6 @@
 """The lecture's classifiers, built from a small config: the fully connected nets of chapter 7 and,
 for comparison on shifted images, the small convolutional net of chapter 8."""
+
 from __future__ import annotations
 
 import io
@@ -30,14 +31,14 @@ def _head(name: str) -> type[nn.Module]:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    in_features: int = IN_FEATURES     # a flattened 32x32 RGB image: no notion of neighbouring pixels
-    hidden: tuple[int, ...] = (512,)   # the book's single hidden layer
-    n_classes: int = 2                 # birds vs airplanes
+    in_features: int = IN_FEATURES  # a flattened 32x32 RGB image: no notion of neighbouring pixels
+    hidden: tuple[int, ...] = (512,)  # the book's single hidden layer
+    n_classes: int = 2  # birds vs airplanes
     activation: str = "tanh"
-    head: str = "log_softmax"          # log-probabilities for NLLLoss; "softmax" for MSELoss
-    arch: str = "mlp"                  # "cnn": convolutions first, shared weights over positions
-    channels: tuple[int, ...] = ()     # cnn only: 3x3 convolutions, each followed by a 2x2 max-pool
-    dropout: float = 0.0               # dropped share of each hidden layer's outputs while training
+    head: str = "log_softmax"  # log-probabilities for NLLLoss; "softmax" for MSELoss
+    arch: str = "mlp"  # "cnn": convolutions first, shared weights over positions
+    channels: tuple[int, ...] = ()  # cnn only: 3x3 convolutions, each followed by a 2x2 max-pool
+    dropout: float = 0.0  # dropped share of each hidden layer's outputs while training
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -95,7 +96,11 @@ def describe(cfg: ModelConfig) -> str:
     act = ACTIVATIONS[cfg.activation].module
     extra = f", dropout {cfg.dropout:g}" if cfg.dropout else ""
     if cfg.arch == "cnn":
-        flat = cfg.channels[-1] * (IMAGE[1] >> len(cfg.channels)) ** 2 if cfg.channels else cfg.in_features
+        flat = (
+            cfg.channels[-1] * (IMAGE[1] >> len(cfg.channels)) ** 2
+            if cfg.channels
+            else cfg.in_features
+        )
         widths = "-".join(str(w) for w in (flat, *cfg.hidden, cfg.n_classes))
         return f"conv {'-'.join(map(str, cfg.channels))}, {widths}, {act}, {HEADS[cfg.head].module}{extra}"
     widths = "-".join(str(w) for w in (cfg.in_features, *cfg.hidden, cfg.n_classes))

@@ -29,6 +29,7 @@ between machines and thread counts, and say so in their provenance). Off x86-64 
 ARM Linux) nothing is pinned: those CPUs cannot give x86 bits. docs/reproducing.md has the details
 and the measurements; `python -m birdplane.fingerprint` checks a machine.
 """
+
 from __future__ import annotations
 
 import os
@@ -41,8 +42,9 @@ MODE_VARIABLE = "BIRDPLANE_NUMERICS"
 PINNED, FAST, NATIVE = "pinned", "fast", "native"
 # OpenBLAS splits a product's sums by its thread count, so the count is fixed, whatever torch uses:
 # two threads, as on the 2-core machines this was built on (docs/performance.md, "Pinned
-# numerics"). OpenBLAS starts no more threads than the CPUs the process may use, so install() sets the count again at run time
-# (threadpoolctl), which it honours: on one CPU the two threads take turns.
+# numerics"). OpenBLAS starts no more threads than the CPUs the process may use, so install() sets
+# the count again at run time (threadpoolctl), which it honours: on one CPU the two threads take
+# turns.
 BLAS_THREADS = 2
 # set before numpy and torch load; each is read once, when its library starts
 ENVIRONMENT = {
@@ -66,7 +68,9 @@ def requested_mode() -> str:
     """pinned (the default on x86-64), fast (BIRDPLANE_NUMERICS=fast), or native (not x86-64)."""
     value = os.environ.get(MODE_VARIABLE, PINNED).strip().lower() or PINNED
     if value not in (PINNED, FAST):
-        raise NumericsError(f"{MODE_VARIABLE}={value!r} is not a mode; use 'pinned' (default) or 'fast'")
+        raise NumericsError(
+            f"{MODE_VARIABLE}={value!r} is not a mode; use 'pinned' (default) or 'fast'"
+        )
     if value == FAST:
         return FAST
     return PINNED if platform.machine().lower() in ("x86_64", "amd64") else NATIVE
@@ -83,8 +87,10 @@ def pin() -> str:
     loaded = [m for m in ("torch", "numpy") if m in sys.modules]
     wrong = {k: os.environ.get(k) for k, v in ENVIRONMENT.items() if os.environ.get(k) != v}
     if loaded and wrong:
-        raise NumericsError(f"pinned numerics must be set before {' and '.join(loaded)} is imported "
-                            f"(call birdplane.numerics.pin() first; {', '.join(wrong)} not set)")
+        raise NumericsError(
+            f"pinned numerics must be set before {' and '.join(loaded)} is imported "
+            f"(call birdplane.numerics.pin() first; {', '.join(wrong)} not set)"
+        )
     os.environ.update(ENVIRONMENT)
     for k, v in SPEED_ENVIRONMENT.items():
         os.environ.setdefault(k, v)
@@ -106,7 +112,9 @@ def install() -> str:
         from threadpoolctl import threadpool_limits
 
         global _limits
-        _limits = threadpool_limits(BLAS_THREADS, user_api="blas")  # kept: the limit lasts while it lives
+        _limits = threadpool_limits(
+            BLAS_THREADS, user_api="blas"
+        )  # kept: the limit lasts while it lives
         _check_libraries()
         import torch
 
@@ -122,17 +130,28 @@ def _check_libraries() -> None:
 
     capability = torch.backends.cpu.get_cpu_capability()
     if capability != "AVX2":
-        raise NumericsError(f"pinned numerics need AVX2, and ATen runs {capability} code here (a CPU without AVX2 "
-                            f"and FMA, or torch imported before birdplane.numerics.pin()); set "
-                            f"{MODE_VARIABLE}=fast to run anyway, without bit-exact results")
+        raise NumericsError(
+            f"pinned numerics need AVX2, and ATen runs {capability} code here (a CPU without AVX2 "
+            f"and FMA, or torch imported before birdplane.numerics.pin()); set "
+            f"{MODE_VARIABLE}=fast to run anyway, without bit-exact results"
+        )
     blas = [i for i in threadpool_info() if i.get("internal_api") == "openblas"]
-    if not blas or any(str(i.get("architecture")).lower() != "haswell" or i.get("num_threads") != BLAS_THREADS
-                       for i in blas):
-        found = ", ".join(f"{i.get('filepath')}: {i.get('architecture')}, {i.get('num_threads')} threads"
-                          for i in blas) or "none"
-        raise NumericsError(f"pinned numerics need numpy's OpenBLAS with the Haswell kernels and {BLAS_THREADS} "
-                            f"threads, found {found} "
-                            f"(numpy imported before birdplane.numerics.pin()?)")
+    if not blas or any(
+        str(i.get("architecture")).lower() != "haswell" or i.get("num_threads") != BLAS_THREADS
+        for i in blas
+    ):
+        found = (
+            ", ".join(
+                f"{i.get('filepath')}: {i.get('architecture')}, {i.get('num_threads')} threads"
+                for i in blas
+            )
+            or "none"
+        )
+        raise NumericsError(
+            f"pinned numerics need numpy's OpenBLAS with the Haswell kernels and {BLAS_THREADS} "
+            f"threads, found {found} "
+            f"(numpy imported before birdplane.numerics.pin()?)"
+        )
 
 
 def gemm(a, b, out) -> None:
@@ -157,8 +176,10 @@ def _check(*tensors) -> None:
 
     for t in tensors:
         if t.dtype not in (torch.float32, torch.float64) or t.dtype != tensors[0].dtype:
-            raise NumericsError(f"pinned numerics implement float32 and float64 products only, got "
-                                f"{', '.join(str(x.dtype) for x in tensors)} (set {MODE_VARIABLE}=fast for others)")
+            raise NumericsError(
+                f"pinned numerics implement float32 and float64 products only, got "
+                f"{', '.join(str(x.dtype) for x in tensors)} (set {MODE_VARIABLE}=fast for others)"
+            )
 
 
 def _mm(a, b):
@@ -228,13 +249,16 @@ def _out(fn):
         result = fn(*args, **kwargs)
         out.resize_(result.shape)
         return out.copy_(result)
+
     return kernel
 
 
 def _conv_args(stride, padding, dilation, transposed, groups):
     if transposed or groups != 1 or any(d != 1 for d in dilation) or len(stride) != 2:
-        raise NumericsError("pinned numerics implement plain 2-D convolutions only (no groups, dilation or "
-                            f"transposed convolutions); set {MODE_VARIABLE}=fast for others")
+        raise NumericsError(
+            "pinned numerics implement plain 2-D convolutions only (no groups, dilation or "
+            f"transposed convolutions); set {MODE_VARIABLE}=fast for others"
+        )
     return list(stride), list(padding)
 
 
@@ -258,7 +282,9 @@ def _weight_rows(weight):
     return weight.permute(0, 2, 3, 1).reshape(weight.shape[0], -1)
 
 
-def _convolution(input, weight, bias, stride, padding, dilation, transposed, output_padding, groups):
+def _convolution(
+    input, weight, bias, stride, padding, dilation, transposed, output_padding, groups
+):
     stride, padding = _conv_args(stride, padding, dilation, transposed, groups)
     n, o = input.shape[0], weight.shape[0]
     rows, (oh, ow) = _columns(input, tuple(weight.shape[2:]), stride, padding)
@@ -268,8 +294,19 @@ def _convolution(input, weight, bias, stride, padding, dilation, transposed, out
     return out.view(n, oh, ow, o).permute(0, 3, 1, 2)
 
 
-def _convolution_backward(grad_output, input, weight, bias_sizes, stride, padding, dilation, transposed,
-                          output_padding, groups, output_mask):
+def _convolution_backward(
+    grad_output,
+    input,
+    weight,
+    bias_sizes,
+    stride,
+    padding,
+    dilation,
+    transposed,
+    output_padding,
+    groups,
+    output_mask,
+):
     import torch
 
     (sh, sw), (ph, pw) = _conv_args(stride, padding, dilation, transposed, groups)
@@ -284,8 +321,10 @@ def _convolution_backward(grad_output, input, weight, bias_sizes, stride, paddin
         padded = torch.zeros(n, h + 2 * ph, w + 2 * pw, c, dtype=cols.dtype)
         for i in range(kh):
             for j in range(kw):
-                padded[:, i:i + (oh - 1) * sh + 1:sh, j:j + (ow - 1) * sw + 1:sw, :] += cols[:, :, :, i, j, :]
-        grad_input = padded[:, ph:ph + h, pw:pw + w, :].permute(0, 3, 1, 2)
+                padded[:, i : i + (oh - 1) * sh + 1 : sh, j : j + (ow - 1) * sw + 1 : sw, :] += (
+                    cols[:, :, :, i, j, :]
+                )
+        grad_input = padded[:, ph : ph + h, pw : pw + w, :].permute(0, 3, 1, 2)
     if output_mask[1]:
         rows, _ = _columns(input, (kh, kw), (sh, sw), (ph, pw))
         grad_weight = _mm(go.t(), rows).view(o, kh, kw, c).permute(0, 3, 1, 2)
@@ -304,11 +343,21 @@ def _register(torch) -> None:
 
     lib = torch.library.Library("aten", "IMPL")
     kernels = {
-        "mm": _mm, "mm.out": _out(_mm), "bmm": _bmm, "bmm.out": _out(_bmm),
-        "addmm": _addmm, "addmm_": _addmm_, "addmm.out": _out(_addmm),
-        "baddbmm": _baddbmm, "baddbmm_": _baddbmm_, "baddbmm.out": _out(_baddbmm),
-        "mv": _mv, "addmv": _addmv, "dot": _dot,
-        "convolution": _convolution, "convolution_backward": _convolution_backward,
+        "mm": _mm,
+        "mm.out": _out(_mm),
+        "bmm": _bmm,
+        "bmm.out": _out(_bmm),
+        "addmm": _addmm,
+        "addmm_": _addmm_,
+        "addmm.out": _out(_addmm),
+        "baddbmm": _baddbmm,
+        "baddbmm_": _baddbmm_,
+        "baddbmm.out": _out(_baddbmm),
+        "mv": _mv,
+        "addmv": _addmv,
+        "dot": _dot,
+        "convolution": _convolution,
+        "convolution_backward": _convolution_backward,
     }
     with warnings.catch_warnings():
         # "Overriding a previously registered kernel": that is the point
@@ -320,7 +369,10 @@ def _register(torch) -> None:
 
 def describe() -> dict[str, object]:
     """What decides the bits in this process, for provenance (logs/, never a stage's dependency)."""
-    info: dict[str, object] = {"mode": _installed or requested_mode(), "machine": platform.machine()}
+    info: dict[str, object] = {
+        "mode": _installed or requested_mode(),
+        "machine": platform.machine(),
+    }
     if info["mode"] == PINNED:
         info["environment"] = {k: os.environ.get(k) for k in ENVIRONMENT}
     return info

@@ -7,6 +7,7 @@ Prints Markdown (the workflow appends it to $GITHUB_STEP_SUMMARY): `dvc params d
 that `python -m birdplane.reproduce --summary FILE` wrote), then where the rendered report is. What
 CML posts as a comment, without a token that can write: the job summary needs none.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,18 +27,24 @@ def dvc_table(*args: str, cwd: Path) -> str:
 
 def render(root: Path, base: str, head: str, verdict: Path | None, artifact: str) -> str:
     # both revisions named: after the check's re-run the working copy holds the fresh results
-    parts = [f"# What this change does to the results (`{head}` against `{base}`)",
-             "## Params", dvc_table("params", "diff", base, head, cwd=root),
-             "## Metrics (committed in this change against the base)",
-             dvc_table("metrics", "diff", base, head, "--precision", "4", cwd=root),
-             "## Reproduction"]
+    parts = [
+        f"# What this change does to the results (`{head}` against `{base}`)",
+        "## Params",
+        dvc_table("params", "diff", base, head, cwd=root),
+        "## Metrics (committed in this change against the base)",
+        dvc_table("metrics", "diff", base, head, "--precision", "4", cwd=root),
+        "## Reproduction",
+    ]
     if verdict and verdict.exists():
         with verdict.open(encoding="utf-8") as f:
             parts.append(f.read().strip().replace("\n## ", "\n### ").removeprefix("## ").strip())
     else:
         parts.append("No verdict: the reproduction check did not run or wrote no summary.")
-    parts += ["## Report", f"The rendered report of this run is the workflow artifact `{artifact}` "
-              "(reports/report.md and report.html); the committed one is in the change's reports/."]
+    parts += [
+        "## Report",
+        f"The rendered report of this run is the workflow artifact `{artifact}` "
+        "(reports/report.md and report.html); the committed one is in the change's reports/.",
+    ]
     return "\n\n".join(parts) + "\n"
 
 
@@ -46,7 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--base", required=True, help="the git revision the change is compared with")
     ap.add_argument("--head", default="HEAD", help="the revision of the change (default: HEAD)")
     ap.add_argument("--verdict", type=Path, help="the reproduction check's Markdown summary")
-    ap.add_argument("--artifact", default="reports", help="the name of the uploaded report artifact")
+    ap.add_argument(
+        "--artifact", default="reports", help="the name of the uploaded report artifact"
+    )
     args = ap.parse_args(argv)
     sys.stdout.write(render(Path.cwd(), args.base, args.head, args.verdict, args.artifact))
     return 0

@@ -6,6 +6,7 @@ Nothing here can change a stage's outputs, so no stage depends on this file in d
 to the heap setting used to re-run evaluate and shift-test for byte-identical outputs). The pinned
 numerics, which do decide the bits, live in birdplane.numerics, a dependency of every stage that
 computes with torch; run_stage only sets them early, before numpy or torch is imported."""
+
 from __future__ import annotations
 
 import ctypes
@@ -46,7 +47,9 @@ def keep_freed_memory() -> bool:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError, TypeError, ValueError):
         return False
-    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
+        mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+    )
 
 
 class Terminated(KeyboardInterrupt):
@@ -153,7 +156,13 @@ def handle_termination() -> None:
     """Turn SIGTERM (what `timeout`, `kill`, a CI cancel and a container stop send), SIGINT (Ctrl-C)
     and SIGHUP (a closed terminal) into Terminated, held back inside signals_deferred(). Where a
     signal does not exist (SIGHUP, SIGALRM on Windows), skip it."""
-    _state.depth, _state.pending, _state.first, _state.deadline, _state.gave_up = 0, None, None, None, False
+    _state.depth, _state.pending, _state.first, _state.deadline, _state.gave_up = (
+        0,
+        None,
+        None,
+        None,
+        False,
+    )
     for name in HANDLED:
         signum = getattr(signal, name, None)
         if signum is not None:
@@ -207,7 +216,10 @@ def run_stage(name: str, main: Callable[[], None]) -> None:
         sys.exit(1)
     except KeyboardInterrupt as e:
         signum = getattr(e, "signum", signal.SIGINT)
-        print(f"stage {name} interrupted ({signal.Signals(signum).name}); no outputs were written", file=sys.stderr)
+        print(
+            f"stage {name} interrupted ({signal.Signals(signum).name}); no outputs were written",
+            file=sys.stderr,
+        )
         _exit_at_once(128 + signum)
     except OSError as e:
         if not no_space(e):
@@ -215,7 +227,10 @@ def run_stage(name: str, main: Callable[[], None]) -> None:
         # shutil's copies name the source as filename and the destination as filename2
         target = getattr(e, "filename2", None) or e.filename
         where = f" writing {target}" if target else ""
-        print(f"error in stage {name}: no space left on the device{where}; free some space (or move the "
-              f"project, its DVC cache or MLflow store elsewhere) and run the stage again. No outputs were "
-              f"written", file=sys.stderr)
+        print(
+            f"error in stage {name}: no space left on the device{where}; free some space (or move the "
+            f"project, its DVC cache or MLflow store elsewhere) and run the stage again. No outputs were "
+            f"written",
+            file=sys.stderr,
+        )
         sys.exit(1)

@@ -1,5 +1,6 @@
 """What produced a result: versions, machine, git commit, time. Logs only (logs/, MLflow tags): never
 in a file a later stage depends on."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -26,8 +27,10 @@ def machine(device: str | None = None) -> dict[str, str | int | None]:
     import torch
 
     info: dict[str, str | int | None] = {
-        "platform": platform.platform(), "processor": platform.machine(),
-        "torch_threads": torch.get_num_threads(), "device": device,
+        "platform": platform.platform(),
+        "processor": platform.machine(),
+        "torch_threads": torch.get_num_threads(),
+        "device": device,
     }
     if device and device.startswith("cuda"):
         info["gpu"] = torch.cuda.get_device_name(0)
@@ -64,22 +67,37 @@ def record(device: str, git_commit: str | None) -> dict:
     """What a stage's log says about where and when it ran."""
     from birdplane import numerics
 
-    return {"finished": now(), "git_commit": git_commit, "versions": versions(), "machine": machine(device),
-            "numerics": numerics.describe()}
+    return {
+        "finished": now(),
+        "git_commit": git_commit,
+        "versions": versions(),
+        "machine": machine(device),
+        "numerics": numerics.describe(),
+    }
 
 
 # What makes the results: the code and the pipeline's definition. Not the outputs, which a running
 # `dvc repro` rewrites (dvc.lock, metrics/, plots/) while later stages still start.
-SOURCES = (":/src", ":/pipeline", ":/params.yaml", ":/dvc.yaml", ":/pyproject.toml", ":/requirements.lock")
+SOURCES = (
+    ":/src",
+    ":/pipeline",
+    ":/params.yaml",
+    ":/dvc.yaml",
+    ":/pyproject.toml",
+    ":/requirements.lock",
+)
 
 
 def git_commit(root: Path | None = None) -> str | None:
     """The commit the code ran from, with "-dirty" when the code or the pipeline's definition differ
     from it (the run then came from uncommitted changes, which the commit alone would hide); None
     outside git."""
+
     def git(*args: str) -> str | None:
         try:
-            out = subprocess.run(["git", *args], cwd=root or Path.cwd(), capture_output=True, text=True, timeout=10)
+            out = subprocess.run(
+                ["git", *args], cwd=root or Path.cwd(), capture_output=True, text=True, timeout=10
+            )
         except (OSError, subprocess.TimeoutExpired):
             return None
         return out.stdout.strip() if out.returncode == 0 else None
@@ -87,4 +105,8 @@ def git_commit(root: Path | None = None) -> str | None:
     sha = git("rev-parse", "HEAD")
     if not sha:
         return None
-    return f"{sha}-dirty" if git("status", "--porcelain", "--untracked-files=no", "--", *SOURCES) else sha
+    return (
+        f"{sha}-dirty"
+        if git("status", "--porcelain", "--untracked-files=no", "--", *SOURCES)
+        else sha
+    )

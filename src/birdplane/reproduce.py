@@ -23,6 +23,7 @@
 4. Exit status 0: all reproduce; 1: a table names what differs; 2: the check was refused; 3: the
    re-run failed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,9 +46,11 @@ from typing import Any, Iterator
 # book net's validation accuracy (it detects 2.27 points there).
 K_SPREADS = 4.0
 # numbers that are counts or settings, equal on every platform
-EXACT_KEYS = re.compile(r"(^|\.)(n_train|n_val|n_parameters|epochs|support|bytes|max_shift|batch_size|n|seeds\.\d+|"
-                        r"hidden\.\d+|channels\.\d+|lr|dropout|weight_decay|patience|"
-                        r"train_per_class\.\w+|val_per_class\.\w+|learning_rates\.\d+|seed)$|(^|\.)recipe\.")
+EXACT_KEYS = re.compile(
+    r"(^|\.)(n_train|n_val|n_parameters|epochs|support|bytes|max_shift|batch_size|n|seeds\.\d+|"
+    r"hidden\.\d+|channels\.\d+|lr|dropout|weight_decay|patience|"
+    r"train_per_class\.\w+|val_per_class\.\w+|learning_rates\.\d+|seed)$|(^|\.)recipe\."
+)
 EXACT, STATISTICAL, AUTO = "exact", "statistical", "auto"
 
 
@@ -103,6 +106,7 @@ def compare_exact(file: str, committed: Any, fresh: Any) -> Comparison:
 
 # ---- statistical mode: spreads measured over seeds
 
+
 def spread_records(obj: Any, prefix: str = "") -> Iterator[tuple[str, dict]]:
     """Every {mean, std, n, values} record in obj, with its flattened key."""
     if isinstance(obj, dict):
@@ -121,7 +125,7 @@ def variant_spreads(train_metrics: dict) -> dict[str, tuple[float, int]]:
         if _number(rec["std"]) and rec["n"] and rec["n"] >= 2:
             out[key] = (float(rec["std"]), int(rec["n"]))
             if key.startswith("logit_grad_"):
-                out["logit_grad." + key[len("logit_grad_"):]] = out[key]
+                out["logit_grad." + key[len("logit_grad_") :]] = out[key]
     return out
 
 
@@ -129,12 +133,18 @@ def variant_spreads(train_metrics: dict) -> dict[str, tuple[float, int]]:
 SAME_QUANTITY = {"accuracy_at_0": "val_accuracy", "accuracy_by_shift.0": "val_accuracy"}
 
 
-def statistical_rule(file: str, key: str, committed_files: dict[str, Any]) -> tuple[str, float | None, str]:
+def statistical_rule(
+    file: str, key: str, committed_files: dict[str, Any]
+) -> tuple[str, float | None, str]:
     """('exact' | 'relative' | 'spread' | 'skip', tolerance, reason) for one flattened key of one
     committed file."""
     obj = committed_files[file]
     if re.search(r"(^|\.)logit_grad[^.]*\..*\bn$|(^|\.)logit_grad[^.]*\.n$", key):
-        return "skip", None, "how many seeds had a non-empty set of images (it varies with the trajectory)"
+        return (
+            "skip",
+            None,
+            "how many seeds had a non-empty set of images (it varies with the trajectory)",
+        )
     if EXACT_KEYS.search(key):
         return "exact", 0.0, ""
     if file == "metrics/stats.json":
@@ -142,16 +152,28 @@ def statistical_rule(file: str, key: str, committed_files: dict[str, Any]) -> tu
     # a record of its own: ...mean / ...values.i / ...std
     for rec_key, rec in spread_records(obj):
         if key.startswith(rec_key + "."):
-            rest = key[len(rec_key) + 1:]
+            rest = key[len(rec_key) + 1 :]
             if not (_number(rec["std"]) and rec["n"] and rec["n"] >= 2):
                 return "skip", None, "a spread over fewer than 2 seeds"
             s, n = float(rec["std"]), int(rec["n"])
             if rest == "mean":
-                return "spread", K_SPREADS * s * math.sqrt(2 / n), f"{K_SPREADS:g} x seed spread / sqrt(n/2)"
+                return (
+                    "spread",
+                    K_SPREADS * s * math.sqrt(2 / n),
+                    f"{K_SPREADS:g} x seed spread / sqrt(n/2)",
+                )
             if rest.startswith("values."):
-                return "spread", K_SPREADS * s * math.sqrt(2), f"{K_SPREADS:g} x seed spread x sqrt(2)"
+                return (
+                    "spread",
+                    K_SPREADS * s * math.sqrt(2),
+                    f"{K_SPREADS:g} x seed spread x sqrt(2)",
+                )
             if rest == "std":
-                return "skip", None, "a spread itself (estimated from a few seeds, no tolerance of its own)"
+                return (
+                    "skip",
+                    None,
+                    "a spread itself (estimated from a few seeds, no tolerance of its own)",
+                )
     # a variant's single-run numbers: the spread of the same quantity over its seeds
     m = re.match(r"metrics/(train|eval|shift)/(.+)\.json$", file)
     if m:
@@ -161,22 +183,34 @@ def statistical_rule(file: str, key: str, committed_files: dict[str, Any]) -> tu
         base = SAME_QUANTITY.get(base, base)
         if base in spreads:
             s, _ = spreads[base]
-            return "spread", K_SPREADS * s * math.sqrt(2), f"{K_SPREADS:g} x the variant's seed spread x sqrt(2)"
+            return (
+                "spread",
+                K_SPREADS * s * math.sqrt(2),
+                f"{K_SPREADS:g} x the variant's seed spread x sqrt(2)",
+            )
         if not spreads:
             return "skip", None, "a variant trained with one seed: no measured spread"
     return "skip", None, "no seed spread measured for this quantity"
 
 
-def compare_statistical(file: str, committed: Any, fresh: Any, committed_files: dict[str, Any]) -> Comparison:
+def compare_statistical(
+    file: str, committed: Any, fresh: Any, committed_files: dict[str, Any]
+) -> Comparison:
     fresh_flat = dict(flatten(fresh))
     result = Comparison([])
     for key, old in flatten(committed):
         new = fresh_flat.get(key, "(missing)")
         parents = [key.rsplit(".", i)[0] for i in range(1, key.count(".") + 1)]
-        if (old is None or new is None or any(fresh_flat.get(p, 0) is None for p in parents)
-                or (new == "(missing)" and any(k.startswith(key + ".") for k in fresh_flat))):
+        if (
+            old is None
+            or new is None
+            or any(fresh_flat.get(p, 0) is None for p in parents)
+            or (new == "(missing)" and any(k.startswith(key + ".") for k in fresh_flat))
+        ):
             # e.g. the gradient on confidently wrong images: none of them on one platform, a few on another
-            result.not_comparable["present on one side only (a figure over a set that may be empty)"] += 1
+            result.not_comparable[
+                "present on one side only (a figure over a set that may be empty)"
+            ] += 1
             continue
         if not _number(old):
             # names, flags and labels: equal, or the recipe is another one
@@ -194,7 +228,9 @@ def compare_statistical(file: str, committed: Any, fresh: Any, committed_files: 
         elif kind == "exact" and not _equal(old, new):
             result.differences.append(Difference(file, key, old, new, "exact"))
         elif kind == "relative" and not math.isclose(old, new, rel_tol=tol):
-            result.differences.append(Difference(file, key, old, new, f"±{tol:g} relative ({reason})"))
+            result.differences.append(
+                Difference(file, key, old, new, f"±{tol:g} relative ({reason})")
+            )
         elif kind == "spread" and not abs(new - old) <= tol:
             result.differences.append(Difference(file, key, old, new, f"±{tol:.4g} ({reason})"))
     return result
@@ -202,18 +238,26 @@ def compare_statistical(file: str, committed: Any, fresh: Any, committed_files: 
 
 # ---- what was committed
 
+
 def _git(*args: str, cwd: Path) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
+    return subprocess.run(
+        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout
 
 
 def committed_files(root: Path, rev: str, folder: str, suffix: str) -> dict[str, str]:
-    files = [f for f in _git("ls-tree", "-r", "--name-only", rev, "--", folder, cwd=root).splitlines()
-             if f.endswith(suffix)]
+    files = [
+        f
+        for f in _git("ls-tree", "-r", "--name-only", rev, "--", folder, cwd=root).splitlines()
+        if f.endswith(suffix)
+    ]
     return {f: _git("show", f"{rev}:{f}", cwd=root) for f in files}
 
 
 def committed_metrics(root: Path, rev: str) -> dict[str, Any]:
-    return {f: json.loads(text) for f, text in committed_files(root, rev, "metrics", ".json").items()}
+    return {
+        f: json.loads(text) for f, text in committed_files(root, rev, "metrics", ".json").items()
+    }
 
 
 def _lock(text: str | None) -> dict:
@@ -238,17 +282,28 @@ def lock_definitions(stages: dict) -> dict[str, dict]:
 
     def is_produced(path: str) -> bool:
         p = path.rstrip("/")
-        return p in produced or any(o.startswith(p + "/") or p.startswith(o + "/") for o in produced)
+        return p in produced or any(
+            o.startswith(p + "/") or p.startswith(o + "/") for o in produced
+        )
 
-    return {name: {"cmd": s.get("cmd"), "params": s.get("params"),
-                   "deps": {d["path"]: d.get("md5") for d in s.get("deps", []) if not is_produced(d["path"])}}
-            for name, s in stages.items()}
+    return {
+        name: {
+            "cmd": s.get("cmd"),
+            "params": s.get("params"),
+            "deps": {
+                d["path"]: d.get("md5") for d in s.get("deps", []) if not is_produced(d["path"])
+            },
+        }
+        for name, s in stages.items()
+    }
 
 
 def definition_problems(root: Path, rev: str) -> list[str]:
     """Changed stage definitions, params or code, against `rev` and against dvc.lock."""
-    problems = [f"{f} differs from {rev}: the check reproduces committed definitions only"
-                for f in _git("diff", "--name-only", rev, "--", "dvc.yaml", "params.yaml", cwd=root).split()]
+    problems = [
+        f"{f} differs from {rev}: the check reproduces committed definitions only"
+        for f in _git("diff", "--name-only", rev, "--", "dvc.yaml", "params.yaml", cwd=root).split()
+    ]
     try:
         old_text = _git("show", f"{rev}:dvc.lock", cwd=root)
     except subprocess.CalledProcessError:
@@ -256,7 +311,9 @@ def definition_problems(root: Path, rev: str) -> list[str]:
     old, new = lock_definitions(_lock(old_text)), lock_definitions(_lock(_read(root / "dvc.lock")))
     for name in sorted(set(old) | set(new)):
         if name not in new or name not in old:
-            problems.append(f"dvc.lock: stage {name} {'missing' if name not in new else 'not'} in {rev}'s dvc.lock")
+            problems.append(
+                f"dvc.lock: stage {name} {'missing' if name not in new else 'not'} in {rev}'s dvc.lock"
+            )
             continue
         for part in ("cmd", "params"):
             if old[name][part] != new[name][part]:
@@ -280,7 +337,9 @@ def definition_problems(root: Path, rev: str) -> list[str]:
                 continue
             for path, state in (entry.get("changed deps") or {}).items():
                 if isinstance(state, dict):  # a params file: {key: state}
-                    problems += [f"{stage}: param {key} {st} since dvc.lock" for key, st in state.items()]
+                    problems += [
+                        f"{stage}: param {key} {st} since dvc.lock" for key, st in state.items()
+                    ]
                 elif not is_output(path):
                     problems.append(f"{stage}: dependency {path} {state} since dvc.lock")
     return problems
@@ -301,8 +360,10 @@ def provenance_records(root: Path, rev: str) -> dict[str, dict]:
 
 def unpinned_results(logs: dict[str, dict]) -> list[str]:
     """The committed logs that say their results were not made with pinned numerics."""
-    modes = {f: (log.get("numerics") or {}).get("mode", "not recorded (made before pinned numerics)")
-             for f, log in logs.items()}
+    modes = {
+        f: (log.get("numerics") or {}).get("mode", "not recorded (made before pinned numerics)")
+        for f, log in logs.items()
+    }
     return [f"{f}: {mode}" for f, mode in modes.items() if mode != "pinned"]
 
 
@@ -318,11 +379,17 @@ def other_build(logs: dict[str, dict]) -> str | None:
     system = platform.system()
     for f, log in logs.items():
         made = {p: release(log["versions"].get(p)) for p in here}
-        made_system = str((log.get("machine") or {}).get("platform", "")).split("-")[0].replace("macOS", "Darwin")
+        made_system = (
+            str((log.get("machine") or {}).get("platform", ""))
+            .split("-")[0]
+            .replace("macOS", "Darwin")
+        )
         if made != here or (made_system and made_system != system):
-            return (f"the committed results were made with torch {made['torch']}, numpy {made['numpy']} on "
-                    f"{made_system or 'an unrecorded system'} ({f}); this is torch {here['torch']}, numpy "
-                    f"{here['numpy']} on {system}, another build of the kernels")
+            return (
+                f"the committed results were made with torch {made['torch']}, numpy {made['numpy']} on "
+                f"{made_system or 'an unrecorded system'} ({f}); this is torch {here['torch']}, numpy "
+                f"{here['numpy']} on {system}, another build of the kernels"
+            )
     return None
 
 
@@ -341,15 +408,21 @@ def exact_refusal(root: Path, rev: str) -> str | None:
 
         return f"this is a {platform.machine()} machine; only x86-64 computes the committed bits"
     logs = provenance_records(root, rev)
-    cuda = [f for f, log in logs.items() if str((log.get("machine") or {}).get("device") or "").startswith("cuda")]
+    cuda = [
+        f
+        for f, log in logs.items()
+        if str((log.get("machine") or {}).get("device") or "").startswith("cuda")
+    ]
     if cuda:
         return f"the committed results were computed on CUDA ({', '.join(cuda[:3])}), whose bits no CPU gives"
     if _trains_on_cuda(root):
         return "this machine would train on CUDA (train.device is not 'cpu' and a GPU is present)"
     unpinned = unpinned_results(logs)
     if unpinned:
-        return (f"the committed results were not made with pinned numerics ({'; '.join(unpinned[:3])}"
-                f"{' ...' if len(unpinned) > 3 else ''}), so they cannot be reproduced bit for bit")
+        return (
+            f"the committed results were not made with pinned numerics ({'; '.join(unpinned[:3])}"
+            f"{' ...' if len(unpinned) > 3 else ''}), so they cannot be reproduced bit for bit"
+        )
     return other_build(logs)
 
 
@@ -376,8 +449,12 @@ def model_hashes(root: Path, rev: str) -> dict[str, str]:
         stages = _lock(_git("show", f"{rev}:dvc.lock", cwd=root))
     except subprocess.CalledProcessError:
         return {}
-    return {o["path"]: o["md5"] for s in stages.values() for o in s.get("outs", [])
-            if o["path"].startswith("models/") and "md5" in o and not o["md5"].endswith(".dir")}
+    return {
+        o["path"]: o["md5"]
+        for s in stages.values()
+        for o in s.get("outs", [])
+        if o["path"].startswith("models/") and "md5" in o and not o["md5"].endswith(".dir")
+    }
 
 
 def md5(path: Path) -> str | None:
@@ -392,10 +469,16 @@ def md5(path: Path) -> str | None:
 
 def rerun(root: Path) -> int:
     """`download` as usual (from the run-cache when possible), every later stage forced, in order."""
-    names = subprocess.run(["dvc", "stage", "list", "--name-only"], cwd=root, capture_output=True, text=True,
-                           check=True).stdout.split()
-    steps = [["dvc", "repro", "download"]] + [["dvc", "repro", "--single-item", "--force", n]
-                                                for n in names if n != "download"]
+    names = subprocess.run(
+        ["dvc", "stage", "list", "--name-only"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    steps = [["dvc", "repro", "download"]] + [
+        ["dvc", "repro", "--single-item", "--force", n] for n in names if n != "download"
+    ]
     for cmd in steps:
         r = subprocess.run(cmd, cwd=root)
         if r.returncode != 0:
@@ -415,10 +498,12 @@ def _data_source_hint(committed: dict[str, Any], root: Path) -> str | None:
         new = json.load(f).get("source", {})
     if old.get("md5") == new.get("md5"):
         return None
-    return (f"reproduction check: the committed results were made from the archive with md5 {old.get('md5')}, "
-            f"this run read md5 {new.get('md5')}: different data, so the numbers cannot match. "
-            f"Point BIRDPLANE_DATA_URL / BIRDPLANE_DATA_MD5 at the committed source, or re-run the pipeline "
-            f"on this data and commit its results.")
+    return (
+        f"reproduction check: the committed results were made from the archive with md5 {old.get('md5')}, "
+        f"this run read md5 {new.get('md5')}: different data, so the numbers cannot match. "
+        f"Point BIRDPLANE_DATA_URL / BIRDPLANE_DATA_MD5 at the committed source, or re-run the pipeline "
+        f"on this data and commit its results."
+    )
 
 
 def _cell(x: Any) -> str:
@@ -427,8 +512,10 @@ def _cell(x: Any) -> str:
 
 def markdown_table(diffs: list[Difference], limit: int = 200) -> str:
     lines = ["| file | value | committed | fresh | allowed |", "| --- | --- | ---: | ---: | --- |"]
-    lines += [f"| {d.file} | `{_cell(d.key)}` | {_cell(d.committed)} | {_cell(d.fresh)} | {_cell(d.allowed)} |"
-              for d in diffs[:limit]]
+    lines += [
+        f"| {d.file} | `{_cell(d.key)}` | {_cell(d.committed)} | {_cell(d.fresh)} | {_cell(d.allowed)} |"
+        for d in diffs[:limit]
+    ]
     if len(diffs) > limit:
         lines.append(f"| ... | {len(diffs) - limit} more | | | |")
     return "\n".join(lines)
@@ -444,7 +531,11 @@ def compare_all(root: Path, rev: str, mode: str) -> Comparison:
             continue
         with path.open(encoding="utf-8") as f:
             fresh = json.load(f)
-        part = compare_exact(file, old, fresh) if mode == EXACT else compare_statistical(file, old, fresh, committed)
+        part = (
+            compare_exact(file, old, fresh)
+            if mode == EXACT
+            else compare_statistical(file, old, fresh, committed)
+        )
         total.differences += part.differences
         total.compared += part.compared
         total.not_comparable.update(part.not_comparable)
@@ -453,16 +544,26 @@ def compare_all(root: Path, rev: str, mode: str) -> Comparison:
             total.compared += 1
             fresh = _read(root / file)
             if fresh != text:
-                total.differences.append(Difference(file, "(bytes)", "committed", "(missing)" if fresh is None
-                                                    else "differ", "equal"))
+                total.differences.append(
+                    Difference(
+                        file,
+                        "(bytes)",
+                        "committed",
+                        "(missing)" if fresh is None else "differ",
+                        "equal",
+                    )
+                )
         for file, digest in model_hashes(root, rev).items():
             total.compared += 1
             got = md5(root / file)
             if got != digest:
-                total.differences.append(Difference(file, "md5", digest, got or "(missing)", "exact"))
+                total.differences.append(
+                    Difference(file, "md5", digest, got or "(missing)", "exact")
+                )
     else:
-        total.not_comparable["model files and plot files (bits differ on another platform)"] += (
-            len(model_hashes(root, rev)) + len(committed_files(root, rev, "plots", ".csv")))
+        total.not_comparable["model files and plot files (bits differ on another platform)"] += len(
+            model_hashes(root, rev)
+        ) + len(committed_files(root, rev, "plots", ".csv"))
     return total
 
 
@@ -474,20 +575,32 @@ def detectable(committed: dict[str, Any]) -> list[str]:
         spreads = variant_spreads(committed[file]) if m else {}
         if "val_accuracy" in spreads:
             s, n = spreads["val_accuracy"]
-            out.append(f"{m.group(1)} {100 * K_SPREADS * s * math.sqrt(2):.2f} points (one seed), "
-                       f"{100 * K_SPREADS * s * math.sqrt(2 / n):.2f} (mean of {n})")
+            out.append(
+                f"{m.group(1)} {100 * K_SPREADS * s * math.sqrt(2):.2f} points (one seed), "
+                f"{100 * K_SPREADS * s * math.sqrt(2 / n):.2f} (mean of {n})"
+            )
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--mode", choices=(AUTO, EXACT, STATISTICAL), default=AUTO,
-                    help="exact where pinned numerics allow it (auto, the default), or statistical")
-    ap.add_argument("--tolerance", choices=(EXACT, "cross-machine", STATISTICAL), help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--mode",
+        choices=(AUTO, EXACT, STATISTICAL),
+        default=AUTO,
+        help="exact where pinned numerics allow it (auto, the default), or statistical",
+    )
+    ap.add_argument(
+        "--tolerance", choices=(EXACT, "cross-machine", STATISTICAL), help=argparse.SUPPRESS
+    )
     ap.add_argument("--rerun", action="store_true", help="run every stage again first")
     ap.add_argument("--rev", default="HEAD", help="the commit whose results must reproduce")
-    ap.add_argument("--summary", type=Path, default=os.environ.get("GITHUB_STEP_SUMMARY") or None,
-                    help="append a Markdown summary here (default: $GITHUB_STEP_SUMMARY)")
+    ap.add_argument(
+        "--summary",
+        type=Path,
+        default=os.environ.get("GITHUB_STEP_SUMMARY") or None,
+        help="append a Markdown summary here (default: $GITHUB_STEP_SUMMARY)",
+    )
     args = ap.parse_args(argv)
     mode = {"cross-machine": STATISTICAL}.get(args.tolerance, args.tolerance) or args.mode
     root = Path.cwd()
@@ -501,7 +614,10 @@ def main(argv: list[str] | None = None) -> int:
 
     problems = definition_problems(root, args.rev)
     if problems:
-        print("reproduction check: stage definitions or params are not the committed ones:", file=sys.stderr)
+        print(
+            "reproduction check: stage definitions or params are not the committed ones:",
+            file=sys.stderr,
+        )
         for p in problems:
             print(f"  - {p}", file=sys.stderr)
         return refuse(f"{len(problems)} definition(s) differ from {args.rev}")
@@ -529,16 +645,24 @@ def main(argv: list[str] | None = None) -> int:
     data_hint = _data_source_hint(committed, root)
     if data_hint:
         print(data_hint, file=sys.stderr)
-    head = (f"reproduction check ({mode}): {len(committed)} metrics files, {result.compared} values compared: "
-            + (f"{len(diffs)} differ" if diffs else "all reproduce"))
+    head = (
+        f"reproduction check ({mode}): {len(committed)} metrics files, {result.compared} values compared: "
+        + (f"{len(diffs)} differ" if diffs else "all reproduce")
+    )
     lines = [head]
     if diffs:
         lines.append(markdown_table(diffs))
     if result.not_comparable:
-        lines.append("Not comparable in this mode: " + "; ".join(
-            f"{n} value(s): {reason}" for reason, n in result.not_comparable.most_common()))
+        lines.append(
+            "Not comparable in this mode: "
+            + "; ".join(
+                f"{n} value(s): {reason}" for reason, n in result.not_comparable.most_common()
+            )
+        )
     if mode == STATISTICAL:
-        lines.append(f"Detects a validation accuracy moved by more than: {'; '.join(detectable(committed)) or '-'}")
+        lines.append(
+            f"Detects a validation accuracy moved by more than: {'; '.join(detectable(committed)) or '-'}"
+        )
     print("\n".join(lines))
     if args.summary:
         with Path(args.summary).open("a", encoding="utf-8") as f:

@@ -9,6 +9,7 @@ torch module itself:
     model = load_logged_model("models:/<model id>")      # the id: MLflow UI, the run's "Logged models"
     log_probs = model(images)                            # N x 3 x 32 x 32, normalized
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,7 +20,9 @@ MODEL_FILE = "model.pt"  # in the logged model's data/ folder (birdplane.trackin
 
 
 # a logged model's file is damaged: the project's own model file is not where the fix is
-LOGGED_FIX = "log the model again: re-run the training stage that logged it (`dvc repro -f train@<variant>`)"
+LOGGED_FIX = (
+    "log the model again: re-run the training stage that logged it (`dvc repro -f train@<variant>`)"
+)
 
 
 def load_file(path: str | Path, fix: str | None = None):

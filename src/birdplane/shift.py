@@ -3,6 +3,7 @@
 A fully connected net sees pixel positions, not shapes, so an airplane moved two pixels to the left
 is, to it, a different input. `shift_accuracy` measures that on every shift (dx, dy) in -k..k.
 """
+
 from __future__ import annotations
 
 import torch
@@ -25,7 +26,7 @@ def pad(x: torch.Tensor, k: int, mode: str) -> torch.Tensor:
 def shifted(padded: torch.Tensor, k: int, dx: int, dy: int) -> torch.Tensor:
     """The images moved right by dx and down by dy, cut from images padded by k (|dx|, |dy| <= k)."""
     h, w = padded.shape[-2] - 2 * k, padded.shape[-1] - 2 * k
-    return padded[..., k - dy:k - dy + h, k - dx:k - dx + w]
+    return padded[..., k - dy : k - dy + h, k - dx : k - dx + w]
 
 
 def shift(x: torch.Tensor, dx: int, dy: int, mode: str = "fill") -> torch.Tensor:
@@ -40,8 +41,13 @@ CROP_CHUNK = 512
 def image_linear(model: nn.Module, image_shape: torch.Size) -> nn.Linear | None:
     """The model's first layer when it is a Linear over the flattened image (build_model's mlp:
     Flatten, Linear, ...), else None (a convnet)."""
-    if (isinstance(model, nn.Sequential) and len(model) > 2 and isinstance(model[0], nn.Flatten)
-            and isinstance(model[1], nn.Linear) and model[1].in_features == image_shape.numel()):
+    if (
+        isinstance(model, nn.Sequential)
+        and len(model) > 2
+        and isinstance(model[0], nn.Flatten)
+        and isinstance(model[1], nn.Linear)
+        and model[1].in_features == image_shape.numel()
+    ):
         return model[1]
     return None
 
@@ -61,17 +67,18 @@ def cropped_outputs(model: nn.Sequential, images: torch.Tensor, dx: int, dy: int
     c, h, w = images.shape[1:]
     r0, r1, c0, c1 = max(0, dy), min(h, h + dy), max(0, dx), min(w, w + dx)
     weight = first.weight.view(-1, c, h, w)[:, :, r0:r1, c0:c1].reshape(first.out_features, -1)
-    source = images[:, :, r0 - dy:r1 - dy, c0 - dx:c1 - dx]
+    source = images[:, :, r0 - dy : r1 - dy, c0 - dx : c1 - dx]
     outputs = []
     for i in range(0, len(images), CROP_CHUNK):
-        rows = source[i:i + CROP_CHUNK]
+        rows = source[i : i + CROP_CHUNK]
         outputs.append(rest(torch.addmm(first.bias, rows.reshape(len(rows), -1), weight.t())))
     return torch.cat(outputs)
 
 
 @torch.no_grad()
-def shift_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, k: int,
-                   mode: str = "fill") -> torch.Tensor:
+def shift_accuracy(
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, k: int, mode: str = "fill"
+) -> torch.Tensor:
     """Accuracy for every shift: a (2k+1) x (2k+1) tensor indexed [dy + k, dx + k].
 
     One pass over the whole set per shift; the (0, 0) pass is inference.predict's plain validation
@@ -99,8 +106,14 @@ def by_ring(grid: torch.Tensor) -> dict[str, float]:
     return {str(r): float(grid[ring == r].mean()) for r in range(k + 1)}
 
 
-def shift_test(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, k: int, modes: list[str],
-               summary_shift: int) -> tuple[dict, list[dict], list[dict]]:
+def shift_test(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    k: int,
+    modes: list[str],
+    summary_shift: int,
+) -> tuple[dict, list[dict], list[dict]]:
     """Everything the shift-test stage reports for one model: per mode, accuracy for every (dx, dy)
     in -k..k and its mean per ring (the first mode's figures at the top level, the contract keys);
     plus the rows of its two plots (accuracy per ring, per cell)."""
@@ -109,14 +122,21 @@ def shift_test(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, k: 
     for mode in modes:
         grid = shift_accuracy(model, images, labels, k, mode)
         ring = by_ring(grid)
-        summary = {"accuracy_at_0": ring["0"], "accuracy_by_shift": ring,
-                   f"accuracy_at_{summary_shift}": ring[str(summary_shift)],
-                   "mean_accuracy": float(grid.mean()), "max_shift": k}
+        summary = {
+            "accuracy_at_0": ring["0"],
+            "accuracy_by_shift": ring,
+            f"accuracy_at_{summary_shift}": ring[str(summary_shift)],
+            "mean_accuracy": float(grid.mean()),
+            "max_shift": k,
+        }
         if mode == modes[0]:
             result.update(summary, mode=mode)  # the contract keys, for the first (default) mode
         else:
             result[mode] = summary
         rings += [{"mode": mode, "shift": int(r), "accuracy": a} for r, a in ring.items()]
-        cells += [{"mode": mode, "dx": dx, "dy": dy, "accuracy": float(grid[dy + k, dx + k])}
-                  for dy in range(-k, k + 1) for dx in range(-k, k + 1)]
+        cells += [
+            {"mode": mode, "dx": dx, "dy": dy, "accuracy": float(grid[dy + k, dx + k])}
+            for dy in range(-k, k + 1)
+            for dx in range(-k, k + 1)
+        ]
     return result, rings, cells

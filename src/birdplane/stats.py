@@ -1,4 +1,5 @@
 """Per-channel normalization statistics of uint8 images."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -28,15 +29,19 @@ def channel_stats(images: np.ndarray, ddof: int = 1) -> tuple[list[float], list[
         counts = np.bincount(images[:, c].reshape(-1), minlength=256).astype(np.float64)
         n = counts.sum()
         if n <= ddof:
-            raise StatsError(f"{len(images)} training images are too few for a standard deviation "
-                             f"(stats.ddof {ddof}): check data.classes and the archive")
+            raise StatsError(
+                f"{len(images)} training images are too few for a standard deviation "
+                f"(stats.ddof {ddof}): check data.classes and the archive"
+            )
         if np.count_nonzero(counts) == 1:  # exact: float arithmetic could leave a tiny nonzero std
             name = CHANNEL_NAMES[c] if images.shape[1] == len(CHANNEL_NAMES) else str(c)
-            raise StatsError(f"channel {name} has std 0: every pixel of the {len(images)} training images "
-                             f"has the value {int(np.flatnonzero(counts)[0])}, so the images are constant "
-                             "and cannot be normalized; the archive does not hold real photographs")
+            raise StatsError(
+                f"channel {name} has std 0: every pixel of the {len(images)} training images "
+                f"has the value {int(np.flatnonzero(counts)[0])}, so the images are constant "
+                "and cannot be normalized; the archive does not hold real photographs"
+            )
         mean = float(counts @ levels / n)
         var = float(counts @ (levels - mean) ** 2 / (n - ddof))
         means.append(mean)
-        stds.append(var ** 0.5)
+        stds.append(var**0.5)
     return means, stds

@@ -1,4 +1,5 @@
 """Mean and spread over seeds, and the rule that picks the small net from the capacity sweep."""
+
 from __future__ import annotations
 
 import math
@@ -30,11 +31,19 @@ def smallest_within_one_std(configs: dict[str, dict[str, Any]]) -> dict[str, Any
     """
     if not configs:
         raise ValueError("no configurations to choose from")
-    best_name = max(configs, key=lambda c: (configs[c]["val_accuracy"]["mean"], -configs[c]["n_parameters"]))
+    best_name = max(
+        configs, key=lambda c: (configs[c]["val_accuracy"]["mean"], -configs[c]["n_parameters"])
+    )
     best = configs[best_name]["val_accuracy"]
     floor = best["mean"] - best["std"]
     within = [c for c in configs if configs[c]["val_accuracy"]["mean"] >= floor]
     pick = min(within, key=lambda c: (configs[c]["n_parameters"], c))
-    return {"pick": pick, "best": best_name, "best_val_mean": best["mean"], "best_val_std": best["std"],
-            "threshold": floor, "within_one_std": sorted(within, key=lambda c: configs[c]["n_parameters"]),
-            "rule": "fewest parameters with mean validation accuracy >= best mean - best std (over seeds)"}
+    return {
+        "pick": pick,
+        "best": best_name,
+        "best_val_mean": best["mean"],
+        "best_val_std": best["std"],
+        "threshold": floor,
+        "within_one_std": sorted(within, key=lambda c: configs[c]["n_parameters"]),
+        "rule": "fewest parameters with mean validation accuracy >= best mean - best std (over seeds)",
+    }

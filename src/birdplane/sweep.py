@@ -10,6 +10,7 @@ early stopping is read off that one's training (`read_from`; an EarlyStop watche
 stopping). In the learning-rate study a loss that becomes NaN is a result (`diverged`), not a crash.
 Tracking stays outside, in `hooks`.
 """
+
 from __future__ import annotations
 
 import copy
@@ -32,14 +33,17 @@ LOSS = "nll"  # the book's recipe: the widths, the deep net and the regularizers
 SUMMARIZED = ("train_accuracy", "val_accuracy", "overfit_gap", "best_epoch", "epochs_trained")
 CURVE = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")  # EpochStats less the seconds
 # the loss gradient on the training images the model gets wrong (inference.logit_gradients), per seed
-GRADIENTS = {"misclassified": "grad_misclassified", "confidently_wrong": "grad_confidently_wrong",
-             "share_confidently_wrong": "share_confidently_wrong"}
+GRADIENTS = {
+    "misclassified": "grad_misclassified",
+    "confidently_wrong": "grad_confidently_wrong",
+    "share_confidently_wrong": "share_confidently_wrong",
+}
 
 
 @dataclass(frozen=True)
 class Configuration:
     name: str
-    kind: str                 # width, deep, lr (the learning-rate study) or regularizer
+    kind: str  # width, deep, lr (the learning-rate study) or regularizer
     hidden: tuple[int, ...]
     loss: str
     lr: float
@@ -56,10 +60,11 @@ class Configuration:
 @dataclass(frozen=True)
 class Step:
     """How the sweep gets one configuration's result."""
+
     config: Configuration
-    same_as: str | None = None    # an equal configuration before it, whose result it is
+    same_as: str | None = None  # an equal configuration before it, whose result it is
     read_from: str | None = None  # trained before without early stopping: its training is read
-    watch: tuple[int, ...] = ()   # patiences read off this configuration's training
+    watch: tuple[int, ...] = ()  # patiences read off this configuration's training
 
 
 @dataclass
@@ -67,6 +72,7 @@ class SweepRun:
     """run_sweep's results: per configuration the summary over seeds (metrics/sweep.json), one row
     per configuration and seed (runs.csv), one per trained configuration, seed and epoch
     (curves.csv), and the seconds per configuration."""
+
     results: dict[str, dict[str, Any]] = field(default_factory=dict)
     rows: list[dict[str, Any]] = field(default_factory=list)
     curves: list[dict[str, Any]] = field(default_factory=list)
@@ -95,10 +101,15 @@ def configurations(sweep, lr: float) -> list[Configuration]:
     if sweep.deep:
         configs.append(Configuration("deep", "deep", tuple(sweep.deep), LOSS, lr))
     # repr: the shortest text of the float (0.03, not 0.029999...), different for different rates
-    configs += [Configuration(f"{loss}_lr{rate!r}", "lr", base, loss, rate)
-                for loss in sweep.losses for rate in sweep.learning_rates]
-    configs += [Configuration(name, "regularizer", base, LOSS, lr, r.dropout, r.weight_decay, r.patience)
-                for name, r in sweep.regularizers.items()]
+    configs += [
+        Configuration(f"{loss}_lr{rate!r}", "lr", base, loss, rate)
+        for loss in sweep.losses
+        for rate in sweep.learning_rates
+    ]
+    configs += [
+        Configuration(name, "regularizer", base, LOSS, lr, r.dropout, r.weight_decay, r.patience)
+        for name, r in sweep.regularizers.items()
+    ]
     return configs
 
 
@@ -123,26 +134,46 @@ def plan(configs: list[Configuration]) -> list[Step]:
 
 
 def model_config(c: Configuration, n_classes: int) -> ModelConfig:
-    return ModelConfig(hidden=c.hidden, n_classes=n_classes, head=head_for(c.loss), dropout=c.dropout)
+    return ModelConfig(
+        hidden=c.hidden, n_classes=n_classes, head=head_for(c.loss), dropout=c.dropout
+    )
 
 
 def describe_config(c: Configuration, n_classes: int) -> dict[str, Any]:
     """What metrics/sweep.json and MLflow say of a configuration besides its results."""
-    return {"kind": c.kind, "model": describe(model_config(c, n_classes)), "hidden": list(c.hidden),
-            "n_parameters": n_parameters(list(c.hidden), n_classes), "loss": c.loss, "lr": c.lr,
-            "dropout": c.dropout, "weight_decay": c.weight_decay, "patience": c.patience}
+    return {
+        "kind": c.kind,
+        "model": describe(model_config(c, n_classes)),
+        "hidden": list(c.hidden),
+        "n_parameters": n_parameters(list(c.hidden), n_classes),
+        "loss": c.loss,
+        "lr": c.lr,
+        "dropout": c.dropout,
+        "weight_decay": c.weight_decay,
+        "patience": c.patience,
+    }
 
 
-def run_sweep(sweep, train: Data, val: Data, book: SGD, *, seeds: list[int], n_classes: int,
-              hooks: Hooks = Hooks()) -> SweepRun:
+def run_sweep(
+    sweep,
+    train: Data,
+    val: Data,
+    book: SGD,
+    *,
+    seeds: list[int],
+    n_classes: int,
+    hooks: Hooks = Hooks(),
+) -> SweepRun:
     """Every configuration (configurations, plan). `book` is the book's recipe: train.lr,
     train.batch_size, sweep.epochs; each configuration sets its own loss, lr and regularizers."""
     out = SweepRun()
-    read_off: dict[tuple[str, int], list[dict[str, Any]]] = {}  # (base, patience) -> rows of its seeds
+    # (base, patience) -> the rows of its seeds
+    read_off: dict[tuple[str, int], list[dict[str, Any]]] = {}
 
     def train_one(c: Configuration, watch: tuple[int, ...]) -> list[dict[str, Any]]:
-        rows, curves, derived = train_configuration(c, watch, train, val, book, seeds=seeds, n_classes=n_classes,
-                                                    hooks=hooks)
+        rows, curves, derived = train_configuration(
+            c, watch, train, val, book, seeds=seeds, n_classes=n_classes, hooks=hooks
+        )
         out.curves.extend(curves)
         read_off.update({(c.name, p): r for p, r in derived.items()})
         return rows
@@ -152,14 +183,17 @@ def run_sweep(sweep, train: Data, val: Data, book: SGD, *, seeds: list[int], n_c
         described = describe_config(c, n_classes)
         # a base that diverged gave nothing to read off: then early stopping trains on its own
         source = step.read_from if (step.read_from, c.patience) in read_off else None
-        params = {"config": c.name, **described, "seeds": seeds, "epochs": sweep.epochs,
-                  **{k: v for k, v in (("same_as", step.same_as), ("read_from", source)) if v}}
+        params = {
+            "config": c.name,
+            **described,
+            "seeds": seeds,
+            "epochs": sweep.epochs,
+            **{k: v for k, v in (("same_as", step.same_as), ("read_from", source)) if v},
+        }
         try:
             with hooks.scope(c, params):
                 if step.same_as:
-                    result = {k: v for k, v in out.results[step.same_as].items() if k != "read_from"}
-                    result |= {"kind": c.kind, "same_as": step.same_as}
-                    rows = [{**r, "config": c.name} for r in out.rows if r["config"] == step.same_as]
+                    result, rows = copied(out, step.same_as, c)
                 elif source:
                     rows = [{**r, "config": c.name} for r in read_off[source, c.patience]]
                     result = {**described, **summarize(rows), "read_from": source}
@@ -179,9 +213,24 @@ def run_sweep(sweep, train: Data, val: Data, book: SGD, *, seeds: list[int], n_c
     return out
 
 
-def train_configuration(c: Configuration, watch: tuple[int, ...], train: Data, val: Data, book: SGD, *,
-                        seeds: list[int], n_classes: int,
-                        hooks: Hooks) -> tuple[list[dict], list[dict], dict[int, list[dict]]]:
+def copied(out: SweepRun, same_as: str, c: Configuration) -> tuple[dict[str, Any], list[dict]]:
+    """The result and rows of the equal configuration `same_as`, as `c`'s."""
+    result = {k: v for k, v in out.results[same_as].items() if k != "read_from"}
+    rows = [{**r, "config": c.name} for r in out.rows if r["config"] == same_as]
+    return result | {"kind": c.kind, "same_as": same_as}, rows
+
+
+def train_configuration(
+    c: Configuration,
+    watch: tuple[int, ...],
+    train: Data,
+    val: Data,
+    book: SGD,
+    *,
+    seeds: list[int],
+    n_classes: int,
+    hooks: Hooks,
+) -> tuple[list[dict], list[dict], dict[int, list[dict]]]:
     """Train one configuration's seeds at once, with the book's recipe `book` but the
     configuration's loss, lr and regularizers: (one row per seed, one curve row per seed and
     epoch, and per patience in `watch` the rows of its seeds as a run with that patience gives)."""
@@ -191,42 +240,85 @@ def train_configuration(c: Configuration, watch: tuple[int, ...], train: Data, v
         models.append(build_model(model_config(c, n_classes)).to(train[0].device))
     stops = [[EarlyStop(p) for p in watch] for _ in seeds]
     sgd = replace(book, loss=c.loss, lr=c.lr, weight_decay=c.weight_decay, patience=c.patience)
-    histories = train_many(models, train, val, sgd, seeds=seeds, names=[f"sweep {c.name} seed {s}" for s in seeds],
-                           watch=stops if watch else (), on_epoch=lambda stats: hooks.epoch(c, stats))
-    rows = [seed_row(c.name, seed, m, c.loss, h, train, val) for seed, m, h in zip(seeds, models, histories)]
-    curves = [{"config": c.name, "seed": seed, "epoch": s.epoch, **{k: getattr(s, k) for k in CURVE}}
-              for seed, h in zip(seeds, histories) for s in h]
-    derived = {p: [early_stopped_row(c, seed, m, h, stop[i], train, val) for seed, m, h, stop in
-                   zip(seeds, models, histories, stops)] for i, p in enumerate(watch)}
+    histories = train_many(
+        models,
+        train,
+        val,
+        sgd,
+        seeds=seeds,
+        names=[f"sweep {c.name} seed {s}" for s in seeds],
+        watch=stops if watch else (),
+        on_epoch=lambda stats: hooks.epoch(c, stats),
+    )
+    rows = [
+        seed_row(c.name, seed, m, c.loss, h, train, val)
+        for seed, m, h in zip(seeds, models, histories)
+    ]
+    curves = [
+        {"config": c.name, "seed": seed, "epoch": s.epoch, **{k: getattr(s, k) for k in CURVE}}
+        for seed, h in zip(seeds, histories)
+        for s in h
+    ]
+    derived = {
+        p: [
+            early_stopped_row(c, seed, m, h, stop[i], train, val)
+            for seed, m, h, stop in zip(seeds, models, histories, stops)
+        ]
+        for i, p in enumerate(watch)
+    }
     return rows, curves, derived
 
 
-def early_stopped_row(c: Configuration, seed: int, model, history: list[EpochStats], stop: EarlyStop,
-             train: Data, val: Data) -> dict[str, Any]:
+def early_stopped_row(
+    c: Configuration,
+    seed: int,
+    model,
+    history: list[EpochStats],
+    stop: EarlyStop,
+    train: Data,
+    val: Data,
+) -> dict[str, Any]:
     """The row of a seed as early stopping with stop.patience would have ended it: the epochs up to
     where it stops, the weights of the best of them (a copy of the model holds them)."""
     stopped = copy.deepcopy(model)
     stopped.load_state_dict(stop.weights)
-    return seed_row(c.name, seed, stopped, c.loss, history[:stop.stopped_at or len(history)], train, val)
+    return seed_row(
+        c.name, seed, stopped, c.loss, history[: stop.stopped_at or len(history)], train, val
+    )
 
 
-def seed_row(name: str, seed: int, model, loss: str, history: list[EpochStats], train: Data,
-             val: Data) -> dict[str, Any]:
+def seed_row(
+    name: str, seed: int, model, loss: str, history: list[EpochStats], train: Data, val: Data
+) -> dict[str, Any]:
     """One seed of a configuration: the trained model on all images (inference.final_metrics), its
     best epoch, and the loss gradient on the training images it gets wrong."""
-    final, best, grads = final_metrics(model, loss, train, val), best_of(history), logit_gradients(model, loss, *train)
+    final, best, grads = (
+        final_metrics(model, loss, train, val),
+        best_of(history),
+        logit_gradients(model, loss, *train),
+    )
     wrong = grads["n_misclassified"]
     grads["share_confidently_wrong"] = grads["n_confidently_wrong"] / wrong if wrong else None
-    return {"config": name, "seed": seed, "train_accuracy": final["train_accuracy"],
-            "val_accuracy": final["val_accuracy"], "overfit_gap": final["overfit_gap"],
-            "best_epoch": best["best_epoch"], "epochs_trained": best["epochs_trained"],
-            **{column: grads[k] for k, column in GRADIENTS.items()}}
+    return {
+        "config": name,
+        "seed": seed,
+        "train_accuracy": final["train_accuracy"],
+        "val_accuracy": final["val_accuracy"],
+        "overfit_gap": final["overfit_gap"],
+        "best_epoch": best["best_epoch"],
+        "epochs_trained": best["epochs_trained"],
+        **{column: grads[k] for k, column in GRADIENTS.items()},
+    }
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Mean ± std over the seeds; a gradient over the seeds that have such images (null if none)."""
-    return {**{k: spread([r[k] for r in rows]) for k in SUMMARIZED},
-            "logit_grad": {k: spread_known([r[column] for r in rows]) for k, column in GRADIENTS.items()}}
+    return {
+        **{k: spread([r[k] for r in rows]) for k in SUMMARIZED},
+        "logit_grad": {
+            k: spread_known([r[column] for r in rows]) for k, column in GRADIENTS.items()
+        },
+    }
 
 
 def sweep_metrics(sweep, seeds: list[int], results: dict[str, dict]) -> dict[str, Any]:
@@ -235,14 +327,30 @@ def sweep_metrics(sweep, seeds: list[int], results: dict[str, dict]) -> dict[str
     capacity = {n: r for n, r in results.items() if r["kind"] in ("width", "deep")}
     pick = smallest_within_one_std(capacity)
     pick["hidden"] = results[pick["pick"]]["hidden"]
-    return {"seeds": seeds, "epochs": sweep.epochs, "losses": sweep.losses, "learning_rates": sweep.learning_rates,
-            "configs": results, "small_rule": pick}
+    return {
+        "seeds": seeds,
+        "epochs": sweep.epochs,
+        "losses": sweep.losses,
+        "learning_rates": sweep.learning_rates,
+        "configs": results,
+        "small_rule": pick,
+    }
 
 
 def capacity_rows(results: dict[str, dict]) -> list[dict[str, Any]]:
     """plots/sweep/capacity.csv: mean and std per configuration of the capacity plot (the widths,
     the deep net and the regularizers), against the parameter count."""
-    return [{"config": n, "kind": r["kind"], "n_parameters": r["n_parameters"],
-             **{f"{k}_{stat}": r[k][stat] for k in ("train_accuracy", "val_accuracy", "overfit_gap")
-                for stat in ("mean", "std")}}
-            for n, r in results.items() if r["kind"] in ("width", "deep", "regularizer")]
+    return [
+        {
+            "config": n,
+            "kind": r["kind"],
+            "n_parameters": r["n_parameters"],
+            **{
+                f"{k}_{stat}": r[k][stat]
+                for k in ("train_accuracy", "val_accuracy", "overfit_gap")
+                for stat in ("mean", "std")
+            },
+        }
+        for n, r in results.items()
+        if r["kind"] in ("width", "deep", "regularizer")
+    ]

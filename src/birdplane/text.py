@@ -4,14 +4,15 @@ Markdown out of values.
 - `redact_url`: what may be shown of a URL. Userinfo (``user:password@``) and the query string
   (signed or private mirrors put tokens there) become ``***``; scheme, host, port and path stay.
 - `redact`: any text (an exception's message, a library's log line) with every URL in it
-  redacted, every ``user:password@`` masked, and with the secrets of the URLs this process was given (`remember_secrets_of`, the
-  environment's `MLFLOW_TRACKING_URI` and `BIRDPLANE_DATA_URL`) replaced wherever they appear,
-  also outside a URL (urllib names ``user:password@host`` as the host it could not find).
+  redacted, every ``user:password@`` masked, and with the secrets of the URLs this process was
+  given (`remember_secrets_of`, the environment's `MLFLOW_TRACKING_URI` and `BIRDPLANE_DATA_URL`)
+  replaced wherever they appear, also outside a URL (urllib names ``user:password@host`` as the host it could not find).
 - `printable`: text from outside (a server's body, a file's content, a URL) for one line of a
   terminal: control characters, ANSI escapes and bidirectional overrides escaped, cut to a length.
 - `md_text` and `md_code`: a value for a Markdown table cell or code span, where raw HTML, pipes
   and backticks must not change the document.
 """
+
 from __future__ import annotations
 
 import os

@@ -4,6 +4,7 @@ Core code never sees MLflow; stages pass plain callbacks into it. Every run this
 carries the host and process id that opened it, so that a later stage can close the runs of a
 process that was killed (SIGKILL, a lost machine) instead of leaving them RUNNING forever.
 """
+
 from __future__ import annotations
 
 import os
@@ -41,7 +42,10 @@ class TrackingError(BirdplaneError):
 def tracking_uri(root: Path | None = None) -> str:
     """MLFLOW_TRACKING_URI if set, else sqlite:///<project root>/mlflow.db (absolute; forward
     slashes, which SQLAlchemy expects on Windows too)."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{((root or project_root()) / DB_NAME).as_posix()}"
+    return (
+        os.environ.get("MLFLOW_TRACKING_URI")
+        or f"sqlite:///{((root or project_root()) / DB_NAME).as_posix()}"
+    )
 
 
 def _short(e: BaseException) -> str:
@@ -99,25 +103,37 @@ def _advice(uri: str, e: BaseException) -> str:
     if uri.startswith(("http://", "https://")):
         status = _http_status(e)
         if status in (401, 403):
-            return (f"the tracking server refused the credentials (HTTP {status}): check the user and password in "
-                    f"MLFLOW_TRACKING_URI or MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD (or "
-                    f"MLFLOW_TRACKING_TOKEN), and that they may write to this experiment")
+            return (
+                f"the tracking server refused the credentials (HTTP {status}): check the user and password in "
+                f"MLFLOW_TRACKING_URI or MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD (or "
+                f"MLFLOW_TRACKING_TOKEN), and that they may write to this experiment"
+            )
         if status is not None and status >= 500:
             return f"the tracking server failed (HTTP {status}): see the server's log and try again, or {own}"
         if status is None and "not in a valid json format" in text:
-            return (f"MLFLOW_TRACKING_URI answers, but not as an MLflow tracking server does: fix the address "
-                    f"(scheme, host, port, path), or {own}")
+            return (
+                f"MLFLOW_TRACKING_URI answers, but not as an MLflow tracking server does: fix the address "
+                f"(scheme, host, port, path), or {own}"
+            )
         if status is not None:
-            return (f"the tracking server refused the request (HTTP {status}): check that MLFLOW_TRACKING_URI is an "
-                    f"MLflow tracking server, of a version that works with this mlflow {_mlflow_version()}, or {own}")
-        return (f"start the server (e.g. `mlflow server --host 127.0.0.1 --port 5000`), fix MLFLOW_TRACKING_URI, "
-                f"or unset it to use the project's own store {_own_store()}")
+            return (
+                f"the tracking server refused the request (HTTP {status}): check that MLFLOW_TRACKING_URI is an "
+                f"MLflow tracking server, of a version that works with this mlflow {_mlflow_version()}, or {own}"
+            )
+        return (
+            f"start the server (e.g. `mlflow server --host 127.0.0.1 --port 5000`), fix MLFLOW_TRACKING_URI, "
+            f"or unset it to use the project's own store {_own_store()}"
+        )
     if "readonly" in text or "read-only" in text or isinstance(e, PermissionError):
-        return ("the store cannot be written: make the database, its folder and the artifact folder writable "
-                "for this user (`chmod u+w`), or point MLFLOW_TRACKING_URI at another store")
+        return (
+            "the store cannot be written: make the database, its folder and the artifact folder writable "
+            "for this user (`chmod u+w`), or point MLFLOW_TRACKING_URI at another store"
+        )
     if "database is locked" in text:
-        return ("another process held the store's lock too long (another stage, an `mlflow ui`): let it finish "
-                "and run the stage again")
+        return (
+            "another process held the store's lock too long (another stage, an `mlflow ui`): let it finish "
+            "and run the stage again"
+        )
     if "disk is full" in text or "no space" in text:
         return "the disk is full: free some space and run the stage again"
     return "check that the path is writable and the disk not full, or point MLFLOW_TRACKING_URI at another store"
@@ -134,7 +150,9 @@ def _store_failure(uri: str, e: BaseException) -> TrackingError:
     error, terminal-safe and redacted) and the advice that fits."""
     from birdplane.text import redact_url
 
-    return TrackingError(f"cannot use the MLflow tracking store {redact_url(uri)} ({_short(e)}): {_advice(uri, e)}")
+    return TrackingError(
+        f"cannot use the MLflow tracking store {redact_url(uri)} ({_short(e)}): {_advice(uri, e)}"
+    )
 
 
 _READY: dict[tuple[str, str], str] = {}  # (tracking URI, experiment) -> id, once per process
@@ -210,7 +228,9 @@ def setup(experiment: str) -> str:
             exp = mlflow.get_experiment_by_name(experiment)
             if exp is None:
                 artifact_location = (root / ARTIFACTS).as_uri() if own_store else None
-                exp = mlflow.get_experiment(mlflow.create_experiment(experiment, artifact_location=artifact_location))
+                exp = mlflow.get_experiment(
+                    mlflow.create_experiment(experiment, artifact_location=artifact_location)
+                )
             elif exp.lifecycle_stage == "deleted":
                 raise _deleted(experiment, exp.experiment_id, own_store)
         exp_id = exp.experiment_id
@@ -261,9 +281,11 @@ def _check_database_writable(uri: str) -> None:
             with path.open("r+b"):
                 pass
     except OSError as e:
-        raise TrackingError(f"cannot write the MLflow tracking store {path} ({_short(e)}): make it and its folder "
-                            f"writable for this user (`chmod u+w`), or point MLFLOW_TRACKING_URI at another "
-                            f"store") from None
+        raise TrackingError(
+            f"cannot write the MLflow tracking store {path} ({_short(e)}): make it and its folder "
+            f"writable for this user (`chmod u+w`), or point MLFLOW_TRACKING_URI at another "
+            f"store"
+        ) from None
 
 
 def _check_artifacts_writable(location: str | None) -> None:
@@ -274,13 +296,19 @@ def _check_artifacts_writable(location: str | None) -> None:
     from urllib.parse import urlparse
     from urllib.request import url2pathname
 
-    folder = Path(url2pathname(urlparse(location).path)) if location.startswith("file:") else Path(location)
+    folder = (
+        Path(url2pathname(urlparse(location).path))
+        if location.startswith("file:")
+        else Path(location)
+    )
     try:
         _probe(folder)
     except OSError as e:
-        raise TrackingError(f"cannot write the MLflow artifact store {folder} ({_short(e)}): make it writable for "
-                            f"this user (`chmod u+w`), free some space, or point MLFLOW_TRACKING_URI at another "
-                            f"store") from None
+        raise TrackingError(
+            f"cannot write the MLflow artifact store {folder} ({_short(e)}): make it writable for "
+            f"this user (`chmod u+w`), free some space, or point MLFLOW_TRACKING_URI at another "
+            f"store"
+        ) from None
 
 
 def _deleted(experiment: str, experiment_id: str, own_store: bool) -> TrackingError:
@@ -288,9 +316,11 @@ def _deleted(experiment: str, experiment_id: str, own_store: bool) -> TrackingEr
     from birdplane.text import printable
 
     where = f"MLFLOW_TRACKING_URI={_own_store()} " if own_store else ""
-    return TrackingError(f"the MLflow experiment '{printable(experiment, 80)}' is deleted: restore it with "
-                         f"`{where}mlflow experiments restore --experiment-id {experiment_id}`, or choose another "
-                         f"mlflow.experiment in params.yaml")
+    return TrackingError(
+        f"the MLflow experiment '{printable(experiment, 80)}' is deleted: restore it with "
+        f"`{where}mlflow experiments restore --experiment-id {experiment_id}`, or choose another "
+        f"mlflow.experiment in params.yaml"
+    )
 
 
 @contextmanager
@@ -308,15 +338,21 @@ def close_orphaned_runs(experiment_id: str) -> list[str]:
     from birdplane.io import process_alive
 
     host = socket.gethostname()
-    runs = mlflow.search_runs(experiment_ids=[experiment_id], output_format="list",
-                              filter_string=f"attributes.status = 'RUNNING' and tags.`{HOST_TAG}` = '{host}'")
+    runs = mlflow.search_runs(
+        experiment_ids=[experiment_id],
+        output_format="list",
+        filter_string=f"attributes.status = 'RUNNING' and tags.`{HOST_TAG}` = '{host}'",
+    )
     client, closed = MlflowClient(), []
     for run in runs:
         pid = run.data.tags.get(PID_TAG, "")
         if not pid.isdigit() or process_alive(int(pid), since=run.info.start_time / 1000):
             continue
-        client.set_tag(run.info.run_id, CLOSED_TAG,
-                       f"process {pid} on {host} ended without closing this run (killed); closed by a later stage")
+        client.set_tag(
+            run.info.run_id,
+            CLOSED_TAG,
+            f"process {pid} on {host} ended without closing this run (killed); closed by a later stage",
+        )
         client.set_terminated(run.info.run_id, status="KILLED")
         closed.append(run.info.run_id)
     return closed
@@ -336,7 +372,7 @@ def _end_quietly(end: Callable[[str], None], status: str) -> None:
     original error."""
     try:
         end(status)
-    except Exception:  # noqa: BLE001: the next stage's close_orphaned_runs closes the run
+    except Exception:  # noqa: BLE001 - the next stage's close_orphaned_runs closes the run
         pass
 
 
@@ -368,8 +404,9 @@ def _managed(run: Any) -> Iterator[Any]:
 
 
 @contextmanager
-def variant_run(experiment: str, variant: str, *, stage: str | None = None,
-                tags: dict[str, Any] | None = None) -> Iterator[Any]:
+def variant_run(
+    experiment: str, variant: str, *, stage: str | None = None, tags: dict[str, Any] | None = None
+) -> Iterator[Any]:
     """Start the variant's run; it ends FINISHED, KILLED (interrupted) or FAILED (any other error)."""
     import mlflow
 
@@ -381,20 +418,30 @@ def variant_run(experiment: str, variant: str, *, stage: str | None = None,
 
 
 @contextmanager
-def nested_run(name: str, *, stage: str | None = None, tags: dict[str, Any] | None = None) -> Iterator[Any]:
+def nested_run(
+    name: str, *, stage: str | None = None, tags: dict[str, Any] | None = None
+) -> Iterator[Any]:
     """A child run of the active run (a further seed, a sweep configuration), ended like it."""
     import mlflow
 
     parent = mlflow.active_run()
-    run = mlflow.start_run(run_name=name, nested=True, experiment_id=parent.info.experiment_id,
-                           tags=_run_tags(tags, stage))
+    run = mlflow.start_run(
+        run_name=name,
+        nested=True,
+        experiment_id=parent.info.experiment_id,
+        tags=_run_tags(tags, stage),
+    )
     with _managed(run):
         yield run
 
 
 @contextmanager
-def child_runs(names: dict[Any, str], *, stage: str | None = None,
-               tags: dict[Any, dict[str, Any]] | None = None) -> Iterator[dict[Any, str]]:
+def child_runs(
+    names: dict[Any, str],
+    *,
+    stage: str | None = None,
+    tags: dict[Any, dict[str, Any]] | None = None,
+) -> Iterator[dict[Any, str]]:
     """Child runs of the active run that are open at the same time (seeds trained side by side),
     one per key of `names` (key -> run name, with `tags[key]`); yields key -> run id. Log into them
     with MlflowClient and the run id: MLflow's fluent API logs into one run at a time. They all end
@@ -419,9 +466,15 @@ def child_runs(names: dict[Any, str], *, stage: str | None = None,
 
     with _ending(end):
         for key, name in names.items():  # as mlflow.start_run(nested=True) tags a run
-            run_tags = registry.resolve_tags({**_run_tags((tags or {}).get(key), stage),
-                                              MLFLOW_PARENT_RUN_ID: parent.info.run_id})
-            ids[key] = client.create_run(parent.info.experiment_id, tags=run_tags, run_name=name).info.run_id
+            run_tags = registry.resolve_tags(
+                {
+                    **_run_tags((tags or {}).get(key), stage),
+                    MLFLOW_PARENT_RUN_ID: parent.info.run_id,
+                }
+            )
+            ids[key] = client.create_run(
+                parent.info.experiment_id, tags=run_tags, run_name=name
+            ).info.run_id
         yield ids
 
 
@@ -432,8 +485,15 @@ class SeedLogger:
     per-epoch metrics with step = epoch, a child run's final metrics at its end. `echo` also gets
     every epoch (the stage prints a progress line)."""
 
-    def __init__(self, variant: str, stage: str, seeds: list[int], params: dict[str, Any],
-                 tags: dict[str, Any], echo=None):
+    def __init__(
+        self,
+        variant: str,
+        stage: str,
+        seeds: list[int],
+        params: dict[str, Any],
+        tags: dict[str, Any],
+        echo=None,
+    ):
         self.variant, self.stage, self.first = variant, stage, seeds[0]
         self.params, self.tags, self.echo = params, tags, echo
         self.run_ids: dict[int, str] = {}
@@ -443,9 +503,15 @@ class SeedLogger:
         import mlflow
 
         extra = [s for s in seeds if s != self.first]
-        with child_runs({s: f"{self.variant}-seed{s}" for s in extra}, stage=self.stage,
-                        tags={s: {**self.tags, "seed": s} for s in extra}) as ids:
-            self.run_ids = {**({self.first: mlflow.active_run().info.run_id} if self.first in seeds else {}), **ids}
+        with child_runs(
+            {s: f"{self.variant}-seed{s}" for s in extra},
+            stage=self.stage,
+            tags={s: {**self.tags, "seed": s} for s in extra},
+        ) as ids:
+            self.run_ids = {
+                **({self.first: mlflow.active_run().info.run_id} if self.first in seeds else {}),
+                **ids,
+            }
             yield
 
     def start(self, seed: int, model) -> None:
@@ -457,7 +523,9 @@ class SeedLogger:
         self._log(seed, params=[Param(k, str(v)) for k, v in params.items()])
 
     def epoch(self, seed: int, stats) -> None:
-        self._log(seed, {k: v for k, v in stats.to_dict().items() if k != "epoch"}, step=stats.epoch)
+        self._log(
+            seed, {k: v for k, v in stats.to_dict().items() if k != "epoch"}, step=stats.epoch
+        )
         if self.echo is not None:
             self.echo(seed, stats)
 
@@ -465,13 +533,18 @@ class SeedLogger:
         if seed != self.first:
             self._log(seed, _final(final))
 
-    def _log(self, seed: int, metrics: dict[str, float] | None = None, step: int = 0, params=()) -> None:
+    def _log(
+        self, seed: int, metrics: dict[str, float] | None = None, step: int = 0, params=()
+    ) -> None:
         from mlflow.entities import Metric
         from mlflow.tracking import MlflowClient
 
         now = int(time.time() * 1000)
-        MlflowClient().log_batch(self.run_ids[seed], params=params,
-                                 metrics=[Metric(k, float(v), now, step) for k, v in (metrics or {}).items()])
+        MlflowClient().log_batch(
+            self.run_ids[seed],
+            params=params,
+            metrics=[Metric(k, float(v), now, step) for k, v in (metrics or {}).items()],
+        )
 
 
 class SweepLogger:
@@ -487,24 +560,38 @@ class SweepLogger:
     def scope(self, config, params: dict[str, Any]) -> Iterator[None]:
         import mlflow
 
-        with nested_run(f"sweep-{config.name}", stage="sweep", tags={**self.tags, "sweep_config": config.name}):
+        with nested_run(
+            f"sweep-{config.name}", stage="sweep", tags={**self.tags, "sweep_config": config.name}
+        ):
             mlflow.log_params(params)
             yield
 
     def epoch(self, config, stats: list) -> None:
         import mlflow
 
-        mlflow.log_metrics({"val_accuracy_mean": sum(s.val_accuracy for s in stats) / len(stats),
-                            "train_accuracy_mean": sum(s.train_accuracy for s in stats) / len(stats)},
-                           step=stats[0].epoch)
+        mlflow.log_metrics(
+            {
+                "val_accuracy_mean": sum(s.val_accuracy for s in stats) / len(stats),
+                "train_accuracy_mean": sum(s.train_accuracy for s in stats) / len(stats),
+            },
+            step=stats[0].epoch,
+        )
 
     def end(self, config, result: dict[str, Any], seconds: float) -> None:
         import mlflow
 
         if "diverged" not in result:
             summary = {k: v for k, v in result.items() if isinstance(v, dict) and "mean" in v}
-            summary |= {f"logit_grad_{k}": v for k, v in result["logit_grad"].items() if v is not None}
-            mlflow.log_metrics({f"{k}_{stat}": float(v[stat]) for k, v in summary.items() for stat in ("mean", "std")})
+            summary |= {
+                f"logit_grad_{k}": v for k, v in result["logit_grad"].items() if v is not None
+            }
+            mlflow.log_metrics(
+                {
+                    f"{k}_{stat}": float(v[stat])
+                    for k, v in summary.items()
+                    for stat in ("mean", "std")
+                }
+            )
         if self.echo is not None:
             self.echo(config, result, seconds)
 
@@ -532,8 +619,16 @@ def tag_model(model_file_bytes: bytes) -> None:
     mlflow.set_tag(MODEL_TAG, hashlib.md5(model_file_bytes).hexdigest())
 
 
-def add_to_variant_run(experiment: str, variant: str, model_file: Path, *, metrics: dict[str, float],
-                       tags: dict[str, str], stage: str, documents: dict[str, Any] | None = None) -> None:
+def add_to_variant_run(
+    experiment: str,
+    variant: str,
+    model_file: Path,
+    *,
+    metrics: dict[str, float],
+    tags: dict[str, str],
+    stage: str,
+    documents: dict[str, Any] | None = None,
+) -> None:
     """Add a later stage's metrics (and JSON documents) to the training run that produced this model
     file (found by the md5 tag the training stage set), without reopening it: its status and
     owner tags stay the training's. Where the store has no such run (a fresh store, a `dvc pull` on
@@ -547,17 +642,26 @@ def add_to_variant_run(experiment: str, variant: str, model_file: Path, *, metri
     model_md5 = hashlib.md5(Path(model_file).read_bytes()).hexdigest()
     exp_id = setup(experiment)
     with _store_errors():
-        found = mlflow.search_runs(experiment_ids=[exp_id], output_format="list", max_results=1,
-                                   order_by=["attributes.start_time DESC"],
-                                   filter_string=f"tags.`{MODEL_TAG}` = '{model_md5}' and tags.variant = '{variant}'")
+        found = mlflow.search_runs(
+            experiment_ids=[exp_id],
+            output_format="list",
+            max_results=1,
+            order_by=["attributes.start_time DESC"],
+            filter_string=f"tags.`{MODEL_TAG}` = '{model_md5}' and tags.variant = '{variant}'",
+        )
         if found:
             client, run_id, now = MlflowClient(), found[0].info.run_id, int(time.time() * 1000)
-            client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
-                             tags=[RunTag(k, str(v)) for k, v in tags.items()])
+            client.log_batch(
+                run_id,
+                metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+                tags=[RunTag(k, str(v)) for k, v in tags.items()],
+            )
             for name, doc in (documents or {}).items():
                 client.log_dict(run_id, doc, name)
             return
-    with variant_run(experiment, variant, stage=stage, tags={"variant": variant, MODEL_TAG: model_md5, **tags}):
+    with variant_run(
+        experiment, variant, stage=stage, tags={"variant": variant, MODEL_TAG: model_md5, **tags}
+    ):
         mlflow.log_metrics(metrics)
         for name, doc in (documents or {}).items():
             mlflow.log_dict(doc, name)
@@ -588,8 +692,8 @@ def log_torch_model(model, cfg, example_input, name: str = "model") -> float:
 
     # MLflow checks the pinned requirements against the environment through a map of every
     # installed distribution's files to its modules, built on first use: seconds per training
-    # stage (docs/performance.md, "Model logging to MLflow"). The pins are this environment's own versions of packages whose module and distribution
-    # names agree, so the map needs only them.
+    # stage (docs/performance.md, "Model logging to MLflow"). The pins are this environment's own
+    # versions of packages whose module and distribution names agree, so the map needs only them.
     if getattr(requirements_utils, "_MODULES_TO_PACKAGES", ()) is None:
         requirements_utils._MODULES_TO_PACKAGES = {m: [m] for m in ("torch", "mlflow", "numpy")}
     example = example_input.cpu().numpy().astype(np.float32)
@@ -600,10 +704,17 @@ def log_torch_model(model, cfg, example_input, name: str = "model") -> float:
             model_file = Path(tmp) / serving.MODEL_FILE
             save_model(model_file, model, cfg)
             mlflow.pyfunc.log_model(
-                name=name, loader_module="birdplane.serving", data_path=str(model_file),
-                signature=signature, input_example=example,
-                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}",
-                                  f"numpy=={np.__version__}"])
+                name=name,
+                loader_module="birdplane.serving",
+                data_path=str(model_file),
+                signature=signature,
+                input_example=example,
+                pip_requirements=[
+                    f"torch=={torch.__version__.split('+')[0]}",
+                    f"mlflow=={mlflow.__version__}",
+                    f"numpy=={np.__version__}",
+                ],
+            )
     except BaseException:
         _delete_partial_model(before.model_id if before else None)
         raise
@@ -627,5 +738,5 @@ def _delete_partial_model(previous: str | None) -> None:
 
             shutil.rmtree(url2pathname(urlparse(location).path), ignore_errors=True)
         MlflowClient().delete_logged_model(model.model_id)
-    except Exception:  # noqa: BLE001: best effort, the original error is what the user must see
+    except Exception:  # noqa: BLE001 - best effort, the original error is what the user must see
         pass

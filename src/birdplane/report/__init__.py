@@ -5,9 +5,19 @@ as blocks with the words of `lang/<lang>.toml`, loaded and checked by `catalog`;
 blocks into Markdown and HTML with `templates/`; `figures` draws the PNGs (matplotlib, imported
 only when a figure is drawn). A new language is one more file in `lang/`.
 """
+
 from birdplane.report.catalog import languages, phrases
 from birdplane.report.document import Block, build_document
 from birdplane.report.findings import Inputs, Variant, analyse
 from birdplane.report.render import render
 
-__all__ = ["Block", "Inputs", "Variant", "analyse", "build_document", "languages", "phrases", "render"]
+__all__ = [
+    "Block",
+    "Inputs",
+    "Variant",
+    "analyse",
+    "build_document",
+    "languages",
+    "phrases",
+    "render",
+]

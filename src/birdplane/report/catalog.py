@@ -7,6 +7,7 @@ values, already formatted here with the catalog's `number.*` entries (decimal ma
 separator, the word for percentage points). Adding a language is adding a file: every catalog
 must have the English one's keys, each with the same placeholders, which `load` checks.
 """
+
 from __future__ import annotations
 
 import re
@@ -41,8 +42,10 @@ def placeholders(entry: Entry) -> set[str]:
             if name is None:
                 continue
             if not name.isidentifier() or spec or conversion:
-                raise ValueError(f"{{{name}{'!' + conversion if conversion else ''}{':' + spec if spec else ''}}} "
-                                 f"is not a plain placeholder: write {{name}} (numbers come formatted)")
+                raise ValueError(
+                    f"{{{name}{'!' + conversion if conversion else ''}{':' + spec if spec else ''}}} "
+                    f"is not a plain placeholder: write {{name}} (numbers come formatted)"
+                )
             names.add(name)
     return names
 
@@ -53,7 +56,9 @@ def read(path: Path) -> dict[str, Entry]:
         with path.open("rb") as f:
             raw = tomllib.load(f)
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise CatalogError(f"report catalog {path}: {e}: fix the TOML syntax (key = \"text\", one per line)") from None
+        raise CatalogError(
+            f'report catalog {path}: {e}: fix the TOML syntax (key = "text", one per line)'
+        ) from None
     flat: dict[str, Entry] = {}
 
     def walk(prefix: str, table: dict) -> None:
@@ -65,7 +70,10 @@ def read(path: Path) -> dict[str, Entry]:
             elif isinstance(value, list) and all(isinstance(v, str) for v in value):
                 flat[prefix + key] = [_unwrap(v) for v in value]
             else:
-                raise CatalogError(f"report catalog {path}: {prefix + key} must be text in quotes or a list of texts")
+                raise CatalogError(
+                    f"report catalog {path}: {prefix + key} must be text in quotes or a list of texts"
+                )
+
     walk("", raw)
     return flat
 
@@ -86,12 +94,18 @@ def problems(entries: dict[str, Entry], reference: dict[str, Entry]) -> list[str
         found.append(f"unknown {', '.join(sorted(unknown))}")
     for key in sorted(entries.keys() & reference.keys()):
         ours, theirs = entries[key], reference[key]
-        if isinstance(ours, str) != isinstance(theirs, str) or (isinstance(ours, list) and len(ours) != len(theirs)):
-            found.append(f"{key} must be {'text' if isinstance(theirs, str) else f'a list of {len(theirs)} texts'}")
+        if isinstance(ours, str) != isinstance(theirs, str) or (
+            isinstance(ours, list) and len(ours) != len(theirs)
+        ):
+            found.append(
+                f"{key} must be {'text' if isinstance(theirs, str) else f'a list of {len(theirs)} texts'}"
+            )
             continue
         try:
             if placeholders(ours) != placeholders(theirs):
-                found.append(f"{key} must use exactly {{{'}, {'.join(sorted(placeholders(theirs)))}}}")
+                found.append(
+                    f"{key} must use exactly {{{'}, {'.join(sorted(placeholders(theirs)))}}}"
+                )
         except ValueError as e:
             found.append(f"{key}: {e}")
     return found
@@ -101,8 +115,10 @@ def load(lang: str, directory: Path = LANG_DIR) -> dict[str, Entry]:
     """The catalog of `lang` from `directory`, checked against the English one shipped here."""
     path = directory / f"{lang}.toml"
     if not _NAME.fullmatch(lang) or not path.is_file():
-        raise CatalogError(f"no report language {lang!r}: choose one of {', '.join(languages(directory))} "
-                           f"or add {directory}/{lang}.toml (a copy of {REFERENCE}.toml, translated)")
+        raise CatalogError(
+            f"no report language {lang!r}: choose one of {', '.join(languages(directory))} "
+            f"or add {directory}/{lang}.toml (a copy of {REFERENCE}.toml, translated)"
+        )
     entries = read(path)
     found = problems(entries, read(LANG_DIR / f"{REFERENCE}.toml"))
     if found:

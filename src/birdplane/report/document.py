@@ -6,6 +6,7 @@ values it quotes, formatted by `birdplane.report.catalog`. The language's catalo
 (`report/lang/<lang>.toml`) only holds the words. `birdplane.report.render` fills the Markdown and
 HTML templates with the same blocks, so both files say the same thing.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -14,22 +15,31 @@ from typing import Any
 from birdplane.report.catalog import Catalog, phrases
 from birdplane.text import md_code, md_text, redact_url
 from birdplane.report.study import GAP_WINDOW
-from birdplane.report.findings import BOOK_MEAN, BOOK_NLL, BOOK_STD, Inputs, analyse, best_epoch, own_history
+from birdplane.report.findings import (
+    BOOK_MEAN,
+    BOOK_NLL,
+    BOOK_STD,
+    Inputs,
+    analyse,
+    best_epoch,
+    own_history,
+)
 
 
 @dataclass
 class Block:
-    kind: str                      # heading, paragraph, table, figure, code, list
+    kind: str  # heading, paragraph, table, figure, code, list
     text: str = ""
     level: int = 2
     header: list[str] = field(default_factory=list)
     rows: list[list[str]] = field(default_factory=list)
     items: list[str] = field(default_factory=list)
-    src: str = ""                  # figure file name, relative to reports/figures/
+    src: str = ""  # figure file name, relative to reports/figures/
     anchor: str = ""
 
 
 # ---------------------------------------------------------------- blocks
+
 
 def heading(text: str, level: int = 2) -> Block:
     return Block("heading", text=text, level=level)
@@ -50,10 +60,11 @@ def bullets(items: list[str]) -> Block:
 @dataclass
 class Doc:
     """What every section reads: the inputs, their findings, the language and the figures drawn."""
+
     inp: Inputs
-    f: dict[str, Any]              # analyse(inp)
+    f: dict[str, Any]  # analyse(inp)
     t: Catalog
-    figures: dict[str, str]        # figure key -> file name
+    figures: dict[str, str]  # figure key -> file name
 
     def figure(self, key: str, caption_key: str) -> Block:
         return Block("figure", src=self.figures[key], text=self.t(caption_key))
@@ -64,42 +75,78 @@ class Doc:
 
 # ---------------------------------------------------------------- sections, in the report's order
 
+
 def summary(d: Doc) -> list[Block]:
     t, f, inp = d.t, d.f, d.inp
-    base, mse, small = f["baseline"], f["mse"], f["small"]
+    base, small = f["baseline"], f["small"]
     items = [summary_task1(d)]
     lr = f["lr_study"]
     if lr and lr["at_best"]:
         b = lr["best"]
-        items.append(t("summary.task1_lr.book" if lr["best_is_book"] else "summary.task1_lr.own",
-                       nll_lr=t.rate(b[lr["base"]]), mse_lr=t.rate(b[lr["task"]]), book=t.rate(lr["book_lr"]),
-                       lrs=_rates(d, lr), epochs=lr["epochs"],
-                       nll=d.mean_std(lr["rows"][lr["base"]][b[lr["base"]]]["val"]),
-                       mse=d.mean_std(lr["rows"][lr["task"]][b[lr["task"]]]["val"]),
-                       verdict=t(f"seeds.mse_verdict.{lr['at_best']['val']}")))
+        items.append(
+            t(
+                "summary.task1_lr.book" if lr["best_is_book"] else "summary.task1_lr.own",
+                nll_lr=t.rate(b[lr["base"]]),
+                mse_lr=t.rate(b[lr["task"]]),
+                book=t.rate(lr["book_lr"]),
+                lrs=_rates(d, lr),
+                epochs=lr["epochs"],
+                nll=d.mean_std(lr["rows"][lr["base"]][b[lr["base"]]]["val"]),
+                mse=d.mean_std(lr["rows"][lr["task"]][b[lr["task"]]]["val"]),
+                verdict=t(f"seeds.mse_verdict.{lr['at_best']['val']}"),
+            )
+        )
     story = f["story"]
     if story:
         end = story["end"]
-        items.append(t(f"summary.story.{story['key']}", small=d.mean_std(end["small"]), nll=d.mean_std(end["base"]),
-                       epochs=end["epoch"], end_verdict=t(f"seeds.verdict.{end['verdict']}")))
+        items.append(
+            t(
+                f"summary.story.{story['key']}",
+                small=d.mean_std(end["small"]),
+                nll=d.mean_std(end["base"]),
+                epochs=end["epoch"],
+                end_verdict=t(f"seeds.verdict.{end['verdict']}"),
+            )
+        )
     else:
-        items.append(t("summary.task2.reduced" if f["task2"]["reduced"] else "summary.task2.not_reduced",
-                       small=t.pct(small["gap"]), nll=t.pct(base["gap"])))
+        items.append(
+            t(
+                "summary.task2.reduced" if f["task2"]["reduced"] else "summary.task2.not_reduced",
+                small=t.pct(small["gap"]),
+                nll=t.pct(base["gap"]),
+            )
+        )
     if inp.variants[base["name"]].shift:
         items.append(t("summary.shift", **_shift_numbers(inp, base["name"], t)))
-    return [paragraph(t("summary.intro", classes=" / ".join(map(md_text, inp.stats["classes"])), n=len(inp.variants))),
-            bullets(items)]
+    return [
+        paragraph(
+            t(
+                "summary.intro",
+                classes=" / ".join(map(md_text, inp.stats["classes"])),
+                n=len(inp.variants),
+            )
+        ),
+        bullets(items),
+    ]
 
 
 def summary_task1(d: Doc) -> str:
     t, f = d.t, d.f
     seeds = f["task1_seeds"]
     if seeds:
-        return t("summary.task1_seeds", n=seeds["n"], mse=d.mean_std(seeds["mse"]["val_accuracy"]),
-                 nll=d.mean_std(seeds["nll"]["val_accuracy"]),
-                 verdict=t(f"seeds.mse_verdict.{seeds['verdicts']['val_accuracy']}"))
-    return t("summary.task1", mse=t.pct(f["mse"]["val"]), nll=t.pct(f["baseline"]["val"]),
-             verdict=t(f"verdict.{f['task1']['val']}"))
+        return t(
+            "summary.task1_seeds",
+            n=seeds["n"],
+            mse=d.mean_std(seeds["mse"]["val_accuracy"]),
+            nll=d.mean_std(seeds["nll"]["val_accuracy"]),
+            verdict=t(f"seeds.mse_verdict.{seeds['verdicts']['val_accuracy']}"),
+        )
+    return t(
+        "summary.task1",
+        mse=t.pct(f["mse"]["val"]),
+        nll=t.pct(f["baseline"]["val"]),
+        verdict=t(f"verdict.{f['task1']['val']}"),
+    )
 
 
 def data(d: Doc) -> list[Block]:
@@ -107,34 +154,64 @@ def data(d: Doc) -> list[Block]:
     src = _source(d.inp)
     blocks = [
         heading(t("data.heading")),
-        paragraph(t("data.text", classes=", ".join(map(md_text, st["classes"])), n_train=t.int(st["n_train"]),
-                    n_val=t.int(st["n_val"]),
-                    per_class=", ".join(f"{md_text(c)} {t.int(n)}" for c, n in st["train_per_class"].items()))),
-        table(t.texts("data.header"), [[t("data.url"), md_code(src.get("url", "?"))],
-                                       [t("data.md5"), md_code(src.get("md5", "?"))],
-                                       [t("data.bytes"), t.int(src.get("bytes", 0))]]),
+        paragraph(
+            t(
+                "data.text",
+                classes=", ".join(map(md_text, st["classes"])),
+                n_train=t.int(st["n_train"]),
+                n_val=t.int(st["n_val"]),
+                per_class=", ".join(
+                    f"{md_text(c)} {t.int(n)}" for c, n in st["train_per_class"].items()
+                ),
+            )
+        ),
+        table(
+            t.texts("data.header"),
+            [
+                [t("data.url"), md_code(src.get("url", "?"))],
+                [t("data.md5"), md_code(src.get("md5", "?"))],
+                [t("data.bytes"), t.int(src.get("bytes", 0))],
+            ],
+        ),
     ]
     if "samples" in d.figures:
         blocks.append(d.figure("samples", "data.figure"))
     return blocks + [
         heading(t("norm.heading"), 3),
         paragraph(t("norm.text")),
-        table(t.texts("norm.header"), [[ch, num(st["mean"][i]), num(BOOK_MEAN[i]), num(st["std"][i]), num(BOOK_STD[i])]
-                                       for i, ch in enumerate(t.texts("norm.channels"))]),
+        table(
+            t.texts("norm.header"),
+            [
+                [ch, num(st["mean"][i]), num(BOOK_MEAN[i]), num(st["std"][i]), num(BOOK_STD[i])]
+                for i, ch in enumerate(t.texts("norm.channels"))
+            ],
+        ),
     ]
 
 
 def models(d: Doc) -> list[Block]:
     t = d.t
-    rows = [[md_text(x.name), md_text(x.train["model"]), md_text(x.train["recipe"]["loss"].upper()), t.int(x.eval["n_parameters"]),
-             str(x.train["recipe"]["epochs"]), t.num(x.train["recipe"]["lr"]), str(x.train["recipe"]["batch_size"])]
-            for x in d.inp.variants.values()]
+    rows = [
+        [
+            md_text(x.name),
+            md_text(x.train["model"]),
+            md_text(x.train["recipe"]["loss"].upper()),
+            t.int(x.eval["n_parameters"]),
+            str(x.train["recipe"]["epochs"]),
+            t.num(x.train["recipe"]["lr"]),
+            str(x.train["recipe"]["batch_size"]),
+        ]
+        for x in d.inp.variants.values()
+    ]
     return [heading(t("models.heading")), table(t.texts("models.header"), rows)]
 
 
 def curves(d: Doc) -> list[Block]:
-    return [heading(d.t("curves.heading")), d.figure("accuracy", "curves.figure_accuracy"),
-            d.figure("loss", "curves.figure_loss")]
+    return [
+        heading(d.t("curves.heading")),
+        d.figure("accuracy", "curves.figure_accuracy"),
+        d.figure("loss", "curves.figure_loss"),
+    ]
 
 
 def results(d: Doc) -> list[Block]:
@@ -143,19 +220,49 @@ def results(d: Doc) -> list[Block]:
     for x in d.inp.variants.values():  # each variant's model: its first seed's
         h = own_history(x)
         best = best_epoch(h)
-        rows.append([md_text(x.name), pct(x.eval["train_accuracy"]), pct(x.eval["val_accuracy"]), pct(x.eval["overfit_gap"]),
-                     t.num(x.eval["val_loss"]), f"{pct(float(best['val_accuracy']))} ({int(best['epoch'])})",
-                     str(int(h["epoch"].max())), t.seconds(x.log.get("train_seconds"))])
-    blocks = [heading(t("results.heading")), table(t.texts("results.header"), rows),
-              paragraph(t("results.note", tol=t.pp(d.f["tolerance"]), book_train=pct(BOOK_NLL["train_accuracy"]),
-                          book_val=pct(BOOK_NLL["val_accuracy"])))]
+        rows.append(
+            [
+                md_text(x.name),
+                pct(x.eval["train_accuracy"]),
+                pct(x.eval["val_accuracy"]),
+                pct(x.eval["overfit_gap"]),
+                t.num(x.eval["val_loss"]),
+                f"{pct(float(best['val_accuracy']))} ({int(best['epoch'])})",
+                str(int(h["epoch"].max())),
+                t.seconds(x.log.get("train_seconds")),
+            ]
+        )
+    blocks = [
+        heading(t("results.heading")),
+        table(t.texts("results.header"), rows),
+        paragraph(
+            t(
+                "results.note",
+                tol=t.pp(d.f["tolerance"]),
+                book_train=pct(BOOK_NLL["train_accuracy"]),
+                book_val=pct(BOOK_NLL["val_accuracy"]),
+            )
+        ),
+    ]
     seeded = [x for x in d.inp.variants.values() if x.train.get("seeds")]
     if seeded:
-        blocks += [paragraph(t("seeds.text")),
-                   table(t.texts("seeds.header"), [[md_text(x.name), str(x.train["seeds"]["val_accuracy"]["n"]),
-                                                    *(d.mean_std(x.train["seeds"][m])
-                                                      for m in ("train_accuracy", "val_accuracy", "overfit_gap"))]
-                                                   for x in seeded])]
+        blocks += [
+            paragraph(t("seeds.text")),
+            table(
+                t.texts("seeds.header"),
+                [
+                    [
+                        md_text(x.name),
+                        str(x.train["seeds"]["val_accuracy"]["n"]),
+                        *(
+                            d.mean_std(x.train["seeds"][m])
+                            for m in ("train_accuracy", "val_accuracy", "overfit_gap")
+                        ),
+                    ]
+                    for x in seeded
+                ],
+            ),
+        ]
     return blocks
 
 
@@ -164,20 +271,39 @@ def task1(d: Doc) -> list[Block]:
     base, mse = f["baseline"], f["mse"]
 
     def when(epoch: int | None) -> str:
-        return t("task1.fit_epoch", epoch=epoch) if epoch else t("task1.no_fit", epochs=base["epochs"])
+        return (
+            t("task1.fit_epoch", epoch=epoch) if epoch else t("task1.no_fit", epochs=base["epochs"])
+        )
 
     blocks = [heading(t("task1.heading"))]
     if f["task1_seeds"]:
         blocks += task1_seeds(d)
     else:
         blocks += [
-            paragraph(t("task1.numbers", mse_val=pct(mse["val"]), nll_val=pct(base["val"]),
-                        diff=t.points(mse["val"] - base["val"]), verdict=t(f"verdict.{f['task1']['val']}"),
-                        mse_best=pct(mse["best_val"]), mse_best_epoch=mse["best_epoch"],
-                        nll_best=pct(base["best_val"]), nll_best_epoch=base["best_epoch"])),
-            paragraph(t("task1.speed", threshold=pct(d.inp.fit_threshold), nll_when=when(base["fit_epoch"]),
-                        mse_when=when(mse["fit_epoch"]), mse_gap=pct(mse["gap"]), nll_gap=pct(base["gap"]),
-                        gap_verdict=t(f"relative.{f['task1']['gap']}"))),
+            paragraph(
+                t(
+                    "task1.numbers",
+                    mse_val=pct(mse["val"]),
+                    nll_val=pct(base["val"]),
+                    diff=t.points(mse["val"] - base["val"]),
+                    verdict=t(f"verdict.{f['task1']['val']}"),
+                    mse_best=pct(mse["best_val"]),
+                    mse_best_epoch=mse["best_epoch"],
+                    nll_best=pct(base["best_val"]),
+                    nll_best_epoch=base["best_epoch"],
+                )
+            ),
+            paragraph(
+                t(
+                    "task1.speed",
+                    threshold=pct(d.inp.fit_threshold),
+                    nll_when=when(base["fit_epoch"]),
+                    mse_when=when(mse["fit_epoch"]),
+                    mse_gap=pct(mse["gap"]),
+                    nll_gap=pct(base["gap"]),
+                    gap_verdict=t(f"relative.{f['task1']['gap']}"),
+                )
+            ),
             paragraph(t("task1.ece", mse=t.num(mse["ece"]), nll=t.num(base["ece"]))),
         ]
     return blocks + lr_study(d) + [paragraph(t("task1.reason"))]
@@ -188,7 +314,9 @@ def fit_text(d: Doc, fit: dict[str, Any], epochs: int) -> str:
     t = d.t
     if fit["n_fit"] == 0:
         return t("task1.no_fit", epochs=epochs)
-    value = t("seeds.epochs", mean=t.num(fit["spread"]["mean"], 1), std=t.num(fit["spread"]["std"], 1))
+    value = t(
+        "seeds.epochs", mean=t.num(fit["spread"]["mean"], 1), std=t.num(fit["spread"]["std"], 1)
+    )
     if fit["n_fit"] < fit["n"]:
         value += " " + t("seeds.some_fit", k=fit["n_fit"], n=fit["n"], epochs=epochs)
     return value
@@ -199,18 +327,44 @@ def task1_seeds(d: Doc) -> list[Block]:
     t, s = d.t, d.f["task1_seeds"]
     nll, mse, v = s["nll"], s["mse"], s["verdicts"]
     ms, num = d.mean_std, d.t.num
-    rows = [[t("task1.row.val"), ms(nll["val_accuracy"]), ms(mse["val_accuracy"]), t(f"seeds.verdict.{v['val_accuracy']}")],
-            [t("task1.row.best_val"), ms(nll["best_val_accuracy"]), ms(mse["best_val_accuracy"]),
-             t(f"seeds.verdict.{v['best_val_accuracy']}")],
-            [t("task1.row.fit", threshold=t.pct(d.inp.fit_threshold)), fit_text(d, nll["fit"], nll["epochs"]),
-             fit_text(d, mse["fit"], mse["epochs"]), t(f"seeds.fit_short.{v['fit']}")],
-            [t("task1.row.gap"), ms(nll["overfit_gap"]), ms(mse["overfit_gap"]), t(f"seeds.verdict.{v['overfit_gap']}")],
-            [t("task1.row.ece"), f"{num(nll['val_ece']['mean'])} ± {num(nll['val_ece']['std'])}",
-             f"{num(mse['val_ece']['mean'])} ± {num(mse['val_ece']['std'])}", t(f"seeds.verdict.{v['val_ece']}")]]
+    rows = [
+        [
+            t("task1.row.val"),
+            ms(nll["val_accuracy"]),
+            ms(mse["val_accuracy"]),
+            t(f"seeds.verdict.{v['val_accuracy']}"),
+        ],
+        [
+            t("task1.row.best_val"),
+            ms(nll["best_val_accuracy"]),
+            ms(mse["best_val_accuracy"]),
+            t(f"seeds.verdict.{v['best_val_accuracy']}"),
+        ],
+        [
+            t("task1.row.fit", threshold=t.pct(d.inp.fit_threshold)),
+            fit_text(d, nll["fit"], nll["epochs"]),
+            fit_text(d, mse["fit"], mse["epochs"]),
+            t(f"seeds.fit_short.{v['fit']}"),
+        ],
+        [
+            t("task1.row.gap"),
+            ms(nll["overfit_gap"]),
+            ms(mse["overfit_gap"]),
+            t(f"seeds.verdict.{v['overfit_gap']}"),
+        ],
+        [
+            t("task1.row.ece"),
+            f"{num(nll['val_ece']['mean'])} ± {num(nll['val_ece']['std'])}",
+            f"{num(mse['val_ece']['mean'])} ± {num(mse['val_ece']['std'])}",
+            t(f"seeds.verdict.{v['val_ece']}"),
+        ],
+    ]
     lr = d.inp.variants[d.f["baseline"]["name"]].train["recipe"]["lr"]
-    return [paragraph(t("task1.seeds_intro", n=s["n"], epochs=nll["epochs"], lr=t.rate(lr))),
-            table(t.texts("task1.seeds_header"), rows),
-            paragraph(t(f"task1.seeds_verdict.{v['val_accuracy']}", fit=t(f"seeds.fit.{v['fit']}")))]
+    return [
+        paragraph(t("task1.seeds_intro", n=s["n"], epochs=nll["epochs"], lr=t.rate(lr))),
+        table(t.texts("task1.seeds_header"), rows),
+        paragraph(t(f"task1.seeds_verdict.{v['val_accuracy']}", fit=t(f"seeds.fit.{v['fit']}"))),
+    ]
 
 
 def lr_study(d: Doc) -> list[Block]:
@@ -224,12 +378,32 @@ def lr_study(d: Doc) -> list[Block]:
         for lr, r in sorted(by_lr.items()):
             name = f"{loss.upper()}{' *' if lr == s['best'][loss] else ''}"
             if r["diverged"]:
-                rows.append([name, t.rate(lr), t("lr.diverged", epoch=r["diverged"].get("epoch") or "?"), "", "", ""])
+                rows.append(
+                    [
+                        name,
+                        t.rate(lr),
+                        t("lr.diverged", epoch=r["diverged"].get("epoch") or "?"),
+                        "",
+                        "",
+                        "",
+                    ]
+                )
                 continue
             grad = f"{num(r['grad']['mean'], 3)} ± {num(r['grad']['std'], 3)}" if r["grad"] else "–"
-            rows.append([name, t.rate(lr), ms(r["train"]), ms(r["val"]), fit_text(d, r["fit"], s["epochs"]), grad])
-    blocks = [heading(t("lr.heading"), 3), paragraph(t("lr.intro", lrs=_rates(d, s), seeds=s["seeds"],
-                                                            epochs=s["epochs"]))]
+            rows.append(
+                [
+                    name,
+                    t.rate(lr),
+                    ms(r["train"]),
+                    ms(r["val"]),
+                    fit_text(d, r["fit"], s["epochs"]),
+                    grad,
+                ]
+            )
+    blocks = [
+        heading(t("lr.heading"), 3),
+        paragraph(t("lr.intro", lrs=_rates(d, s), seeds=s["seeds"], epochs=s["epochs"])),
+    ]
     if "lr_study" in d.figures:
         blocks.append(d.figure("lr_study", "lr.figure"))
     blocks.append(table(t.texts("lr.header", threshold=t.pct(d.inp.fit_threshold)), rows))
@@ -240,12 +414,23 @@ def lr_study(d: Doc) -> list[Block]:
     if best[base] is not None and best[task] is not None:
         at_book = s["at_book"]
         ties = [f"{loss.upper()} {t.rate(lr)}" for loss, lrs in s["ties"].items() for lr in lrs]
-        blocks.append(paragraph(t(
-            "lr.best.book" if s["best_is_book"] else "lr.best.own", nll_lr=t.rate(best[base]),
-            mse_lr=t.rate(best[task]), epochs=s["epochs"], nll=ms(s["rows"][base][best[base]]["val"]),
-            mse=ms(s["rows"][task][best[task]]["val"]), verdict=t(f"seeds.mse_verdict.{s['at_best']['val']}"),
-            book=t.rate(book), book_verdict=t(f"seeds.mse_verdict.{at_book['val']}") if at_book else "–")
-            + " " + (t("lr.ties.some", rates=", ".join(ties)) if ties else t("lr.ties.none"))))
+        blocks.append(
+            paragraph(
+                t(
+                    "lr.best.book" if s["best_is_book"] else "lr.best.own",
+                    nll_lr=t.rate(best[base]),
+                    mse_lr=t.rate(best[task]),
+                    epochs=s["epochs"],
+                    nll=ms(s["rows"][base][best[base]]["val"]),
+                    mse=ms(s["rows"][task][best[task]]["val"]),
+                    verdict=t(f"seeds.mse_verdict.{s['at_best']['val']}"),
+                    book=t.rate(book),
+                    book_verdict=t(f"seeds.mse_verdict.{at_book['val']}") if at_book else "–",
+                )
+                + " "
+                + (t("lr.ties.some", rates=", ".join(ties)) if ties else t("lr.ties.none"))
+            )
+        )
     blocks.append(paragraph(fit_by_rate(d, s)))
     why = s["why"]
     if why:
@@ -254,18 +439,41 @@ def lr_study(d: Doc) -> list[Block]:
         def pct_or_dash(x: dict | None) -> str:
             return t.pct(x["mean"]) if x else "–"
 
-        blocks.append(paragraph(t(
-            "lr.why.flat" if why["flat"] else "lr.why.smaller", book=t.rate(book), epochs=s["epochs"],
-            nll=f"{num(why['nll']['mean'], 3)} ± {num(why['nll']['std'], 3)}",
-            mse=f"{num(why['mse']['mean'], 3)} ± {num(why['mse']['std'], 3)}", ratio=num(why["ratio"], 1),
-            nll_wrong=num(why["nll_wrong"]["mean"], 3) if why["nll_wrong"] else "–",
-            mse_wrong=num(why["mse_wrong"]["mean"], 3) if why["mse_wrong"] else "–",
-            ratio_wrong=num(wrong, 1) if wrong else "–")))
-        if fast[task] is not None and fast[base] is not None and share["mse"]["fastest"] and share["nll"]["fastest"]:
-            blocks.append(paragraph(t(
-                "lr.why.share", book=t.rate(book), mse_lr=t.rate(fast[task]), nll_lr=t.rate(fast[base]),
-                mse_book=pct_or_dash(share["mse"]["book"]), mse_fast=pct_or_dash(share["mse"]["fastest"]),
-                nll_book=pct_or_dash(share["nll"]["book"]), nll_fast=pct_or_dash(share["nll"]["fastest"]))))
+        blocks.append(
+            paragraph(
+                t(
+                    "lr.why.flat" if why["flat"] else "lr.why.smaller",
+                    book=t.rate(book),
+                    epochs=s["epochs"],
+                    nll=f"{num(why['nll']['mean'], 3)} ± {num(why['nll']['std'], 3)}",
+                    mse=f"{num(why['mse']['mean'], 3)} ± {num(why['mse']['std'], 3)}",
+                    ratio=num(why["ratio"], 1),
+                    nll_wrong=num(why["nll_wrong"]["mean"], 3) if why["nll_wrong"] else "–",
+                    mse_wrong=num(why["mse_wrong"]["mean"], 3) if why["mse_wrong"] else "–",
+                    ratio_wrong=num(wrong, 1) if wrong else "–",
+                )
+            )
+        )
+        if (
+            fast[task] is not None
+            and fast[base] is not None
+            and share["mse"]["fastest"]
+            and share["nll"]["fastest"]
+        ):
+            blocks.append(
+                paragraph(
+                    t(
+                        "lr.why.share",
+                        book=t.rate(book),
+                        mse_lr=t.rate(fast[task]),
+                        nll_lr=t.rate(fast[base]),
+                        mse_book=pct_or_dash(share["mse"]["book"]),
+                        mse_fast=pct_or_dash(share["mse"]["fastest"]),
+                        nll_book=pct_or_dash(share["nll"]["book"]),
+                        nll_fast=pct_or_dash(share["nll"]["fastest"]),
+                    )
+                )
+            )
     return blocks
 
 
@@ -283,11 +491,18 @@ def fit_by_rate(d: Doc, s: dict[str, Any]) -> str:
         r = s["rows"][base if role == "nll" else task].get(s["book_lr"])
         return fit_text(d, r["fit"], s["epochs"]) if r and not r["diverged"] else "–"
 
-    return t("lr.fit.some", book=t.rate(s["book_lr"]), epochs=s["epochs"],
-             mse_lr=t.rate(fast[task]), mse_fit=fit_text(d, s["rows"][task][fast[task]]["fit"], s["epochs"]),
-             nll_lr=t.rate(fast[base]), nll_fit=fit_text(d, s["rows"][base][fast[base]]["fit"], s["epochs"]),
-             mse_fit_book=at_book("mse"), nll_fit_book=at_book("nll"),
-             fit=t(f"seeds.fit.{s['at_fastest']['fit']}"))
+    return t(
+        "lr.fit.some",
+        book=t.rate(s["book_lr"]),
+        epochs=s["epochs"],
+        mse_lr=t.rate(fast[task]),
+        mse_fit=fit_text(d, s["rows"][task][fast[task]]["fit"], s["epochs"]),
+        nll_lr=t.rate(fast[base]),
+        nll_fit=fit_text(d, s["rows"][base][fast[base]]["fit"], s["epochs"]),
+        mse_fit_book=at_book("mse"),
+        nll_fit_book=at_book("nll"),
+        fit=t(f"seeds.fit.{s['at_fastest']['fit']}"),
+    )
 
 
 def _rates(d: Doc, s: dict[str, Any]) -> str:
@@ -299,12 +514,33 @@ def task2(d: Doc) -> list[Block]:
     base, small = f["baseline"], f["small"]
     return [
         heading(t("task2.heading")),
-        paragraph(t("task2.numbers", small=md_text(small["name"]), small_params=t.int(small["params"]),
-                    nll_params=t.int(base["params"]), ratio=f"{f['task2']['params_ratio']:.0f}",
-                    small_gap=pct(small["gap"]), nll_gap=pct(base["gap"]), small_val=pct(small["val"]),
-                    nll_val=pct(base["val"]))),
-        *(story(d) or [paragraph(t("task2.verdict.reduced" if f["task2"]["reduced"] else "task2.verdict.not_reduced",
-                                   val=t(f"relative.{f['task2']['val']}"), n_train=t.int(d.inp.stats["n_train"])))]),
+        paragraph(
+            t(
+                "task2.numbers",
+                small=md_text(small["name"]),
+                small_params=t.int(small["params"]),
+                nll_params=t.int(base["params"]),
+                ratio=f"{f['task2']['params_ratio']:.0f}",
+                small_gap=pct(small["gap"]),
+                nll_gap=pct(base["gap"]),
+                small_val=pct(small["val"]),
+                nll_val=pct(base["val"]),
+            )
+        ),
+        *(
+            story(d)
+            or [
+                paragraph(
+                    t(
+                        "task2.verdict.reduced"
+                        if f["task2"]["reduced"]
+                        else "task2.verdict.not_reduced",
+                        val=t(f"relative.{f['task2']['val']}"),
+                        n_train=t.int(d.inp.stats["n_train"]),
+                    )
+                )
+            ]
+        ),
         paragraph(best_fix(d)),
     ]
 
@@ -316,22 +552,58 @@ def story(d: Doc) -> list[Block]:
     if not s:
         return []
     ms = d.mean_std
-    rows = [[str(r["epoch"]), ms(r["small"]), ms(r["base"]), t(f"seeds.verdict.{r['verdict']}"),
-             t("story.trend", narrow=r["narrow"], narrow_gap=ms(r["narrow_gap"]), wide=r["wide"],
-               wide_gap=ms(r["wide_gap"])) if r["source"] == "sweep" else t("story.variants")]
-            for r in (*s["rows"], s["end"])]
+    rows = [
+        [
+            str(r["epoch"]),
+            ms(r["small"]),
+            ms(r["base"]),
+            t(f"seeds.verdict.{r['verdict']}"),
+            t(
+                "story.trend",
+                narrow=r["narrow"],
+                narrow_gap=ms(r["narrow_gap"]),
+                wide=r["wide"],
+                wide_gap=ms(r["wide_gap"]),
+            )
+            if r["source"] == "sweep"
+            else t("story.variants"),
+        ]
+        for r in (*s["rows"], s["end"])
+    ]
     early, end = s["early"], s["end"]
-    blocks = [paragraph(t("story.intro", window=GAP_WINDOW, small=md_text(s["small_variant"]), small_config=md_text(s["small"]),
-                          base=s["base_variant"],
-                          base_config=md_text(s["base"]), lengths=", ".join(str(r["epoch"]) for r in s["rows"]),
-                          epochs=end["epoch"]))]
+    blocks = [
+        paragraph(
+            t(
+                "story.intro",
+                window=GAP_WINDOW,
+                small=md_text(s["small_variant"]),
+                small_config=md_text(s["small"]),
+                base=s["base_variant"],
+                base_config=md_text(s["base"]),
+                lengths=", ".join(str(r["epoch"]) for r in s["rows"]),
+                epochs=end["epoch"],
+            )
+        )
+    ]
     if "story" in d.figures:
         blocks.append(d.figure("story", "story.figure"))
-    blocks += [table(t.texts("story.header", small=md_text(s["small"]), base=md_text(s["base"])), rows),
-               paragraph(t(f"story.{s['key']}", early=early["epoch"], small_early=ms(early["small"]),
-                           base_early=ms(early["base"]), narrow=early["narrow"], wide=early["wide"],
-                           epochs=end["epoch"], small_end=ms(end["small"]), base_end=ms(end["base"]),
-                           end_verdict=t(f"seeds.verdict.{end['verdict']}")))]
+    blocks += [
+        table(t.texts("story.header", small=md_text(s["small"]), base=md_text(s["base"])), rows),
+        paragraph(
+            t(
+                f"story.{s['key']}",
+                early=early["epoch"],
+                small_early=ms(early["small"]),
+                base_early=ms(early["base"]),
+                narrow=early["narrow"],
+                wide=early["wide"],
+                epochs=end["epoch"],
+                small_end=ms(end["small"]),
+                base_end=ms(end["base"]),
+                end_verdict=t(f"seeds.verdict.{end['verdict']}"),
+            )
+        ),
+    ]
     return blocks
 
 
@@ -344,8 +616,15 @@ def best_fix(d: Doc) -> str:
         key = "task2.fix.early_stopping"
     else:
         key = "task2.fix.variant"
-    return t(key, name=md_text(fix["what"].split(":", 1)[-1]), gap=t.pct(fix["gap"]), val=t.pct(fix["val"]),
-             best_epoch=base["best_epoch"], epochs=base["epochs"], base_gap=t.pct(base["gap"]))
+    return t(
+        key,
+        name=md_text(fix["what"].split(":", 1)[-1]),
+        gap=t.pct(fix["gap"]),
+        val=t.pct(fix["val"]),
+        best_epoch=base["best_epoch"],
+        epochs=base["epochs"],
+        base_gap=t.pct(base["gap"]),
+    )
 
 
 def sweep(d: Doc) -> list[Block]:
@@ -354,26 +633,68 @@ def sweep(d: Doc) -> list[Block]:
     if not sw:
         return []
     c = sw["configs"]
-    blocks = [heading(t("sweep.heading"), 3),
-              paragraph(t("sweep.intro", seeds=sw["seeds"], epochs=sw["epochs"], n=len(c)))]
+    blocks = [
+        heading(t("sweep.heading"), 3),
+        paragraph(t("sweep.intro", seeds=sw["seeds"], epochs=sw["epochs"], n=len(c))),
+    ]
     if "sweep" in d.figures:
         blocks.append(d.figure("sweep", "sweep.figure"))
-    blocks.append(table(t.texts("sweep.header"), [[md_text(n), md_text(x["model"]), t.int(x["n_parameters"]), ms(x["train_accuracy"]),
-                                                   ms(x["val_accuracy"]), ms(x["overfit_gap"])] for n, x in c.items()]))
-    blocks.append(paragraph(t(
-        "sweep.trend", trend=t("sweep.grows" if sw["gap_grows"] else "sweep.flat"), first=sw["first"],
-        last=sw["last"], gap_first=ms(c[sw["first"]]["overfit_gap"]), gap_last=ms(c[sw["last"]]["overfit_gap"]),
-        min_gap=sw["min_gap"], min_gap_value=ms(c[sw["min_gap"]]["overfit_gap"]), best_val=sw["best_val"],
-        best_val_value=ms(c[sw["best_val"]]["val_accuracy"]))))
+    blocks.append(
+        table(
+            t.texts("sweep.header"),
+            [
+                [
+                    md_text(n),
+                    md_text(x["model"]),
+                    t.int(x["n_parameters"]),
+                    ms(x["train_accuracy"]),
+                    ms(x["val_accuracy"]),
+                    ms(x["overfit_gap"]),
+                ]
+                for n, x in c.items()
+            ],
+        )
+    )
+    blocks.append(
+        paragraph(
+            t(
+                "sweep.trend",
+                trend=t("sweep.grows" if sw["gap_grows"] else "sweep.flat"),
+                first=sw["first"],
+                last=sw["last"],
+                gap_first=ms(c[sw["first"]]["overfit_gap"]),
+                gap_last=ms(c[sw["last"]]["overfit_gap"]),
+                min_gap=sw["min_gap"],
+                min_gap_value=ms(c[sw["min_gap"]]["overfit_gap"]),
+                best_val=sw["best_val"],
+                best_val_value=ms(c[sw["best_val"]]["val_accuracy"]),
+            )
+        )
+    )
     if sw["regularizers"]:
         blocks.append(bullets([regularizer(d, n, r) for n, r in sw["regularizers"].items()]))
     rule = sw["rule"]
-    verdict = t("sweep.pick.agrees" if sw["small_agrees"] else "sweep.pick.differs", small=d.inp.roles["small"],
-                small_hidden=str(sw["small_hidden"]), hidden=str(rule["hidden"]))
-    blocks.append(paragraph(t(
-        "sweep.rule", pick=md_text(rule["pick"]), model=md_text(c[rule["pick"]]["model"]), params=t.int(c[rule["pick"]]["n_parameters"]),
-        pick_val=ms(c[rule["pick"]]["val_accuracy"]), best=md_text(rule["best"]), best_val=ms(c[rule["best"]]["val_accuracy"]),
-        threshold=t.pct(rule["threshold"]), verdict=verdict)))
+    verdict = t(
+        "sweep.pick.agrees" if sw["small_agrees"] else "sweep.pick.differs",
+        small=d.inp.roles["small"],
+        small_hidden=str(sw["small_hidden"]),
+        hidden=str(rule["hidden"]),
+    )
+    blocks.append(
+        paragraph(
+            t(
+                "sweep.rule",
+                pick=md_text(rule["pick"]),
+                model=md_text(c[rule["pick"]]["model"]),
+                params=t.int(c[rule["pick"]]["n_parameters"]),
+                pick_val=ms(c[rule["pick"]]["val_accuracy"]),
+                best=md_text(rule["best"]),
+                best_val=ms(c[rule["best"]]["val_accuracy"]),
+                threshold=t.pct(rule["threshold"]),
+                verdict=verdict,
+            )
+        )
+    )
     return blocks
 
 
@@ -381,11 +702,24 @@ def regularizer(d: Doc, name: str, r: dict[str, Any]) -> str:
     """One regularizer against the plain net; says so when early stopping ended training before the last epoch."""
     t, epochs, ms = d.t, d.f["sweep"]["epochs"], d.mean_std
     stopped = r["epochs_trained"] < epochs
-    text = t("sweep.regularizer.stopped_early" if stopped else "sweep.regularizer.full_length",
-             name=md_text(name), base=md_text(d.f["sweep"]["base"]), gap=ms(r["gap"]), base_gap=ms(r["base_gap"]), val=ms(r["val"]),
-             base_val=ms(r["base_val"]), gap_change=t(f"sweep.gap_change.{r['gap_change']}"),
-             val_change=t(f"sweep.val_change.{r['val_change']}"), stopped=f"{r['epochs_trained']:.0f}", epochs=epochs)
-    return f"{text} {t('sweep.read_from', base=md_text(r['read_from']))}" if r.get("read_from") else text
+    text = t(
+        "sweep.regularizer.stopped_early" if stopped else "sweep.regularizer.full_length",
+        name=md_text(name),
+        base=md_text(d.f["sweep"]["base"]),
+        gap=ms(r["gap"]),
+        base_gap=ms(r["base_gap"]),
+        val=ms(r["val"]),
+        base_val=ms(r["base_val"]),
+        gap_change=t(f"sweep.gap_change.{r['gap_change']}"),
+        val_change=t(f"sweep.val_change.{r['val_change']}"),
+        stopped=f"{r['epochs_trained']:.0f}",
+        epochs=epochs,
+    )
+    return (
+        f"{text} {t('sweep.read_from', base=md_text(r['read_from']))}"
+        if r.get("read_from")
+        else text
+    )
 
 
 def translation(d: Doc) -> list[Block]:
@@ -393,34 +727,79 @@ def translation(d: Doc) -> list[Block]:
     t, inp = d.t, d.inp
     if not all(x.shift for x in inp.variants.values()):
         return []
-    blocks = [heading(t("shift.heading")), paragraph(t("shift.intro", k=_k(inp))), d.figure("shift", "shift.figure")]
+    blocks = [
+        heading(t("shift.heading")),
+        paragraph(t("shift.intro", k=_k(inp))),
+        d.figure("shift", "shift.figure"),
+    ]
     if "shift_grid" in d.figures:
         blocks.append(d.figure("shift_grid", "shift.figure_grid"))
-    blocks += [bullets([t("shift.variant", name=md_text(x.name), **_shift_numbers(inp, x.name, t))
-                        for x in inp.variants.values()]),
-               paragraph(t("shift.reason"))]
+    blocks += [
+        bullets(
+            [
+                t("shift.variant", name=md_text(x.name), **_shift_numbers(inp, x.name, t))
+                for x in inp.variants.values()
+            ]
+        ),
+        paragraph(t("shift.reason")),
+    ]
     tr = d.f["translation"]
     if tr:
         rows, best = tr["rows"], tr["best_everywhere"]
         lead = t("translation.leader", k=tr["k"], best=best) if best else t("translation.no_leader")
         blocks += [
-            table(t.texts("translation.header", mid=tr["mid"], k=tr["k"]),
-                  [[md_text(n), md_text(inp.variants[n].train["model"]), t.pct(r["a0"]), t.pct(r["amid"]), t.pct(r["ak"]),
-                    t.points(-r["drop"])] for n, r in rows.items()]),
-            paragraph(t("translation.verdict", most=tr["most_robust"], drop=t.pp(rows[tr["most_robust"]]["drop"]),
-                        base=tr["baseline"], base_drop=t.pp(rows[tr["baseline"]]["drop"]), k=tr["k"], lead=lead)),
+            table(
+                t.texts("translation.header", mid=tr["mid"], k=tr["k"]),
+                [
+                    [
+                        md_text(n),
+                        md_text(inp.variants[n].train["model"]),
+                        t.pct(r["a0"]),
+                        t.pct(r["amid"]),
+                        t.pct(r["ak"]),
+                        t.points(-r["drop"]),
+                    ]
+                    for n, r in rows.items()
+                ],
+            ),
+            paragraph(
+                t(
+                    "translation.verdict",
+                    most=tr["most_robust"],
+                    drop=t.pp(rows[tr["most_robust"]]["drop"]),
+                    base=tr["baseline"],
+                    base_drop=t.pp(rows[tr["baseline"]]["drop"]),
+                    k=tr["k"],
+                    lead=lead,
+                )
+            ),
         ]
     return blocks
 
 
 def evaluation(d: Doc) -> list[Block]:
     t, num, variants = d.t, d.t.num, d.inp.variants.values()
-    per_class = [[md_text(x.name), md_text(c), num(s["precision"]), num(s["recall"]), num(s["f1"]), str(s["support"])]
-                 for x in variants for c, s in x.eval["per_class"].items()]
-    return [heading(t("eval.heading")), table(t.texts("eval.header_per_class"), per_class),
-            d.figure("confusion", "eval.figure_confusion"),
-            table(t.texts("eval.header_calibration"),
-                  [[md_text(x.name), num(x.eval["val_ece"]), num(x.eval["val_nll"])] for x in variants])]
+    per_class = [
+        [
+            md_text(x.name),
+            md_text(c),
+            num(s["precision"]),
+            num(s["recall"]),
+            num(s["f1"]),
+            str(s["support"]),
+        ]
+        for x in variants
+        for c, s in x.eval["per_class"].items()
+    ]
+    return [
+        heading(t("eval.heading")),
+        table(t.texts("eval.header_per_class"), per_class),
+        d.figure("confusion", "eval.figure_confusion"),
+        table(
+            t.texts("eval.header_calibration"),
+            [[md_text(x.name), num(x.eval["val_ece"]), num(x.eval["val_nll"])] for x in variants],
+        ),
+    ]
 
 
 def provenance(d: Doc) -> list[Block]:
@@ -431,31 +810,69 @@ def provenance(d: Doc) -> list[Block]:
     any_log = next(iter(inp.variants.values())).log
     versions = any_log.get("versions", {})
     machine = any_log.get("machine", {})
-    device = t("provenance.device_value", device=md_text(machine.get("device", "?")),
-               chip=md_text(machine.get("gpu") or machine.get("processor", "?")),
-               threads=md_text(machine.get("torch_threads", "?")))
+    device = t(
+        "provenance.device_value",
+        device=md_text(machine.get("device", "?")),
+        chip=md_text(machine.get("gpu") or machine.get("processor", "?")),
+        threads=md_text(machine.get("torch_threads", "?")),
+    )
     return [
         heading(t("provenance.heading")),
-        table(t.texts("provenance.header"), [
-            [t("provenance.commit"), md_code(any_log.get("git_commit") or "?")],
-            [t("provenance.date"), md_text(any_log.get("finished", "?"))],
-            [t("provenance.device"), device],
-            [t("provenance.versions"), md_text(", ".join(f"{k} {val}" for k, val in versions.items()))],
-            [t("data.url"), md_code(src.get("url", "?"))], [t("data.md5"), md_code(src.get("md5", "?"))],
-        ]),
+        table(
+            t.texts("provenance.header"),
+            [
+                [t("provenance.commit"), md_code(any_log.get("git_commit") or "?")],
+                [t("provenance.date"), md_text(any_log.get("finished", "?"))],
+                [t("provenance.device"), device],
+                [
+                    t("provenance.versions"),
+                    md_text(", ".join(f"{k} {val}" for k, val in versions.items())),
+                ],
+                [t("data.url"), md_code(src.get("url", "?"))],
+                [t("data.md5"), md_code(src.get("md5", "?"))],
+            ],
+        ),
         heading(t("mlflow.heading"), 3),
         paragraph(t("mlflow.text")),
-        table(t.texts("mlflow.header"), [[md_text(x.name), md_code(x.log.get("mlflow_run_id", "?")),
-                                          md_text(x.log.get("mlflow_experiment", "?"))] for x in inp.variants.values()]),
+        table(
+            t.texts("mlflow.header"),
+            [
+                [
+                    md_text(x.name),
+                    md_code(x.log.get("mlflow_run_id", "?")),
+                    md_text(x.log.get("mlflow_experiment", "?")),
+                ]
+                for x in inp.variants.values()
+            ],
+        ),
         heading(t("params.heading"), 3),
-        Block("code", text=yaml.safe_dump(_shown_params(inp.params), sort_keys=False, allow_unicode=True).strip()),
+        Block(
+            "code",
+            text=yaml.safe_dump(
+                _shown_params(inp.params), sort_keys=False, allow_unicode=True
+            ).strip(),
+        ),
     ]
 
 
-SECTIONS = (summary, data, models, curves, results, task1, task2, sweep, translation, evaluation, provenance)
+SECTIONS = (
+    summary,
+    data,
+    models,
+    curves,
+    results,
+    task1,
+    task2,
+    sweep,
+    translation,
+    evaluation,
+    provenance,
+)
 
 
-def build_document(inp: Inputs, lang: str | Catalog, figures: dict[str, str]) -> tuple[str, list[Block]]:
+def build_document(
+    inp: Inputs, lang: str | Catalog, figures: dict[str, str]
+) -> tuple[str, list[Block]]:
     """The report as (title, blocks); `lang` is a language code (report/lang/<lang>.toml) or a loaded
     `Catalog` (`phrases(code, directory)` for a catalog kept elsewhere); `figures` maps figure keys to
     file names."""
@@ -490,5 +907,11 @@ def _shift_numbers(inp: Inputs, name: str, t: Catalog) -> dict[str, str]:
     k = int(sh["max_shift"])
     mid = min(inp.summary_shift, k)
     chance = 1 / len(inp.stats["classes"])
-    return {"a0": t.pct(sh["accuracy_at_0"]), "mid": str(mid), "amid": t.pct(sh["accuracy_by_shift"][str(mid)]),
-            "k": str(k), "ak": t.pct(sh["accuracy_by_shift"][str(k)]), "chance": t.pct(chance)}
+    return {
+        "a0": t.pct(sh["accuracy_at_0"]),
+        "mid": str(mid),
+        "amid": t.pct(sh["accuracy_by_shift"][str(mid)]),
+        "k": str(k),
+        "ak": t.pct(sh["accuracy_by_shift"][str(k)]),
+        "chance": t.pct(chance),
+    }

@@ -1,5 +1,6 @@
 """The report's figures (matplotlib, no display). Each function writes one PNG and returns nothing;
 every word on a figure comes from the report's language (`t`, a birdplane.report.catalog.Catalog)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,8 +22,16 @@ def _plt():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    plt.rcParams.update({"figure.dpi": DPI, "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False,
-                         "axes.spines.right": False, "font.size": 10})
+    plt.rcParams.update(
+        {
+            "figure.dpi": DPI,
+            "axes.grid": True,
+            "grid.alpha": 0.3,
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+            "font.size": 10,
+        }
+    )
     return plt
 
 
@@ -34,7 +43,9 @@ def _save(fig, path: Path) -> None:
     plt.close(fig)
 
 
-def samples(images: np.ndarray, labels: np.ndarray, classes: list[str], path: Path, per_class: int = 10) -> None:
+def samples(
+    images: np.ndarray, labels: np.ndarray, classes: list[str], path: Path, per_class: int = 10
+) -> None:
     plt = _plt()
     fig, axes = plt.subplots(len(classes), per_class, figsize=(per_class * 0.8, len(classes) * 0.9))
     axes = np.atleast_2d(axes)
@@ -50,7 +61,9 @@ def samples(images: np.ndarray, labels: np.ndarray, classes: list[str], path: Pa
     _save(fig, path)
 
 
-def learning_curves(inp: "Inputs", t: "Catalog", column: str, path: Path, shared_y: bool = True) -> None:
+def learning_curves(
+    inp: "Inputs", t: "Catalog", column: str, path: Path, shared_y: bool = True
+) -> None:
     """Train (dashed) and validation (solid) per epoch, the mean over a variant's seeds; where it ran
     several seeds, a band of ± one standard deviation around each. One panel, or one per variant if
     not shared_y."""
@@ -68,10 +81,23 @@ def learning_curves(inp: "Inputs", t: "Catalog", column: str, path: Path, shared
         band = _seed_band(v.seed_history, [f"train_{column}", f"val_{column}"])
         for split, style, lw in (("train", "--", 1.2), ("val", "-", 1.6)):
             col = f"{split}_{column}"
-            ax.plot(h["epoch"], h[col], style, color=color, lw=lw, label=t("figure.curve", name=name, split=t(f"figure.{split}")))
+            ax.plot(
+                h["epoch"],
+                h[col],
+                style,
+                color=color,
+                lw=lw,
+                label=t("figure.curve", name=name, split=t(f"figure.{split}")),
+            )
             if band is not None:
-                ax.fill_between(band.index, band[(col, "mean")] - band[(col, "std")],
-                                band[(col, "mean")] + band[(col, "std")], color=color, alpha=0.15, lw=0)
+                ax.fill_between(
+                    band.index,
+                    band[(col, "mean")] - band[(col, "std")],
+                    band[(col, "mean")] + band[(col, "std")],
+                    color=color,
+                    alpha=0.15,
+                    lw=0,
+                )
         ax.set_xlabel(t("figure.epoch"))
         ax.set_ylabel(t(f"figure.{column}"))
         if not shared_y:
@@ -100,13 +126,24 @@ def lr_study(inp: "Inputs", t: "Catalog", study: dict, path: Path) -> None:
         color = COLORS[i % len(COLORS)]
         ok = [(lr, r) for lr, r in sorted(by_lr.items()) if not r["diverged"]]
         if ok:
-            axes[0].errorbar([lr for lr, _ in ok], [r["val"]["mean"] for _, r in ok],
-                             yerr=[r["val"]["std"] for _, r in ok], fmt="o-", color=color, capsize=3,
-                             label=loss.upper())
+            axes[0].errorbar(
+                [lr for lr, _ in ok],
+                [r["val"]["mean"] for _, r in ok],
+                yerr=[r["val"]["std"] for _, r in ok],
+                fmt="o-",
+                color=color,
+                capsize=3,
+                label=loss.upper(),
+            )
         for j, (lr, r) in enumerate(ok):
             mean = curves[curves["config"] == r["source"]].groupby("epoch")["train_accuracy"].mean()
-            axes[1].plot(mean.index, mean.values, ["-", "--", ":", "-."][j % 4], color=color,
-                         label=t("figure.lr_curve", loss=loss.upper(), lr=t.rate(lr)))
+            axes[1].plot(
+                mean.index,
+                mean.values,
+                ["-", "--", ":", "-."][j % 4],
+                color=color,
+                label=t("figure.lr_curve", loss=loss.upper(), lr=t.rate(lr)),
+            )
     axes[0].set_xscale("log")
     axes[0].set_xlabel(t("figure.learning_rate"))
     axes[0].set_ylabel(t("figure.val_accuracy"))
@@ -125,17 +162,39 @@ def story(inp: "Inputs", t: "Catalog", story: dict, path: Path) -> None:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(8, 4.2))
     curves = inp.sweep_curves
-    widths = [(n, c["hidden"][0]) for n, c in inp.sweep["configs"].items() if c.get("kind") == "width"]
+    widths = [
+        (n, c["hidden"][0]) for n, c in inp.sweep["configs"].items() if c.get("kind") == "width"
+    ]
     cmap = plt.get_cmap("viridis")
     for i, (n, _) in enumerate(sorted(widths, key=lambda w: w[1])):
         c = curves[curves["config"] == n]
         gap = (c["train_accuracy"] - c["val_accuracy"]).groupby(c["epoch"]).mean()
-        ax.plot(gap.index, gap.values, color=cmap(i / max(1, len(widths) - 1)), lw=0.9, alpha=0.8, label=n)
+        ax.plot(
+            gap.index,
+            gap.values,
+            color=cmap(i / max(1, len(widths) - 1)),
+            lw=0.9,
+            alpha=0.8,
+            label=n,
+        )
     for name, color in ((story["small_variant"], COLORS[1]), (story["base_variant"], COLORS[0])):
         c = inp.variants[name].seed_history
-        g = (c["train_accuracy"] - c["val_accuracy"]).groupby(c["epoch"]).agg(["mean", "std"]).fillna(0.0)
-        ax.plot(g.index, g["mean"], color=color, lw=2.2, label=f"{name} ({inp.variants[name].train['model']})")
-        ax.fill_between(g.index, g["mean"] - g["std"], g["mean"] + g["std"], color=color, alpha=0.2, lw=0)
+        g = (
+            (c["train_accuracy"] - c["val_accuracy"])
+            .groupby(c["epoch"])
+            .agg(["mean", "std"])
+            .fillna(0.0)
+        )
+        ax.plot(
+            g.index,
+            g["mean"],
+            color=color,
+            lw=2.2,
+            label=f"{name} ({inp.variants[name].train['model']})",
+        )
+        ax.fill_between(
+            g.index, g["mean"] - g["std"], g["mean"] + g["std"], color=color, alpha=0.2, lw=0
+        )
     for r in (*story["rows"], story["end"]):
         ax.axvline(r["epoch"], ls=":", color="grey", lw=0.8)
     ax.set_xlabel(t("figure.epoch"))
@@ -150,7 +209,13 @@ def shift_curves(inp: "Inputs", t: "Catalog", path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4))
     for i, (name, v) in enumerate(inp.variants.items()):
         ring = v.shift["accuracy_by_shift"]
-        ax.plot([int(r) for r in ring], list(ring.values()), "o-", color=COLORS[i % len(COLORS)], label=name)
+        ax.plot(
+            [int(r) for r in ring],
+            list(ring.values()),
+            "o-",
+            color=COLORS[i % len(COLORS)],
+            label=name,
+        )
     ax.axhline(1 / len(inp.stats["classes"]), ls=":", color="grey")
     ax.set_xlabel(t("figure.shift"))
     ax.set_ylabel(t("figure.val_accuracy"))
@@ -162,15 +227,27 @@ def shift_curves(inp: "Inputs", t: "Catalog", path: Path) -> None:
 def shift_grids(inp: "Inputs", t: "Catalog", path: Path) -> None:
     plt = _plt()
     names = [n for n, v in inp.variants.items() if v.shift_grid is not None]
-    fig, axes = plt.subplots(1, len(names), figsize=(3.4 * len(names) + 1, 3.4), squeeze=False, sharey=True,
-                             layout="constrained")
+    fig, axes = plt.subplots(
+        1,
+        len(names),
+        figsize=(3.4 * len(names) + 1, 3.4),
+        squeeze=False,
+        sharey=True,
+        layout="constrained",
+    )
     for i, (ax, name) in enumerate(zip(axes[0], names)):
         g = inp.variants[name].shift_grid
         g = g[g["mode"] == g["mode"].iloc[0]]
         table = g.pivot(index="dy", columns="dx", values="accuracy")
         k = int(table.columns.max())
-        im = ax.imshow(table.to_numpy(), origin="upper", extent=(-k - .5, k + .5, k + .5, -k - .5),
-                       vmin=1 / len(inp.stats["classes"]), vmax=1, cmap="viridis")
+        im = ax.imshow(
+            table.to_numpy(),
+            origin="upper",
+            extent=(-k - 0.5, k + 0.5, k + 0.5, -k - 0.5),
+            vmin=1 / len(inp.stats["classes"]),
+            vmax=1,
+            cmap="viridis",
+        )
         ax.set_title(name)
         ax.set_xlabel(t("figure.dx"))
         if i == 0:
@@ -189,7 +266,14 @@ def confusion(inp: "Inputs", t: "Catalog", path: Path) -> None:
         labels = inp.variants[name].eval["confusion_matrix"]["labels"]
         ax.imshow(cm, cmap="Blues")
         for (r, c), n in np.ndenumerate(cm):
-            ax.text(c, r, str(n), ha="center", va="center", color="white" if n > cm.max() / 2 else "black")
+            ax.text(
+                c,
+                r,
+                str(n),
+                ha="center",
+                va="center",
+                color="white" if n > cm.max() / 2 else "black",
+            )
         ax.set_xticks(range(len(labels)), labels, rotation=45 if len(labels) > 3 else 0)
         ax.set_yticks(range(len(labels)), labels)
         ax.set_xlabel(t("figure.predicted"))
@@ -208,20 +292,49 @@ def sweep(inp: "Inputs", t: "Catalog", path: Path) -> None:
     plt = _plt()
     configs = capacity(inp.sweep["configs"])
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for ax, key, label in ((axes[0], "val_accuracy", t("figure.accuracy")), (axes[1], "overfit_gap", t("figure.gap"))):
-        widths = [(c["n_parameters"], c[key]["mean"], c[key]["std"], n) for n, c in configs.items() if c["kind"] == "width"]
+    for ax, key, label in (
+        (axes[0], "val_accuracy", t("figure.accuracy")),
+        (axes[1], "overfit_gap", t("figure.gap")),
+    ):
+        widths = [
+            (c["n_parameters"], c[key]["mean"], c[key]["std"], n)
+            for n, c in configs.items()
+            if c["kind"] == "width"
+        ]
         x, y, e, names = zip(*widths)
-        ax.errorbar(x, y, yerr=e, fmt="o-", color=COLORS[0], capsize=3,
-                    label=t("figure.widths", first=names[0][1:], last=names[-1][1:]))
+        ax.errorbar(
+            x,
+            y,
+            yerr=e,
+            fmt="o-",
+            color=COLORS[0],
+            capsize=3,
+            label=t("figure.widths", first=names[0][1:], last=names[-1][1:]),
+        )
         if key == "val_accuracy":
-            tr = [(c["n_parameters"], c["train_accuracy"]["mean"]) for c in configs.values() if c["kind"] == "width"]
+            tr = [
+                (c["n_parameters"], c["train_accuracy"]["mean"])
+                for c in configs.values()
+                if c["kind"] == "width"
+            ]
             ax.plot(*zip(*tr), "o--", color=COLORS[0], alpha=0.4, label=t("figure.train_same_nets"))
         others = [(n, c) for n, c in configs.items() if c["kind"] != "width"]
         for i, (n, c) in enumerate(others):
             # regularized nets share the book net's parameter count: spread them a little to be seen
-            x_pos = c["n_parameters"] * (1 + 0.12 * (i - (len(others) - 1) / 2) * (c["kind"] == "regularizer"))
-            ax.errorbar([x_pos], [c[key]["mean"]], yerr=[c[key]["std"]], fmt="sD^vP*X"[i % 7],
-                        color=COLORS[(i + 1) % len(COLORS)], capsize=3, label=n, ms=7, alpha=0.85)
+            x_pos = c["n_parameters"] * (
+                1 + 0.12 * (i - (len(others) - 1) / 2) * (c["kind"] == "regularizer")
+            )
+            ax.errorbar(
+                [x_pos],
+                [c[key]["mean"]],
+                yerr=[c[key]["std"]],
+                fmt="sD^vP*X"[i % 7],
+                color=COLORS[(i + 1) % len(COLORS)],
+                capsize=3,
+                label=n,
+                ms=7,
+                alpha=0.85,
+            )
         ax.set_xscale("log")
         ax.set_xlabel(t("figure.parameters"))
         ax.set_ylabel(label)

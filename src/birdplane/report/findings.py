@@ -4,6 +4,7 @@
 the report quotes and the verdicts that decide which statement applies ("same" / "higher" /
 "lower", reduced or not, which fix helped). `birdplane.report.document` words them.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,12 +26,12 @@ BOOK_NLL = {"train_accuracy": 0.998, "val_accuracy": 0.821, "n_parameters": 1_57
 @dataclass
 class Variant:
     name: str
-    train: dict[str, Any]          # metrics/train/<v>.json
-    history: pd.DataFrame          # plots/train/<v>.csv
-    eval: dict[str, Any]           # metrics/eval/<v>.json
-    shift: dict[str, Any] | None   # metrics/shift/<v>.json
+    train: dict[str, Any]  # metrics/train/<v>.json
+    history: pd.DataFrame  # plots/train/<v>.csv
+    eval: dict[str, Any]  # metrics/eval/<v>.json
+    shift: dict[str, Any] | None  # metrics/shift/<v>.json
     shift_grid: pd.DataFrame | None
-    log: dict[str, Any]            # logs/train/<v>.json
+    log: dict[str, Any]  # logs/train/<v>.json
     seed_history: pd.DataFrame | None = None  # plots/train/seeds/<v>.csv: every seed's curves
 
 
@@ -38,16 +39,16 @@ class Variant:
 class Inputs:
     stats: dict[str, Any]
     variants: dict[str, Variant]
-    params: dict[str, Any]         # params.yaml as written, for the report's provenance section only
-    roles: dict[str, str]          # baseline / mse / small / augmented / cnn -> variant name ("" = none)
+    params: dict[str, Any]  # params.yaml as written, for the report's provenance section only
+    roles: dict[str, str]  # baseline / mse / small / augmented / cnn -> variant name ("" = none)
     fit_threshold: float
-    summary_shift: int             # shift.summary_shift: the translation table's middle column
-    base_width: int                # sweep.base_width: the book net the regularizers were tried on
-    samples: Any = None            # uint8 images per class for the data figure
+    summary_shift: int  # shift.summary_shift: the translation table's middle column
+    base_width: int  # sweep.base_width: the book net the regularizers were tried on
+    samples: Any = None  # uint8 images per class for the data figure
     sweep: dict[str, Any] | None = None  # metrics/sweep.json
     download: dict[str, Any] | None = None  # logs/download.json: the URL and md5 actually used
     sweep_curves: pd.DataFrame | None = None  # plots/sweep/curves.csv: config, seed, epoch, ...
-    book_lr: float = 0.01          # train.lr: the book's learning rate, where the study compares the losses
+    book_lr: float = 0.01  # train.lr: the book's learning rate, where the study compares the losses
 
 
 def first_epoch_reaching(history: pd.DataFrame, column: str, threshold: float) -> int | None:
@@ -79,18 +80,25 @@ def analyse(inp: Inputs) -> dict[str, Any]:
     """Plain numbers and verdicts for every statement of the report."""
     v = inp.variants
     base, mse, small = (v[inp.roles[r]] for r in ("baseline", "mse", "small"))
-    tol = max(noise(own_history(base)), 0.005)  # differences below this are within epoch-to-epoch noise
+    tol = max(
+        noise(own_history(base)), 0.005
+    )  # differences below this are within epoch-to-epoch noise
 
     def summary(x: Variant) -> dict[str, Any]:
         h = own_history(x)
         b = best_epoch(h)
         return {
-            "name": x.name, "val": x.eval["val_accuracy"], "train": x.eval["train_accuracy"],
-            "gap": x.eval["overfit_gap"], "params": x.eval["n_parameters"],
-            "best_val": float(b["val_accuracy"]), "best_epoch": int(b["epoch"]),
+            "name": x.name,
+            "val": x.eval["val_accuracy"],
+            "train": x.eval["train_accuracy"],
+            "gap": x.eval["overfit_gap"],
+            "params": x.eval["n_parameters"],
+            "best_val": float(b["val_accuracy"]),
+            "best_epoch": int(b["epoch"]),
             "gap_at_best": float(b["train_accuracy"] - b["val_accuracy"]),
             "fit_epoch": first_epoch_reaching(h, "train_accuracy", inp.fit_threshold),
-            "epochs": int(h["epoch"].max()), "ece": x.eval["val_ece"],
+            "epochs": int(h["epoch"].max()),
+            "ece": x.eval["val_ece"],
             "seeds": x.train.get("seeds"),
         }
 
@@ -105,11 +113,15 @@ def analyse(inp: Inputs) -> dict[str, Any]:
         if not (a["seeds"] and b["seeds"]):
             return compare(a[key], b[key])
         metric = {"val": "val_accuracy", "gap": "overfit_gap"}[key]
-        (ma, sa), (mb, sb) = ((x["seeds"][metric]["mean"], x["seeds"][metric]["std"]) for x in (a, b))
+        (ma, sa), (mb, sb) = (
+            (x["seeds"][metric]["mean"], x["seeds"][metric]["std"]) for x in (a, b)
+        )
         return "same" if abs(ma - mb) <= max(tol, sa, sb) else ("higher" if ma > mb else "lower")
 
     # what reduced overfitting, if anything: the small variant's final gap and early stopping's gap
-    candidates = [(f"variant:{x.name}", x.eval["overfit_gap"], x.eval["val_accuracy"]) for x in (base, small)]
+    candidates = [
+        (f"variant:{x.name}", x.eval["overfit_gap"], x.eval["val_accuracy"]) for x in (base, small)
+    ]
     candidates.append(("early_stopping", s_base["gap_at_best"], s_base["best_val"]))
     best_fix = min(candidates, key=lambda c: c[1])
     helped = best_fix[1] < s_base["gap"] - tol
@@ -119,12 +131,20 @@ def analyse(inp: Inputs) -> dict[str, Any]:
         "lr_study": study.lr_study(inp),
         "story": study.story(inp, small, base),
         "translation": analyse_translation(inp),
-        "tolerance": tol, "baseline": s_base, "mse": s_mse, "small": s_small,
-        "task1": {"val": compare_on("val", s_mse, s_base), "best": compare(s_mse["best_val"], s_base["best_val"]),
-                  "gap": compare_on("gap", s_mse, s_base)},
-        "task2": {"reduced": compare_on("gap", s_small, s_base) == "lower",
-                  "val": compare_on("val", s_small, s_base),
-                  "params_ratio": s_base["params"] / s_small["params"]},
+        "tolerance": tol,
+        "baseline": s_base,
+        "mse": s_mse,
+        "small": s_small,
+        "task1": {
+            "val": compare_on("val", s_mse, s_base),
+            "best": compare(s_mse["best_val"], s_base["best_val"]),
+            "gap": compare_on("gap", s_mse, s_base),
+        },
+        "task2": {
+            "reduced": compare_on("gap", s_small, s_base) == "lower",
+            "val": compare_on("val", s_small, s_base),
+            "params_ratio": s_base["params"] / s_small["params"],
+        },
         "best_fix": {"what": best_fix[0], "gap": best_fix[1], "val": best_fix[2], "helped": helped},
     }
 
@@ -146,26 +166,45 @@ def analyse_sweep(inp: Inputs) -> dict[str, Any]:
     regs = {}
     for n, c in configs.items():
         if c["kind"] == "regularizer" and base is not None:
-            regs[n] = {"gap": c["overfit_gap"], "val": c["val_accuracy"], "base_gap": base["overfit_gap"],
-                       "base_val": base["val_accuracy"],
-                       "gap_change": "same" if not differs(c["overfit_gap"], base["overfit_gap"]) else
-                       ("lower" if c["overfit_gap"]["mean"] < base["overfit_gap"]["mean"] else "higher"),
-                       "val_change": "same" if not differs(c["val_accuracy"], base["val_accuracy"]) else
-                       ("higher" if c["val_accuracy"]["mean"] > base["val_accuracy"]["mean"] else "lower"),
-                       "epochs_trained": c["epochs_trained"]["mean"], "best_epoch": c["best_epoch"]["mean"],
-                       "read_from": c.get("read_from")}
+            regs[n] = {
+                "gap": c["overfit_gap"],
+                "val": c["val_accuracy"],
+                "base_gap": base["overfit_gap"],
+                "base_val": base["val_accuracy"],
+                "gap_change": "same"
+                if not differs(c["overfit_gap"], base["overfit_gap"])
+                else (
+                    "lower" if c["overfit_gap"]["mean"] < base["overfit_gap"]["mean"] else "higher"
+                ),
+                "val_change": "same"
+                if not differs(c["val_accuracy"], base["val_accuracy"])
+                else (
+                    "higher"
+                    if c["val_accuracy"]["mean"] > base["val_accuracy"]["mean"]
+                    else "lower"
+                ),
+                "epochs_trained": c["epochs_trained"]["mean"],
+                "best_epoch": c["best_epoch"]["mean"],
+                "read_from": c.get("read_from"),
+            }
     rule = sw["small_rule"]
     small = inp.variants[inp.roles["small"]]
     small_hidden = small.train["recipe"]["hidden"]
     return {
-        "configs": configs, "seeds": len(sw["seeds"]), "epochs": sw["epochs"], "base": base_name,
-        "first": first, "last": last,
+        "configs": configs,
+        "seeds": len(sw["seeds"]),
+        "epochs": sw["epochs"],
+        "base": base_name,
+        "first": first,
+        "last": last,
         "gap_grows": widths[last]["overfit_gap"]["mean"] > widths[first]["overfit_gap"]["mean"]
         and differs(widths[last]["overfit_gap"], widths[first]["overfit_gap"]),
         "min_gap": min(widths, key=lambda n: widths[n]["overfit_gap"]["mean"]),
         "best_val": max(configs, key=lambda n: configs[n]["val_accuracy"]["mean"]),
-        "regularizers": regs, "rule": rule,
-        "small_agrees": list(small_hidden) == list(rule["hidden"]), "small_hidden": list(small_hidden),
+        "regularizers": regs,
+        "rule": rule,
+        "small_agrees": list(small_hidden) == list(rule["hidden"]),
+        "small_hidden": list(small_hidden),
     }
 
 
@@ -177,14 +216,25 @@ def analyse_translation(inp: Inputs) -> dict[str, Any] | None:
         return None
     k = int(inp.variants[present[0]].shift["max_shift"])
     mid = min(inp.summary_shift, k)
-    rows = {n: {"a0": inp.variants[n].shift["accuracy_at_0"],
-                "amid": inp.variants[n].shift["accuracy_by_shift"][str(mid)],
-                "ak": inp.variants[n].shift["accuracy_by_shift"][str(k)]} for n in present}
+    rows = {
+        n: {
+            "a0": inp.variants[n].shift["accuracy_at_0"],
+            "amid": inp.variants[n].shift["accuracy_by_shift"][str(mid)],
+            "ak": inp.variants[n].shift["accuracy_by_shift"][str(k)],
+        }
+        for n in present
+    }
     for r in rows.values():
         r["drop"] = r["a0"] - r["ak"]
     most_robust = min(rows, key=lambda n: rows[n]["drop"])
     # the variant with the highest accuracy at every shift ring, if one is
     grids = {n: inp.variants[n].shift["accuracy_by_shift"] for n in present}
     leaders = {max(present, key=lambda n: grids[n][r]) for r in grids[present[0]]}
-    return {"rows": rows, "mid": mid, "k": k, "most_robust": most_robust, "baseline": names[0],
-            "best_everywhere": leaders.pop() if len(leaders) == 1 else None}
+    return {
+        "rows": rows,
+        "mid": mid,
+        "k": k,
+        "most_robust": most_robust,
+        "baseline": names[0],
+        "best_everywhere": leaders.pop() if len(leaders) == 1 else None,
+    }

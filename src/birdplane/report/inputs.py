@@ -1,5 +1,6 @@
 """What the report is made from: the earlier stages' outputs, read into findings.Inputs, and the
 figures drawn from them."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,7 +15,9 @@ def _optional(path: Path, read: Callable[[Path], Any]) -> Any:
     return read(path) if path.exists() else None
 
 
-def load_inputs(params, params_file: Path, stats: Path, metrics: Path, plots: Path, logs: Path) -> Inputs:
+def load_inputs(
+    params, params_file: Path, stats: Path, metrics: Path, plots: Path, logs: Path
+) -> Inputs:
     """Every variant's metrics, history (and every seed's), evaluation, shift test and training log;
     the sweep (and its per-epoch curves) and the download's log when they exist; params.yaml as
     written for the provenance section. Each file is checked (birdplane.inputs): a damaged one
@@ -24,27 +27,44 @@ def load_inputs(params, params_file: Path, stats: Path, metrics: Path, plots: Pa
     variants = {}
     for v in params.train.variants:
         variants[v] = Variant(
-            name=v, train=checked.train_metrics(metrics / "train" / f"{v}.json", v),
+            name=v,
+            train=checked.train_metrics(metrics / "train" / f"{v}.json", v),
             history=checked.history(plots / "train" / f"{v}.csv", v),
             eval=checked.eval_metrics(metrics / "eval" / f"{v}.json"),
             shift=_optional(metrics / "shift" / f"{v}.json", checked.shift_metrics),
             shift_grid=_optional(plots / "shift" / "grid" / f"{v}.csv", checked.shift_grid),
             log=checked.train_log(logs / "train" / f"{v}.json", v),
-            seed_history=_optional(plots / "train" / "seeds" / f"{v}.csv", lambda p: checked.seed_history(p, v)))
+            seed_history=_optional(
+                plots / "train" / "seeds" / f"{v}.csv", lambda p: checked.seed_history(p, v)
+            ),
+        )
     r = params.report
     with params_file.open(encoding="utf-8") as f:
         as_written = yaml.safe_load(f)  # validated already (load_params); shown whole in the report
-    return Inputs(stats=checked.stats(stats, for_report=True), variants=variants, params=as_written,
-                  roles={"baseline": r.baseline, "mse": r.mse, "small": r.small, "augmented": r.augmented,
-                         "cnn": r.cnn},
-                  fit_threshold=r.fit_threshold, summary_shift=params.shift.summary_shift,
-                  base_width=params.sweep.base_width, sweep=_optional(metrics / "sweep.json", checked.sweep),
-                  download=_optional(logs / "download.json", checked.download_log),
-                  sweep_curves=_optional(plots / "sweep" / "curves.csv", checked.sweep_curves),
-                  book_lr=params.train.lr)
+    return Inputs(
+        stats=checked.stats(stats, for_report=True),
+        variants=variants,
+        params=as_written,
+        roles={
+            "baseline": r.baseline,
+            "mse": r.mse,
+            "small": r.small,
+            "augmented": r.augmented,
+            "cnn": r.cnn,
+        },
+        fit_threshold=r.fit_threshold,
+        summary_shift=params.shift.summary_shift,
+        base_width=params.sweep.base_width,
+        sweep=_optional(metrics / "sweep.json", checked.sweep),
+        download=_optional(logs / "download.json", checked.download_log),
+        sweep_curves=_optional(plots / "sweep" / "curves.csv", checked.sweep_curves),
+        book_lr=params.train.lr,
+    )
 
 
-def draw_figures(inp: Inputs, t, images, labels, classes: list[str], folder: Path) -> dict[str, str]:
+def draw_figures(
+    inp: Inputs, t, images, labels, classes: list[str], folder: Path
+) -> dict[str, str]:
     """Every figure the document shows, in the language of `t` (a report.catalog.Catalog), as PNGs in
     `folder`; returns figure key -> file name."""
     from birdplane.report import figures

@@ -1,4 +1,5 @@
 """The document's blocks as Markdown and self-contained HTML, from the same templates' data."""
+
 from __future__ import annotations
 
 import base64
@@ -13,12 +14,21 @@ if TYPE_CHECKING:
 def _environments():
     import jinja2
 
-    env_md = jinja2.Environment(loader=jinja2.PackageLoader("birdplane.report", "templates"),
-                                autoescape=False, keep_trailing_newline=True,
-                                trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
-    env_html = jinja2.Environment(loader=jinja2.PackageLoader("birdplane.report", "templates"),
-                                  autoescape=True, trim_blocks=True, lstrip_blocks=True,
-                                  undefined=jinja2.StrictUndefined)
+    env_md = jinja2.Environment(
+        loader=jinja2.PackageLoader("birdplane.report", "templates"),
+        autoescape=False,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    env_html = jinja2.Environment(
+        loader=jinja2.PackageLoader("birdplane.report", "templates"),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+    )
     env_md.filters["cell"] = _cell
     env_md.filters["fenced"] = _fenced
     env_html.filters["code"] = _inline_code
@@ -34,7 +44,9 @@ def render(title: str, blocks: list[Block], lang: str, figure_dir: Path) -> tupl
             return "data:image/png;base64," + base64.b64encode(fh.read()).decode("ascii")
 
     md = env_md.get_template("report.md.j2").render(title=title, blocks=blocks, lang=lang)
-    html = env_html.get_template("report.html.j2").render(title=title, blocks=blocks, lang=lang, data_uri=data_uri)
+    html = env_html.get_template("report.html.j2").render(
+        title=title, blocks=blocks, lang=lang, data_uri=data_uri
+    )
     return md, html
 
 
@@ -78,6 +90,11 @@ def _inline_code(text: str):
         code = m.group(2)
         if len(code) > 2 and code[0] == code[-1] == " " and code.strip():
             code = code[1:-1]
-        html += escape(_plain(text[at:m.start()])) + Markup("<code>") + escape(code.replace("\\|", "|")) + Markup("</code>")
+        html += (
+            escape(_plain(text[at : m.start()]))
+            + Markup("<code>")
+            + escape(code.replace("\\|", "|"))
+            + Markup("</code>")
+        )
         at = m.end()
     return html + escape(_plain(text[at:]))

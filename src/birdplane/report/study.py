@@ -8,6 +8,7 @@
 A difference is real only when the means are further apart than the larger standard deviation over
 the seeds (`differs`); otherwise the verdict is "cannot_tell".
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -55,8 +56,12 @@ def fit_summary(epochs: list[int | None], length: int) -> dict[str, Any]:
     """Epochs to fit over seeds: mean ± std of the seeds that fit, how many did, and the spread with
     a seed that never fit counted as length + 1 (a lower bound), which the verdict compares."""
     hit = [e for e in epochs if e is not None]
-    return {"spread": spread(hit) if hit else None, "n_fit": len(hit), "n": len(epochs),
-            "censored": spread([length + 1 if e is None else e for e in epochs]) if epochs else None}
+    return {
+        "spread": spread(hit) if hit else None,
+        "n_fit": len(hit),
+        "n": len(epochs),
+        "censored": spread([length + 1 if e is None else e for e in epochs]) if epochs else None,
+    }
 
 
 def fit_verdict(a: dict[str, Any], b: dict[str, Any]) -> str:
@@ -64,7 +69,9 @@ def fit_verdict(a: dict[str, Any], b: dict[str, Any]) -> str:
     never fits counted as one epoch past the end; nobody fitting on either side cannot be compared."""
     if a["n_fit"] == 0 and b["n_fit"] == 0:
         return "cannot_tell"
-    return {"higher": "slower", "lower": "faster"}.get(verdict(a["censored"], b["censored"]), "cannot_tell")
+    return {"higher": "slower", "lower": "faster"}.get(
+        verdict(a["censored"], b["censored"]), "cannot_tell"
+    )
 
 
 def seeded(x: Variant, threshold: float) -> dict[str, Any] | None:
@@ -74,9 +81,12 @@ def seeded(x: Variant, threshold: float) -> dict[str, Any] | None:
     if not s or not s.get("runs") or x.seed_history is None:
         return None
     epochs = int(x.seed_history["epoch"].max())
-    return {"n": len(s["runs"]), "epochs": epochs,
-            **{k: s[k] for k in ("val_accuracy", "best_val_accuracy", "overfit_gap", "val_ece")},
-            "fit": fit_summary(fit_epochs(x.seed_history, threshold), epochs)}
+    return {
+        "n": len(s["runs"]),
+        "epochs": epochs,
+        **{k: s[k] for k in ("val_accuracy", "best_val_accuracy", "overfit_gap", "val_ece")},
+        "fit": fit_summary(fit_epochs(x.seed_history, threshold), epochs),
+    }
 
 
 def task1(base: Variant, mse: Variant, threshold: float) -> dict[str, Any] | None:
@@ -84,10 +94,18 @@ def task1(base: Variant, mse: Variant, threshold: float) -> dict[str, Any] | Non
     a, b = seeded(mse, threshold), seeded(base, threshold)
     if not a or not b:
         return None
-    return {"mse": a, "nll": b, "n": min(a["n"], b["n"]),
-            "verdicts": {**{k: verdict(a[k], b[k]) for k in ("val_accuracy", "best_val_accuracy", "overfit_gap",
-                                                           "val_ece")},
-                         "fit": fit_verdict(a["fit"], b["fit"])}}
+    return {
+        "mse": a,
+        "nll": b,
+        "n": min(a["n"], b["n"]),
+        "verdicts": {
+            **{
+                k: verdict(a[k], b[k])
+                for k in ("val_accuracy", "best_val_accuracy", "overfit_gap", "val_ece")
+            },
+            "fit": fit_verdict(a["fit"], b["fit"]),
+        },
+    }
 
 
 def _config(configs: dict[str, dict], name: str) -> dict[str, Any]:
@@ -113,14 +131,26 @@ def lr_study(inp: Inputs) -> dict[str, Any] | None:
     for n in names:
         c = _config(sw["configs"], n)
         source = c.get("same_as") or n
-        row = {"name": n, "source": source, "loss": c["loss"], "lr": c["lr"], "diverged": c.get("diverged")}
+        row = {
+            "name": n,
+            "source": source,
+            "loss": c["loss"],
+            "lr": c["lr"],
+            "diverged": c.get("diverged"),
+        }
         if not row["diverged"]:
             grads = c.get("logit_grad") or {}
-            row.update(val=c["val_accuracy"], train=c["train_accuracy"], gap=c["overfit_gap"],
-                       grad=grads.get("misclassified"), grad_wrong=grads.get("confidently_wrong"),
-                       share_wrong=grads.get("share_confidently_wrong"),
-                       fit=fit_summary(fit_epochs(curves[curves["config"] == source], inp.fit_threshold),
-                                       sw["epochs"]))
+            row.update(
+                val=c["val_accuracy"],
+                train=c["train_accuracy"],
+                gap=c["overfit_gap"],
+                grad=grads.get("misclassified"),
+                grad_wrong=grads.get("confidently_wrong"),
+                share_wrong=grads.get("share_confidently_wrong"),
+                fit=fit_summary(
+                    fit_epochs(curves[curves["config"] == source], inp.fit_threshold), sw["epochs"]
+                ),
+            )
         rows.setdefault(c["loss"], {})[c["lr"]] = row
     base, task = (inp.variants[inp.roles[r]].train["recipe"]["loss"] for r in ("baseline", "mse"))
     best = {}
@@ -130,17 +160,43 @@ def lr_study(inp: Inputs) -> dict[str, Any] | None:
     fastest = {}
     for loss, by_lr in rows.items():
         fit = [r for r in by_lr.values() if not r["diverged"] and r["fit"]["n_fit"]]
-        fastest[loss] = min(fit, key=lambda r: (r["fit"]["censored"]["mean"], r["lr"]))["lr"] if fit else None
+        fastest[loss] = (
+            min(fit, key=lambda r: (r["fit"]["censored"]["mean"], r["lr"]))["lr"] if fit else None
+        )
     book = inp.book_lr
-    out = {"rows": rows, "best": best, "fastest": fastest, "book_lr": book, "epochs": sw["epochs"],
-           "seeds": len(sw["seeds"]), "base": base, "task": task, "pair": {base, task} <= rows.keys(),
-           # the rates that cannot be told from each loss's best by validation accuracy
-           "ties": {loss: [lr for lr, r in sorted(by_lr.items()) if best[loss] is not None and lr != best[loss]
-                           and not r["diverged"] and verdict(r["val"], by_lr[best[loss]]["val"]) == "cannot_tell"]
-                    for loss, by_lr in rows.items()}}
+    out = {
+        "rows": rows,
+        "best": best,
+        "fastest": fastest,
+        "book_lr": book,
+        "epochs": sw["epochs"],
+        "seeds": len(sw["seeds"]),
+        "base": base,
+        "task": task,
+        "pair": {base, task} <= rows.keys(),
+        # the rates that cannot be told from each loss's best by validation accuracy
+        "ties": {
+            loss: [
+                lr
+                for lr, r in sorted(by_lr.items())
+                if best[loss] is not None
+                and lr != best[loss]
+                and not r["diverged"]
+                and verdict(r["val"], by_lr[best[loss]]["val"]) == "cannot_tell"
+            ]
+            for loss, by_lr in rows.items()
+        },
+    }
     if not out["pair"]:
-        return {**out, "best_is_book": False, "at_book": None, "at_best": None, "at_fastest": None, "why": None,
-                "share": None}
+        return {
+            **out,
+            "best_is_book": False,
+            "at_book": None,
+            "at_best": None,
+            "at_fastest": None,
+            "why": None,
+            "share": None,
+        }
     pair = {"nll": base, "mse": task}  # the roles, as the catalogs' sentences name them
     at_book = {role: rows[loss].get(book) for role, loss in pair.items()}
 
@@ -149,15 +205,29 @@ def lr_study(inp: Inputs) -> dict[str, Any] | None:
             return None
         return {"val": verdict(m["val"], n["val"]), "fit": fit_verdict(m["fit"], n["fit"])}
 
-    at_best = {role: rows[loss][best[loss]] if best[loss] is not None else None for role, loss in pair.items()}
-    at_fastest = {role: rows[loss][fastest[loss]] if fastest[loss] is not None else None
-                  for role, loss in pair.items()}
-    return {**out, "best_is_book": best[base] == best[task] == book,
-            "at_book": compare(at_book["mse"], at_book["nll"]), "at_best": compare(at_best["mse"], at_best["nll"]),
-            "at_fastest": compare(at_fastest["mse"], at_fastest["nll"]),
-            "why": gradient_reason(at_book["nll"], at_book["mse"]),
-            "share": {role: {"book": (at_book[role] or {}).get("share_wrong"),
-                             "fastest": (at_fastest[role] or {}).get("share_wrong")} for role in pair}}
+    at_best = {
+        role: rows[loss][best[loss]] if best[loss] is not None else None
+        for role, loss in pair.items()
+    }
+    at_fastest = {
+        role: rows[loss][fastest[loss]] if fastest[loss] is not None else None
+        for role, loss in pair.items()
+    }
+    return {
+        **out,
+        "best_is_book": best[base] == best[task] == book,
+        "at_book": compare(at_book["mse"], at_book["nll"]),
+        "at_best": compare(at_best["mse"], at_best["nll"]),
+        "at_fastest": compare(at_fastest["mse"], at_fastest["nll"]),
+        "why": gradient_reason(at_book["nll"], at_book["mse"]),
+        "share": {
+            role: {
+                "book": (at_book[role] or {}).get("share_wrong"),
+                "fastest": (at_fastest[role] or {}).get("share_wrong"),
+            }
+            for role in pair
+        },
+    }
 
 
 def gradient_reason(nll: dict | None, mse: dict | None) -> dict[str, Any] | None:
@@ -166,11 +236,24 @@ def gradient_reason(nll: dict | None, mse: dict | None) -> dict[str, Any] | None
     smaller overall ("smaller steps", which a larger learning rate makes up for) and, if its ratio
     to NLL's is FLAT_FACTOR times smaller still on the confidently wrong images, flat exactly where
     the prediction is furthest off (the book's argument, which a learning rate cannot fix)."""
-    if not nll or not mse or nll["diverged"] or mse["diverged"] or not nll.get("grad") or not mse.get("grad"):
+    if (
+        not nll
+        or not mse
+        or nll["diverged"]
+        or mse["diverged"]
+        or not nll.get("grad")
+        or not mse.get("grad")
+    ):
         return None
     ratio = nll["grad"]["mean"] / mse["grad"]["mean"]
-    out = {"nll": nll["grad"], "mse": mse["grad"], "ratio": ratio, "nll_wrong": nll.get("grad_wrong"),
-           "mse_wrong": mse.get("grad_wrong"), "ratio_wrong": None}
+    out = {
+        "nll": nll["grad"],
+        "mse": mse["grad"],
+        "ratio": ratio,
+        "nll_wrong": nll.get("grad_wrong"),
+        "mse_wrong": mse.get("grad_wrong"),
+        "ratio_wrong": None,
+    }
     if out["nll_wrong"] and out["mse_wrong"] and out["mse_wrong"]["mean"] > 0:
         out["ratio_wrong"] = out["nll_wrong"]["mean"] / out["mse_wrong"]["mean"]
     out["flat"] = out["ratio_wrong"] is not None and out["ratio_wrong"] > FLAT_FACTOR * ratio
@@ -208,7 +291,10 @@ def story(inp: Inputs, small: Variant, base: Variant) -> dict[str, Any] | None:
     if not (small.train.get("seeds") and base.train.get("seeds") and len(sw["seeds"]) > 1):
         return None  # one seed has no spread: the story would rest on single runs
     widths = {tuple(c["hidden"]): n for n, c in sw["configs"].items() if c.get("kind") == "width"}
-    names = widths.get(tuple(small.train["recipe"]["hidden"])), widths.get(tuple(base.train["recipe"]["hidden"]))
+    names = (
+        widths.get(tuple(small.train["recipe"]["hidden"])),
+        widths.get(tuple(base.train["recipe"]["hidden"])),
+    )
     if None in names or len(widths) < 2:
         return None
     order = [widths[h] for h in sorted(widths, key=lambda h: h[0])]
@@ -217,20 +303,36 @@ def story(inp: Inputs, small: Variant, base: Variant) -> dict[str, Any] | None:
         gaps = {n: _gap_at(curves[curves["config"] == n], epoch) for n in order}
         if any(g is None for g in gaps.values()):
             continue
-        rows.append({"epoch": epoch, "source": "sweep", "narrow": order[0], "wide": order[-1],
-                     "narrow_gap": gaps[order[0]], "wide_gap": gaps[order[-1]],
-                     "grows": verdict(gaps[order[-1]], gaps[order[0]]) == "higher",
-                     "small": gaps[names[0]], "base": gaps[names[1]]})
+        rows.append(
+            {
+                "epoch": epoch,
+                "source": "sweep",
+                "narrow": order[0],
+                "wide": order[-1],
+                "narrow_gap": gaps[order[0]],
+                "wide_gap": gaps[order[-1]],
+                "grows": verdict(gaps[order[-1]], gaps[order[0]]) == "higher",
+                "small": gaps[names[0]],
+                "base": gaps[names[1]],
+            }
+        )
     long = min(int(small.seed_history["epoch"].max()), int(base.seed_history["epoch"].max()))
     if not rows or long <= rows[-1]["epoch"]:
         return None
-    end = {"epoch": long, "source": "variants", "small": _gap_at(small.seed_history, long),
-           "base": _gap_at(base.seed_history, long)}
+    end = {
+        "epoch": long,
+        "source": "variants",
+        "small": _gap_at(small.seed_history, long),
+        "base": _gap_at(base.seed_history, long),
+    }
     for r in (*rows, end):
         r["verdict"] = verdict(r["small"], r["base"])
     # the sweep's last length is where its gaps are open; its first can still be noise
     early = rows[-1]
-    lower_early, caught_up = early["verdict"] == "lower", end["verdict"] in ("cannot_tell", "higher")
+    lower_early, caught_up = (
+        early["verdict"] == "lower",
+        end["verdict"] in ("cannot_tell", "higher"),
+    )
     if early["grows"] and lower_early and caught_up:
         key = "later_not_less"
     elif early["grows"] and lower_early and end["verdict"] == "lower":
@@ -239,5 +341,13 @@ def story(inp: Inputs, small: Variant, base: Variant) -> dict[str, Any] | None:
         key = "not_less"
     else:
         key = "mixed"
-    return {"rows": rows, "early": early, "end": end, "key": key, "small": names[0], "base": names[1],
-            "small_variant": small.name, "base_variant": base.name}
+    return {
+        "rows": rows,
+        "early": early,
+        "end": end,
+        "key": key,
+        "small": names[0],
+        "base": names[1],
+        "small_variant": small.name,
+        "base_variant": base.name,
+    }

@@ -1,5 +1,6 @@
 """Random-shift augmentation: every training image moved by its own random (dx, dy) each epoch, so a
 fully connected net sees each object at more positions (the `augmented` variant)."""
+
 from __future__ import annotations
 
 import torch
@@ -26,4 +27,6 @@ class RandomShift:
     def __call__(self, idx: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
         """Images idx (any shape) moved by shifts (idx.shape + (2,): dx, dy), flattened rows."""
         start = idx * self.stride + (self.k - shifts[..., 1]) * self.wp + (self.k - shifts[..., 0])
-        return torch.take(self.padded, start.unsqueeze(-1) + self.window)  # 3x faster than padded[...]
+        return torch.take(
+            self.padded, start.unsqueeze(-1) + self.window
+        )  # 3x faster than padded[...]

@@ -7,6 +7,7 @@ Both take (model, train, val, sgd, seed=..., name=..., on_epoch=...) and return 
 birdplane.train.sgd.EpochStats per epoch; tests/test_engine.py checks that they train the same
 weights to float rounding.
 """
+
 from __future__ import annotations
 
 import os
@@ -24,8 +25,17 @@ Trainer = Callable[..., list[EpochStats]]
 TRAINERS: dict[str, Trainer] = {"autograd": loop.train, "fused": fast.train}
 
 
-def train(model: nn.Module, train: Data, val: Data, sgd: SGD, *, seed: int, engine: str = "fused",
-          name: str = "model", on_epoch: Callable[[EpochStats], None] | None = None) -> list[EpochStats]:
+def train(
+    model: nn.Module,
+    train: Data,
+    val: Data,
+    sgd: SGD,
+    *,
+    seed: int,
+    engine: str = "fused",
+    name: str = "model",
+    on_epoch: Callable[[EpochStats], None] | None = None,
+) -> list[EpochStats]:
     """Train `model` in place with the engine of that name; one EpochStats per epoch trained."""
     return TRAINERS[engine](model, train, val, sgd, seed=seed, name=name, on_epoch=on_epoch)
 
@@ -34,7 +44,9 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
-        raise BirdplaneError("train.device is 'cuda' but no CUDA device is available; use 'auto' or 'cpu'")
+        raise BirdplaneError(
+            "train.device is 'cuda' but no CUDA device is available; use 'auto' or 'cpu'"
+        )
     return torch.device(name)
 
 

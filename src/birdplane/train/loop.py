@@ -4,22 +4,22 @@
     history = train(model, (train_x, train_y), (val_x, val_y),
                     SGD(loss="nll", epochs=100, batch_size=64, lr=0.01), seed=0)
 
-For every epoch: shuffle the training images, and for every minibatch of 64 of them compute the
-outputs, the loss, its gradient (loss.backward()) and one step of torch.optim.SGD; then measure
-the model on the validation images. That is all of it; params.yaml's `train.engine: autograd`
-runs exactly this. The default, `train.engine: fused`, computes the same SGD steps faster
-(birdplane.train.fast, docs/training.md); tests/test_engine.py checks that both give the same
-weights to float rounding.
+Every epoch: shuffle the training images; for every minibatch of 64 compute the outputs, the
+loss, its gradient (loss.backward()) and one step of torch.optim.SGD; then measure the model on
+the validation images. `train.engine: autograd` runs exactly this; the default, `fused`, computes
+the same steps faster (birdplane.train.fast, docs/training.md; tests/test_engine.py checks both
+give the same weights to float rounding).
 
-Two things differ from the book's notebook, neither in what is computed. The images are one
-tensor and a minibatch is the rows `perm[i:i + batch_size]` of a seeded random permutation
-(what a shuffling DataLoader does, without copying the images one by one). The epoch's training
-loss and accuracy are the means over its minibatches as they were trained (`train_metrics:
-running`; `full` measures them in a pass after the epoch).
+Two things differ from the book's notebook, neither in what is computed: a minibatch is the rows
+`perm[i:i + batch_size]` of a seeded permutation of one tensor of images (a shuffling DataLoader,
+without copying the images one by one), and the epoch's training loss and accuracy are the means
+over its minibatches as they were trained (`train_metrics: running`; `full`: a pass after it).
 """
+
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Callable, Iterator
 
 import torch
@@ -33,8 +33,16 @@ from birdplane.train.sgd import SGD, EarlyStop, EpochStats, batch_stats, check_f
 Data = tuple[torch.Tensor, torch.Tensor]  # images (N x 3072) and labels (N)
 
 
-def train(model: nn.Module, train: Data, val: Data, sgd: SGD, *, seed: int, name: str = "model",
-          on_epoch: Callable[[EpochStats], None] | None = None) -> list[EpochStats]:
+def train(
+    model: nn.Module,
+    train: Data,
+    val: Data,
+    sgd: SGD,
+    *,
+    seed: int,
+    name: str = "model",
+    on_epoch: Callable[[EpochStats], None] | None = None,
+) -> list[EpochStats]:
     """Train `model` in place with minibatch SGD; one EpochStats per epoch trained.
 
     `seed` seeds the batch order (initialise the model's weights before, e.g. with
@@ -47,7 +55,7 @@ def train(model: nn.Module, train: Data, val: Data, sgd: SGD, *, seed: int, name
     generator = torch.Generator().manual_seed(seed)  # the batch order's own random numbers
     augment = RandomShift(x, sgd.augment_shift) if sgd.augment_shift else None
     stop = EarlyStop(sgd.patience) if sgd.patience is not None else None
-    history = []
+    history, snap = [], partial(snapshot, model)  # snap: the weights, for early stopping
     for epoch in range(1, sgd.epochs + 1):
         t0 = time.perf_counter()
         perm, shifts = shuffle(generator, len(x), sgd.augment_shift, x.device)  # this epoch's order
@@ -57,7 +65,7 @@ def train(model: nn.Module, train: Data, val: Data, sgd: SGD, *, seed: int, name
         stats = validate(model, loss_fn, train, val, sgd, running)
         stats = check_finite(EpochStats(epoch, *stats, time.perf_counter() - t0), sgd, name)
         history.append(stats)
-        stopped = stop is not None and stop.update(epoch, stats.val_accuracy, lambda: snapshot(model))
+        stopped = stop is not None and stop.update(epoch, stats.val_accuracy, snap)
         if on_epoch is not None:
             on_epoch(stats)
         if stopped:
@@ -67,8 +75,13 @@ def train(model: nn.Module, train: Data, val: Data, sgd: SGD, *, seed: int, name
     return history
 
 
-def train_epoch(model: nn.Module, loss_fn: LossFn, optimizer: torch.optim.Optimizer,
-                batches: Iterator[Data], running: Running) -> None:
+def train_epoch(
+    model: nn.Module,
+    loss_fn: LossFn,
+    optimizer: torch.optim.Optimizer,
+    batches: Iterator[Data],
+    running: Running,
+) -> None:
     """One pass over the training images, one SGD step per minibatch: the book's loop body."""
     model.train()  # dropout on
     for imgs, labels in batches:
@@ -85,26 +98,36 @@ class Running:
     was trained (before its step): the running training figures, free of an extra pass."""
 
     def __init__(self, loss: str):
-        self.loss, self.loss_sum, self.correct = loss, 0, 0  # tensors on the data's device once added to
+        # the sums become tensors on the data's device once a minibatch is added
+        self.loss, self.loss_sum, self.correct = loss, 0, 0
 
     def add(self, outputs: torch.Tensor, labels: torch.Tensor) -> None:
         batch_loss, batch_correct = batch_stats(outputs, labels, self.loss)
         self.loss_sum, self.correct = self.loss_sum + batch_loss, self.correct + batch_correct
 
 
-def minibatches(x: torch.Tensor, y: torch.Tensor, batch_size: int, perm: torch.Tensor,
-                augment: RandomShift | None = None, shifts: torch.Tensor | None = None) -> Iterator[Data]:
+def minibatches(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int,
+    perm: torch.Tensor,
+    augment: RandomShift | None = None,
+    shifts: torch.Tensor | None = None,
+) -> Iterator[Data]:
     """(images, labels) of each minibatch: the rows perm[i:i + batch_size], gathered with
     index_select (x[idx] gathers a 64 x 3072 minibatch 5-7x slower on CPU). With augmentation,
     each image moved by its shift of this epoch (shifts: N x 2)."""
     for i in range(0, len(perm), batch_size):
-        idx = perm[i:i + batch_size]
-        imgs = x.index_select(0, idx) if augment is None else augment(idx, shifts.index_select(0, idx))
-        yield imgs, y.index_select(0, idx)
+        idx = perm[i : i + batch_size]
+        if augment is None:
+            yield x.index_select(0, idx), y.index_select(0, idx)
+        else:
+            yield augment(idx, shifts.index_select(0, idx)), y.index_select(0, idx)
 
 
-def validate(model: nn.Module, loss_fn: LossFn, train: Data, val: Data, sgd: SGD,
-             running: Running) -> tuple[float, float, float, float]:
+def validate(
+    model: nn.Module, loss_fn: LossFn, train: Data, val: Data, sgd: SGD, running: Running
+) -> tuple[float, float, float, float]:
     """The epoch's training loss and accuracy (running means over its minibatches, or with
     train_metrics "full" a pass over the training images) and the validation loss and accuracy
     (always a full pass, no gradients)."""

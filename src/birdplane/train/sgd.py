@@ -5,6 +5,7 @@ error for a loss that is no longer finite (TrainingDiverged).
 birdplane.train.loop (the book's loop) and birdplane.train.fast (the accelerations) both build on
 these, so they draw the same batch order, stop at the same epoch and report the same figures.
 """
+
 from __future__ import annotations
 
 import math
@@ -20,18 +21,25 @@ from birdplane.losses import LOSSES
 @dataclass(frozen=True)
 class SGD:
     """How a model is trained: plain minibatch SGD (no momentum), as in the book's chapter 7."""
-    loss: str                     # a name in birdplane.losses ("nll": NLLLoss on LogSoftmax)
+
+    loss: str  # a name in birdplane.losses ("nll": NLLLoss on LogSoftmax)
     epochs: int
-    batch_size: int               # the book's 64: small enough for noisy steps that generalise
-    lr: float                     # the one step size: train.lr, or a variant's or sweep config's own
-    weight_decay: float = 0.0     # torch.optim.SGD's L2 penalty: p <- p - lr * (grad + wd * p)
-    patience: int | None = None   # early stopping: stop that many epochs after the best, keep the best
-    augment_shift: int = 0        # move each training image by its own random (dx, dy) in -k..k per epoch
-    train_metrics: str = "running"  # running: means over the epoch's minibatches (free); full: one more pass
+    batch_size: int  # the book's 64: small enough for noisy steps that generalise
+    lr: float  # the one step size: train.lr, or a variant's or sweep config's own
+    weight_decay: float = 0.0  # torch.optim.SGD's L2 penalty: p <- p - lr * (grad + wd * p)
+    patience: int | None = (
+        None  # early stopping: stop that many epochs after the best, keep the best
+    )
+    augment_shift: int = 0  # move each training image by its own random (dx, dy) in -k..k per epoch
+    train_metrics: str = (
+        "running"  # running: means over the epoch's minibatches (free); full: one more pass
+    )
 
     def __post_init__(self):
         if self.train_metrics not in ("running", "full"):
-            raise ValueError(f"train_metrics must be 'running' or 'full', not {self.train_metrics!r}")
+            raise ValueError(
+                f"train_metrics must be 'running' or 'full', not {self.train_metrics!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -61,22 +69,29 @@ def check_finite(stats: EpochStats, sgd: SGD, name: str) -> EpochStats:
         raise TrainingDiverged(
             f"variant {name!r}: loss became {stats.train_loss} at epoch {stats.epoch} of {sgd.epochs}; "
             f"lower its learning rate (train.lr or train.variants.{name}.lr, now {sgd.lr}). "
-            "No model was written", stats.epoch)
+            "No model was written",
+            stats.epoch,
+        )
     return stats
 
 
-def shuffle(generator: torch.Generator, n: int, augment_shift: int,
-            device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor | None]:
+def shuffle(
+    generator: torch.Generator, n: int, augment_shift: int, device: torch.device | str = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """One epoch's order of the n training images, a random permutation from the model's own
     seeded (CPU) generator, and with augmentation each image's (dx, dy) shift for the epoch
     (n x 2), drawn after it from the same generator; both moved to `device`."""
     perm = torch.randperm(n, generator=generator).to(device)
     if not augment_shift:
         return perm, None
-    return perm, torch.randint(-augment_shift, augment_shift + 1, (n, 2), generator=generator).to(device)
+    return perm, torch.randint(-augment_shift, augment_shift + 1, (n, 2), generator=generator).to(
+        device
+    )
 
 
-def batch_stats(outputs: torch.Tensor, y: torch.Tensor, loss: str) -> tuple[torch.Tensor, torch.Tensor]:
+def batch_stats(
+    outputs: torch.Tensor, y: torch.Tensor, loss: str
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed loss and number of correct predictions of a minibatch, from the head's outputs.
 
     outputs: (..., batch, classes), y: (..., batch); a leading dim holds several models. Elementwise
@@ -92,6 +107,7 @@ class EarlyStop:
     earliest epoch among ties), that epoch's weights (what `snapshot` returned) and the epoch at
     which `patience` epochs without a better one ran out (None while they have not). A training
     loop stops a model by it (SGD.patience) or only watches (the sweep): the same rule both ways."""
+
     patience: int
     best_accuracy: float = -1.0
     best_epoch: int = 0

@@ -6,6 +6,7 @@ are several) and the per-epoch curves (each seed's, and their mean).
 Tracking stays outside: the caller passes `hooks` (birdplane.tracking.SeedLogger in the stage;
 the no-op `Hooks` here by default), which see each seed start, each epoch and each result.
 """
+
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
@@ -36,7 +37,9 @@ class SeedRun:
     seed: int
     model: nn.Module
     history: list[EpochStats]
-    final: dict[str, Any]  # final_metrics of the trained model, plus its best epoch and epochs trained
+    final: dict[
+        str, Any
+    ]  # final_metrics of the trained model, plus its best epoch and epochs trained
 
 
 class Hooks:
@@ -58,14 +61,25 @@ class Hooks:
 
 def model_config(recipe, n_classes: int) -> ModelConfig:
     """The net a recipe (config.Recipe) describes, for `n_classes` classes."""
-    return ModelConfig(hidden=recipe.hidden, n_classes=n_classes, activation=recipe.activation,
-                       head=head_for(recipe.loss), arch=recipe.arch, channels=recipe.channels, dropout=recipe.dropout)
+    return ModelConfig(
+        hidden=recipe.hidden,
+        n_classes=n_classes,
+        activation=recipe.activation,
+        head=head_for(recipe.loss),
+        arch=recipe.arch,
+        channels=recipe.channels,
+        dropout=recipe.dropout,
+    )
 
 
 def best_of(history: list[EpochStats]) -> dict[str, Any]:
     """The epoch of highest validation accuracy (the earliest among ties) and how long it trained."""
     best = max(history, key=lambda s: (s.val_accuracy, -s.epoch))
-    return {"best_val_accuracy": best.val_accuracy, "best_epoch": best.epoch, "epochs_trained": len(history)}
+    return {
+        "best_val_accuracy": best.val_accuracy,
+        "best_epoch": best.epoch,
+        "epochs_trained": len(history),
+    }
 
 
 def side_by_side(recipe, cfg: ModelConfig, engine: str, n_seeds: int) -> bool:
@@ -75,20 +89,42 @@ def side_by_side(recipe, cfg: ModelConfig, engine: str, n_seeds: int) -> bool:
     models, so a seed's model would depend on the seeds beside it); so each seed's model is the one
     it gets alone, to float rounding."""
     first_layer = (cfg.hidden or (cfg.n_classes,))[0]
-    return (n_seeds > 1 and engine == "fused" and cfg.arch == "mlp" and not recipe.augment_shift and not cfg.dropout
-            and first_layer < SIDE_BY_SIDE_BELOW_UNITS)
+    return (
+        n_seeds > 1
+        and engine == "fused"
+        and cfg.arch == "mlp"
+        and not recipe.augment_shift
+        and not cfg.dropout
+        and first_layer < SIDE_BY_SIDE_BELOW_UNITS
+    )
 
 
 def sgd_recipe(recipe, train_metrics: str = "running") -> SGD:
     """How a recipe (config.Recipe) trains: the one place its loss, lr and regularizers enter the
     training code."""
-    return SGD(loss=recipe.loss, epochs=recipe.epochs, batch_size=recipe.batch_size, lr=recipe.lr,
-               weight_decay=recipe.weight_decay, patience=recipe.patience, augment_shift=recipe.augment_shift,
-               train_metrics=train_metrics)
+    return SGD(
+        loss=recipe.loss,
+        epochs=recipe.epochs,
+        batch_size=recipe.batch_size,
+        lr=recipe.lr,
+        weight_decay=recipe.weight_decay,
+        patience=recipe.patience,
+        augment_shift=recipe.augment_shift,
+        train_metrics=train_metrics,
+    )
 
 
-def train_variant(recipe, cfg: ModelConfig, train: Data, val: Data, *, seeds: list[int], engine: str = "fused",
-                  train_metrics: str = "running", hooks: Hooks = Hooks()) -> list[SeedRun]:
+def train_variant(
+    recipe,
+    cfg: ModelConfig,
+    train: Data,
+    val: Data,
+    *,
+    seeds: list[int],
+    engine: str = "fused",
+    train_metrics: str = "running",
+    hooks: Hooks = Hooks(),
+) -> list[SeedRun]:
     """Train the recipe once per seed (each seed its own initialisation and batch order), side by
     side where `side_by_side` says so, else one after the other with `engine` (a key of
     engine.TRAINERS); the final metrics are the model's (the best epoch's, with early stopping) on
@@ -101,14 +137,22 @@ def train_variant(recipe, cfg: ModelConfig, train: Data, val: Data, *, seeds: li
     for seed in seeds:
         with hooks.scope([seed]):
             model = _seeded_model(cfg, seed, train[0].device, hooks)
-            history = TRAINERS[engine](model, train, val, sgd, seed=seed, name=recipe.name,
-                                       on_epoch=lambda stats: hooks.epoch(seed, stats))
+            history = TRAINERS[engine](
+                model,
+                train,
+                val,
+                sgd,
+                seed=seed,
+                name=recipe.name,
+                on_epoch=lambda stats: hooks.epoch(seed, stats),
+            )
             runs.append(_result(recipe, seed, model, history, train, val, hooks))
     return runs
 
 
-def _train_side_by_side(recipe, cfg: ModelConfig, train: Data, val: Data, sgd: SGD, seeds: list[int],
-                        hooks: Hooks) -> list[SeedRun]:
+def _train_side_by_side(
+    recipe, cfg: ModelConfig, train: Data, val: Data, sgd: SGD, seeds: list[int], hooks: Hooks
+) -> list[SeedRun]:
     """train_variant's seeds at once (birdplane.train.fast.train_many)."""
     models = [_seeded_model(cfg, seed, train[0].device, hooks) for seed in seeds]
 
@@ -117,14 +161,23 @@ def _train_side_by_side(recipe, cfg: ModelConfig, train: Data, val: Data, sgd: S
         for seed, s in zip(seeds, stats):
             hooks.epoch(seed, s)
 
-    histories = train_many(models, train, val, sgd, seeds=seeds, names=[recipe.name] * len(seeds),
-                           on_epoch=on_epoch if recipe.patience is None else None)
+    histories = train_many(
+        models,
+        train,
+        val,
+        sgd,
+        seeds=seeds,
+        names=[recipe.name] * len(seeds),
+        on_epoch=on_epoch if recipe.patience is None else None,
+    )
     if recipe.patience is not None:  # which seeds had stopped was not known epoch by epoch
         for seed, history in zip(seeds, histories):
             for s in history:
                 hooks.epoch(seed, s)
-    return [_result(recipe, seed, model, history, train, val, hooks)
-            for seed, model, history in zip(seeds, models, histories)]
+    return [
+        _result(recipe, seed, model, history, train, val, hooks)
+        for seed, model, history in zip(seeds, models, histories)
+    ]
 
 
 def _seeded_model(cfg: ModelConfig, seed: int, device: torch.device, hooks: Hooks) -> nn.Module:
@@ -135,8 +188,15 @@ def _seeded_model(cfg: ModelConfig, seed: int, device: torch.device, hooks: Hook
     return model
 
 
-def _result(recipe, seed: int, model: nn.Module, history: list[EpochStats], train: Data, val: Data,
-            hooks: Hooks) -> SeedRun:
+def _result(
+    recipe,
+    seed: int,
+    model: nn.Module,
+    history: list[EpochStats],
+    train: Data,
+    val: Data,
+    hooks: Hooks,
+) -> SeedRun:
     final = {**final_metrics(model, recipe.loss, train, val), **best_of(history)}
     hooks.end(seed, final)
     return SeedRun(seed, model, history, final)
@@ -146,30 +206,39 @@ SPREAD = ("train_accuracy", "val_accuracy", "overfit_gap", "best_val_accuracy", 
 PER_SEED = (*SPREAD, "epochs_trained")
 
 
-def variant_metrics(recipe, cfg: ModelConfig, runs: list[SeedRun], train: Data, val: Data,
-                    calibration_bins: int) -> dict[str, Any]:
+def variant_metrics(
+    recipe, cfg: ModelConfig, runs: list[SeedRun], train: Data, val: Data, calibration_bins: int
+) -> dict[str, Any]:
     """metrics/train/<variant>.json: the first seed's model; with several seeds also `seeds`: mean
     ± std over them (summary.spread) and each seed's own figures (`runs`, seed_figures)."""
     first = runs[0]
     metrics = {
-        **first.final, "epochs": recipe.epochs,
+        **first.final,
+        "epochs": recipe.epochs,
         # early stopping: the model is the best epoch's, training ended at epochs_trained
         "early_stopping": recipe.patience is not None,
-        "n_parameters": n_parameters(first.model), "model": describe(cfg), "recipe": recipe.model_dump(),
+        "n_parameters": n_parameters(first.model),
+        "model": describe(cfg),
+        "recipe": recipe.model_dump(),
     }
     if len(runs) > 1:
         per_seed = [seed_figures(r, recipe.loss, train, val, calibration_bins) for r in runs]
         metrics["seeds"] = {
-            "seeds": [r.seed for r in runs], **{k: spread([p[k] for p in per_seed]) for k in (*SPREAD, "val_ece")},
+            "seeds": [r.seed for r in runs],
+            **{k: spread([p[k] for p in per_seed]) for k in (*SPREAD, "val_ece")},
             # None where a model got no training image wrong (confidently): left out of the spread
-            **{f"logit_grad_{k}": spread_known([p["logit_grad"][k] for p in per_seed])
-               for k in ("misclassified", "confidently_wrong")},
+            **{
+                f"logit_grad_{k}": spread_known([p["logit_grad"][k] for p in per_seed])
+                for k in ("misclassified", "confidently_wrong")
+            },
             "runs": per_seed,
         }
     return metrics
 
 
-def seed_figures(run: SeedRun, loss: str, train: Data, val: Data, calibration_bins: int) -> dict[str, Any]:
+def seed_figures(
+    run: SeedRun, loss: str, train: Data, val: Data, calibration_bins: int
+) -> dict[str, Any]:
     """One seed's final figures, its model's expected calibration error on the validation images
     (as evaluate computes it) and the loss gradients on the training images it gets wrong
     (inference.logit_gradients)."""
@@ -177,9 +246,15 @@ def seed_figures(run: SeedRun, loss: str, train: Data, val: Data, calibration_bi
     from birdplane.metrics import calibration
 
     x, y = val
-    ece, _ = calibration(probabilities(predict(run.model, x), LOSSES[loss].head), y, calibration_bins)
-    return {"seed": run.seed, **{k: run.final[k] for k in PER_SEED}, "val_ece": ece,
-            "logit_grad": logit_gradients(run.model, loss, *train)}
+    ece, _ = calibration(
+        probabilities(predict(run.model, x), LOSSES[loss].head), y, calibration_bins
+    )
+    return {
+        "seed": run.seed,
+        **{k: run.final[k] for k in PER_SEED},
+        "val_ece": ece,
+        "logit_grad": logit_gradients(run.model, loss, *train),
+    }
 
 
 def history_rows(history: list[EpochStats]) -> list[dict[str, float]]:
@@ -199,5 +274,7 @@ def mean_rows(runs: list[SeedRun]) -> list[dict[str, float]]:
     rows = []
     for i in range(max(map(len, histories))):
         at = [h[i] for h in histories if len(h) > i]
-        rows.append({k: v if k == "epoch" else sum(r[k] for r in at) / len(at) for k, v in at[0].items()})
+        rows.append(
+            {k: v if k == "epoch" else sum(r[k] for r in at) / len(at) for k, v in at[0].items()}
+        )
     return rows

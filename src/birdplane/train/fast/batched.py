@@ -11,6 +11,7 @@ units at exactly zero (no output, no gradient), whatever the activation. Weight 
 (one mask draw for all K, so not the same random numbers as one by one) and early stopping
 (each model keeps its own best epoch) work as in birdplane.train.loop.train.
 """
+
 from __future__ import annotations
 
 import torch
@@ -29,11 +30,20 @@ class BatchedMLP:
     def __init__(self, models: list[nn.Sequential], loss: str, weight_decay: float = 0.0):
         fused = [FusedMLP(m, loss) for m in models]  # checks each model's structure and head
         first = fused[0]
-        if any(f.activations != first.activations or len(f.linears) != len(first.linears)
-               or f.dropout != first.dropout for f in fused):
-            raise ValueError("batched models need the same depth, activation and dropout (widths may differ)")
+        if any(
+            f.activations != first.activations
+            or len(f.linears) != len(first.linears)
+            or f.dropout != first.dropout
+            for f in fused
+        ):
+            raise ValueError(
+                "batched models need the same depth, activation and dropout (widths may differ)"
+            )
         self.dropout, self.weight_decay = first.dropout, weight_decay
-        if len({f.linears[0].in_features for f in fused}) != 1 or len({f.linears[-1].out_features for f in fused}) != 1:
+        if (
+            len({f.linears[0].in_features for f in fused}) != 1
+            or len({f.linears[-1].out_features for f in fused}) != 1
+        ):
             raise ValueError("batched models need the same inputs and classes")
         self.loss, self.activations, self.k = loss, first.activations, len(models)
         device = first.linears[0].weight.device
@@ -48,9 +58,9 @@ class BatchedMLP:
             mask = torch.zeros(self.k, rows, 1, device=device)
             for k, f in enumerate(fused):
                 lin = f.linears[layer]
-                w[k, :lin.out_features, :lin.in_features] = lin.weight.detach()
-                b[k, :lin.out_features, 0] = lin.bias.detach()
-                mask[k, :lin.out_features] = 1
+                w[k, : lin.out_features, : lin.in_features] = lin.weight.detach()
+                b[k, : lin.out_features, 0] = lin.bias.detach()
+                mask[k, : lin.out_features] = 1
             self.weights.append(w)
             self.biases.append(b)
             padded = layer < len(first.linears) - 1 and not bool(mask.all())
@@ -81,20 +91,36 @@ class BatchedMLP:
         at once with the same Gram correction, batched over the models."""
         if x.shape[1] <= batch_size:
             return self.step(x, y, lr)
-        return gram_steps(self.weights[0], x, y, lr, self.weight_decay, batch_size,
-                          lambda xt, yb, z: self._step(xt, yb, lr, z))
+        return gram_steps(
+            self.weights[0],
+            x,
+            y,
+            lr,
+            self.weight_decay,
+            batch_size,
+            lambda xt, yb, z: self._step(xt, yb, lr, z),
+        )
 
-    def _step(self, xt: torch.Tensor, y: torch.Tensor, lr: float,
-              first_product: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _step(
+        self,
+        xt: torch.Tensor,
+        y: torch.Tensor,
+        lr: float,
+        first_product: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """`step` on transposed inputs xt (K, features, batch); with `first_product` (W @ xt from
         `steps`) the first layer's weights are left to the caller, which gets its delta back."""
         inputs = [xt]
-        outs: list[torch.Tensor | None] = [None]   # activation outputs before dropout
+        outs: list[torch.Tensor | None] = [None]  # activation outputs before dropout
         drops: list[torch.Tensor | None] = [None]  # scaled dropout masks
         h = inputs[0]
         last = len(self.weights) - 1
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
-            z = first_product.add_(b) if i == 0 and first_product is not None else torch.baddbmm(b, w, h)
+            z = (
+                first_product.add_(b)
+                if i == 0 and first_product is not None
+                else torch.baddbmm(b, w, h)
+            )
             if i < last:
                 h = FusedMLP.activate(z, self.activations[i])
                 if self.masks[i] is not None:
@@ -109,7 +135,9 @@ class BatchedMLP:
         decay = 1 - lr * self.weight_decay
         for i in range(last, -1, -1):
             w, a = self.weights[i], inputs[i]
-            back = w.transpose(1, 2) @ delta if i > 0 else None  # with the weights before the update
+            back = (
+                w.transpose(1, 2) @ delta if i > 0 else None
+            )  # with the weights before the update
             if i > 0 or first_product is None:
                 w.baddbmm_(delta, a.transpose(1, 2), beta=decay, alpha=-lr)
             if decay != 1:
@@ -131,7 +159,7 @@ class BatchedMLP:
         k, rows, cols = self.weights[0].shape
         chunks = []
         for s in range(0, len(x), EVAL_CHUNK):
-            h = (self.weights[0].view(k * rows, cols) @ x[s:s + EVAL_CHUNK].t()).view(k, rows, -1)
+            h = (self.weights[0].view(k * rows, cols) @ x[s : s + EVAL_CHUNK].t()).view(k, rows, -1)
             h.add_(self.biases[0])
             for i in range(1, len(self.weights)):
                 h = FusedMLP.activate(h, self.activations[i - 1])
@@ -156,11 +184,15 @@ class BatchedMLP:
         linears, n = self._fused[k].linears, len(self.weights)
         state = {}
         for i, lin in enumerate(linears):
-            state[f"{names[id(lin)]}.weight"] = saved[i][:lin.out_features, :lin.in_features].clone()
-            state[f"{names[id(lin)]}.bias"] = saved[n + i][:lin.out_features, 0].clone()
+            state[f"{names[id(lin)]}.weight"] = saved[i][
+                : lin.out_features, : lin.in_features
+            ].clone()
+            state[f"{names[id(lin)]}.bias"] = saved[n + i][: lin.out_features, 0].clone()
         return state
 
-    def loss_and_accuracy(self, x: torch.Tensor, y: torch.Tensor) -> tuple[list[float], list[float]]:
+    def loss_and_accuracy(
+        self, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[list[float], list[float]]:
         out = self.predict(x)
         loss_fn = LOSSES[self.loss].mean
         losses = [float(loss_fn(out[k], y)) for k in range(self.k)]
@@ -173,5 +205,5 @@ class BatchedMLP:
         for i in range(len(self.weights)):
             for k, f in enumerate(self._fused):
                 lin = f.linears[i]
-                lin.weight.copy_(self.weights[i][k, :lin.out_features, :lin.in_features])
-                lin.bias.copy_(self.biases[i][k, :lin.out_features, 0])
+                lin.weight.copy_(self.weights[i][k, : lin.out_features, : lin.in_features])
+                lin.bias.copy_(self.biases[i][k, : lin.out_features, 0])

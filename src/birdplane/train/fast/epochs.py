@@ -6,6 +6,7 @@ It computes what birdplane.train.loop computes (the same batch order from birdpl
 the same steps to float rounding, the same figures, early stopping and errors); the difference is
 how: no autograd or optimizer, and no host synchronisation inside an epoch.
 """
+
 from __future__ import annotations
 
 import functools
@@ -29,6 +30,7 @@ update (rows x classes, no autograd history)."""
 @dataclass(frozen=True)
 class Stepper:
     """A Step and how many minibatches of the recipe's batch size it takes per call."""
+
     step: Step
     batches_per_call: int = 1
 
@@ -65,8 +67,14 @@ def take(t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
 Augment = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def train_epoch(stepper: Stepper, train: Data, perm: torch.Tensor, sgd: SGD, shifts: torch.Tensor | None = None,
-                augment: Augment | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def train_epoch(
+    stepper: Stepper,
+    train: Data,
+    perm: torch.Tensor,
+    sgd: SGD,
+    shifts: torch.Tensor | None = None,
+    augment: Augment | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One pass over the data in minibatches, slices of the permutation `perm` (no DataLoader);
     the step gets `batches_per_call` consecutive minibatches at a time.
 
@@ -81,7 +89,7 @@ def train_epoch(stepper: Stepper, train: Data, perm: torch.Tensor, sgd: SGD, shi
     correct = torch.zeros(perm.shape[:-1], dtype=torch.long, device=x.device)
     per_call = sgd.batch_size * stepper.batches_per_call
     for i in range(0, perm.shape[-1], per_call):
-        idx = perm[..., i:i + per_call]
+        idx = perm[..., i : i + per_call]
         yb = rows(y, idx)
         xb = rows(x, idx) if augment is None or shifts is None else augment(idx, take(shifts, idx))
         batch_loss, batch_correct = batch_stats(stepper.step(xb, yb), yb, sgd.loss)
@@ -93,8 +101,14 @@ def train_epoch(stepper: Stepper, train: Data, perm: torch.Tensor, sgd: SGD, shi
 EpochRunner = Callable[..., tuple[torch.Tensor, torch.Tensor]]
 
 
-def epoch_runner(stepper: Stepper, params: list[torch.Tensor], train: Data, sgd: SGD,
-                 perm_shape: tuple[int, ...], graph: bool) -> EpochRunner:
+def epoch_runner(
+    stepper: Stepper,
+    params: list[torch.Tensor],
+    train: Data,
+    sgd: SGD,
+    perm_shape: tuple[int, ...],
+    graph: bool,
+) -> EpochRunner:
     """(perm[, shifts]) -> train_epoch(...) for this step and data; with `graph`, a whole epoch captured
     once as a CUDA graph and replayed (birdplane.train.fast.graphs), else the plain Python loop."""
     x = train[0]
@@ -104,7 +118,9 @@ def epoch_runner(stepper: Stepper, params: list[torch.Tensor], train: Data, sgd:
 
         augment = RandomShift(x, sgd.augment_shift)
 
-    def body(perm: torch.Tensor, shifts: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def body(
+        perm: torch.Tensor, shifts: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         return train_epoch(stepper, train, perm, sgd, shifts, augment)
 
     if not graph:
@@ -128,19 +144,26 @@ def epoch_runner(stepper: Stepper, params: list[torch.Tensor], train: Data, sgd:
 @dataclass(frozen=True)
 class Group:
     """K models trained together (K = 1: one model), model k with batch order seeds[k]."""
+
     seeds: list[int]
     names: list[str]  # for errors
     # (perm: K x N, shifts: K x N x 2 or None) -> per-model running loss sums and correct counts
     run_epoch: Callable[[torch.Tensor, torch.Tensor | None], tuple[torch.Tensor, torch.Tensor]]
     # (x, y) -> per-model mean losses and accuracies over the whole set
     full_pass: Callable[[torch.Tensor, torch.Tensor], tuple[list[float], list[float]]]
-    snapshot: Callable[[int], object]          # model k's weights, to keep
-    restore: Callable[[int, object], None]     # put a snapshot back into model k
+    snapshot: Callable[[int], object]  # model k's weights, to keep
+    restore: Callable[[int, object], None]  # put a snapshot back into model k
 
 
-def fit_loop(group: Group, train: Data, val: Data, sgd: SGD, *,
-             on_epoch: Callable[[list[EpochStats]], None] | None = None,
-             watch: Sequence[Sequence[EarlyStop]] = ()) -> list[list[EpochStats]]:
+def fit_loop(
+    group: Group,
+    train: Data,
+    val: Data,
+    sgd: SGD,
+    *,
+    on_epoch: Callable[[list[EpochStats]], None] | None = None,
+    watch: Sequence[Sequence[EarlyStop]] = (),
+) -> list[list[EpochStats]]:
     """The epoch loop of birdplane.train.loop.train, for K models at once; one history per model.
 
     With sgd.patience, model k stops after that many epochs without a better validation accuracy
@@ -182,8 +205,9 @@ def fit_loop(group: Group, train: Data, val: Data, sgd: SGD, *,
     return histories
 
 
-def _one_epoch(group: Group, gens: list[torch.Generator], train: Data, val: Data,
-               sgd: SGD) -> list[tuple[float, float, float, float]]:
+def _one_epoch(
+    group: Group, gens: list[torch.Generator], train: Data, val: Data, sgd: SGD
+) -> list[tuple[float, float, float, float]]:
     """Train every model one epoch, each in its own order; per model (train loss, train accuracy,
     val loss, val accuracy) as loop.validate gives them."""
     x, n = train[0], len(train[0])

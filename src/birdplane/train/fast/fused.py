@@ -9,6 +9,7 @@ exist. Weight decay folds into the same call (beta = 1 - lr * weight_decay); dro
 mask exactly as nn.Dropout does on CPU. birdplane.train.loop (autograd + torch.optim.SGD) is the
 reference; a test checks that both give the same weights to float tolerance.
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -36,11 +37,20 @@ def gram_block(units: int) -> int:
     return GRAM_BLOCK if units >= GRAM_MIN_UNITS else 1
 
 
-MinibatchStep = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+MinibatchStep = Callable[
+    [torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]
+]
 
 
-def gram_steps(w: torch.Tensor, x: torch.Tensor, y: torch.Tensor, lr: float, weight_decay: float,
-               batch_size: int, step: MinibatchStep) -> torch.Tensor:
+def gram_steps(
+    w: torch.Tensor,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    lr: float,
+    weight_decay: float,
+    batch_size: int,
+    step: MinibatchStep,
+) -> torch.Tensor:
     """The block of FusedMLP.steps (see there for the formulas): w is the first layer's weights
     (units x features) and x the block's rows (rows x features), or both with a leading dim of K
     models (birdplane.train.fast.batched). step(xt, y, z) runs one minibatch given its transposed inputs,
@@ -51,7 +61,7 @@ def gram_steps(w: torch.Tensor, x: torch.Tensor, y: torch.Tensor, lr: float, wei
     a = 1 - lr * weight_decay
     xt = x.transpose(-2, -1)
     rows = x.shape[-2]
-    z_all = mm(w, xt)                 # units x rows: every minibatch against W_0
+    z_all = mm(w, xt)  # units x rows: every minibatch against W_0
     deltas = torch.empty_like(z_all)  # delta_i * a^-(i+1), side by side
     outputs = []
     for j, o in enumerate(range(0, rows, batch_size)):
@@ -60,7 +70,7 @@ def gram_steps(w: torch.Tensor, x: torch.Tensor, y: torch.Tensor, lr: float, wei
         if o:
             add_product_(z, deltas[..., :o], mm(x[..., :o, :], xt[..., o:e]), alpha=-lr)
         if a != 1:
-            z.mul_(a ** j)
+            z.mul_(a**j)
         out, delta = step(xt[..., o:e], y[..., o:e], z)
         deltas[..., o:e] = delta
         if a != 1:
@@ -88,15 +98,18 @@ class FusedMLP:
             raise TypeError("expected a model from birdplane.models.build_model")
         body, head = layers[1:-1], layers[-1]
         self.linears: list[nn.Linear] = [m for m in body if isinstance(m, nn.Linear)]
-        self.activations: list[str] = [by_module(m).name for m in body
-                                       if not isinstance(m, (nn.Linear, nn.Dropout))]
+        self.activations: list[str] = [
+            by_module(m).name for m in body if not isinstance(m, (nn.Linear, nn.Dropout))
+        ]
         self.dropout: list[float] = [0.0] * len(self.activations)
         for i, m in enumerate(body):
             if isinstance(m, nn.Dropout):
                 if i == 0 or isinstance(body[i - 1], (nn.Linear, nn.Dropout)):
                     raise TypeError("expected Dropout right after an activation")
                 self.dropout[sum(isinstance(b, nn.Linear) for b in body[:i]) - 1] = m.p
-        if len(self.activations) != len(self.linears) - 1 or any(m.bias is None for m in self.linears):
+        if len(self.activations) != len(self.linears) - 1 or any(
+            m.bias is None for m in self.linears
+        ):
             raise TypeError("expected Linear layers with bias separated by activations")
         self.head = next((h.name for h in HEADS.values() if h.module == type(head).__name__), None)
         if self.head is None:
@@ -117,7 +130,9 @@ class FusedMLP:
         return ACTIVATIONS[kind].backward(grad, h)
 
     @staticmethod
-    def output_grad(z: torch.Tensor, y: torch.Tensor, loss: str) -> tuple[torch.Tensor, torch.Tensor]:
+    def output_grad(
+        z: torch.Tensor, y: torch.Tensor, loss: str
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """d(mean loss)/d(logits) for the batch, and the head's outputs (birdplane.losses).
 
         z and the gradient are (..., classes, batch), y is (..., batch), the outputs (..., batch,
@@ -158,17 +173,29 @@ class FusedMLP:
         """
         if len(x) <= batch_size:
             return self.step(x, y, lr)
-        return gram_steps(self.linears[0].weight, x, y, lr, self.weight_decay, batch_size,
-                          lambda xt, yb, z: self._step(xt, yb, lr, z))
+        return gram_steps(
+            self.linears[0].weight,
+            x,
+            y,
+            lr,
+            self.weight_decay,
+            batch_size,
+            lambda xt, yb, z: self._step(xt, yb, lr, z),
+        )
 
-    def _step(self, xt: torch.Tensor, y: torch.Tensor, lr: float,
-              first_product: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _step(
+        self,
+        xt: torch.Tensor,
+        y: torch.Tensor,
+        lr: float,
+        first_product: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """`step` on transposed inputs xt (features x batch). With `first_product` (the first
         layer's W @ xt, computed by `steps`, overwritten here) the first layer's weights are left
         to the caller, which gets that layer's gradient delta (units x batch) as the second result."""
-        inputs = [xt]      # each layer's input, units x batch
-        outs = [None]      # each hidden layer's activation output before dropout (for its derivative)
-        masks = [None]     # each hidden layer's scaled dropout mask, or None
+        inputs = [xt]  # each layer's input, units x batch
+        outs = [None]  # each hidden layer's activation output before dropout (for its derivative)
+        masks = [None]  # each hidden layer's scaled dropout mask, or None
         h = inputs[0]
         last = len(self.linears) - 1
         for i, layer in enumerate(self.linears):
@@ -180,8 +207,15 @@ class FusedMLP:
                 h = self.activate(z, self.activations[i])
                 outs.append(h)
                 p = self.dropout[i]
-                if p > 0:  # nn.Dropout on CPU: bernoulli(1 - p) over the batch x units tensor, / (1 - p)
-                    mask = torch.empty(h.shape[1], h.shape[0], device=h.device).bernoulli_(1 - p).div_(1 - p).t()
+                if (
+                    p > 0
+                ):  # nn.Dropout on CPU: bernoulli(1 - p) over the batch x units tensor, / (1 - p)
+                    mask = (
+                        torch.empty(h.shape[1], h.shape[0], device=h.device)
+                        .bernoulli_(1 - p)
+                        .div_(1 - p)
+                        .t()
+                    )
                     masks.append(mask)
                     h = h * mask
                 else:
@@ -191,7 +225,9 @@ class FusedMLP:
         decay = 1 - lr * self.weight_decay  # SGD's weight_decay: p <- p - lr * (grad + wd * p)
         for i in range(last, -1, -1):
             layer, a = self.linears[i], inputs[i]
-            back = layer.weight.t() @ delta if i > 0 else None  # with the weights before this step's update
+            back = (
+                layer.weight.t() @ delta if i > 0 else None
+            )  # with the weights before this step's update
             if i > 0 or first_product is None:
                 layer.weight.addmm_(delta, a.t(), beta=decay, alpha=-lr)
             if decay != 1:

@@ -8,6 +8,7 @@ and replayed with one call; only the permutation changes, copied into the graph'
 The captured code is the ordinary epoch body (fast.epochs.train_epoch with the fused step), the same
 Python that runs and is tested on CPU; this module adds only the capture.
 """
+
 from __future__ import annotations
 
 from typing import Callable, Generic, TypeVar
@@ -27,8 +28,13 @@ class GraphedEpoch(Generic[T]):
     whole eager epoch there made the first graph epoch about three times slower (docs/performance.md).
     """
 
-    def __init__(self, body: Callable[..., T], params: list[torch.Tensor], inputs: list[torch.Tensor],
-                 warmup: list[torch.Tensor] | None = None):
+    def __init__(
+        self,
+        body: Callable[..., T],
+        params: list[torch.Tensor],
+        inputs: list[torch.Tensor],
+        warmup: list[torch.Tensor] | None = None,
+    ):
         device = inputs[0].device
         if device.type != "cuda":
             raise ValueError("a CUDA graph needs a CUDA device")
