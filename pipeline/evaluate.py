@@ -28,7 +28,8 @@ def main() -> None:
 
     params = load_params(args.params)
     variants = selected_variants(args.variants, params.train.variants)
-    tracking.setup(params.mlflow.experiment)  # a store that is down ends the stage before any work
+    # a store that is down ends the stage before any work
+    experiment_id = tracking.setup(params.mlflow.experiment)
 
     import torch
 
@@ -81,6 +82,7 @@ def main() -> None:
                 stage="evaluate",
                 documents={"evaluation.json": result},
             )
+    print(f"[evaluate] MLflow runs: {tracking.runs_address(experiment_id)}")
 
 
 if __name__ == "__main__":

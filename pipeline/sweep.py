@@ -33,7 +33,8 @@ def main() -> None:
     from birdplane.config import load_params
 
     params = load_params(args.params)
-    tracking.setup(params.mlflow.experiment)  # a store that is down ends the stage before any work
+    # a store that is down ends the stage before any work
+    experiment_id = tracking.setup(params.mlflow.experiment)
 
     from birdplane.inputs import load_tensors
     from birdplane.io import outputs
@@ -124,6 +125,7 @@ def main() -> None:
         f"[sweep] the rule picks {pick['pick']} ({results[pick['pick']]['model']}): mean validation accuracy "
         f"within one std of the best ({pick['best']}, {pick['best_val_mean']:.4f} ± {pick['best_val_std']:.4f})"
     )
+    print(f"[sweep] MLflow runs: {tracking.runs_address(experiment_id)}")
 
 
 if __name__ == "__main__":

@@ -35,9 +35,8 @@ def main() -> None:
 
     params = load_params(args.params)
     recipe = params.train.recipe(args.variant)
-    tracking.setup(
-        params.mlflow.experiment
-    )  # a store that is down ends the stage now, not after training
+    # a store that is down ends the stage now, not after training
+    experiment_id = tracking.setup(params.mlflow.experiment)
 
     from birdplane.inputs import load_tensors
     from birdplane.models import describe
@@ -95,6 +94,7 @@ def main() -> None:
         f"{first.final['val_accuracy']:.4f} after {len(first.history)} epochs ({len(seeds)} seed(s)) "
         f"in {train_seconds:.1f} s"
     )
+    print(f"[{v}] MLflow runs: {tracking.runs_address(experiment_id)}")
 
 
 def progress(variant: str, epochs: int):

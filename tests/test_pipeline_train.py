@@ -3,9 +3,11 @@ runs read back through a real `mlflow server` on 127.0.0.1."""
 
 import hashlib
 import json
+import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.request
 
@@ -565,3 +567,53 @@ def test_the_documented_loader_runs_nothing_from_the_artifact(pipeline, tmp_path
     x = torch.zeros(2, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(model(x), tracked(x))
+
+
+def test_a_student_lands_on_the_runs(pipeline, mlflow_server):
+    """Every stage that logs to MLflow ends by printing its experiment's runs table; the experiment
+    is tagged as model training; and that address, opened in a real browser on a real MLflow
+    server, shows the variants' runs (not MLflow 3's empty GenAI overview)."""
+    proj, env = pipeline
+    exp = _rest(mlflow_server, "experiments/get-by-name?experiment_name=birdplane")["experiment"]
+    tags = {t["key"]: t["value"] for t in exp.get("tags", [])}
+    assert tags.get("mlflow.experimentKind") == "custom_model_development"
+    r = stage(proj, env, "evaluate.py")
+    assert r.returncode == 0, r.stderr
+    address = f"http://127.0.0.1:5000/#/experiments/{exp['experiment_id']}/runs"
+    assert (
+        f"[evaluate] MLflow runs: {address} (after `mlflow ui --backend-store-uri sqlite:///"
+        in r.stdout
+    )
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing: .ci/run installs Debian's chromium")
+        pytest.skip("no chromium here (apt-get install chromium); CI installs it")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p, tempfile.TemporaryDirectory() as user_data:
+        ctx = p.chromium.launch_persistent_context(
+            user_data,
+            executable_path=browser,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--no-first-run",
+            ],
+        )
+        try:
+            page = ctx.new_page()
+            page.goto(address.replace("http://127.0.0.1:5000", mlflow_server), wait_until="load")
+            for name in VARIANTS:  # each variant's run by its name, in the runs table
+                page.get_by_text(name, exact=True).first.wait_for(timeout=60_000)
+        finally:
+            ctx.close()
+
+
+def test_the_runs_address_of_a_server_has_no_credentials(monkeypatch):
+    from birdplane import tracking
+
+    address = tracking.runs_address("7", "https://alice:s3cret@mlflow.example:8443/?token=x")
+    assert address == "https://***@mlflow.example:8443/?***/#/experiments/7/runs"

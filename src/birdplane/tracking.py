@@ -23,6 +23,10 @@ DB_NAME = "mlflow.db"
 ARTIFACTS = "mlartifacts"
 PID_TAG, HOST_TAG, STAGE_TAG = "birdplane.pid", "birdplane.host", "birdplane.stage"
 CLOSED_TAG = "birdplane.closed"
+# MLflow 3 opens an experiment on its GenAI overview; this tag says it holds model training (MLflow
+# 3.17 does not yet honour it, so the stages print the runs table's address: runs_address)
+KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"
+UI_ADDRESS = "http://127.0.0.1:5000"  # what `mlflow ui` serves by default
 
 # MLflow's own HTTP settings, with shorter defaults than its 120 s timeout and 7 retries (about 4
 # minutes of silence per call before an error): a tracking server that is down or hangs ends the
@@ -233,11 +237,26 @@ def setup(experiment: str) -> str:
                 )
             elif exp.lifecycle_stage == "deleted":
                 raise _deleted(experiment, exp.experiment_id, own_store)
+            if exp.tags.get(KIND_TAG) != KIND:
+                mlflow.MlflowClient().set_experiment_tag(exp.experiment_id, KIND_TAG, KIND)
         exp_id = exp.experiment_id
         _check_artifacts_writable(exp.artifact_location)
         close_orphaned_runs(exp_id)
     _READY[(uri, experiment)] = exp_id
     return exp_id
+
+
+def runs_address(experiment_id: str, uri: str | None = None) -> str:
+    """Where a student sees the experiment's runs: the runs table's address on the tracking server,
+    or for the project's own store the one `mlflow ui` serves (MLflow 3 would otherwise open on its
+    GenAI overview, where the runs hide behind a toggle). Credentials never appear in it."""
+    from birdplane.text import redact_url
+
+    uri = uri or tracking_uri()
+    if uri.startswith(("http://", "https://")):
+        return f"{redact_url(uri).rstrip('/')}/#/experiments/{experiment_id}/runs"
+    ui = f"mlflow ui --backend-store-uri {redact_url(uri)}"
+    return f"{UI_ADDRESS}/#/experiments/{experiment_id}/runs (after `{ui}`)"
 
 
 def _keep_secrets_of(uri: str) -> None:
