@@ -12,7 +12,7 @@ import pytest
 
 from birdplane.report import Inputs, Variant, analyse, build_document, languages, phrases
 from birdplane.summary import spread as summary_spread
-from birdplane.report.catalog import LANG_DIR, CatalogError
+from birdplane.report.catalog import LANG_DIR, CatalogError, placeholders
 
 EPOCHS = 12
 CLASSES = ["airplane", "bird"]
@@ -785,3 +785,74 @@ def test_the_learning_rate_study_shows_every_loss_of_the_sweep(drop):
     _, blocks = build_document(inp, t, figures)
     losses = {row[0].rstrip(" *") for row in _lr_table(blocks, t).rows}
     assert losses == ({"HINGE", "MSE", "NLL"} - {str(drop).upper()})
+
+
+def test_the_report_code_names_no_loss():
+    """Loss-generic: the report's code names no loss; task 1's two losses are the losses of the
+    variants in the roles `report.baseline` and `report.mse` (read from params), and "mse" appears
+    only as that role's name."""
+    import ast
+
+    from birdplane.losses import LOSSES
+
+    for path in (LANG_DIR.parent).glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and node.value in LOSSES
+            ):
+                assert node.value == "mse", (
+                    f"{path.name}:{node.lineno}: the loss {node.value!r} by name"
+                )
+
+
+def test_the_figures_hold_only_the_catalogs_words(tmp_path, monkeypatch):
+    """A catalog whose every figure.* entry is a marker: the figures' text is markers, numbers and
+    the names the data brings (variants, configurations, classes, losses), nothing else."""
+    import re
+
+    inp, _ = scenario("seeded_later")
+    for v in inp.variants.values():
+        v.eval["confusion_matrix"] = {
+            "labels": ["airplane", "bird"],
+            "rows_actual_cols_predicted": [[9, 1], [2, 8]],
+        }
+        v.shift_grid = pd.DataFrame(
+            [
+                {"mode": "fill", "dx": dx, "dy": dy, "accuracy": 0.9}
+                for dx in (-1, 0, 1)
+                for dy in (-1, 0, 1)
+            ]
+        )
+    t = phrases("en")
+    t.entries = {
+        k: (
+            f"⟦{k}⟧" + "".join(f" {{{n}}}" for n in sorted(placeholders(e)))
+            if k.startswith("figure.")
+            else e
+        )
+        for k, e in t.entries.items()
+    }
+    texts = _drawn_texts(inp, t, tmp_path / "markers", monkeypatch)
+    names = {
+        *inp.variants,
+        *inp.sweep["configs"],
+        "airplane",
+        "bird",
+        "MSE",
+        "NLL",
+        *(f"{n} ({v.train['model']})" for n, v in inp.variants.items()),
+    }
+    number = re.compile(
+        r"^[−\-+]?[\d.,]+(e[−\-+]?\d+)?%?$|^\$.*\$$"
+    )  # ticks: 0.8, −2, 10^5 as mathtext
+    words = [w for text in texts for w in re.split(r"⟦[a-z_.]+⟧", text)]
+    leftover = {w.strip() for w in words} - names - {""}
+    leftover = {
+        w
+        for w in leftover
+        if not number.match(w)
+        and not all(x in names or number.match(x) or not x for x in re.split(r"[\s(),…]+", w))
+    }
+    assert leftover == set(), f"figure text not from the catalog: {sorted(leftover)[:10]}"

@@ -138,7 +138,7 @@ def summary_task1(d: Doc) -> str:
             "summary.task1_seeds",
             n=seeds["n"],
             mse=d.mean_std(seeds["mse"]["val_accuracy"]),
-            nll=d.mean_std(seeds["nll"]["val_accuracy"]),
+            nll=d.mean_std(seeds["baseline"]["val_accuracy"]),
             verdict=t(f"seeds.mse_verdict.{seeds['verdicts']['val_accuracy']}"),
         )
     return t(
@@ -325,7 +325,7 @@ def fit_text(d: Doc, fit: dict[str, Any], epochs: int) -> str:
 def task1_seeds(d: Doc) -> list[Block]:
     """Task 1 over seeds: every figure as mean ± std, and a verdict only beyond the seed spread."""
     t, s = d.t, d.f["task1_seeds"]
-    nll, mse, v = s["nll"], s["mse"], s["verdicts"]
+    nll, mse, v = s["baseline"], s["mse"], s["verdicts"]
     ms, num = d.mean_std, d.t.num
     rows = [
         [
@@ -445,10 +445,10 @@ def lr_study(d: Doc) -> list[Block]:
                     "lr.why.flat" if why["flat"] else "lr.why.smaller",
                     book=t.rate(book),
                     epochs=s["epochs"],
-                    nll=f"{num(why['nll']['mean'], 3)} ± {num(why['nll']['std'], 3)}",
+                    nll=f"{num(why['baseline']['mean'], 3)} ± {num(why['baseline']['std'], 3)}",
                     mse=f"{num(why['mse']['mean'], 3)} ± {num(why['mse']['std'], 3)}",
                     ratio=num(why["ratio"], 1),
-                    nll_wrong=num(why["nll_wrong"]["mean"], 3) if why["nll_wrong"] else "–",
+                    nll_wrong=num(why["baseline_wrong"]["mean"], 3) if why["baseline_wrong"] else "–",
                     mse_wrong=num(why["mse_wrong"]["mean"], 3) if why["mse_wrong"] else "–",
                     ratio_wrong=num(wrong, 1) if wrong else "–",
                 )
@@ -458,7 +458,7 @@ def lr_study(d: Doc) -> list[Block]:
             fast[task] is not None
             and fast[base] is not None
             and share["mse"]["fastest"]
-            and share["nll"]["fastest"]
+            and share["baseline"]["fastest"]
         ):
             blocks.append(
                 paragraph(
@@ -469,8 +469,8 @@ def lr_study(d: Doc) -> list[Block]:
                         nll_lr=t.rate(fast[base]),
                         mse_book=pct_or_dash(share["mse"]["book"]),
                         mse_fast=pct_or_dash(share["mse"]["fastest"]),
-                        nll_book=pct_or_dash(share["nll"]["book"]),
-                        nll_fast=pct_or_dash(share["nll"]["fastest"]),
+                        nll_book=pct_or_dash(share["baseline"]["book"]),
+                        nll_fast=pct_or_dash(share["baseline"]["fastest"]),
                     )
                 )
             )
@@ -485,10 +485,10 @@ def fit_by_rate(d: Doc, s: dict[str, Any]) -> str:
         return t("lr.fit.none", epochs=s["epochs"])
     seeds = d.f["task1_seeds"]
 
-    def at_book(role: str) -> str:  # "nll": the baseline's loss, "mse": task 1's
+    def at_book(role: str) -> str:  # "baseline": the baseline's loss, "mse": task 1's
         if seeds:
             return fit_text(d, seeds[role]["fit"], seeds[role]["epochs"])
-        r = s["rows"][base if role == "nll" else task].get(s["book_lr"])
+        r = s["rows"][base if role == "baseline" else task].get(s["book_lr"])
         return fit_text(d, r["fit"], s["epochs"]) if r and not r["diverged"] else "–"
 
     return t(
@@ -500,7 +500,7 @@ def fit_by_rate(d: Doc, s: dict[str, Any]) -> str:
         nll_lr=t.rate(fast[base]),
         nll_fit=fit_text(d, s["rows"][base][fast[base]]["fit"], s["epochs"]),
         mse_fit_book=at_book("mse"),
-        nll_fit_book=at_book("nll"),
+        nll_fit_book=at_book("baseline"),
         fit=t(f"seeds.fit.{s['at_fastest']['fit']}"),
     )
 

@@ -96,7 +96,7 @@ def task1(base: Variant, mse: Variant, threshold: float) -> dict[str, Any] | Non
         return None
     return {
         "mse": a,
-        "nll": b,
+        "baseline": b,
         "n": min(a["n"], b["n"]),
         "verdicts": {
             **{
@@ -197,7 +197,7 @@ def lr_study(inp: Inputs) -> dict[str, Any] | None:
             "why": None,
             "share": None,
         }
-    pair = {"nll": base, "mse": task}  # the roles, as the catalogs' sentences name them
+    pair = {"baseline": base, "mse": task}  # the roles, as the catalogs' sentences name them
     at_book = {role: rows[loss].get(book) for role, loss in pair.items()}
 
     def compare(m: dict | None, n: dict | None) -> dict[str, str] | None:
@@ -216,10 +216,10 @@ def lr_study(inp: Inputs) -> dict[str, Any] | None:
     return {
         **out,
         "best_is_book": best[base] == best[task] == book,
-        "at_book": compare(at_book["mse"], at_book["nll"]),
-        "at_best": compare(at_best["mse"], at_best["nll"]),
-        "at_fastest": compare(at_fastest["mse"], at_fastest["nll"]),
-        "why": gradient_reason(at_book["nll"], at_book["mse"]),
+        "at_book": compare(at_book["mse"], at_book["baseline"]),
+        "at_best": compare(at_best["mse"], at_best["baseline"]),
+        "at_fastest": compare(at_fastest["mse"], at_fastest["baseline"]),
+        "why": gradient_reason(at_book["baseline"], at_book["mse"]),
         "share": {
             role: {
                 "book": (at_book[role] or {}).get("share_wrong"),
@@ -247,15 +247,15 @@ def gradient_reason(nll: dict | None, mse: dict | None) -> dict[str, Any] | None
         return None
     ratio = nll["grad"]["mean"] / mse["grad"]["mean"]
     out = {
-        "nll": nll["grad"],
+        "baseline": nll["grad"],
         "mse": mse["grad"],
         "ratio": ratio,
-        "nll_wrong": nll.get("grad_wrong"),
+        "baseline_wrong": nll.get("grad_wrong"),
         "mse_wrong": mse.get("grad_wrong"),
         "ratio_wrong": None,
     }
-    if out["nll_wrong"] and out["mse_wrong"] and out["mse_wrong"]["mean"] > 0:
-        out["ratio_wrong"] = out["nll_wrong"]["mean"] / out["mse_wrong"]["mean"]
+    if out["baseline_wrong"] and out["mse_wrong"] and out["mse_wrong"]["mean"] > 0:
+        out["ratio_wrong"] = out["baseline_wrong"]["mean"] / out["mse_wrong"]["mean"]
     out["flat"] = out["ratio_wrong"] is not None and out["ratio_wrong"] > FLAT_FACTOR * ratio
     return out
 
