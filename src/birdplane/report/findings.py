@@ -76,55 +76,63 @@ def best_epoch(history: pd.DataFrame) -> pd.Series:
     return history.loc[history["val_accuracy"].idxmax()]
 
 
-def analyse(inp: Inputs) -> dict[str, Any]:
-    """Plain numbers and verdicts for every statement of the report."""
-    v = inp.variants
-    base, mse, small = (v[inp.roles[r]] for r in ("baseline", "mse", "small"))
-    tol = max(
-        noise(own_history(base)), 0.005
-    )  # differences below this are within epoch-to-epoch noise
+def tolerance(base: Variant) -> float:
+    """Differences below this are within the book net's epoch-to-epoch noise (at least 0.005)."""
+    return max(noise(own_history(base)), 0.005)
 
-    def summary(x: Variant) -> dict[str, Any]:
-        h = own_history(x)
-        b = best_epoch(h)
-        return {
-            "name": x.name,
-            "val": x.eval["val_accuracy"],
-            "train": x.eval["train_accuracy"],
-            "gap": x.eval["overfit_gap"],
-            "params": x.eval["n_parameters"],
-            "best_val": float(b["val_accuracy"]),
-            "best_epoch": int(b["epoch"]),
-            "gap_at_best": float(b["train_accuracy"] - b["val_accuracy"]),
-            "fit_epoch": first_epoch_reaching(h, "train_accuracy", inp.fit_threshold),
-            "epochs": int(h["epoch"].max()),
-            "ece": x.eval["val_ece"],
-            "seeds": x.train.get("seeds"),
-        }
 
-    s_base, s_mse, s_small = summary(base), summary(mse), summary(small)
+def variant_summary(x: Variant, fit_threshold: float) -> dict[str, Any]:
+    """One variant's final and best-epoch figures, from its evaluation and its own curves."""
+    h = own_history(x)
+    b = best_epoch(h)
+    return {
+        "name": x.name,
+        "val": x.eval["val_accuracy"],
+        "train": x.eval["train_accuracy"],
+        "gap": x.eval["overfit_gap"],
+        "params": x.eval["n_parameters"],
+        "best_val": float(b["val_accuracy"]),
+        "best_epoch": int(b["epoch"]),
+        "gap_at_best": float(b["train_accuracy"] - b["val_accuracy"]),
+        "fit_epoch": first_epoch_reaching(h, "train_accuracy", fit_threshold),
+        "epochs": int(h["epoch"].max()),
+        "ece": x.eval["val_ece"],
+        "seeds": x.train.get("seeds"),
+    }
 
-    def compare(a: float, b: float) -> str:
-        return "same" if abs(a - b) < tol else ("higher" if a > b else "lower")
 
-    def compare_on(key: str, a: dict[str, Any], b: dict[str, Any]) -> str:
-        """a against b on "val" or "gap": the means over seeds when both variants ran several, and
-        then "same" unless the means differ by more than the larger std (and the epoch noise)."""
-        if not (a["seeds"] and b["seeds"]):
-            return compare(a[key], b[key])
-        metric = {"val": "val_accuracy", "gap": "overfit_gap"}[key]
-        (ma, sa), (mb, sb) = (
-            (x["seeds"][metric]["mean"], x["seeds"][metric]["std"]) for x in (a, b)
-        )
-        return "same" if abs(ma - mb) <= max(tol, sa, sb) else ("higher" if ma > mb else "lower")
+def compare(a: float, b: float, tol: float) -> str:
+    """a against b: "same" within `tol`, else "higher" or "lower"."""
+    return "same" if abs(a - b) < tol else ("higher" if a > b else "lower")
 
-    # what reduced overfitting, if anything: the small variant's final gap and early stopping's gap
+
+def compare_on(key: str, a: dict[str, Any], b: dict[str, Any], tol: float) -> str:
+    """a against b on "val" or "gap": the means over seeds when both variants ran several, and
+    then "same" unless the means differ by more than the larger std (and the epoch noise)."""
+    if not (a["seeds"] and b["seeds"]):
+        return compare(a[key], b[key], tol)
+    metric = {"val": "val_accuracy", "gap": "overfit_gap"}[key]
+    (ma, sa), (mb, sb) = ((x["seeds"][metric]["mean"], x["seeds"][metric]["std"]) for x in (a, b))
+    return "same" if abs(ma - mb) <= max(tol, sa, sb) else ("higher" if ma > mb else "lower")
+
+
+def best_fix(base: Variant, small: Variant, s_base: dict[str, Any], tol: float) -> dict[str, Any]:
+    """What reduced overfitting most, if anything: the small variant's final gap or early stopping's."""
     candidates = [
         (f"variant:{x.name}", x.eval["overfit_gap"], x.eval["val_accuracy"]) for x in (base, small)
     ]
     candidates.append(("early_stopping", s_base["gap_at_best"], s_base["best_val"]))
-    best_fix = min(candidates, key=lambda c: c[1])
-    helped = best_fix[1] < s_base["gap"] - tol
+    fix = min(candidates, key=lambda c: c[1])
+    helped = fix[1] < s_base["gap"] - tol
+    return {"what": fix[0], "gap": fix[1], "val": fix[2], "helped": helped}
+
+
+def analyse(inp: Inputs) -> dict[str, Any]:
+    """Plain numbers and verdicts for every statement of the report."""
+    v = inp.variants
+    base, mse, small = (v[inp.roles[r]] for r in ("baseline", "mse", "small"))
+    tol = tolerance(base)
+    s_base, s_mse, s_small = (variant_summary(x, inp.fit_threshold) for x in (base, mse, small))
     return {
         "sweep": analyse_sweep(inp) if inp.sweep else None,
         "task1_seeds": study.task1(base, mse, inp.fit_threshold),
@@ -136,16 +144,16 @@ def analyse(inp: Inputs) -> dict[str, Any]:
         "mse": s_mse,
         "small": s_small,
         "task1": {
-            "val": compare_on("val", s_mse, s_base),
-            "best": compare(s_mse["best_val"], s_base["best_val"]),
-            "gap": compare_on("gap", s_mse, s_base),
+            "val": compare_on("val", s_mse, s_base, tol),
+            "best": compare(s_mse["best_val"], s_base["best_val"], tol),
+            "gap": compare_on("gap", s_mse, s_base, tol),
         },
         "task2": {
-            "reduced": compare_on("gap", s_small, s_base) == "lower",
-            "val": compare_on("val", s_small, s_base),
+            "reduced": compare_on("gap", s_small, s_base, tol) == "lower",
+            "val": compare_on("val", s_small, s_base, tol),
             "params_ratio": s_base["params"] / s_small["params"],
         },
-        "best_fix": {"what": best_fix[0], "gap": best_fix[1], "val": best_fix[2], "helped": helped},
+        "best_fix": best_fix(base, small, s_base, tol),
     }
 
 
