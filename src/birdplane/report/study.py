@@ -114,6 +114,133 @@ def _config(configs: dict[str, dict], name: str) -> dict[str, Any]:
     return {**configs[c["same_as"]], **c} if c.get("same_as") and "val_accuracy" not in c else c
 
 
+def _lr_row(
+    configs: dict[str, dict], name: str, curves: pd.DataFrame, threshold: float, epochs: int
+) -> dict[str, Any]:
+    """One configuration of the study: its loss and rate, and unless it diverged its accuracies,
+    epochs to fit (from its curves) and gradient measure."""
+    c = _config(configs, name)
+    source = c.get("same_as") or name
+    row = {
+        "name": name,
+        "source": source,
+        "loss": c["loss"],
+        "lr": c["lr"],
+        "diverged": c.get("diverged"),
+    }
+    if not row["diverged"]:
+        grads = c.get("logit_grad") or {}
+        row.update(
+            val=c["val_accuracy"],
+            train=c["train_accuracy"],
+            gap=c["overfit_gap"],
+            grad=grads.get("misclassified"),
+            grad_wrong=grads.get("confidently_wrong"),
+            share_wrong=grads.get("share_confidently_wrong"),
+            fit=fit_summary(fit_epochs(curves[curves["config"] == source], threshold), epochs),
+        )
+    return row
+
+
+def lr_rows(
+    sw: dict[str, Any], names: list[str], curves: pd.DataFrame, threshold: float
+) -> dict[str, dict[float, dict[str, Any]]]:
+    """The study's rows by loss, then by learning rate."""
+    rows: dict[str, dict[float, dict[str, Any]]] = {}
+    for n in names:
+        row = _lr_row(sw["configs"], n, curves, threshold, sw["epochs"])
+        rows.setdefault(row["loss"], {})[row["lr"]] = row
+    return rows
+
+
+def best_rates(rows: dict[str, dict[float, dict]]) -> dict[str, float | None]:
+    """Each loss's best rate: the highest mean validation accuracy (the smaller rate among ties)."""
+    best = {}
+    for loss, by_lr in rows.items():
+        ok = [r for r in by_lr.values() if not r["diverged"]]
+        best[loss] = max(ok, key=lambda r: (r["val"]["mean"], -r["lr"]))["lr"] if ok else None
+    return best
+
+
+def fastest_rates(rows: dict[str, dict[float, dict]]) -> dict[str, float | None]:
+    """Each loss's fastest-fitting rate: the fewest epochs to fit over seeds (never-fit counted as
+    one past the end; the smaller rate among ties), None when no rate fits."""
+    fastest = {}
+    for loss, by_lr in rows.items():
+        fit = [r for r in by_lr.values() if not r["diverged"] and r["fit"]["n_fit"]]
+        fastest[loss] = (
+            min(fit, key=lambda r: (r["fit"]["censored"]["mean"], r["lr"]))["lr"] if fit else None
+        )
+    return fastest
+
+
+def lr_ties(rows: dict[str, dict[float, dict]], best: dict[str, float | None]) -> dict[str, list]:
+    """Per loss, the rates that cannot be told from its best by validation accuracy."""
+    return {
+        loss: [
+            lr
+            for lr, r in sorted(by_lr.items())
+            if best[loss] is not None
+            and lr != best[loss]
+            and not r["diverged"]
+            and verdict(r["val"], by_lr[best[loss]]["val"]) == "cannot_tell"
+        ]
+        for loss, by_lr in rows.items()
+    }
+
+
+def _compare_rows(m: dict | None, n: dict | None) -> dict[str, str] | None:
+    """Row m against row n on validation accuracy and epochs to fit; None if one is missing or
+    diverged."""
+    if not m or not n or m["diverged"] or n["diverged"]:
+        return None
+    return {"val": verdict(m["val"], n["val"]), "fit": fit_verdict(m["fit"], n["fit"])}
+
+
+def _at_rates(
+    rows: dict[str, dict[float, dict]], rates: dict[str, float | None], pair: dict[str, str]
+) -> dict[str, dict | None]:
+    """Per role of the pair, its loss's row at that loss's rate in `rates` (None without one)."""
+    return {
+        role: rows[loss][rates[loss]] if rates[loss] is not None else None
+        for role, loss in pair.items()
+    }
+
+
+def pair_findings(out: dict[str, Any]) -> dict[str, Any]:
+    """Task 1's pair (MSE against the book's NLL) in the study: at the book's rate, at each one's
+    best and fastest rate, the gradient reason and the share of confidently wrong images."""
+    rows, book = out["rows"], out["book_lr"]
+    base, task = out["base"], out["task"]
+    if not out["pair"]:
+        return {
+            "best_is_book": False,
+            "at_book": None,
+            "at_best": None,
+            "at_fastest": None,
+            "why": None,
+            "share": None,
+        }
+    pair = {"baseline": base, "mse": task}  # the roles, as the catalogs' sentences name them
+    at_book = {role: rows[loss].get(book) for role, loss in pair.items()}
+    at_best = _at_rates(rows, out["best"], pair)
+    at_fastest = _at_rates(rows, out["fastest"], pair)
+    return {
+        "best_is_book": out["best"][base] == out["best"][task] == book,
+        "at_book": _compare_rows(at_book["mse"], at_book["baseline"]),
+        "at_best": _compare_rows(at_best["mse"], at_best["baseline"]),
+        "at_fastest": _compare_rows(at_fastest["mse"], at_fastest["baseline"]),
+        "why": gradient_reason(at_book["baseline"], at_book["mse"]),
+        "share": {
+            role: {
+                "book": (at_book[role] or {}).get("share_wrong"),
+                "fastest": (at_fastest[role] or {}).get("share_wrong"),
+            }
+            for role in pair
+        },
+    }
+
+
 def lr_study(inp: Inputs) -> dict[str, Any] | None:
     """The learning-rate study of the sweep (configurations of kind "lr"): per loss and rate the
     accuracies, epochs to fit and the gradient measure, for every loss of sweep.losses; each loss's
@@ -127,107 +254,22 @@ def lr_study(inp: Inputs) -> dict[str, Any] | None:
     names = [n for n, c in sw["configs"].items() if c.get("kind") == "lr"]
     if not names:
         return None
-    rows: dict[str, dict[float, dict[str, Any]]] = {}
-    for n in names:
-        c = _config(sw["configs"], n)
-        source = c.get("same_as") or n
-        row = {
-            "name": n,
-            "source": source,
-            "loss": c["loss"],
-            "lr": c["lr"],
-            "diverged": c.get("diverged"),
-        }
-        if not row["diverged"]:
-            grads = c.get("logit_grad") or {}
-            row.update(
-                val=c["val_accuracy"],
-                train=c["train_accuracy"],
-                gap=c["overfit_gap"],
-                grad=grads.get("misclassified"),
-                grad_wrong=grads.get("confidently_wrong"),
-                share_wrong=grads.get("share_confidently_wrong"),
-                fit=fit_summary(
-                    fit_epochs(curves[curves["config"] == source], inp.fit_threshold), sw["epochs"]
-                ),
-            )
-        rows.setdefault(c["loss"], {})[c["lr"]] = row
+    rows = lr_rows(sw, names, curves, inp.fit_threshold)
     base, task = (inp.variants[inp.roles[r]].train["recipe"]["loss"] for r in ("baseline", "mse"))
-    best = {}
-    for loss, by_lr in rows.items():
-        ok = [r for r in by_lr.values() if not r["diverged"]]
-        best[loss] = max(ok, key=lambda r: (r["val"]["mean"], -r["lr"]))["lr"] if ok else None
-    fastest = {}
-    for loss, by_lr in rows.items():
-        fit = [r for r in by_lr.values() if not r["diverged"] and r["fit"]["n_fit"]]
-        fastest[loss] = (
-            min(fit, key=lambda r: (r["fit"]["censored"]["mean"], r["lr"]))["lr"] if fit else None
-        )
-    book = inp.book_lr
+    best = best_rates(rows)
     out = {
         "rows": rows,
         "best": best,
-        "fastest": fastest,
-        "book_lr": book,
+        "fastest": fastest_rates(rows),
+        "book_lr": inp.book_lr,
         "epochs": sw["epochs"],
         "seeds": len(sw["seeds"]),
         "base": base,
         "task": task,
         "pair": {base, task} <= rows.keys(),
-        # the rates that cannot be told from each loss's best by validation accuracy
-        "ties": {
-            loss: [
-                lr
-                for lr, r in sorted(by_lr.items())
-                if best[loss] is not None
-                and lr != best[loss]
-                and not r["diverged"]
-                and verdict(r["val"], by_lr[best[loss]]["val"]) == "cannot_tell"
-            ]
-            for loss, by_lr in rows.items()
-        },
+        "ties": lr_ties(rows, best),
     }
-    if not out["pair"]:
-        return {
-            **out,
-            "best_is_book": False,
-            "at_book": None,
-            "at_best": None,
-            "at_fastest": None,
-            "why": None,
-            "share": None,
-        }
-    pair = {"baseline": base, "mse": task}  # the roles, as the catalogs' sentences name them
-    at_book = {role: rows[loss].get(book) for role, loss in pair.items()}
-
-    def compare(m: dict | None, n: dict | None) -> dict[str, str] | None:
-        if not m or not n or m["diverged"] or n["diverged"]:
-            return None
-        return {"val": verdict(m["val"], n["val"]), "fit": fit_verdict(m["fit"], n["fit"])}
-
-    at_best = {
-        role: rows[loss][best[loss]] if best[loss] is not None else None
-        for role, loss in pair.items()
-    }
-    at_fastest = {
-        role: rows[loss][fastest[loss]] if fastest[loss] is not None else None
-        for role, loss in pair.items()
-    }
-    return {
-        **out,
-        "best_is_book": best[base] == best[task] == book,
-        "at_book": compare(at_book["mse"], at_book["baseline"]),
-        "at_best": compare(at_best["mse"], at_best["baseline"]),
-        "at_fastest": compare(at_fastest["mse"], at_fastest["baseline"]),
-        "why": gradient_reason(at_book["baseline"], at_book["mse"]),
-        "share": {
-            role: {
-                "book": (at_book[role] or {}).get("share_wrong"),
-                "fastest": (at_fastest[role] or {}).get("share_wrong"),
-            }
-            for role in pair
-        },
-    }
+    return {**out, **pair_findings(out)}
 
 
 def gradient_reason(nll: dict | None, mse: dict | None) -> dict[str, Any] | None:
