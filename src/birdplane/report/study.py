@@ -311,35 +311,20 @@ def _gap_at(curves: pd.DataFrame, epoch: int) -> dict[str, Any] | None:
     return spread((at["train_accuracy"] - at["val_accuracy"]).groupby(at["seed"]).mean().tolist())
 
 
-def story(inp: Inputs, small: Variant, base: Variant) -> dict[str, Any] | None:
-    """Task 2 across training lengths. At a third of the sweep's length and at its end (the sweep's
-    curves): does the gap grow with the width (narrowest against widest), and the small and the
-    book net's gap; at the variants' length (their own seeds' curves): the small against the book
-    net. Then which statement the data support:
-
-    "Early" is the sweep's last length, where its gaps have opened (a third of it can still be noise):
-
-    - "later_not_less": early the gap grows with the width and the small net's is lower, and at the
-      variants' length it cannot be told from the book net's, or is higher: smaller nets overfit
-      later, not less;
-    - "less": as early, and the small net's gap is still lower at the end;
-    - "not_less": early the gap does not grow with the width and the small net's is not lower, nor
-      at the end;
-    - "mixed": anything else (said with the numbers, no conclusion drawn).
-    """
+def _seeded_enough(inp: Inputs, small: Variant, base: Variant) -> bool:
+    """Whether the story has what it needs: the sweep's curves, both variants' seed curves, and
+    more than one seed everywhere (one seed has no spread: the story would rest on single runs)."""
     sw, curves = inp.sweep, inp.sweep_curves
     if not sw or curves is None or small.seed_history is None or base.seed_history is None:
-        return None
-    if not (small.train.get("seeds") and base.train.get("seeds") and len(sw["seeds"]) > 1):
-        return None  # one seed has no spread: the story would rest on single runs
-    widths = {tuple(c["hidden"]): n for n, c in sw["configs"].items() if c.get("kind") == "width"}
-    names = (
-        widths.get(tuple(small.train["recipe"]["hidden"])),
-        widths.get(tuple(base.train["recipe"]["hidden"])),
-    )
-    if None in names or len(widths) < 2:
-        return None
-    order = [widths[h] for h in sorted(widths, key=lambda h: h[0])]
+        return False
+    return bool(small.train.get("seeds") and base.train.get("seeds") and len(sw["seeds"]) > 1)
+
+
+def _sweep_rows(
+    sw: dict[str, Any], curves: pd.DataFrame, order: list[str], names: tuple[str, str]
+) -> list[dict[str, Any]]:
+    """At a third of the sweep's length and at its end: the narrowest and widest net's gap, whether
+    it grows with the width, and the gap of the sweep's configurations `names` (small, book net)."""
     rows = []
     for epoch in sorted({max(1, sw["epochs"] // 3), sw["epochs"]}):
         gaps = {n: _gap_at(curves[curves["config"] == n], epoch) for n in order}
@@ -358,6 +343,52 @@ def story(inp: Inputs, small: Variant, base: Variant) -> dict[str, Any] | None:
                 "base": gaps[names[1]],
             }
         )
+    return rows
+
+
+def _story_key(early: dict[str, Any], end: dict[str, Any]) -> str:
+    """Which statement the data support (see `story`), from the sweep's last length and the end."""
+    lower_early, caught_up = (
+        early["verdict"] == "lower",
+        end["verdict"] in ("cannot_tell", "higher"),
+    )
+    if early["grows"] and lower_early and caught_up:
+        return "later_not_less"
+    if early["grows"] and lower_early and end["verdict"] == "lower":
+        return "less"
+    if not early["grows"] and not lower_early and caught_up:
+        return "not_less"
+    return "mixed"
+
+
+def story(inp: Inputs, small: Variant, base: Variant) -> dict[str, Any] | None:
+    """Task 2 across training lengths. At a third of the sweep's length and at its end (the sweep's
+    curves): does the gap grow with the width (narrowest against widest), and the small and the
+    book net's gap; at the variants' length (their own seeds' curves): the small against the book
+    net. Then which statement the data support:
+
+    "Early" is the sweep's last length, where its gaps have opened (a third of it can still be noise):
+
+    - "later_not_less": early the gap grows with the width and the small net's is lower, and at the
+      variants' length it cannot be told from the book net's, or is higher: smaller nets overfit
+      later, not less;
+    - "less": as early, and the small net's gap is still lower at the end;
+    - "not_less": early the gap does not grow with the width and the small net's is not lower, nor
+      at the end;
+    - "mixed": anything else (said with the numbers, no conclusion drawn).
+    """
+    if not _seeded_enough(inp, small, base):
+        return None
+    sw = inp.sweep
+    widths = {tuple(c["hidden"]): n for n, c in sw["configs"].items() if c.get("kind") == "width"}
+    names = (
+        widths.get(tuple(small.train["recipe"]["hidden"])),
+        widths.get(tuple(base.train["recipe"]["hidden"])),
+    )
+    if None in names or len(widths) < 2:
+        return None
+    order = [widths[h] for h in sorted(widths, key=lambda h: h[0])]
+    rows = _sweep_rows(sw, inp.sweep_curves, order, names)
     long = min(int(small.seed_history["epoch"].max()), int(base.seed_history["epoch"].max()))
     if not rows or long <= rows[-1]["epoch"]:
         return None
@@ -369,25 +400,11 @@ def story(inp: Inputs, small: Variant, base: Variant) -> dict[str, Any] | None:
     }
     for r in (*rows, end):
         r["verdict"] = verdict(r["small"], r["base"])
-    # the sweep's last length is where its gaps are open; its first can still be noise
-    early = rows[-1]
-    lower_early, caught_up = (
-        early["verdict"] == "lower",
-        end["verdict"] in ("cannot_tell", "higher"),
-    )
-    if early["grows"] and lower_early and caught_up:
-        key = "later_not_less"
-    elif early["grows"] and lower_early and end["verdict"] == "lower":
-        key = "less"
-    elif not early["grows"] and not lower_early and caught_up:
-        key = "not_less"
-    else:
-        key = "mixed"
     return {
         "rows": rows,
-        "early": early,
+        "early": rows[-1],  # the sweep's last length is where its gaps are open
         "end": end,
-        "key": key,
+        "key": _story_key(rows[-1], end),
         "small": names[0],
         "base": names[1],
         "small_variant": small.name,
