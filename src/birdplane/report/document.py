@@ -367,39 +367,105 @@ def task1_seeds(d: Doc) -> list[Block]:
     ]
 
 
+def lr_row(d: Doc, s: dict[str, Any], loss: str, lr: float) -> list[str]:
+    """One row of the study's table: the loss (starred at its best rate) and rate, and either the
+    divergence or the accuracies, epochs to fit and gradient measure."""
+    t, r, ms, num = d.t, s["rows"][loss][lr], d.mean_std, d.t.num
+    name = f"{loss.upper()}{' *' if lr == s['best'][loss] else ''}"
+    if r["diverged"]:
+        return [
+            name,
+            t.rate(lr),
+            t("lr.diverged", epoch=r["diverged"].get("epoch") or "?"),
+            "",
+            "",
+            "",
+        ]
+    grad = f"{num(r['grad']['mean'], 3)} ± {num(r['grad']['std'], 3)}" if r["grad"] else "–"
+    return [
+        name,
+        t.rate(lr),
+        ms(r["train"]),
+        ms(r["val"]),
+        fit_text(d, r["fit"], s["epochs"]),
+        grad,
+    ]
+
+
+def lr_best(d: Doc, s: dict[str, Any]) -> str:
+    """Each of task 1's losses at its best rate against the other, at the book's rate, and the
+    rates that cannot be told from the best."""
+    t, ms, best, base, task = d.t, d.mean_std, s["best"], s["base"], s["task"]
+    at_book = s["at_book"]
+    ties = [f"{loss.upper()} {t.rate(lr)}" for loss, lrs in s["ties"].items() for lr in lrs]
+    return (
+        t(
+            "lr.best.book" if s["best_is_book"] else "lr.best.own",
+            nll_lr=t.rate(best[base]),
+            mse_lr=t.rate(best[task]),
+            epochs=s["epochs"],
+            nll=ms(s["rows"][base][best[base]]["val"]),
+            mse=ms(s["rows"][task][best[task]]["val"]),
+            verdict=t(f"seeds.mse_verdict.{s['at_best']['val']}"),
+            book=t.rate(s["book_lr"]),
+            book_verdict=t(f"seeds.mse_verdict.{at_book['val']}") if at_book else "–",
+        )
+        + " "
+        + (t("lr.ties.some", rates=", ".join(ties)) if ties else t("lr.ties.none"))
+    )
+
+
+def lr_why(d: Doc, s: dict[str, Any]) -> str:
+    """The measured reason at the book's rate: each loss's gradient on the misclassified and the
+    confidently wrong images, and their ratio."""
+    t, num, why = d.t, d.t.num, s["why"]
+    wrong = why["ratio_wrong"]
+    return t(
+        "lr.why.flat" if why["flat"] else "lr.why.smaller",
+        book=t.rate(s["book_lr"]),
+        epochs=s["epochs"],
+        nll=f"{num(why['baseline']['mean'], 3)} ± {num(why['baseline']['std'], 3)}",
+        mse=f"{num(why['mse']['mean'], 3)} ± {num(why['mse']['std'], 3)}",
+        ratio=num(why["ratio"], 1),
+        nll_wrong=num(why["baseline_wrong"]["mean"], 3) if why["baseline_wrong"] else "–",
+        mse_wrong=num(why["mse_wrong"]["mean"], 3) if why["mse_wrong"] else "–",
+        ratio_wrong=num(wrong, 1) if wrong else "–",
+    )
+
+
+def lr_share(d: Doc, s: dict[str, Any]) -> str | None:
+    """The share of confidently wrong images at the book's and at each loss's fastest rate; None
+    unless both losses fit at some rate and both shares were measured there."""
+    t, share, fast, base, task = d.t, s["share"], s["fastest"], s["base"], s["task"]
+    if (
+        fast[task] is None
+        or fast[base] is None
+        or not share["mse"]["fastest"]
+        or not share["baseline"]["fastest"]
+    ):
+        return None
+
+    def pct_or_dash(x: dict | None) -> str:
+        return t.pct(x["mean"]) if x else "–"
+
+    return t(
+        "lr.why.share",
+        book=t.rate(s["book_lr"]),
+        mse_lr=t.rate(fast[task]),
+        nll_lr=t.rate(fast[base]),
+        mse_book=pct_or_dash(share["mse"]["book"]),
+        mse_fast=pct_or_dash(share["mse"]["fastest"]),
+        nll_book=pct_or_dash(share["baseline"]["book"]),
+        nll_fast=pct_or_dash(share["baseline"]["fastest"]),
+    )
+
+
 def lr_study(d: Doc) -> list[Block]:
     """The learning-rate study: each loss at each rate, its best rate, and the measured gradient."""
     t, s = d.t, d.f["lr_study"]
     if not s:
         return []
-    ms, num = d.mean_std, d.t.num
-    rows = []
-    for loss, by_lr in s["rows"].items():
-        for lr, r in sorted(by_lr.items()):
-            name = f"{loss.upper()}{' *' if lr == s['best'][loss] else ''}"
-            if r["diverged"]:
-                rows.append(
-                    [
-                        name,
-                        t.rate(lr),
-                        t("lr.diverged", epoch=r["diverged"].get("epoch") or "?"),
-                        "",
-                        "",
-                        "",
-                    ]
-                )
-                continue
-            grad = f"{num(r['grad']['mean'], 3)} ± {num(r['grad']['std'], 3)}" if r["grad"] else "–"
-            rows.append(
-                [
-                    name,
-                    t.rate(lr),
-                    ms(r["train"]),
-                    ms(r["val"]),
-                    fit_text(d, r["fit"], s["epochs"]),
-                    grad,
-                ]
-            )
+    rows = [lr_row(d, s, loss, lr) for loss, by_lr in s["rows"].items() for lr in sorted(by_lr)]
     blocks = [
         heading(t("lr.heading"), 3),
         paragraph(t("lr.intro", lrs=_rates(d, s), seeds=s["seeds"], epochs=s["epochs"])),
@@ -407,73 +473,16 @@ def lr_study(d: Doc) -> list[Block]:
     if "lr_study" in d.figures:
         blocks.append(d.figure("lr_study", "lr.figure"))
     blocks.append(table(t.texts("lr.header", threshold=t.pct(d.inp.fit_threshold)), rows))
-    best, book = s["best"], s["book_lr"]
     if not s["pair"]:  # task 1's two losses are not both in the study: its figures only
         return blocks
-    base, task = s["base"], s["task"]
-    if best[base] is not None and best[task] is not None:
-        at_book = s["at_book"]
-        ties = [f"{loss.upper()} {t.rate(lr)}" for loss, lrs in s["ties"].items() for lr in lrs]
-        blocks.append(
-            paragraph(
-                t(
-                    "lr.best.book" if s["best_is_book"] else "lr.best.own",
-                    nll_lr=t.rate(best[base]),
-                    mse_lr=t.rate(best[task]),
-                    epochs=s["epochs"],
-                    nll=ms(s["rows"][base][best[base]]["val"]),
-                    mse=ms(s["rows"][task][best[task]]["val"]),
-                    verdict=t(f"seeds.mse_verdict.{s['at_best']['val']}"),
-                    book=t.rate(book),
-                    book_verdict=t(f"seeds.mse_verdict.{at_book['val']}") if at_book else "–",
-                )
-                + " "
-                + (t("lr.ties.some", rates=", ".join(ties)) if ties else t("lr.ties.none"))
-            )
-        )
+    if s["best"][s["base"]] is not None and s["best"][s["task"]] is not None:
+        blocks.append(paragraph(lr_best(d, s)))
     blocks.append(paragraph(fit_by_rate(d, s)))
-    why = s["why"]
-    if why:
-        wrong, share, fast = why["ratio_wrong"], s["share"], s["fastest"]
-
-        def pct_or_dash(x: dict | None) -> str:
-            return t.pct(x["mean"]) if x else "–"
-
-        blocks.append(
-            paragraph(
-                t(
-                    "lr.why.flat" if why["flat"] else "lr.why.smaller",
-                    book=t.rate(book),
-                    epochs=s["epochs"],
-                    nll=f"{num(why['baseline']['mean'], 3)} ± {num(why['baseline']['std'], 3)}",
-                    mse=f"{num(why['mse']['mean'], 3)} ± {num(why['mse']['std'], 3)}",
-                    ratio=num(why["ratio"], 1),
-                    nll_wrong=num(why["baseline_wrong"]["mean"], 3) if why["baseline_wrong"] else "–",
-                    mse_wrong=num(why["mse_wrong"]["mean"], 3) if why["mse_wrong"] else "–",
-                    ratio_wrong=num(wrong, 1) if wrong else "–",
-                )
-            )
-        )
-        if (
-            fast[task] is not None
-            and fast[base] is not None
-            and share["mse"]["fastest"]
-            and share["baseline"]["fastest"]
-        ):
-            blocks.append(
-                paragraph(
-                    t(
-                        "lr.why.share",
-                        book=t.rate(book),
-                        mse_lr=t.rate(fast[task]),
-                        nll_lr=t.rate(fast[base]),
-                        mse_book=pct_or_dash(share["mse"]["book"]),
-                        mse_fast=pct_or_dash(share["mse"]["fastest"]),
-                        nll_book=pct_or_dash(share["baseline"]["book"]),
-                        nll_fast=pct_or_dash(share["baseline"]["fastest"]),
-                    )
-                )
-            )
+    if s["why"]:
+        blocks.append(paragraph(lr_why(d, s)))
+        share = lr_share(d, s)
+        if share is not None:
+            blocks.append(paragraph(share))
     return blocks
 
 
