@@ -636,74 +636,80 @@ def best_fix(d: Doc) -> str:
     )
 
 
-def sweep(d: Doc) -> list[Block]:
-    """Task 2's evidence: the capacity sweep, when it ran."""
-    t, sw, ms = d.t, d.f["sweep"], d.mean_std
-    if not sw:
-        return []
-    c = sw["configs"]
-    blocks = [
-        heading(t("sweep.heading"), 3),
-        paragraph(t("sweep.intro", seeds=sw["seeds"], epochs=sw["epochs"], n=len(c))),
-    ]
-    if "sweep" in d.figures:
-        blocks.append(d.figure("sweep", "sweep.figure"))
-    blocks.append(
-        table(
-            t.texts("sweep.header"),
+def sweep_table(d: Doc, sw: dict[str, Any]) -> Block:
+    """The sweep's configurations: model, parameters, and accuracies and gap as mean ± std."""
+    t, ms = d.t, d.mean_std
+    return table(
+        t.texts("sweep.header"),
+        [
             [
-                [
-                    md_text(n),
-                    md_text(x["model"]),
-                    t.int(x["n_parameters"]),
-                    ms(x["train_accuracy"]),
-                    ms(x["val_accuracy"]),
-                    ms(x["overfit_gap"]),
-                ]
-                for n, x in c.items()
-            ],
-        )
+                md_text(n),
+                md_text(x["model"]),
+                t.int(x["n_parameters"]),
+                ms(x["train_accuracy"]),
+                ms(x["val_accuracy"]),
+                ms(x["overfit_gap"]),
+            ]
+            for n, x in sw["configs"].items()
+        ],
     )
-    blocks.append(
-        paragraph(
-            t(
-                "sweep.trend",
-                trend=t("sweep.grows" if sw["gap_grows"] else "sweep.flat"),
-                first=sw["first"],
-                last=sw["last"],
-                gap_first=ms(c[sw["first"]]["overfit_gap"]),
-                gap_last=ms(c[sw["last"]]["overfit_gap"]),
-                min_gap=sw["min_gap"],
-                min_gap_value=ms(c[sw["min_gap"]]["overfit_gap"]),
-                best_val=sw["best_val"],
-                best_val_value=ms(c[sw["best_val"]]["val_accuracy"]),
-            )
-        )
+
+
+def sweep_trend(d: Doc, sw: dict[str, Any]) -> str:
+    """Whether the gap grows with the width, the smallest gap and the best validation accuracy."""
+    t, ms, c = d.t, d.mean_std, sw["configs"]
+    return t(
+        "sweep.trend",
+        trend=t("sweep.grows" if sw["gap_grows"] else "sweep.flat"),
+        first=sw["first"],
+        last=sw["last"],
+        gap_first=ms(c[sw["first"]]["overfit_gap"]),
+        gap_last=ms(c[sw["last"]]["overfit_gap"]),
+        min_gap=sw["min_gap"],
+        min_gap_value=ms(c[sw["min_gap"]]["overfit_gap"]),
+        best_val=sw["best_val"],
+        best_val_value=ms(c[sw["best_val"]]["val_accuracy"]),
     )
-    if sw["regularizers"]:
-        blocks.append(bullets([regularizer(d, n, r) for n, r in sw["regularizers"].items()]))
-    rule = sw["rule"]
+
+
+def sweep_rule(d: Doc, sw: dict[str, Any]) -> str:
+    """The sweep's pick for the small net by its rule, and whether the small variant agrees."""
+    t, ms, c, rule = d.t, d.mean_std, sw["configs"], sw["rule"]
     verdict = t(
         "sweep.pick.agrees" if sw["small_agrees"] else "sweep.pick.differs",
         small=d.inp.roles["small"],
         small_hidden=str(sw["small_hidden"]),
         hidden=str(rule["hidden"]),
     )
-    blocks.append(
-        paragraph(
-            t(
-                "sweep.rule",
-                pick=md_text(rule["pick"]),
-                model=md_text(c[rule["pick"]]["model"]),
-                params=t.int(c[rule["pick"]]["n_parameters"]),
-                pick_val=ms(c[rule["pick"]]["val_accuracy"]),
-                best=md_text(rule["best"]),
-                best_val=ms(c[rule["best"]]["val_accuracy"]),
-                threshold=t.pct(rule["threshold"]),
-                verdict=verdict,
-            )
-        )
+    return t(
+        "sweep.rule",
+        pick=md_text(rule["pick"]),
+        model=md_text(c[rule["pick"]]["model"]),
+        params=t.int(c[rule["pick"]]["n_parameters"]),
+        pick_val=ms(c[rule["pick"]]["val_accuracy"]),
+        best=md_text(rule["best"]),
+        best_val=ms(c[rule["best"]]["val_accuracy"]),
+        threshold=t.pct(rule["threshold"]),
+        verdict=verdict,
     )
+
+
+def sweep(d: Doc) -> list[Block]:
+    """Task 2's evidence: the capacity sweep, when it ran."""
+    t, sw = d.t, d.f["sweep"]
+    if not sw:
+        return []
+    blocks = [
+        heading(t("sweep.heading"), 3),
+        paragraph(t("sweep.intro", seeds=sw["seeds"], epochs=sw["epochs"], n=len(sw["configs"]))),
+    ]
+    if "sweep" in d.figures:
+        blocks.append(d.figure("sweep", "sweep.figure"))
+    blocks.append(sweep_table(d, sw))
+    blocks.append(paragraph(sweep_trend(d, sw)))
+    if sw["regularizers"]:
+        blocks.append(bullets([regularizer(d, n, r) for n, r in sw["regularizers"].items()]))
+    blocks.append(paragraph(sweep_rule(d, sw)))
     return blocks
 
 
