@@ -17,7 +17,7 @@ def main() -> None:
     ).parse_args()
 
     from birdplane.config import load_params
-    from birdplane.download import download
+    from birdplane.download import Transfer, download
     from birdplane.io import outputs
     from birdplane.provenance import now
     from birdplane.text import redact_url
@@ -27,7 +27,10 @@ def main() -> None:
     shown = redact_url(url)
     with outputs() as out:
         archive = download(
-            url, md5, out.path(args.out), retries=cfg.retries, timeout_s=cfg.timeout_s
+            url,
+            md5,
+            out.path(args.out),
+            transfer=Transfer(retries=cfg.retries, timeout_s=cfg.timeout_s),
         )
         out.write_json(
             args.log, {"url": shown, "md5": md5, "bytes": archive.stat().st_size, "finished": now()}

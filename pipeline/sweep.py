@@ -39,78 +39,20 @@ def main() -> None:
     from birdplane.inputs import load_tensors
     from birdplane.io import outputs
     from birdplane.train import engine
-    from birdplane.sweep import LOSS, capacity_rows, run_sweep, sweep_metrics
-    from birdplane.train.sgd import SGD
+    from birdplane.sweep import run_sweep, sweep_metrics
 
     device = engine.resolve_device(params.train.device)
     train, val, classes, stats = load_tensors(args.data, args.stats, device)
     sw, seeds = params.sweep, [params.seed + i for i in range(params.sweep.seeds)]
-    tags = {
-        "dvc_stage": "sweep",
-        "git_commit": provenance.git_commit(),
-        "data_md5": stats.get("source", {}).get("md5"),
-        "variant": "sweep",
-    }
-
-    def echo(c, r, seconds):
-        if "diverged" in r:
-            what = f"diverged at epoch {r['diverged']['epoch']}"
-        else:
-            v, gap = r["val_accuracy"], r["overfit_gap"]
-            what = (
-                f"train {r['train_accuracy']['mean']:.4f}  val {v['mean']:.4f} ± {v['std']:.4f}  "
-                f"gap {gap['mean']:.4f} ± {gap['std']:.4f}"
-            )
-        origin = "".join(
-            f"  {words} {r[key]}"
-            for key, words in (("same_as", "same as"), ("read_from", "read from"))
-            if key in r
-        )
-        print(
-            f"[sweep] {c.name:16s} {r['n_parameters']:>9,d} params  {what}  ({seconds:.1f} s){origin}",
-            flush=True,
-        )
-
+    tags = run_tags(stats)
     with tracking.variant_run(params.mlflow.experiment, "sweep", stage="sweep", tags=tags) as run:
-        import mlflow
-
-        mlflow.log_params(
-            {
-                "seeds": sw.seeds,
-                "epochs": sw.epochs,
-                "widths": sw.widths,
-                "deep": sw.deep,
-                "base_width": sw.base_width,
-                "lr": params.train.lr,
-                "batch_size": params.train.batch_size,
-                "losses": sw.losses,
-                "learning_rates": sw.learning_rates,
-            }
-        )
-        book = SGD(
-            loss=LOSS,
-            epochs=sw.epochs,
-            batch_size=params.train.batch_size,
-            lr=params.train.lr,
-            train_metrics=params.train.train_metrics,
-        )
-        done = run_sweep(
-            sw,
-            train,
-            val,
-            book,
-            seeds=seeds,
-            n_classes=len(classes),
-            hooks=tracking.SweepLogger(tags, echo),
-        )
-        results, metrics = done.results, sweep_metrics(sw, seeds, done.results)
+        log_sweep_params(params)
+        book = book_recipe(params)
+        hooks = tracking.SweepLogger(tags, echo)
+        done = run_sweep(sw, train, val, book, seeds=seeds, n_classes=len(classes), hooks=hooks)
+        metrics = sweep_metrics(sw, seeds, done.results)
         with outputs() as out:
-            out.write_json(args.metrics, metrics)
-            out.write_csv(args.plots / "capacity.csv", capacity_rows(results), float_format="%.6f")
-            out.write_csv(args.plots / "runs.csv", done.rows, float_format="%.6f")
-            out.write_csv(args.plots / "curves.csv", done.curves, float_format="%.6f")
-            mlflow.log_dict(metrics, "sweep.json")
-            mlflow.set_tags({"small_pick": metrics["small_rule"]["pick"]})
+            write_outputs(out, args.metrics, args.plots, done, metrics)
             out.write_json(
                 args.log,
                 {
@@ -120,12 +62,97 @@ def main() -> None:
                     **provenance.record(str(device), tags["git_commit"]),
                 },
             )
-    pick = metrics["small_rule"]
+    print_pick(metrics["small_rule"], done.results)
+    print(f"[sweep] MLflow runs: {tracking.runs_address(experiment_id)}")
+
+
+def run_tags(stats: dict) -> dict:
+    """The MLflow tags of the sweep's run: stage, commit, the data's md5."""
+    from birdplane import provenance
+
+    return {
+        "dvc_stage": "sweep",
+        "git_commit": provenance.git_commit(),
+        "data_md5": stats.get("source", {}).get("md5"),
+        "variant": "sweep",
+    }
+
+
+def echo(c, r, seconds):
+    """One line per trained configuration on the terminal."""
+    if "diverged" in r:
+        what = f"diverged at epoch {r['diverged']['epoch']}"
+    else:
+        v, gap = r["val_accuracy"], r["overfit_gap"]
+        what = (
+            f"train {r['train_accuracy']['mean']:.4f}  val {v['mean']:.4f} ± {v['std']:.4f}  "
+            f"gap {gap['mean']:.4f} ± {gap['std']:.4f}"
+        )
+    origin = "".join(
+        f"  {words} {r[key]}"
+        for key, words in (("same_as", "same as"), ("read_from", "read from"))
+        if key in r
+    )
+    print(
+        f"[sweep] {c.name:16s} {r['n_parameters']:>9,d} params  {what}  ({seconds:.1f} s){origin}",
+        flush=True,
+    )
+
+
+def log_sweep_params(params) -> None:
+    """The sweep's settings as the MLflow params of its run."""
+    import mlflow
+
+    sw = params.sweep
+    mlflow.log_params(
+        {
+            "seeds": sw.seeds,
+            "epochs": sw.epochs,
+            "widths": sw.widths,
+            "deep": sw.deep,
+            "base_width": sw.base_width,
+            "lr": params.train.lr,
+            "batch_size": params.train.batch_size,
+            "losses": sw.losses,
+            "learning_rates": sw.learning_rates,
+        }
+    )
+
+
+def book_recipe(params):
+    """The book's SGD recipe: its loss, with sweep.epochs, train.batch_size, train.lr."""
+    from birdplane.sweep import LOSS
+    from birdplane.train.sgd import SGD
+
+    return SGD(
+        loss=LOSS,
+        epochs=params.sweep.epochs,
+        batch_size=params.train.batch_size,
+        lr=params.train.lr,
+        train_metrics=params.train.train_metrics,
+    )
+
+
+def write_outputs(out, metrics_file, plots, done, metrics: dict) -> None:
+    """The sweep's metrics and CSV files, and its metrics and pick in its MLflow run."""
+    import mlflow
+
+    from birdplane.sweep import capacity_rows
+
+    out.write_json(metrics_file, metrics)
+    out.write_csv(plots / "capacity.csv", capacity_rows(done.results), float_format="%.6f")
+    out.write_csv(plots / "runs.csv", done.rows, float_format="%.6f")
+    out.write_csv(plots / "curves.csv", done.curves, float_format="%.6f")
+    mlflow.log_dict(metrics, "sweep.json")
+    mlflow.set_tags({"small_pick": metrics["small_rule"]["pick"]})
+
+
+def print_pick(pick: dict, results: dict) -> None:
+    """What the rule picks for the `small` variant, and why."""
     print(
         f"[sweep] the rule picks {pick['pick']} ({results[pick['pick']]['model']}): mean validation accuracy "
         f"within one std of the best ({pick['best']}, {pick['best_val_mean']:.4f} ± {pick['best_val_std']:.4f})"
     )
-    print(f"[sweep] MLflow runs: {tracking.runs_address(experiment_id)}")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@ from birdplane.cli import parser
 from birdplane.process import run_stage
 
 
-def main() -> None:
+def arguments():
+    """The stage's command line: the params file, its inputs and outputs, the variant."""
     ap = parser(
         __doc__,
         {
@@ -27,7 +28,11 @@ def main() -> None:
         },
     )
     ap.add_argument("--variant", required=True, help="a key of train.variants")
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def main() -> None:
+    args = arguments()
     t_start = time.perf_counter()
 
     from birdplane import provenance, tracking
@@ -39,7 +44,6 @@ def main() -> None:
     experiment_id = tracking.setup(params.mlflow.experiment)
 
     from birdplane.inputs import load_tensors
-    from birdplane.models import describe
     from birdplane.train import engine
     from birdplane.train.variant import model_config, side_by_side, train_variant
 
@@ -48,22 +52,8 @@ def main() -> None:
     cfg = model_config(recipe, len(classes))
     seeds = [params.seed + i for i in range(recipe.seeds)]
     stage, v = f"train@{args.variant}", args.variant
-    tags = {
-        "variant": v,
-        "dvc_stage": stage,
-        "git_commit": provenance.git_commit(),
-        "data_md5": stats.get("source", {}).get("md5"),
-        "model": describe(cfg),
-    }
-    run_params = {
-        **recipe.model_dump(exclude={"name"}),
-        "classes": ",".join(classes),
-        "device": str(device),
-        "engine": params.train.engine,
-        "n_train": len(train[1]),
-        "n_val": len(val[1]),
-    }
-
+    tags = run_tags(v, stage, stats, cfg)
+    run_params = mlflow_params(recipe, classes, device, params.train.engine, (train, val))
     echo = progress(v, recipe.epochs)
     with tracking.variant_run(params.mlflow.experiment, v, stage=stage, tags=tags) as run:
         t_train = time.perf_counter()
@@ -78,7 +68,6 @@ def main() -> None:
             hooks=tracking.SeedLogger(v, stage, seeds, run_params, tags, echo),
         )
         train_seconds = time.perf_counter() - t_train
-        first = runs[0]
         log = {
             "variant": v,
             "mlflow_run_id": run.info.run_id,
@@ -89,12 +78,47 @@ def main() -> None:
             **provenance.record(str(device), tags["git_commit"]),
         }
         write_outputs(args, params, recipe, cfg, runs, (train, val), log, t_start)
+    print_result(v, cfg, runs, len(seeds), train_seconds)
+    print(f"[{v}] MLflow runs: {tracking.runs_address(experiment_id)}")
+
+
+def run_tags(variant: str, stage: str, stats: dict, cfg) -> dict:
+    """The MLflow tags of the variant's run: variant, stage, commit, the data's md5, the model."""
+    from birdplane import provenance
+    from birdplane.models import describe
+
+    return {
+        "variant": variant,
+        "dvc_stage": stage,
+        "git_commit": provenance.git_commit(),
+        "data_md5": stats.get("source", {}).get("md5"),
+        "model": describe(cfg),
+    }
+
+
+def mlflow_params(recipe, classes: list[str], device, engine: str, data) -> dict:
+    """The MLflow params of each seed's run: the recipe, the classes, device, engine, set sizes."""
+    train, val = data
+    return {
+        **recipe.model_dump(exclude={"name"}),
+        "classes": ",".join(classes),
+        "device": str(device),
+        "engine": engine,
+        "n_train": len(train[1]),
+        "n_val": len(val[1]),
+    }
+
+
+def print_result(variant: str, cfg, runs, n_seeds: int, train_seconds: float) -> None:
+    """The first seed's final accuracies, on one line."""
+    from birdplane.models import describe
+
+    first = runs[0]
     print(
-        f"[{v}] {describe(cfg)}: train acc {first.final['train_accuracy']:.4f}, val acc "
-        f"{first.final['val_accuracy']:.4f} after {len(first.history)} epochs ({len(seeds)} seed(s)) "
+        f"[{variant}] {describe(cfg)}: train acc {first.final['train_accuracy']:.4f}, val acc "
+        f"{first.final['val_accuracy']:.4f} after {len(first.history)} epochs ({n_seeds} seed(s)) "
         f"in {train_seconds:.1f} s"
     )
-    print(f"[{v}] MLflow runs: {tracking.runs_address(experiment_id)}")
 
 
 def progress(variant: str, epochs: int):

@@ -3,7 +3,7 @@ import socket
 import pytest
 
 from birdplane.data import ArchiveError
-from birdplane.download import DownloadError, download, md5_of
+from birdplane.download import DownloadError, Transfer, download, md5_of
 from cifar_fixture import make_archive
 
 
@@ -47,7 +47,12 @@ def test_transient_errors_are_retried(tiny_archive, http_server, tmp_path):
     behaviour["fail_first"] = 2
     logs = []
     download(
-        url, md5, tmp_path / "c.tar.gz", progress=False, retries=3, backoff_s=0.01, log=logs.append
+        url,
+        md5,
+        tmp_path / "c.tar.gz",
+        progress=False,
+        transfer=Transfer(retries=3, backoff_s=0.01),
+        log=logs.append,
     )
     assert behaviour["requests"] == 3 and len(logs) == 2 and "503" in logs[0]
 
@@ -58,7 +63,13 @@ def test_truncated_transfer_fails_after_retries(tiny_archive, http_server, tmp_p
     with pytest.raises(
         DownloadError, match=r"closed after \d+ of \d+ bytes.*gave up after 2 attempts"
     ):
-        download(url, md5, tmp_path / "raw" / "c.tar.gz", progress=False, retries=2, backoff_s=0.01)
+        download(
+            url,
+            md5,
+            tmp_path / "raw" / "c.tar.gz",
+            progress=False,
+            transfer=Transfer(retries=2, backoff_s=0.01),
+        )
     assert leftovers(tmp_path / "raw") == []
 
 
@@ -78,7 +89,11 @@ def test_unreachable_url_names_url_and_mirror(tmp_path):
     url = f"http://127.0.0.1:{port}/cifar-10-python.tar.gz"
     with pytest.raises(DownloadError) as e:
         download(
-            url, "0" * 32, tmp_path / "raw" / "c.tar.gz", progress=False, retries=2, backoff_s=0.01
+            url,
+            "0" * 32,
+            tmp_path / "raw" / "c.tar.gz",
+            progress=False,
+            transfer=Transfer(retries=2, backoff_s=0.01),
         )
     msg = str(e.value)
     assert url in msg and "BIRDPLANE_DATA_URL" in msg and "gave up after 2 attempts" in msg
@@ -93,5 +108,9 @@ def test_missing_file_and_404_are_not_retried(tiny_archive, http_server, tmp_pat
     base = http_server[0]
     with pytest.raises(DownloadError, match="HTTP 404"):
         download(
-            f"{base}/absent.tar.gz", "0" * 32, tmp_path / "c.tar.gz", progress=False, backoff_s=5
+            f"{base}/absent.tar.gz",
+            "0" * 32,
+            tmp_path / "c.tar.gz",
+            progress=False,
+            transfer=Transfer(backoff_s=5),
         )

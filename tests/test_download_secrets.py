@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from birdplane import text
-from birdplane.download import MAX_ARCHIVE_BYTES, DownloadError, download
+from birdplane.download import MAX_ARCHIVE_BYTES, DownloadError, Transfer, download
 from cifar_fixture import make_archive
 from conftest import ROOT, project_env
 
@@ -219,8 +219,7 @@ def test_a_token_in_the_query_stays_out_of_retry_lines_errors_and_the_progress_b
             f"{base}/hostile-503?token={TOKEN}",
             md5,
             tmp_path / "c.tar.gz",
-            retries=2,
-            backoff_s=0.01,
+            transfer=Transfer(retries=2, backoff_s=0.01),
             progress=False,
             log=logs.append,
         )
@@ -293,8 +292,7 @@ def test_an_endless_body_ends_at_the_cap_without_retries_or_leftovers(mirror, tm
             md5,
             tmp_path / "raw" / "c.tar.gz",
             progress=False,
-            backoff_s=0.01,
-            max_bytes=4 << 20,
+            transfer=Transfer(backoff_s=0.01, max_bytes=4 << 20),
         )
     assert time.monotonic() - start < 10 and len(seen) == 1 and leftovers(tmp_path / "raw") == []
 
@@ -306,7 +304,13 @@ def test_a_content_length_over_the_cap_is_refused_before_reading(mirror, tmp_pat
         match=r"is 1,000,000,000,000 bytes \(its Content-Length\), more than the "
         r"200 MiB limit",
     ):
-        download(f"{base}/liar", md5, tmp_path / "raw" / "c.tar.gz", progress=False, backoff_s=0.01)
+        download(
+            f"{base}/liar",
+            md5,
+            tmp_path / "raw" / "c.tar.gz",
+            progress=False,
+            transfer=Transfer(backoff_s=0.01),
+        )
     assert len(seen) == 1 and leftovers(tmp_path / "raw") == []
 
 

@@ -17,6 +17,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Callable
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -32,6 +33,16 @@ CHUNK = 1 << 20
 # 173,605,556. 200 MiB leaves room for another compressor and still stops a wrong URL, a lying
 # server, an endless body or file:///dev/zero long before the disk fills up.
 MAX_ARCHIVE_BYTES = 200 << 20
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """How one archive is transferred: attempts, per-request timeout, backoff, size limit."""
+
+    retries: int = 3
+    timeout_s: float = 60
+    backoff_s: float = 0.5
+    max_bytes: int = MAX_ARCHIVE_BYTES
 
 
 class DownloadError(BirdplaneError):
@@ -189,18 +200,15 @@ def download(
     md5: str,
     dest: Path,
     *,
-    retries: int = 3,
-    timeout_s: float = 60,
+    transfer: Transfer = Transfer(),
     progress: bool | None = None,
-    backoff_s: float = 0.5,
-    max_bytes: int = MAX_ARCHIVE_BYTES,
     log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr),
 ) -> Path:
     """Fetch `url` to `dest`, verify its md5 and that it is a readable CIFAR-10 archive, then rename.
 
     Writes to a temporary file beside `dest` and renames only after every check passed, so an
-    interrupted or failed download never leaves a partial `dest` behind. `max_bytes` bounds what
-    is written (the tests lower it).
+    interrupted or failed download never leaves a partial `dest` behind. `transfer.max_bytes`
+    bounds what is written (the tests lower it).
     """
     remember_secrets_of(url)  # from here on, every redacted text masks them
     shown = redact_url(url)
@@ -210,16 +218,17 @@ def download(
     remove_stale(dest.parent)  # what a killed download left behind
     part = tmp_name(dest)
     try:
+        retries = transfer.retries
         for attempt in range(1, retries + 1):
             try:
-                _fetch_once(url, shown, part, timeout_s, progress, max_bytes)
+                _fetch_once(url, shown, part, transfer.timeout_s, progress, transfer.max_bytes)
                 break
             except _Transient as e:
                 if attempt == retries:
                     raise DownloadError(
                         f"{shown}: {e} (gave up after {retries} attempts). {_offline_hint(shown)}"
                     ) from None
-                wait = backoff_s * 2 ** (attempt - 1)
+                wait = transfer.backoff_s * 2 ** (attempt - 1)
                 log(f"download attempt {attempt}/{retries} failed ({e}); retrying in {wait:.1f} s")
                 time.sleep(wait)
         got = md5_of(part)

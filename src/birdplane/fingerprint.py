@@ -51,52 +51,51 @@ def _digest(*parts) -> str:
     return h.hexdigest()
 
 
-def compute() -> dict[str, str]:
-    """Each workload's digest. Call in a fresh process: numerics are set before torch loads."""
-    from birdplane import numerics
-
-    numerics.install()
+def _data():
+    """The generated train and validation sets as normalized features and labels (CPU tensors)."""
     import torch
 
     from birdplane.data import to_features
-    from birdplane.inference import final_metrics, logit_gradients
-    from birdplane.metrics import evaluate_model
-    from birdplane.models import ModelConfig, build_model, model_bytes
-    from birdplane.shift import shift_test
-    from birdplane.train import engine
-    from birdplane.train.fast import train_many
-    from birdplane.train.sgd import SGD
 
     mean, std = [0.49, 0.48, 0.45], [0.25, 0.24, 0.26]
     tx, ty = images(N_TRAIN, 1)
     vx, vy = images(N_VAL, 2)
     train = (to_features(tx, mean, std, "cpu"), torch.from_numpy(ty))
     val = (to_features(vx, mean, std, "cpu"), torch.from_numpy(vy))
-    out: dict[str, str] = {}
+    return train, val
 
-    def fit(name, cfg, loss, seed=0, engine_name="fused", **kw):
-        torch.manual_seed(seed)
-        model = build_model(cfg)
-        sgd = SGD(loss=loss, epochs=2, batch_size=64, lr=0.01, **kw)
-        history = engine.train(model, train, val, sgd, seed=seed, engine=engine_name)
-        out[name] = _digest(
-            model_bytes(model, cfg),
-            [s.to_dict() | {"seconds": 0} for s in history],
-            final_metrics(model, loss, train, val),
-        )
-        return model, cfg
 
-    book, book_cfg = fit("mlp_nll_fused", ModelConfig(), "nll")
-    fit(
-        "mlp_mse_decay_dropout",
-        ModelConfig(hidden=(64,), head="softmax", dropout=0.5),
-        "mse",
-        weight_decay=0.002,
+def _fit(data, cfg, loss, seed=0, engine_name="fused", **kw):
+    """Train one model for 2 epochs: (model, digest of its bytes, history and final metrics)."""
+    import torch
+
+    from birdplane.inference import final_metrics
+    from birdplane.models import build_model, model_bytes
+    from birdplane.train import engine
+    from birdplane.train.sgd import SGD
+
+    train, val = data
+    torch.manual_seed(seed)
+    model = build_model(cfg)
+    sgd = SGD(loss=loss, epochs=2, batch_size=64, lr=0.01, **kw)
+    history = engine.train(model, train, val, sgd, seed=seed, engine=engine_name)
+    digest = _digest(
+        model_bytes(model, cfg),
+        [s.to_dict() | {"seconds": 0} for s in history],
+        final_metrics(model, loss, train, val),
     )
-    fit("mlp_autograd", ModelConfig(hidden=(64,)), "nll", engine_name="autograd")
-    fit("mlp_augmented", ModelConfig(hidden=(64,)), "nll", augment_shift=2)
-    fit("cnn", ModelConfig(arch="cnn", channels=(16, 8), hidden=(32,)), "nll", seed=3)
+    return model, digest
 
+
+def _side_by_side(data) -> str:
+    """The digest of three narrow nets trained side by side (train_many)."""
+    import torch
+
+    from birdplane.models import ModelConfig, build_model, model_bytes
+    from birdplane.train.fast import train_many
+    from birdplane.train.sgd import SGD
+
+    train, val = data
     cfg = ModelConfig(hidden=(32,))
     models = []
     for seed in (0, 1, 2):
@@ -105,11 +104,36 @@ def compute() -> dict[str, str]:
     histories = train_many(
         models, train, val, SGD(loss="nll", epochs=2, batch_size=64, lr=0.01), seeds=[0, 1, 2]
     )
-    out["mlp_side_by_side"] = _digest(
+    return _digest(
         *(model_bytes(m, cfg) for m in models),
         [[s.to_dict() | {"seconds": 0} for s in h] for h in histories],
     )
 
+
+def compute() -> dict[str, str]:
+    """Each workload's digest. Call in a fresh process: numerics are set before torch loads."""
+    from birdplane import numerics
+
+    numerics.install()
+    from birdplane.inference import logit_gradients
+    from birdplane.metrics import evaluate_model
+    from birdplane.models import ModelConfig
+    from birdplane.shift import shift_test
+
+    data = _data()
+    (train, val), out = data, {}
+    book, out["mlp_nll_fused"] = _fit(data, ModelConfig(), "nll")
+    _, out["mlp_mse_decay_dropout"] = _fit(
+        data,
+        ModelConfig(hidden=(64,), head="softmax", dropout=0.5),
+        "mse",
+        weight_decay=0.002,
+    )
+    _, out["mlp_autograd"] = _fit(data, ModelConfig(hidden=(64,)), "nll", engine_name="autograd")
+    _, out["mlp_augmented"] = _fit(data, ModelConfig(hidden=(64,)), "nll", augment_shift=2)
+    cnn = ModelConfig(arch="cnn", channels=(16, 8), hidden=(32,))
+    _, out["cnn"] = _fit(data, cnn, "nll", seed=3)
+    out["mlp_side_by_side"] = _side_by_side(data)
     evaluation = evaluate_model(book, "nll", ["a", "b"], train, val, 10)
     gradients = logit_gradients(book, "nll", *train)
     out["evaluate"] = _digest(list(evaluation), gradients)
@@ -188,7 +212,8 @@ def mismatches(expected: dict[str, str], got: dict[str, str]) -> list[str]:
     return [k for k in sorted(set(expected) | set(got)) if expected.get(k) != got.get(k)]
 
 
-def main(argv: list[str] | None = None) -> int:
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
+    """The command line: --check, --write, --file, --threads."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--check", action="store_true", help="compare with the committed digests")
     ap.add_argument("--write", action="store_true", help="write this machine's digests to --file")
@@ -201,41 +226,39 @@ def main(argv: list[str] | None = None) -> int:
         nargs="+",
         help="thread counts (default: 1, 2 and the machine's count)",
     )
-    args = ap.parse_args(argv)
-    counts = sorted(set(args.threads or (1, 2, os.cpu_count() or 1)))
+    return ap.parse_args(argv)
 
+
+def _unpinned() -> bool:
+    """True (after saying why on stderr) where numerics are not pinned, so no committed bits."""
     from birdplane import numerics
 
     mode = numerics.requested_mode()
-    if (args.check or args.write) and mode != numerics.PINNED:
-        print(
-            f"fingerprint: numerics are {mode!r} here "
-            f"({numerics.MODE_VARIABLE}={os.environ.get(numerics.MODE_VARIABLE)!r}, "
-            f"machine {platform.machine()}): only pinned numerics on x86-64 give the committed bits",
-            file=sys.stderr,
+    if mode == numerics.PINNED:
+        return False
+    print(
+        f"fingerprint: numerics are {mode!r} here "
+        f"({numerics.MODE_VARIABLE}={os.environ.get(numerics.MODE_VARIABLE)!r}, "
+        f"machine {platform.machine()}): only pinned numerics on x86-64 give the committed bits",
+        file=sys.stderr,
+    )
+    return True
+
+
+def _write(file: Path, first: dict) -> None:
+    """Record one run's digests and machine as the committed ones."""
+    with file.open("w", encoding="utf-8") as f:
+        json.dump(
+            {"digests": first["digests"], "made_on": first["machine"]},
+            f,
+            indent=2,
+            sort_keys=True,
         )
-        return 2
-    runs = {n: run_one(n) for n in counts}
-    first = runs[counts[0]]
-    if args.write:
-        with args.file.open("w", encoding="utf-8") as f:
-            json.dump(
-                {"digests": first["digests"], "made_on": first["machine"]},
-                f,
-                indent=2,
-                sort_keys=True,
-            )
-            f.write("\n")
-    if not (args.check or args.write):
-        print(json.dumps(runs, indent=2, sort_keys=True))
-        return 0
-    with args.file.open(encoding="utf-8") as f:
-        committed = json.load(f)
-    expected, made_on = committed["digests"], committed.get("made_on", {})
-    other = build_differs(made_on, first["machine"])
-    if other:
-        print(f"fingerprint: not comparable: {other}", file=sys.stderr)
-        return 3
+        f.write("\n")
+
+
+def _report_mismatches(file: Path, expected: dict[str, str], runs: dict[int, dict]) -> bool:
+    """Print on stderr each thread count whose digests differ; True if any did."""
     failed = False
     for n, r in runs.items():
         bad = mismatches(expected, r["digests"])
@@ -243,12 +266,25 @@ def main(argv: list[str] | None = None) -> int:
             failed = True
             m = r["machine"]
             print(
-                f"fingerprint: {', '.join(bad)} differ from {args.file.name} with {n} thread(s) on {m['cpu']} "
+                f"fingerprint: {', '.join(bad)} differ from {file.name} with {n} thread(s) on {m['cpu']} "
                 f"(flags {' '.join(m['flags'])}; ATen {m['aten_capability']}; {'; '.join(m['blas'])}; "
                 f"torch {m['torch']}, numpy {m['numpy']}; {m['cpu_count']} CPUs)",
                 file=sys.stderr,
             )
-    if failed:
+    return failed
+
+
+def _check(file: Path, runs: dict[int, dict], counts: list[int]) -> int:
+    """Compare the runs with the committed digests: exit status 0, 1 (differ) or 3 (other build)."""
+    with file.open(encoding="utf-8") as f:
+        committed = json.load(f)
+    expected, made_on = committed["digests"], committed.get("made_on", {})
+    first = runs[counts[0]]
+    other = build_differs(made_on, first["machine"])
+    if other:
+        print(f"fingerprint: not comparable: {other}", file=sys.stderr)
+        return 3
+    if _report_mismatches(file, expected, runs):
         print(
             "fingerprint: this machine does not compute the committed bits; docs/reproducing.md says what to do",
             file=sys.stderr,
@@ -259,6 +295,20 @@ def main(argv: list[str] | None = None) -> int:
         f"thread(s) on {first['machine']['cpu']}"
     )
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _arguments(argv)
+    counts = sorted(set(args.threads or (1, 2, os.cpu_count() or 1)))
+    if (args.check or args.write) and _unpinned():
+        return 2
+    runs = {n: run_one(n) for n in counts}
+    if args.write:
+        _write(args.file, runs[counts[0]])
+    if not (args.check or args.write):
+        print(json.dumps(runs, indent=2, sort_keys=True))
+        return 0
+    return _check(args.file, runs, counts)
 
 
 if __name__ == "__main__":

@@ -582,7 +582,8 @@ def detectable(committed: dict[str, Any]) -> list[str]:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
+    """The command line: --mode (or the old --tolerance), --rerun, --rev, --summary."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument(
         "--mode",
@@ -601,50 +602,40 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("GITHUB_STEP_SUMMARY") or None,
         help="append a Markdown summary here (default: $GITHUB_STEP_SUMMARY)",
     )
-    args = ap.parse_args(argv)
-    mode = {"cross-machine": STATISTICAL}.get(args.tolerance, args.tolerance) or args.mode
-    root = Path.cwd()
+    return ap.parse_args(argv)
 
-    def refuse(message: str) -> int:
-        print(f"reproduction check refused: {message}", file=sys.stderr)
-        if args.summary:
-            with Path(args.summary).open("a", encoding="utf-8") as f:
-                f.write(f"## reproduction check refused\n\n{message}\n")
-        return 2
 
-    problems = definition_problems(root, args.rev)
-    if problems:
-        print(
-            "reproduction check: stage definitions or params are not the committed ones:",
-            file=sys.stderr,
-        )
-        for p in problems:
-            print(f"  - {p}", file=sys.stderr)
-        return refuse(f"{len(problems)} definition(s) differ from {args.rev}")
-    committed = committed_metrics(root, args.rev)
-    if not committed:
-        return refuse(f"no metrics/*.json committed at {args.rev}")
-    why_not_exact = exact_refusal(root, args.rev)
-    if mode == EXACT and why_not_exact:
-        return refuse(f"{why_not_exact}; use --mode statistical")
-    if mode == AUTO:
-        mode = STATISTICAL if why_not_exact else EXACT
-        if why_not_exact:
-            print(f"reproduction check: statistical mode, since {why_not_exact}", file=sys.stderr)
-    if args.rerun:
-        rc = rerun(root)
-        if rc != 0:
-            message = "the re-run of the pipeline failed (its output above says where); nothing was compared"
-            print(f"reproduction check: {message}", file=sys.stderr)
-            if args.summary:
-                with Path(args.summary).open("a", encoding="utf-8") as f:
-                    f.write(f"## reproduction check failed\n\n{message}\n")
-            return 3
-    result = compare_all(root, args.rev, mode)
+def _append_summary(summary: Path | None, text: str) -> None:
+    """Append Markdown to the summary file, if there is one."""
+    if summary:
+        with Path(summary).open("a", encoding="utf-8") as f:
+            f.write(text)
+
+
+def _refuse(message: str, summary: Path | None) -> int:
+    """Say why the check was refused (stderr and summary); exit status 2."""
+    print(f"reproduction check refused: {message}", file=sys.stderr)
+    _append_summary(summary, f"## reproduction check refused\n\n{message}\n")
+    return 2
+
+
+def _changed_definitions(root: Path, rev: str) -> str | None:
+    """List on stderr the stage definitions or params that differ from `rev`; the refusal, or None."""
+    problems = definition_problems(root, rev)
+    if not problems:
+        return None
+    print(
+        "reproduction check: stage definitions or params are not the committed ones:",
+        file=sys.stderr,
+    )
+    for p in problems:
+        print(f"  - {p}", file=sys.stderr)
+    return f"{len(problems)} definition(s) differ from {rev}"
+
+
+def _report_lines(result: Comparison, mode: str, committed: dict) -> list[str]:
+    """The result in words: a head line, the table of differences, what was not comparable."""
     diffs = result.differences
-    data_hint = _data_source_hint(committed, root)
-    if data_hint:
-        print(data_hint, file=sys.stderr)
     head = (
         f"reproduction check ({mode}): {len(committed)} metrics files, {result.compared} values compared: "
         + (f"{len(diffs)} differ" if diffs else "all reproduce")
@@ -663,11 +654,41 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(
             f"Detects a validation accuracy moved by more than: {'; '.join(detectable(committed)) or '-'}"
         )
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _arguments(argv)
+    mode = {"cross-machine": STATISTICAL}.get(args.tolerance, args.tolerance) or args.mode
+    root = Path.cwd()
+    changed = _changed_definitions(root, args.rev)
+    if changed:
+        return _refuse(changed, args.summary)
+    committed = committed_metrics(root, args.rev)
+    if not committed:
+        return _refuse(f"no metrics/*.json committed at {args.rev}", args.summary)
+    why_not_exact = exact_refusal(root, args.rev)
+    if mode == EXACT and why_not_exact:
+        return _refuse(f"{why_not_exact}; use --mode statistical", args.summary)
+    if mode == AUTO:
+        mode = STATISTICAL if why_not_exact else EXACT
+        if why_not_exact:
+            print(f"reproduction check: statistical mode, since {why_not_exact}", file=sys.stderr)
+    if args.rerun and rerun(root) != 0:
+        message = (
+            "the re-run of the pipeline failed (its output above says where); nothing was compared"
+        )
+        print(f"reproduction check: {message}", file=sys.stderr)
+        _append_summary(args.summary, f"## reproduction check failed\n\n{message}\n")
+        return 3
+    result = compare_all(root, args.rev, mode)
+    data_hint = _data_source_hint(committed, root)
+    if data_hint:
+        print(data_hint, file=sys.stderr)
+    lines = _report_lines(result, mode, committed)
     print("\n".join(lines))
-    if args.summary:
-        with Path(args.summary).open("a", encoding="utf-8") as f:
-            f.write(f"## {lines[0]}\n\n" + "\n\n".join(lines[1:]) + "\n")
-    return 1 if diffs else 0
+    _append_summary(args.summary, f"## {lines[0]}\n\n" + "\n\n".join(lines[1:]) + "\n")
+    return 1 if result.differences else 0
 
 
 if __name__ == "__main__":
