@@ -215,3 +215,35 @@ def pipeline(tmp_path_factory):
         r = dvc(proj, env, "repro")
         assert r.returncode == 0, r.stdout + r.stderr
         yield proj, env
+
+
+@contextlib.contextmanager
+def headless_chromium():
+    """A page of Debian's Chromium, headless, through Playwright, in a fresh user-data dir with
+    background networking off. Skips where there is no Chromium, fails under CI (`.ci/run`
+    installs it)."""
+    import tempfile
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing: .ci/run installs Debian's chromium")
+        pytest.skip("no chromium here (apt-get install chromium); CI installs it")
+    from playwright.sync_api import sync_playwright
+
+    args = [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--no-first-run",
+        "--disable-component-update",
+        "--disable-sync",
+    ]
+    with sync_playwright() as p, tempfile.TemporaryDirectory() as user_data:
+        ctx = p.chromium.launch_persistent_context(
+            user_data, executable_path=browser, headless=True, args=args
+        )
+        try:
+            yield ctx.new_page()
+        finally:
+            ctx.close()

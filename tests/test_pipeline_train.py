@@ -3,11 +3,9 @@ runs read back through a real `mlflow server` on 127.0.0.1."""
 
 import hashlib
 import json
-import os
 import shutil
 import socket
 import subprocess
-import tempfile
 import time
 import urllib.request
 
@@ -28,6 +26,7 @@ from conftest import (
     VARIANTS,
     dvc,
     files_under,
+    headless_chromium,
     make_project,
     project_env,
     stage,
@@ -584,32 +583,10 @@ def test_a_student_lands_on_the_runs(pipeline, mlflow_server):
         f"[evaluate] MLflow runs: {address} (after `mlflow ui --backend-store-uri sqlite:///"
         in r.stdout
     )
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    if browser is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is missing: .ci/run installs Debian's chromium")
-        pytest.skip("no chromium here (apt-get install chromium); CI installs it")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p, tempfile.TemporaryDirectory() as user_data:
-        ctx = p.chromium.launch_persistent_context(
-            user_data,
-            executable_path=browser,
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--no-first-run",
-            ],
-        )
-        try:
-            page = ctx.new_page()
-            page.goto(address.replace("http://127.0.0.1:5000", mlflow_server), wait_until="load")
-            for name in VARIANTS:  # each variant's run by its name, in the runs table
-                page.get_by_text(name, exact=True).first.wait_for(timeout=60_000)
-        finally:
-            ctx.close()
+    with headless_chromium() as page:
+        page.goto(address.replace("http://127.0.0.1:5000", mlflow_server), wait_until="load")
+        for name in VARIANTS:  # each variant's run by its name, in the runs table
+            page.get_by_text(name, exact=True).first.wait_for(timeout=60_000)
 
 
 def test_the_runs_address_of_a_server_has_no_credentials(monkeypatch):

@@ -2,17 +2,15 @@
 HTML, and the page in a real headless Chromium."""
 
 import json
-import os
 import re
 import shutil
-import tempfile
 from html.parser import HTMLParser
 
 import pytest
 import yaml
 
 from birdplane.io import read_json
-from conftest import VARIANTS, stage
+from conftest import VARIANTS, headless_chromium, stage
 
 pytestmark = pytest.mark.e2e
 
@@ -125,48 +123,20 @@ def test_german_report_has_the_same_numbers(pipeline, tmp_path):
     assert (tmp_path / "de/report.html").read_text().startswith('<!DOCTYPE html>\n<html lang="de">')
 
 
-def _chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
 def test_report_opens_in_headless_chromium(pipeline):
     proj, _ = pipeline
-    browser = _chromium()
-    if browser is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is missing: .ci/run installs Debian's chromium")
-        pytest.skip("no chromium here (apt-get install chromium); CI installs it")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p, tempfile.TemporaryDirectory() as user_data:
-        ctx = p.chromium.launch_persistent_context(
-            user_data,
-            executable_path=browser,
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--no-first-run",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
+    with headless_chromium() as page:
+        problems = []
+        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: problems.append(str(e)))
+        page.on("requestfailed", lambda r: problems.append(f"failed: {r.url[:80]}"))
+        page.goto((proj / "reports/report.html").as_uri(), wait_until="load")
+        images = page.eval_on_selector_all(
+            "img", "imgs => imgs.map(i => [i.complete, i.naturalWidth])"
         )
-        try:
-            page = ctx.new_page()
-            problems = []
-            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: problems.append(str(e)))
-            page.on("requestfailed", lambda r: problems.append(f"failed: {r.url[:80]}"))
-            page.goto((proj / "reports/report.html").as_uri(), wait_until="load")
-            images = page.eval_on_selector_all(
-                "img", "imgs => imgs.map(i => [i.complete, i.naturalWidth])"
-            )
-            assert len(images) >= 5 and all(done and width > 0 for done, width in images), images
-            assert problems == []
-            assert page.title().startswith("Birds vs airplanes")
-        finally:
-            ctx.close()
+        assert len(images) >= 5 and all(done and width > 0 for done, width in images), images
+        assert problems == []
+        assert page.title().startswith("Birds vs airplanes")
 
 
 def test_report_shows_the_sweep_and_the_translation_comparison(pipeline):
