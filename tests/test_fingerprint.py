@@ -64,7 +64,16 @@ def test_a_mismatch_names_the_workload_the_cpu_the_threads_and_the_versions(tmp_
     assert r.returncode == 1
     line = r.stderr.splitlines()[0]
     assert line.startswith("fingerprint: cnn differ from fingerprint.json with 1 thread(s) on ")
-    for part in ("flags ", "avx2", "ATen AVX2", "openblas", "Haswell", "torch 2.", "numpy "):
+    for part in (
+        "flags ",
+        "avx2",
+        "CPUID AVX",
+        "ATen AVX2",
+        "openblas",
+        "Haswell",
+        "torch 2.",
+        "numpy ",
+    ):
         assert part in line, line
 
 
@@ -73,3 +82,38 @@ def test_fast_numerics_cannot_be_checked_against_the_committed_bits():
     assert (
         r.returncode == 2 and "only pinned numerics on x86-64 give the committed bits" in r.stderr
     )
+
+
+def test_here_computes_the_committed_bits_in_this_process():
+    """--here is for an emulated CPU (qemu-user emulates one process; run_one's children would run on
+    the host): the same digests, computed in the checking process at its OMP_NUM_THREADS."""
+    r = check("--here", OMP_NUM_THREADS="1")
+    assert r.returncode == 0, r.stderr
+    assert "give the committed digests with 1 thread(s) on " in r.stdout
+    assert "CPUID: " in r.stdout and "AVX2" in r.stdout.split("CPUID: ")[1]
+
+
+def test_here_refuses_thread_counts():
+    r = check("--here", "--threads", "2")
+    assert r.returncode == 2 and "set OMP_NUM_THREADS, not --threads" in r.stderr
+
+
+def test_the_report_names_the_vector_extensions_the_libraries_see():
+    features = fingerprint.cpuid_features()
+    assert "AVX2" in features and "FMA3" in features  # pinned numerics need both (numerics.py)
+    assert set(features) <= {"AVX", "AVX2", "FMA3", "AVX512F", "AVX512BW", "AVX512VL", "AVX512VNNI"}
+
+
+def test_the_emulation_tool_says_what_it_needs(tmp_path):
+    """tools/emulated_fingerprint.sh (the fingerprint under qemu-user's Intel Haswell, minutes per
+    run: docs/reproducing.md) names the package it needs where qemu-x86_64 is missing."""
+    tool = fingerprint.COMMITTED.parents[1] / "tools" / "emulated_fingerprint.sh"
+    assert subprocess.run(["bash", "-n", str(tool)]).returncode == 0
+    r = subprocess.run(
+        ["bash", str(tool)],
+        env={**os.environ, "QEMU": str(tmp_path / "qemu-x86_64")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 2 and "apt-get install qemu-user" in r.stderr, r.stderr

@@ -6,6 +6,9 @@
                                                          # not, 3 for another build of torch or numpy)
     python -m birdplane.fingerprint --write              # record this machine's digests (after a change
                                                          # of the code or the lock that moves the bits)
+    qemu-x86_64 -cpu Haswell-v4 .venv/bin/python -m birdplane.fingerprint --check --here
+                                                         # in this process (an emulated CPU: qemu-user
+                                                         # runs child processes on the host's CPU)
 
 A few seconds of every computation the pipeline's numbers come from, on generated images of the real
 size (3 x 32 x 32, uint8 from a seeded generator): the book's 3072-512-2 net with the fused SGD step
@@ -163,6 +166,7 @@ def machine() -> dict[str, object]:
         "flags": sorted(
             flags & {"avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni"}
         ),
+        "cpuid": cpuid_features(),
         "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
         "torch": torch.__version__,
@@ -171,6 +175,25 @@ def machine() -> dict[str, object]:
         "aten_capability": torch.backends.cpu.get_cpu_capability(),
         "numerics": numerics.describe(),
     }
+
+
+def cpuid_features() -> list[str]:
+    """The vector extensions the libraries see, from the CPUID instruction (numpy's own probe). Under
+    an emulator (qemu-user) this is the emulated CPU, while /proc/cpuinfo still shows the host's."""
+    import numpy
+
+    features = getattr(numpy._core._multiarray_umath, "__cpu_features__", {})
+    wanted = ("AVX", "AVX2", "FMA3", "AVX512F", "AVX512BW", "AVX512VL", "AVX512VNNI")
+    return [f for f in wanted if features.get(f)]
+
+
+def run_here() -> dict:
+    """compute() in this process, at its torch thread count: {digests, machine}. For an emulated CPU:
+    qemu-user emulates this process only, the fresh processes of run_one would run on the host."""
+    from birdplane import numerics
+
+    numerics.pin()
+    return {"digests": compute(), "machine": machine()}
 
 
 def run_one(threads: int) -> dict:
@@ -226,7 +249,16 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         nargs="+",
         help="thread counts (default: 1, 2 and the machine's count)",
     )
-    return ap.parse_args(argv)
+    ap.add_argument(
+        "--here",
+        action="store_true",
+        help="compute in this process at its thread count (OMP_NUM_THREADS), not in fresh "
+        "processes: for an emulated CPU (qemu-user emulates one process, not its children)",
+    )
+    args = ap.parse_args(argv)
+    if args.here and args.threads:
+        ap.error("--here runs at this process's thread count: set OMP_NUM_THREADS, not --threads")
+    return args
 
 
 def _unpinned() -> bool:
@@ -267,7 +299,8 @@ def _report_mismatches(file: Path, expected: dict[str, str], runs: dict[int, dic
             m = r["machine"]
             print(
                 f"fingerprint: {', '.join(bad)} differ from {file.name} with {n} thread(s) on {m['cpu']} "
-                f"(flags {' '.join(m['flags'])}; ATen {m['aten_capability']}; {'; '.join(m['blas'])}; "
+                f"(flags {' '.join(m['flags'])}; CPUID {' '.join(m.get('cpuid', []))}; "
+                f"ATen {m['aten_capability']}; {'; '.join(m['blas'])}; "
                 f"torch {m['torch']}, numpy {m['numpy']}; {m['cpu_count']} CPUs)",
                 file=sys.stderr,
             )
@@ -292,7 +325,7 @@ def _check(file: Path, runs: dict[int, dict], counts: list[int]) -> int:
         return 1
     print(
         f"fingerprint: {len(expected)} workloads give the committed digests with {', '.join(map(str, counts))} "
-        f"thread(s) on {first['machine']['cpu']}"
+        f"thread(s) on {first['machine']['cpu']} (CPUID: {' '.join(first['machine'].get('cpuid', []))})"
     )
     return 0
 
@@ -302,7 +335,12 @@ def main(argv: list[str] | None = None) -> int:
     counts = sorted(set(args.threads or (1, 2, os.cpu_count() or 1)))
     if (args.check or args.write) and _unpinned():
         return 2
-    runs = {n: run_one(n) for n in counts}
+    if args.here:
+        here = run_here()
+        counts = [here["machine"]["torch_threads"]]
+        runs = {counts[0]: here}
+    else:
+        runs = {n: run_one(n) for n in counts}
     if args.write:
         _write(args.file, runs[counts[0]])
     if not (args.check or args.write):
