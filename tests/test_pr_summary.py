@@ -74,3 +74,21 @@ def test_summary_shows_params_and_metrics_diff_then_the_verdict_and_the_report(t
         [str(BIN / "python"), "-m", "birdplane.pr_summary", "--base", "no-such-branch"], proj, env
     )
     assert r.returncode == 0 and "`dvc params diff no-such-branch HEAD` failed" in r.stdout
+
+
+def test_without_dvc_on_path_the_tables_say_so(tmp_path):
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    env = project_env("", "")
+    run(["git", "init", "-q"], proj, env, check=True)
+    run([str(BIN / "dvc"), "init", "-q"], proj, env, check=True)
+    (proj / "dvc.yaml").write_text(DVC_YAML)
+    commit(proj, env, 0.01, 0.8125, "base")
+    commit(proj, env, 0.03, 0.8340, "a larger rate")
+    r = run(
+        [str(BIN / "python"), "-m", "birdplane.pr_summary", "--base", "HEAD~1"],
+        proj,
+        {**env, "PATH": "/usr/bin:/bin"},
+    )
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert r.stdout.count("`dvc` is not on PATH (activate the project's venv)") == 2, r.stdout

@@ -357,6 +357,19 @@ def test_exact_mode_is_refused_for_unpinned_results_or_numerics(committed_projec
         run(["git", "reset", "-q", "--hard", "HEAD~1"], proj, env, check=True)
 
 
+def test_without_dvc_on_path_the_check_says_so_in_one_line(committed_project, tmp_path):
+    """`python -m birdplane.reproduce` outside the venv (dvc not on PATH): one line, no traceback."""
+    proj, env = committed_project
+    summary = tmp_path / "verdict.md"
+    r = check(proj, {**env, "PATH": "/usr/bin:/bin"}, "--summary", str(summary))
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip() == (
+        "reproduction check refused: `dvc` is not on PATH: run `make reproduce-check`, or activate "
+        "the project's venv first (source .venv/bin/activate)"
+    )
+    assert "`dvc` is not on PATH" in summary.read_text()
+
+
 def test_reproduction_check_names_a_different_data_source(committed_project):
     proj, env = committed_project
     path = proj / "metrics/stats.json"

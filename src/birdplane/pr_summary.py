@@ -18,7 +18,10 @@ from pathlib import Path
 
 def dvc_table(*args: str, cwd: Path) -> str:
     """`dvc <args> --md`, or a line saying why there is no table."""
-    r = subprocess.run(["dvc", *args, "--md"], cwd=cwd, capture_output=True, text=True)
+    try:
+        r = subprocess.run(["dvc", *args, "--md"], cwd=cwd, capture_output=True, text=True)
+    except FileNotFoundError:
+        return f"`dvc {' '.join(args)}` failed: `dvc` is not on PATH (activate the project's venv)"
     if r.returncode != 0:
         lines = (r.stderr.strip() or r.stdout.strip() or f"exit status {r.returncode}").splitlines()
         return f"`dvc {' '.join(args)}` failed: {lines[-1] if lines else ''}"

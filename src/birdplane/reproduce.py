@@ -659,6 +659,20 @@ def _report_lines(result: Comparison, mode: str, committed: dict) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
+    try:
+        return _check(args)
+    except FileNotFoundError as e:
+        if e.filename not in ("dvc", "git"):
+            raise
+        return _refuse(
+            f"`{e.filename}` is not on PATH: run `make reproduce-check`, or activate the project's "
+            "venv first (source .venv/bin/activate)",
+            args.summary,
+        )
+
+
+def _check(args: argparse.Namespace) -> int:
+    """The check as main() runs it, once the command line is read: its exit status."""
     mode = {"cross-machine": STATISTICAL}.get(args.tolerance, args.tolerance) or args.mode
     root = Path.cwd()
     changed = _changed_definitions(root, args.rev)
