@@ -28,7 +28,8 @@ def commit(proj, env, lr, accuracy, message):
     run(["git", "commit", "-qm", message], proj, env, check=True)
 
 
-def test_summary_shows_params_and_metrics_diff_then_the_verdict_and_the_report(tmp_path):
+def two_commits(tmp_path):
+    """A DVC project in a fresh git repo: the base, then a change of a param and its metrics."""
     proj = tmp_path / "proj"
     proj.mkdir()
     env = project_env("", "")
@@ -37,6 +38,11 @@ def test_summary_shows_params_and_metrics_diff_then_the_verdict_and_the_report(t
     (proj / "dvc.yaml").write_text(DVC_YAML)
     commit(proj, env, 0.01, 0.8125, "base")
     commit(proj, env, 0.03, 0.8340, "a larger rate")
+    return proj, env
+
+
+def test_summary_shows_params_and_metrics_diff_then_the_verdict_and_the_report(tmp_path):
+    proj, env = two_commits(tmp_path)
     # after the check's re-run the working copy holds the fresh results: the summary shows HEAD's
     (proj / "metrics/train.json").write_text(json.dumps({"val_accuracy": 0.5, "n_parameters": 10}))
     verdict = tmp_path / "verdict.md"
@@ -77,14 +83,7 @@ def test_summary_shows_params_and_metrics_diff_then_the_verdict_and_the_report(t
 
 
 def test_without_dvc_on_path_the_tables_say_so(tmp_path):
-    proj = tmp_path / "proj"
-    proj.mkdir()
-    env = project_env("", "")
-    run(["git", "init", "-q"], proj, env, check=True)
-    run([str(BIN / "dvc"), "init", "-q"], proj, env, check=True)
-    (proj / "dvc.yaml").write_text(DVC_YAML)
-    commit(proj, env, 0.01, 0.8125, "base")
-    commit(proj, env, 0.03, 0.8340, "a larger rate")
+    proj, env = two_commits(tmp_path)
     r = run(
         [str(BIN / "python"), "-m", "birdplane.pr_summary", "--base", "HEAD~1"],
         proj,

@@ -299,7 +299,7 @@ def _report_mismatches(file: Path, expected: dict[str, str], runs: dict[int, dic
             m = r["machine"]
             print(
                 f"fingerprint: {', '.join(bad)} differ from {file.name} with {n} thread(s) on {m['cpu']} "
-                f"(flags {' '.join(m['flags'])}; CPUID {' '.join(m.get('cpuid', []))}; "
+                f"(flags {' '.join(m['flags'])}; CPUID {' '.join(m['cpuid'])}; "
                 f"ATen {m['aten_capability']}; {'; '.join(m['blas'])}; "
                 f"torch {m['torch']}, numpy {m['numpy']}; {m['cpu_count']} CPUs)",
                 file=sys.stderr,
@@ -325,7 +325,7 @@ def _check(file: Path, runs: dict[int, dict], counts: list[int]) -> int:
         return 1
     print(
         f"fingerprint: {len(expected)} workloads give the committed digests with {', '.join(map(str, counts))} "
-        f"thread(s) on {first['machine']['cpu']} (CPUID: {' '.join(first['machine'].get('cpuid', []))})"
+        f"thread(s) on {first['machine']['cpu']} (CPUID: {' '.join(first['machine']['cpuid'])})"
     )
     return 0
 
