@@ -117,6 +117,25 @@ def test_pinned_products_compute_what_torch_computes():
 
 
 @pinned
+@pytest.mark.parametrize("beta, alpha", [(1, -0.01), (1, 1), (1, 0), (0.98, -0.01)])
+def test_in_place_products_are_the_bits_of_the_plain_ones(beta, alpha):
+    """addmm_ and baddbmm_ (the fused SGD step's weight updates) add into the weights without a
+    copy where they can: the same bits as addmm and baddbmm, -0.0 and all."""
+    numerics.install()
+    g = torch.Generator().manual_seed(2)
+    w, a, b = torch.randn(3, 40, 70, generator=g), torch.randn(3, 40, 9), torch.randn(3, 9, 70)
+    w[0, 0, :3] = -0.0
+    expected = torch.baddbmm(w, a, b, beta=beta, alpha=alpha)
+    assert torch.equal(w.clone().baddbmm_(a, b, beta=beta, alpha=alpha), expected)
+    assert torch.equal(
+        w[0].clone().addmm_(a[0], b[0], beta=beta, alpha=alpha),
+        torch.addmm(w[0], a[0], b[0], beta=beta, alpha=alpha),
+    )
+    signs = torch.signbit(w.clone().baddbmm_(a, b, beta=beta, alpha=alpha))
+    assert torch.equal(signs, torch.signbit(expected))
+
+
+@pinned
 @pytest.mark.parametrize(
     "kernel, stride, padding",
     [(3, 1, 1), (3, 1, 0), (3, 2, 1), ((2, 3), (2, 1), (0, 1))],

@@ -228,12 +228,25 @@ def _combine(product, self, beta, alpha):
     return product
 
 
+def _combine_into(self, product, beta, alpha):
+    """_combine's bits, written into self (the in-place forms: the fused SGD step's weights). With
+    beta == 1 the sum goes straight into self, one pass over the weights fewer than a copy of the
+    result (a + b and b + a are the same float); otherwise _combine, then a copy."""
+    if beta != 1:
+        return self.copy_(_combine(product, self, beta, alpha))
+    if alpha == 0:
+        product.zero_()  # as _combine: +0 added, so -0.0 in self becomes +0.0 there too
+    elif alpha != 1:
+        product.mul_(alpha)
+    return self.add_(product)
+
+
 def _addmm(self, mat1, mat2, *, beta=1, alpha=1):
     return _combine(_mm(mat1, mat2), self, beta, alpha)
 
 
 def _addmm_(self, mat1, mat2, *, beta=1, alpha=1):
-    return self.copy_(_addmm(self, mat1, mat2, beta=beta, alpha=alpha))
+    return _combine_into(self, _mm(mat1, mat2), beta, alpha)
 
 
 def _baddbmm(self, batch1, batch2, *, beta=1, alpha=1):
@@ -241,7 +254,7 @@ def _baddbmm(self, batch1, batch2, *, beta=1, alpha=1):
 
 
 def _baddbmm_(self, batch1, batch2, *, beta=1, alpha=1):
-    return self.copy_(_baddbmm(self, batch1, batch2, beta=beta, alpha=alpha))
+    return _combine_into(self, _bmm(batch1, batch2), beta, alpha)
 
 
 def _out(fn):

@@ -26,12 +26,6 @@ from birdplane.train.sgd import SGD, EpochStats
 
 Data = tuple[torch.Tensor, torch.Tensor]
 
-# Seeds train side by side (birdplane.train.fast.batched) only for first layers narrower than this:
-# below it side by side was faster than one by one, at 512 units slower (measured on 2 CPU cores:
-# docs/performance.md, "Figures behind the code's choices").
-SIDE_BY_SIDE_BELOW_UNITS = 512
-
-
 @dataclass
 class SeedRun:
     seed: int
@@ -83,19 +77,18 @@ def best_of(history: list[EpochStats]) -> dict[str, Any]:
 
 
 def side_by_side(recipe, cfg: ModelConfig, engine: str, n_seeds: int) -> bool:
-    """Whether the seeds train at once (birdplane.train.fast.train_many): several seeds of a
-    fused mlp whose first layer is narrow enough for that to be faster (SIDE_BY_SIDE_BELOW_UNITS).
-    Not with augmentation (train_many has none) nor dropout (its masks are drawn once for all
-    models, so a seed's model would depend on the seeds beside it); so each seed's model is the one
-    it gets alone, to float rounding."""
-    first_layer = (cfg.hidden or (cfg.n_classes,))[0]
+    """Whether the seeds train at once (birdplane.train.fast.train_many): several seeds of a fused
+    mlp. Each seed's steps are the products it takes alone, so with pinned numerics its model and
+    curves are the same bits as one by one (tests/test_train_variant.py), and faster: 0.87 of the
+    time for 3 x 3072-512-2 on 2 cores (docs/performance.md). Not with augmentation (train_many has
+    none) nor dropout (its masks are drawn once for all models, so a seed's model would depend on
+    the seeds beside it)."""
     return (
         n_seeds > 1
         and engine == "fused"
         and cfg.arch == "mlp"
         and not recipe.augment_shift
         and not cfg.dropout
-        and first_layer < SIDE_BY_SIDE_BELOW_UNITS
     )
 
 

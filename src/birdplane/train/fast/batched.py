@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from birdplane import inference
 from birdplane.inference import EVAL_CHUNK
 from birdplane.losses import HEADS, LOSSES
 from birdplane.train.fast.epochs import Stepper
@@ -193,6 +194,16 @@ class BatchedMLP:
     def loss_and_accuracy(
         self, x: torch.Tensor, y: torch.Tensor
     ) -> tuple[list[float], list[float]]:
+        """Each model's mean loss and accuracy on (x, y). On the CPU each model is measured as it
+        would be alone (its weights written back, inference.loss_and_accuracy): the training steps
+        are the same products per model as one by one, so with pinned numerics a seed's model and
+        curves are the same bits whichever seeds train beside it. On CUDA one batched pass for all
+        K (K passes would cost K times the launches, and CUDA has no exact bits to keep)."""
+        if x.device.type == "cpu":
+            self.write_back()
+            loss_fn = LOSSES[self.loss].mean
+            figures = [inference.loss_and_accuracy(m, loss_fn, x, y) for m in self._models]
+            return [loss for loss, _ in figures], [acc for _, acc in figures]
         out = self.predict(x)
         loss_fn = LOSSES[self.loss].mean
         losses = [float(loss_fn(out[k], y)) for k in range(self.k)]
