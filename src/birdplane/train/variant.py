@@ -26,6 +26,7 @@ from birdplane.train.sgd import SGD, EpochStats
 
 Data = tuple[torch.Tensor, torch.Tensor]
 
+
 @dataclass
 class SeedRun:
     seed: int
@@ -76,19 +77,27 @@ def best_of(history: list[EpochStats]) -> dict[str, Any]:
     }
 
 
-def side_by_side(recipe, cfg: ModelConfig, engine: str, n_seeds: int) -> bool:
+# Unpinned, the seeds of a first layer this wide train one by one: side by side took 1.12-1.23 times
+# as long there (MKL; Intel Xeon 2026-11, AMD EPYC 2026-12-03), pinned 0.84-0.88 (OpenBLAS; the same
+# bits either way). docs/performance.md, "Figures behind the code's choices".
+UNPINNED_SIDE_BY_SIDE_BELOW_UNITS = 512
+
+
+def side_by_side(recipe, cfg: ModelConfig, engine: str, n_seeds: int, pinned: bool = True) -> bool:
     """Whether the seeds train at once (birdplane.train.fast.train_many): several seeds of a fused
     mlp. Each seed's steps are the products it takes alone, so with pinned numerics its model and
-    curves are the same bits as one by one (tests/test_train_variant.py), and faster: 0.87 of the
-    time for 3 x 3072-512-2 on 2 cores (docs/performance.md). Not with augmentation (train_many has
-    none) nor dropout (its masks are drawn once for all models, so a seed's model would depend on
-    the seeds beside it)."""
+    curves are the same bits as one by one (tests/test_train_variant.py), and faster at every
+    width; unpinned (`pinned` False) the same models to float rounding, faster only below
+    UNPINNED_SIDE_BY_SIDE_BELOW_UNITS. Not with augmentation (train_many has none) nor dropout (its
+    masks are drawn once for all models, so a seed's model would depend on the seeds beside it)."""
+    first_layer = (cfg.hidden or (cfg.n_classes,))[0]
     return (
         n_seeds > 1
         and engine == "fused"
         and cfg.arch == "mlp"
         and not recipe.augment_shift
         and not cfg.dropout
+        and (pinned or first_layer < UNPINNED_SIDE_BY_SIDE_BELOW_UNITS)
     )
 
 
@@ -116,14 +125,16 @@ def train_variant(
     seeds: list[int],
     engine: str = "fused",
     train_metrics: str = "running",
+    pinned: bool = True,
     hooks: Hooks = Hooks(),
 ) -> list[SeedRun]:
     """Train the recipe once per seed (each seed its own initialisation and batch order), side by
-    side where `side_by_side` says so, else one after the other with `engine` (a key of
+    side where `side_by_side` says so (`pinned`: whether pinned numerics are on, which makes that
+    the faster choice for wide nets too), else one after the other with `engine` (a key of
     engine.TRAINERS); the final metrics are the model's (the best epoch's, with early stopping) on
     all images, as evaluate sees it."""
     sgd = sgd_recipe(recipe, train_metrics)
-    if side_by_side(recipe, cfg, engine, len(seeds)):
+    if side_by_side(recipe, cfg, engine, len(seeds), pinned):
         with hooks.scope(seeds):
             return _train_side_by_side(recipe, cfg, train, val, sgd, seeds, hooks)
     runs = []
