@@ -35,7 +35,7 @@ def main() -> None:
     args = arguments()
     t_start = time.perf_counter()
 
-    from birdplane import numerics, provenance, tracking
+    from birdplane import provenance, tracking
     from birdplane.config import load_params
 
     params = load_params(args.params)
@@ -51,7 +51,6 @@ def main() -> None:
     train, val, classes, stats = load_tensors(args.data, args.stats, device)
     cfg = model_config(recipe, len(classes))
     seeds = [params.seed + i for i in range(recipe.seeds)]
-    pinned = numerics.describe()["mode"] == numerics.PINNED
     stage, v = f"train@{args.variant}", args.variant
     tags = run_tags(v, stage, stats, cfg)
     run_params = mlflow_params(recipe, classes, device, params.train.engine, (train, val))
@@ -66,7 +65,6 @@ def main() -> None:
             seeds=seeds,
             engine=params.train.engine,
             train_metrics=params.train.train_metrics,
-            pinned=pinned,
             hooks=tracking.SeedLogger(v, stage, seeds, run_params, tags, echo),
         )
         train_seconds = time.perf_counter() - t_train
@@ -76,7 +74,7 @@ def main() -> None:
             "mlflow_experiment": params.mlflow.experiment,
             "train_seconds": train_seconds,
             "seconds_per_epoch": train_seconds / sum(len(r.history) for r in runs),
-            "side_by_side": side_by_side(recipe, cfg, params.train.engine, len(seeds), pinned),
+            "side_by_side": side_by_side(recipe, cfg, params.train.engine, len(seeds)),
             **provenance.record(str(device), tags["git_commit"]),
         }
         write_outputs(args, params, recipe, cfg, runs, (train, val), log, t_start)

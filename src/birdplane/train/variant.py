@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from birdplane import numerics
 from birdplane.inference import final_metrics, logit_gradients, predict
 from birdplane.losses import LOSSES, probabilities
 from birdplane.models import ModelConfig, build_model, describe, head_for, n_parameters
@@ -83,13 +84,18 @@ def best_of(history: list[EpochStats]) -> dict[str, Any]:
 UNPINNED_SIDE_BY_SIDE_BELOW_UNITS = 512
 
 
-def side_by_side(recipe, cfg: ModelConfig, engine: str, n_seeds: int, pinned: bool = True) -> bool:
+def side_by_side(
+    recipe, cfg: ModelConfig, engine: str, n_seeds: int, pinned: bool | None = None
+) -> bool:
     """Whether the seeds train at once (birdplane.train.fast.train_many): several seeds of a fused
     mlp. Each seed's steps are the products it takes alone, so with pinned numerics its model and
     curves are the same bits as one by one (tests/test_train_variant.py), and faster at every
-    width; unpinned (`pinned` False) the same models to float rounding, faster only below
-    UNPINNED_SIDE_BY_SIDE_BELOW_UNITS. Not with augmentation (train_many has none) nor dropout (its
+    width; unpinned the same models to float rounding, faster only below
+    UNPINNED_SIDE_BY_SIDE_BELOW_UNITS. `pinned`: whether numerics are pinned, by default this
+    process's (birdplane.numerics). Not with augmentation (train_many has none) nor dropout (its
     masks are drawn once for all models, so a seed's model would depend on the seeds beside it)."""
+    if pinned is None:
+        pinned = numerics.describe()["mode"] == numerics.PINNED
     first_layer = (cfg.hidden or (cfg.n_classes,))[0]
     return (
         n_seeds > 1
@@ -125,16 +131,14 @@ def train_variant(
     seeds: list[int],
     engine: str = "fused",
     train_metrics: str = "running",
-    pinned: bool = True,
     hooks: Hooks = Hooks(),
 ) -> list[SeedRun]:
     """Train the recipe once per seed (each seed its own initialisation and batch order), side by
-    side where `side_by_side` says so (`pinned`: whether pinned numerics are on, which makes that
-    the faster choice for wide nets too), else one after the other with `engine` (a key of
+    side where `side_by_side` says so, else one after the other with `engine` (a key of
     engine.TRAINERS); the final metrics are the model's (the best epoch's, with early stopping) on
     all images, as evaluate sees it."""
     sgd = sgd_recipe(recipe, train_metrics)
-    if side_by_side(recipe, cfg, engine, len(seeds), pinned):
+    if side_by_side(recipe, cfg, engine, len(seeds)):
         with hooks.scope(seeds):
             return _train_side_by_side(recipe, cfg, train, val, sgd, seeds, hooks)
     runs = []
