@@ -2,13 +2,15 @@
 
     .venv/bin/python benchmarks/numerics.py            # 2 rounds, about 3 minutes on 2 cores
     .venv/bin/python benchmarks/numerics.py --rounds 3
+    .venv/bin/python benchmarks/numerics.py --only seeds_one_by_one seeds_side_by_side
 
 Each workload runs in a fresh process (the settings are read when numpy and torch load), pinned and
 fast taking turns, so a busy neighbour slows both alike; the table gives the median seconds and the
 ratio pinned / fast. Data: 10,000 training and 2,000 validation images of the real size (generated).
 Workloads: one epoch of the book's 3072-512-2 net (fused step, Gram blocks), one epoch of three
-3072-32-2 nets side by side, one epoch of the chapter-8 convnet, and the shift test of the book net
-(17 x 17 shifts of the 2,000 validation images).
+3072-32-2 nets side by side, one epoch of the chapter-8 convnet, the shift test of the book net
+(17 x 17 shifts of the 2,000 validation images), and one epoch of three book nets (seeds 0, 1, 2),
+one by one and side by side, as the training stage may train a variant's seeds (`train.variant`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,14 @@ import sys
 
 from birdplane import provenance
 
-WORKLOADS = ("book_epoch", "narrow_side_by_side_epoch", "cnn_epoch", "shift_test")
+WORKLOADS = (
+    "book_epoch",
+    "narrow_side_by_side_epoch",
+    "cnn_epoch",
+    "shift_test",
+    "seeds_one_by_one",
+    "seeds_side_by_side",
+)
 
 CHILD = r"""
 import json, sys, time
@@ -54,6 +63,16 @@ elif which == "narrow_side_by_side_epoch":
 elif which == "cnn_epoch":
     cfg = ModelConfig(arch="cnn", channels=(16, 8), hidden=(32,))
     engine.train(build_model(cfg), train, val, sgd, seed=0)
+elif which == "seeds_one_by_one":
+    for seed in (0, 1, 2):
+        torch.manual_seed(seed)
+        engine.train(build_model(ModelConfig()), train, val, sgd, seed=seed)
+elif which == "seeds_side_by_side":
+    models = []
+    for seed in (0, 1, 2):
+        torch.manual_seed(seed)
+        models.append(build_model(ModelConfig()))
+    train_many(models, train, val, sgd, seeds=[0, 1, 2])
 elif which == "shift_test":
     shift_test(build_model(ModelConfig()).eval(), val[0].view(-1, 3, 32, 32), val[1], 8, ["fill"], 4)
 print(json.dumps({"seconds": time.perf_counter() - t, "mode": numerics.describe()["mode"]}))
@@ -73,15 +92,17 @@ def run(which: str, mode: str) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--only", nargs="+", choices=WORKLOADS, help="these workloads (default: all)")
     args = ap.parse_args()
+    workloads = args.only or WORKLOADS
     times: dict[tuple[str, str], list[float]] = {}
     for _ in range(args.rounds):
-        for which in WORKLOADS:
+        for which in workloads:
             for mode in ("pinned", "fast"):
                 times.setdefault((which, mode), []).append(run(which, mode))
     print(f"{provenance.cpu()[0]}, {os.cpu_count()} CPUs, median of {args.rounds} rounds")
     print("| workload | pinned (s) | fast (s) | pinned / fast |\n| --- | ---: | ---: | ---: |")
-    for which in WORKLOADS:
+    for which in workloads:
         p, f = (statistics.median(times[(which, m)]) for m in ("pinned", "fast"))
         print(f"| {which.replace('_', ' ')} | {p:.2f} | {f:.2f} | {p / f:.2f} |")
 
