@@ -1,6 +1,6 @@
 """What pinned numerics cost: the pipeline's workloads with pinned and with fast numerics, in one run.
 
-    .venv/bin/python benchmarks/numerics.py            # 2 rounds, about 3 minutes on 2 cores
+    .venv/bin/python benchmarks/numerics.py            # 2 rounds, about 4 minutes on 2 cores
     .venv/bin/python benchmarks/numerics.py --rounds 3
     .venv/bin/python benchmarks/numerics.py --only seeds_one_by_one seeds_side_by_side
 

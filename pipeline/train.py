@@ -74,7 +74,7 @@ def main() -> None:
             "mlflow_experiment": params.mlflow.experiment,
             "train_seconds": train_seconds,
             "seconds_per_epoch": train_seconds / sum(len(r.history) for r in runs),
-            "side_by_side": side_by_side(recipe, cfg, params.train.engine, len(seeds)),
+            "side_by_side": side_by_side(recipe, cfg, params.train.engine, len(seeds), device.type),
             **provenance.record(str(device), tags["git_commit"]),
         }
         write_outputs(args, params, recipe, cfg, runs, (train, val), log, t_start)

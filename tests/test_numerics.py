@@ -120,19 +120,32 @@ def test_pinned_products_compute_what_torch_computes():
 @pytest.mark.parametrize("beta, alpha", [(1, -0.01), (1, 1), (1, 0), (0.98, -0.01)])
 def test_in_place_products_are_the_bits_of_the_plain_ones(beta, alpha):
     """addmm_ and baddbmm_ (the fused SGD step's weight updates) add into the weights without a
-    copy where they can: the same bits as addmm and baddbmm, -0.0 and all."""
+    copy where they can: the same bits as addmm and baddbmm, -0.0 and all, for a transposed self
+    and for a self that is also an operand; a self torch would refuse is still refused."""
     numerics.install()
     g = torch.Generator().manual_seed(2)
-    w, a, b = torch.randn(3, 40, 70, generator=g), torch.randn(3, 40, 9), torch.randn(3, 9, 70)
+    w = torch.randn(3, 40, 70, generator=g)
+    a, b = torch.randn(3, 40, 9, generator=g), torch.randn(3, 9, 70, generator=g)
     w[0, 0, :3] = -0.0
     expected = torch.baddbmm(w, a, b, beta=beta, alpha=alpha)
-    assert torch.equal(w.clone().baddbmm_(a, b, beta=beta, alpha=alpha), expected)
+    got = w.clone().baddbmm_(a, b, beta=beta, alpha=alpha)
+    assert torch.equal(got, expected) and torch.equal(got.signbit(), expected.signbit())
+    expected = torch.addmm(w[0], a[0], b[0], beta=beta, alpha=alpha)
+    got = w[0].clone().addmm_(a[0], b[0], beta=beta, alpha=alpha)
+    assert torch.equal(got, expected) and torch.equal(got.signbit(), expected.signbit())
+    square = torch.randn(40, 40, generator=g)
+    wt = square.t().contiguous().t()  # a column-major self
     assert torch.equal(
-        w[0].clone().addmm_(a[0], b[0], beta=beta, alpha=alpha),
-        torch.addmm(w[0], a[0], b[0], beta=beta, alpha=alpha),
+        wt.clone().addmm_(a[0], a[0].t(), beta=beta, alpha=alpha),
+        torch.addmm(wt, a[0], a[0].t(), beta=beta, alpha=alpha),
     )
-    signs = torch.signbit(w.clone().baddbmm_(a, b, beta=beta, alpha=alpha))
-    assert torch.equal(signs, torch.signbit(expected))
+    itself = square.clone()  # self as the first operand: the product is taken before self changes
+    assert torch.equal(
+        itself.addmm_(itself, square, beta=beta, alpha=alpha),
+        torch.addmm(square, square, square, beta=beta, alpha=alpha),
+    )
+    with pytest.raises(RuntimeError):
+        torch.zeros(3, 40, 70).baddbmm_(a[:1], b[:1], beta=beta, alpha=alpha)  # no broadcast
 
 
 @pinned

@@ -3,6 +3,7 @@ and curves: bit for bit with pinned numerics, else to float rounding), the metri
 section, the per-seed and mean curves, and the MLflow runs of tracking.SeedLogger with all seeds'
 runs open at once (a temporary SQLite store)."""
 
+import functools
 import os
 
 import pytest
@@ -61,9 +62,9 @@ def train(r, seeds=SEEDS, **kw):
 
 
 def test_which_recipes_train_their_seeds_side_by_side():
-    def at_once(n_seeds=3, engine="fused", pinned=True, **kw):
+    def at_once(n_seeds=3, engine="fused", pinned=True, device="cpu", **kw):
         r = recipe(**kw)
-        return side_by_side(r, model_config(r, 2), engine, n_seeds, pinned)
+        return side_by_side(r, model_config(r, 2), engine, n_seeds, device, pinned)
 
     assert (
         at_once()
@@ -74,6 +75,7 @@ def test_which_recipes_train_their_seeds_side_by_side():
     assert not at_once(n_seeds=1) and not at_once(engine="autograd")
     # unpinned (MKL) the wide nets train one by one: side by side was slower there
     assert at_once(hidden=(256,), pinned=False) and not at_once(hidden=(512,), pinned=False)
+    assert at_once(hidden=(256,), device="cuda") and not at_once(hidden=(512,), device="cuda")
     assert not at_once(augment_shift=2) and not at_once(dropout=0.5)
     assert not at_once(arch="cnn", channels=(4,), hidden=(8,))
 
@@ -87,6 +89,8 @@ def test_seeds_side_by_side_are_the_models_each_seed_gets_alone(monkeypatch, reg
     """With pinned numerics bit for bit: every weight and every figure of every epoch (so the stage
     may train seeds side by side for speed alone); unpinned, to float rounding."""
     calls, train_many = [], variant.train_many
+    # side by side whatever the mode (unpinned the wide nets would train one by one)
+    monkeypatch.setattr(variant, "side_by_side", functools.partial(side_by_side, pinned=True))
 
     def spy(*args, **kw):
         calls.append(kw["seeds"])

@@ -231,8 +231,9 @@ def _combine(product, self, beta, alpha):
 def _combine_into(self, product, beta, alpha):
     """_combine's bits, written into self (the in-place forms: the fused SGD step's weights). With
     beta == 1 the sum goes straight into self, one pass over the weights fewer than a copy of the
-    result (a + b and b + a are the same float); otherwise _combine, then a copy."""
-    if beta != 1:
+    result (a + b and b + a are the same float); otherwise (and for a self that torch's in-place
+    product would refuse or round through another dtype) _combine, then a copy."""
+    if beta != 1 or self.shape != product.shape or self.dtype != product.dtype:
         return self.copy_(_combine(product, self, beta, alpha))
     if alpha == 0:
         product.zero_()  # as _combine: +0 added, so -0.0 in self becomes +0.0 there too
@@ -380,10 +381,15 @@ def _register(torch) -> None:
     _library = lib  # registrations last as long as the Library object
 
 
+def mode() -> str:
+    """This process's mode: the one install() set, else the one it would set (requested_mode)."""
+    return _installed or requested_mode()
+
+
 def describe() -> dict[str, object]:
     """What decides the bits in this process, for provenance (logs/, never a stage's dependency)."""
     info: dict[str, object] = {
-        "mode": _installed or requested_mode(),
+        "mode": mode(),
         "machine": platform.machine(),
     }
     if info["mode"] == PINNED:

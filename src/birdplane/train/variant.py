@@ -79,23 +79,29 @@ def best_of(history: list[EpochStats]) -> dict[str, Any]:
 
 
 # Unpinned, the seeds of a first layer this wide train one by one: side by side took 1.12-1.23 times
-# as long there (MKL; Intel Xeon 2026-11, AMD EPYC 2026-12-03), pinned 0.84-0.88 (OpenBLAS; the same
-# bits either way). docs/performance.md, "Figures behind the code's choices".
+# as long there (MKL; Intel Xeon 2026-11, AMD EPYC 2026-12-03), pinned on the CPU 0.84-0.87
+# (OpenBLAS; the same bits either way). docs/performance.md, "Figures behind the code's choices".
 UNPINNED_SIDE_BY_SIDE_BELOW_UNITS = 512
 
 
 def side_by_side(
-    recipe, cfg: ModelConfig, engine: str, n_seeds: int, pinned: bool | None = None
+    recipe,
+    cfg: ModelConfig,
+    engine: str,
+    n_seeds: int,
+    device: str = "cpu",
+    pinned: bool | None = None,
 ) -> bool:
     """Whether the seeds train at once (birdplane.train.fast.train_many): several seeds of a fused
-    mlp. Each seed's steps are the products it takes alone, so with pinned numerics its model and
-    curves are the same bits as one by one (tests/test_train_variant.py), and faster at every
-    width; unpinned the same models to float rounding, faster only below
-    UNPINNED_SIDE_BY_SIDE_BELOW_UNITS. `pinned`: whether numerics are pinned, by default this
-    process's (birdplane.numerics). Not with augmentation (train_many has none) nor dropout (its
-    masks are drawn once for all models, so a seed's model would depend on the seeds beside it)."""
+    mlp. Each seed's steps are the products it takes alone, so with pinned numerics on the CPU its
+    model and curves are the same bits as one by one (tests/test_train_variant.py), and faster
+    where measured (3 x 3072-512-2: 0.84-0.87); otherwise (unpinned, or on CUDA, where 512 units
+    side by side were not measured) the same models to float rounding, side by side only below
+    UNPINNED_SIDE_BY_SIDE_BELOW_UNITS. `pinned`: by default this process's numerics mode. Not with
+    augmentation (train_many has none) nor dropout (its masks are drawn once for all models, so a
+    seed's model would depend on the seeds beside it)."""
     if pinned is None:
-        pinned = numerics.describe()["mode"] == numerics.PINNED
+        pinned = numerics.mode() == numerics.PINNED
     first_layer = (cfg.hidden or (cfg.n_classes,))[0]
     return (
         n_seeds > 1
@@ -103,7 +109,7 @@ def side_by_side(
         and cfg.arch == "mlp"
         and not recipe.augment_shift
         and not cfg.dropout
-        and (pinned or first_layer < UNPINNED_SIDE_BY_SIDE_BELOW_UNITS)
+        and ((pinned and device == "cpu") or first_layer < UNPINNED_SIDE_BY_SIDE_BELOW_UNITS)
     )
 
 
@@ -138,7 +144,7 @@ def train_variant(
     engine.TRAINERS); the final metrics are the model's (the best epoch's, with early stopping) on
     all images, as evaluate sees it."""
     sgd = sgd_recipe(recipe, train_metrics)
-    if side_by_side(recipe, cfg, engine, len(seeds)):
+    if side_by_side(recipe, cfg, engine, len(seeds), train[0].device.type):
         with hooks.scope(seeds):
             return _train_side_by_side(recipe, cfg, train, val, sgd, seeds, hooks)
     runs = []

@@ -3,7 +3,7 @@
     fused.py    the SGD step without autograd: each weight gradient added straight into its weights
                 (one pass over the 3072 x 512 matrix per update), and Gram blocks (the first
                 layer's products for 4 minibatches at once, corrected exactly for their updates)
-    batched.py  K small nets as stacked tensors, one batched product per layer for all of them
+    batched.py  K nets as stacked tensors, one batched product per layer for all of them
     graphs.py   a whole epoch captured once as a CUDA graph and replayed
     epochs.py   the epochs these run in: index batches on the device, the K-model epoch loop
 

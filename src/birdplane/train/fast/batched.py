@@ -1,10 +1,12 @@
-"""Many small MLPs trained at once: stacked weights, batched matrix products.
+"""Many MLPs trained at once: stacked weights, batched matrix products.
 
 A capacity sweep trains dozens of small networks (widths 2 ... 1024, several seeds). One at a time,
 a 3072-8-2 net spends its step launching a dozen tiny operations; K of them stacked into
 (K, out, in) weight tensors take one batched product per layer for all K. Each model keeps its
 own initialisation and its own batch order (its seed), so the result is the same as training the K
-models one by one with birdplane.train.fast.train (to float rounding; a test checks it).
+models one by one with birdplane.train.fast.train: for models of one width (a variant's seeds, a
+sweep configuration's) each takes the products it takes alone, so with pinned numerics on the CPU
+the same bits; padded widths or unpinned, to float rounding (tests check both).
 
 Widths may differ: every layer is zero-padded to the widest model and a mask keeps the padding
 units at exactly zero (no output, no gradient), whatever the activation. Weight decay, dropout
@@ -195,17 +197,16 @@ class BatchedMLP:
         self, x: torch.Tensor, y: torch.Tensor
     ) -> tuple[list[float], list[float]]:
         """Each model's mean loss and accuracy on (x, y). On the CPU each model is measured as it
-        would be alone (its weights written back, inference.loss_and_accuracy): the training steps
-        are the same products per model as one by one, so with pinned numerics a seed's model and
-        curves are the same bits whichever seeds train beside it. On CUDA one batched pass for all
-        K (K passes would cost K times the launches, and CUDA has no exact bits to keep)."""
+        would be alone (its weights written back, inference.loss_and_accuracy): with one width the
+        training steps are the products each model takes alone, so with pinned numerics a seed's
+        model and curves are the same bits whichever seeds train beside it. On CUDA one batched
+        pass for all K (K passes would cost K times the launches, and CUDA has no exact bits)."""
+        loss_fn = LOSSES[self.loss].mean
         if x.device.type == "cpu":
             self.write_back()
-            loss_fn = LOSSES[self.loss].mean
             figures = [inference.loss_and_accuracy(m, loss_fn, x, y) for m in self._models]
             return [loss for loss, _ in figures], [acc for _, acc in figures]
         out = self.predict(x)
-        loss_fn = LOSSES[self.loss].mean
         losses = [float(loss_fn(out[k], y)) for k in range(self.k)]
         correct = (out.argmax(2) == y).sum(1).tolist()
         return losses, [c / len(y) for c in correct]
