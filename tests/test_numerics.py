@@ -229,7 +229,7 @@ with torch.no_grad():
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="getrusage's page faults")
 def test_large_convolutions_reuse_their_column_memory():
     # without the workspace every call took its 38 MB of columns fresh from the kernel: zeroed
-    # pages, 8.5 million faults and 21 s of system time in the convnet's shift test
+    # pages, 9.3 million faults and 21 s of system time in the convnet's shift test
     r = python(FAULTS)
     assert r.returncode == 0, r.stderr
     convolutions, fresh = map(int, r.stdout.split())

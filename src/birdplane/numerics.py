@@ -297,17 +297,18 @@ _columns_memory = None
 
 
 def _workspace(numel, dtype):
-    """numel elements of memory for _columns, the same each call while it is large enough. The
-    columns of a 256-image chunk of the convnet's second layer are 38 MB, over glibc's 32 MB ceiling
-    for reusing freed memory (process.keep_freed_memory), so a fresh tensor for each came from the
-    kernel as zeroed pages: 8.5 million page faults and 21 s of system time in the convnet's shift
-    test (docs/performance.md)."""
+    """numel elements of memory for _columns, the same each call while it is large enough (and of
+    the same dtype). The columns of a 256-image chunk of the convnet's second layer are 38 MB, over
+    glibc's 32 MB ceiling for reusing freed memory (process.keep_freed_memory), so a fresh tensor for
+    each came from the kernel as zeroed pages: 9.3 million page faults and 21 s of system time in the
+    convnet's shift test (docs/performance.md). One buffer per process: convolutions run on one
+    thread at a time here (no DataLoader threads; CPU autograd runs on the calling thread)."""
     global _columns_memory
     import torch
 
     if _columns_memory is None or _columns_memory.dtype != dtype or _columns_memory.numel() < numel:
         _columns_memory = None  # the old one freed before the new one is taken
-        _columns_memory = torch.empty(numel, dtype=dtype)
+        _columns_memory = torch.empty(numel, dtype=dtype, device="cpu")
     return _columns_memory[:numel]
 
 
