@@ -4,7 +4,9 @@ book net with each regularizer, and the book net with each loss at each learning
 each, trained K at a time, no recipe twice.
 
 Reads params `seed`, `train.device`, `train.batch_size`, `train.lr`, `train.train_metrics`,
-`sweep.*`, `mlflow.experiment`. Writes mean and std over seeds per configuration
+`sweep.*`, `mlflow.experiment`, and the training stages' checkpoints: a configuration a variant
+already trained (`w512` is `nll`'s first 30 epochs) is read from there, not trained again, with the
+same results (birdplane.checkpoint). Writes mean and std over seeds per configuration
 (metrics/sweep.json, plots/sweep/capacity.csv), every seed's result (plots/sweep/runs.csv), every
 epoch of every trained seed (plots/sweep/curves.csv) and the rule's pick for the `small` variant;
 one MLflow run `sweep` with a nested run per configuration.
@@ -24,6 +26,7 @@ def main() -> None:
             "stats": "metrics/stats.json (mean, std)",
             "metrics": "metrics/sweep.json",
             "plots": "folder for the sweep's CSV files",
+            "checkpoints": "the training stages' checkpoints (<variant>.pt)",
             "log": "timings, run id, provenance (.json)",
         },
     ).parse_args()
@@ -45,11 +48,14 @@ def main() -> None:
     train, val, classes, stats = load_tensors(args.data, args.stats, device)
     sw, seeds = params.sweep, [params.seed + i for i in range(params.sweep.seeds)]
     tags = run_tags(stats)
+    held = checkpoints(args, params.train.variants, len(classes))
     with tracking.variant_run(params.mlflow.experiment, "sweep", stage="sweep", tags=tags) as run:
         log_sweep_params(params)
         book = book_recipe(params)
         hooks = tracking.SweepLogger(tags, echo)
-        done = run_sweep(sw, train, val, book, seeds=seeds, n_classes=len(classes), hooks=hooks)
+        done = run_sweep(
+            sw, train, val, book, seeds=seeds, n_classes=len(classes), hooks=hooks, checkpoints=held
+        )
         metrics = sweep_metrics(sw, seeds, done.results)
         with outputs() as out:
             write_outputs(out, args.metrics, args.plots, done, metrics)
@@ -58,12 +64,39 @@ def main() -> None:
                 {
                     "mlflow_run_id": run.info.run_id,
                     "seconds": done.seconds,
+                    "from_checkpoints": {
+                        c: (args.checkpoints / f"{v}.pt").as_posix()
+                        for c, v in done.checkpointed.items()
+                    },
                     "stage_seconds": time.perf_counter() - t_start,
                     **provenance.record(str(device), tags["git_commit"]),
                 },
             )
+    for c, v in done.checkpointed.items():
+        print(f"[sweep] {c}: read from {(args.checkpoints / f'{v}.pt').as_posix()}, not trained")
     print_pick(metrics["small_rule"], done.results)
     print(f"[sweep] MLflow runs: {tracking.runs_address(experiment_id)}")
+
+
+def checkpoints(args, variants, n_classes: int) -> list:
+    """The checkpoints of the variants in params.yaml (a file left by a removed variant is not
+    read), each checked; those trained on other data or with other numerics are left out."""
+    from birdplane import checkpoint, numerics
+
+    here = checkpoint.Computation(
+        "fused", numerics.mode(), checkpoint.inputs_md5(args.data, args.stats)
+    )
+    held = []
+    for v in variants:
+        path = args.checkpoints / f"{v}.pt"
+        if not path.is_file():
+            continue
+        ck = checkpoint.read_checkpoint(path, n_classes)
+        if ck.computation == here:
+            held.append(ck)
+        else:
+            print(f"[sweep] {path.as_posix()} not read: trained with {ck.computation}, not {here}")
+    return held
 
 
 def run_tags(stats: dict) -> dict:

@@ -1,10 +1,12 @@
 """Stage `train@<variant>`: train one variant of `train.variants` and record its per-epoch history.
 
 Reads params `seed`, `train.device`, `train.engine`, `train.train_metrics`, `train.epochs`,
-`train.batch_size`, `train.lr`, `train.seeds`, `train.variants.<variant>`, `evaluate.calibration_bins`,
-`mlflow.experiment`. With several seeds every seed trains its own model; the first seed's model is
-the variant's model (saved, evaluated, shift-tested), the metrics add mean and std over all seeds
-and each seed's figures, the plot is the mean curve and the seed curves are each seed's.
+`train.batch_size`, `train.lr`, `train.seeds`, `train.checkpoint_epoch`, `train.variants.<variant>`,
+`evaluate.calibration_bins`, `mlflow.experiment`. With several seeds every seed trains its own
+model; the first seed's model is the variant's model (saved, evaluated, shift-tested), the metrics
+add mean and std over all seeds and each seed's figures, the plot is the mean curve and the seed
+curves are each seed's; the checkpoint holds every seed's weights at `train.checkpoint_epoch`
+(birdplane.checkpoint), for the sweep.
 """
 
 import time
@@ -24,6 +26,7 @@ def arguments():
             "metrics": "final metrics (.json)",
             "plot": "per-epoch history, the mean over the seeds (.csv)",
             "seed-curves": "per-epoch history of every seed (.csv)",
+            "checkpoint": "every seed's weights at train.checkpoint_epoch, for the sweep (.pt)",
             "train-log": "timings, run id, provenance (.json)",
         },
     )
@@ -45,7 +48,7 @@ def main() -> None:
 
     from birdplane.inputs import load_tensors
     from birdplane.train import engine
-    from birdplane.train.variant import model_config, side_by_side, train_variant
+    from birdplane.train.variant import Options, model_config, side_by_side, train_variant
 
     device = engine.resolve_device(params.train.device)
     train, val, classes, stats = load_tensors(args.data, args.stats, device)
@@ -63,8 +66,9 @@ def main() -> None:
             train,
             val,
             seeds=seeds,
-            engine=params.train.engine,
-            train_metrics=params.train.train_metrics,
+            options=Options(
+                params.train.engine, params.train.train_metrics, params.train.checkpoint_epoch
+            ),
             hooks=tracking.SeedLogger(v, stage, seeds, run_params, tags, echo),
         )
         train_seconds = time.perf_counter() - t_train
@@ -146,6 +150,9 @@ def write_outputs(args, params, recipe, cfg, runs, data, log: dict, t_start: flo
     blob = model_bytes(first.model, cfg)
     with outputs() as out:
         out.write_bytes(args.model, blob)
+        out.write_bytes(
+            args.checkpoint, checkpoint_bytes(params, recipe, cfg, runs, (args.data, args.stats))
+        )
         tracking.tag_model(blob)  # evaluate and shift-test find this run by the model file's md5
         out.write_json(
             args.metrics,
@@ -159,6 +166,23 @@ def write_outputs(args, params, recipe, cfg, runs, data, log: dict, t_start: flo
         )
         tracking.log_final(log["train_seconds"], first.final)
         out.write_json(args.train_log, {**log, "stage_seconds": time.perf_counter() - t_start})
+
+
+def checkpoint_bytes(params, recipe, cfg, runs, inputs) -> bytes:
+    """checkpoints/<variant>.pt: the seeds' weights at train.checkpoint_epoch and what decides
+    their bits (none kept without it, or where training ended before it); `inputs`: the data and
+    stats files it trained on."""
+    from dataclasses import replace
+
+    from birdplane import checkpoint, numerics
+    from birdplane.train.variant import sgd_recipe
+
+    epoch = params.train.checkpoint_epoch
+    sgd = replace(sgd_recipe(recipe, params.train.train_metrics), epochs=epoch or recipe.epochs)
+    computation = checkpoint.Computation(
+        params.train.engine, numerics.mode(), checkpoint.inputs_md5(*inputs)
+    )
+    return checkpoint.checkpoint_bytes(checkpoint.of_runs(recipe.name, cfg, sgd, computation, runs))
 
 
 if __name__ == "__main__":

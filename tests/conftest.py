@@ -108,7 +108,7 @@ def project_env(url: str, md5: str, **extra) -> dict[str, str]:
     return env
 
 
-TINY_TRAIN = {"epochs": 2, "batch_size": 16}
+TINY_TRAIN = {"epochs": 2, "batch_size": 16, "checkpoint_epoch": 2}
 VARIANTS = ("nll", "mse", "small", "augmented", "cnn")
 TINY_SWEEP = {
     "seeds": 2,

@@ -399,7 +399,13 @@ def model_cases(rng: random.Random) -> list[Case]:
             saved({"config": cfg.to_dict(), "state_dict": [1]}),
             names="not a mapping",
         ),
-        Case("larger than any model", "model", target, None, names="more than a model within"),
+        Case(
+            "larger than any model",
+            "model",
+            target,
+            None,
+            names="more than a file of models within",
+        ),
     ]
     return cases
 

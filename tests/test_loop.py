@@ -75,7 +75,7 @@ def test_the_variant_stage_trains_with_the_engine_params_yaml_names(monkeypatch)
         monkeypatch.setitem(
             engine.TRAINERS, name, lambda *a, _which=name, **kw: called.append(_which) or []
         )
-    monkeypatch.setattr(variant, "_result", lambda *a: None)
+    monkeypatch.setattr(variant, "_result", lambda *a: variant.SeedRun(0, None, [], {}))
     from birdplane.config import Recipe
 
     r = Recipe(
@@ -92,7 +92,9 @@ def test_the_variant_stage_trains_with_the_engine_params_yaml_names(monkeypatch)
     )
     data = (torch.zeros(4, 3072), torch.zeros(4, dtype=torch.long))
     for name in ("autograd", "fused"):
-        variant.train_variant(r, variant.model_config(r, 2), data, data, seeds=[0], engine=name)
+        variant.train_variant(
+            r, variant.model_config(r, 2), data, data, seeds=[0], options=variant.Options(name)
+        )
     assert called == ["autograd", "fused"]
 
 

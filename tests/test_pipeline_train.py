@@ -373,10 +373,14 @@ def test_sweep_summarises_every_configuration_over_seeds(pipeline):
         "dropout",
         "early_stopping",
     ]
-    # base_width 8 at train.lr is w8: not trained again, nor for early stopping
-    assert cfgs["nll_lr0.01"]["same_as"] == "w8" and cfgs["early_stopping"]["read_from"] == "w8"
+    # base_width 8 at train.lr is w8: not trained again. w8 is `small` (3072-8-2, the same recipe
+    # and seeds, kept at epoch 2 = sweep.epochs): read from its checkpoint, so early stopping,
+    # which reads a trained w8's epochs, trains on its own
+    assert cfgs["nll_lr0.01"]["same_as"] == "w8" and "read_from" not in cfgs["early_stopping"]
+    log = read_json(proj / "logs/sweep.json")
+    assert log["from_checkpoints"] == {"w8": "checkpoints/small.pt"}
     curves = pd.read_csv(proj / "plots/sweep/curves.csv")
-    assert sorted(set(curves["config"])) == sorted(set(cfgs) - {"nll_lr0.01", "early_stopping"})
+    assert sorted(set(curves["config"])) == sorted(set(cfgs) - {"nll_lr0.01"})
     runs = pd.read_csv(proj / "plots/sweep/runs.csv")
     assert len(runs) == len(cfgs) * TINY_SWEEP["seeds"]
     for name, c in cfgs.items():

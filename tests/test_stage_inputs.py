@@ -163,7 +163,7 @@ def test_a_file_larger_than_any_model_is_refused_unread(model_file):
     path, _, _ = model_file
     with path.open("r+b") as f:
         f.truncate(modelfile.MAX_FILE_BYTES + 1)  # sparse: nothing is written
-    assert "more than a model within params.yaml's bounds" in refusal(path)
+    assert "more than a file of models within params.yaml's bounds" in refusal(path)
 
 
 # ---- the JSON and CSV files

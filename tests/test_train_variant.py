@@ -19,6 +19,8 @@ from birdplane.summary import spread
 from birdplane.train import variant
 from birdplane.train.sgd import EpochStats
 from birdplane.train.variant import (
+    Hooks,
+    Options,
     SeedRun,
     history_rows,
     mean_rows,
@@ -58,7 +60,10 @@ def recipe(**kw):
 
 
 def train(r, seeds=SEEDS, **kw):
-    return train_variant(r, model_config(r, 2), *data(), seeds=seeds, **kw)
+    hooks = kw.pop("hooks", Hooks())
+    return train_variant(
+        r, model_config(r, 2), *data(), seeds=seeds, options=Options(**kw), hooks=hooks
+    )
 
 
 def test_which_recipes_train_their_seeds_side_by_side():

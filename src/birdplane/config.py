@@ -257,6 +257,9 @@ class TrainConfig(_Strict):
     batch_size: Annotated[int, Field(ge=1, le=65_536)]
     lr: Annotated[float, Field(gt=0, le=1e6)]
     seeds: Annotated[int, Field(ge=1, le=100)]  # models per variant, seeds seed, seed+1, ...
+    # each seed's weights at the end of this epoch go to checkpoints/<variant>.pt, from which the
+    # sweep reads its runs of a variant's recipe (birdplane.checkpoint); null: none kept
+    checkpoint_epoch: Annotated[int, Field(ge=1, le=10_000)] | None = None
     variants: dict[str, VariantConfig]
 
     @field_validator("variants")

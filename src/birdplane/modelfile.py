@@ -65,41 +65,42 @@ def recovery(path: Path) -> str:
     return dvc_recovery(path, f"run `dvc repro -f train@{path.stem}` (or `dvc checkout {path}`)")
 
 
-class _Refused(Exception):
+class Refused(Exception):
     """What is wrong with the file; read_checked adds its name and the way to a good copy."""
 
 
-def _check_container(path: Path) -> None:
-    """Size and zip directory, before torch reads anything (step 1 of the module's docstring)."""
+def check_container(path: Path, max_bytes: int = MAX_FILE_BYTES) -> None:
+    """Size and zip directory, before torch reads anything (step 1 of the module's docstring);
+    `max_bytes`: the most a file of its kind can need (a checkpoint holds several models)."""
     if not path.is_file():
         raise ModelFileError(
             f"{path} does not exist: run `dvc repro train@{path.stem}` (or `dvc checkout {path}`)"
         )
     size = path.stat().st_size
-    if size > MAX_FILE_BYTES:
-        raise _Refused(
-            f"{size:,} bytes, more than a model within params.yaml's bounds can be "
-            f"({MAX_FILE_BYTES:,} bytes for {MAX_PARAMETERS:,} parameters)"
+    if size > max_bytes:
+        raise Refused(
+            f"{size:,} bytes, more than a file of models within params.yaml's bounds can be "
+            f"({max_bytes:,} bytes; {MAX_PARAMETERS:,} parameters per model)"
         )
     with path.open("rb") as f:
         if f.read(4) != b"PK\x03\x04":
-            raise _Refused("not a zip file (torch.save writes one)")
+            raise Refused("not a zip file (torch.save writes one)")
     try:
         with zipfile.ZipFile(path) as z:
             records = z.infolist()
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
-        raise _Refused(
+        raise Refused(
             f"truncated or corrupt: its zip directory is unreadable ({printable(str(e), 100)})"
         ) from None
     if len(records) > MAX_RECORDS:
-        raise _Refused(f"{len(records):,} records in its zip, more than a model has")
+        raise Refused(f"{len(records):,} records in its zip, more than a model has")
     if any(r.compress_type != zipfile.ZIP_STORED for r in records):
-        raise _Refused("a compressed record in its zip (torch.save stores them uncompressed)")
+        raise Refused("a compressed record in its zip (torch.save stores them uncompressed)")
     if sum(r.file_size for r in records) > size:
-        raise _Refused("its zip's records claim more bytes than the file has")
+        raise Refused("its zip's records claim more bytes than the file has")
 
 
-def _load_blob(path: Path) -> Any:
+def load_blob(path: Path) -> Any:
     """torch.load without running code and without reading the tensors into memory."""
     import torch
 
@@ -109,7 +110,7 @@ def _load_blob(path: Path) -> Any:
             return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except pickle.UnpicklingError:
         # torch's message suggests weights_only=False: that would run whatever the file names
-        raise _Refused(
+        raise Refused(
             "its pickle asks for objects a model file never holds (only tensors and plain "
             "containers are loaded; nothing in the file was run)"
         ) from None
@@ -118,7 +119,7 @@ def _load_blob(path: Path) -> Any:
     ) as e:  # a damaged zip or pickle fails with anything from RuntimeError to KeyError
         why = printable(str(e).split("\n", 1)[0], 120)
         why = type(e).__name__ if "weights_only" in why else f"{type(e).__name__}: {why}"
-        raise _Refused(f"torch cannot read it ({why})") from None
+        raise Refused(f"torch cannot read it ({why})") from None
 
 
 def _is_int(x: object) -> bool:
@@ -194,7 +195,7 @@ def expected_shapes(cfg) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def _state_problem(state: object, cfg) -> str | None:
+def state_problem(state: object, cfg) -> str | None:
     """What makes `state` not the state_dict of build_model(cfg), or None; finite float32 values."""
     import torch
 
@@ -230,27 +231,27 @@ def read_checked(
     path = Path(path)
     try:
         return _read(path, n_classes)
-    except _Refused as e:
+    except Refused as e:
         raise ModelFileError(
             f"{path}: {e}; not a model file the training stage wrote: {fix or recovery(path)}"
         ) from None
 
 
 def _read(path: Path, n_classes: int | None) -> tuple[ModelConfig, dict]:
-    _check_container(path)
-    blob = _load_blob(path)
+    check_container(path)
+    blob = load_blob(path)
     if not isinstance(blob, dict) or set(blob) != {"config", "state_dict"}:
         keys = sorted(map(str, blob)) if isinstance(blob, dict) else type(blob).__name__
-        raise _Refused(f"it holds {printable(repr(keys), 80)}, not a config and a state_dict")
+        raise Refused(f"it holds {printable(repr(keys), 80)}, not a config and a state_dict")
     problem = config_problem(blob["config"])
     if problem:
-        raise _Refused(problem)
+        raise Refused(problem)
     cfg = ModelConfig.from_dict(blob["config"])
     if n_classes is not None and cfg.n_classes != n_classes:
-        raise _Refused(f"it predicts {cfg.n_classes} classes, the prepared data has {n_classes}")
-    problem = _state_problem(blob["state_dict"], cfg)
+        raise Refused(f"it predicts {cfg.n_classes} classes, the prepared data has {n_classes}")
+    problem = state_problem(blob["state_dict"], cfg)
     if problem:
-        raise _Refused(problem)
+        raise Refused(problem)
     return cfg, blob["state_dict"]
 
 

@@ -7,7 +7,9 @@ with each of `sweep.regularizers`; and the learning-rate study: the book net wit
 Nothing is trained twice: a configuration equal to an earlier one (same net, loss, learning rate and
 regularizers) gets that one's result (`same_as`), and one that differs from an earlier one only by
 early stopping is read off that one's training (`read_from`; an EarlyStop watches it without
-stopping). In the learning-rate study a loss that becomes NaN is a result (`diverged`), not a crash.
+stopping). A configuration that a training stage already trained (same net, recipe and seeds, its
+weights kept at `sweep.epochs`: birdplane.checkpoint) is read from that stage's checkpoint. In
+the learning-rate study a loss that becomes NaN is a result (`diverged`), not a crash.
 Tracking stays outside, in `hooks`.
 """
 
@@ -18,9 +20,10 @@ import time
 from collections import defaultdict
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Sequence
 
 from birdplane.architecture import n_parameters
+from birdplane.checkpoint import Checkpoint, why_not
 from birdplane.inference import final_metrics, logit_gradients
 from birdplane.models import ModelConfig, build_model, describe, head_for
 from birdplane.summary import smallest_within_one_std, spread, spread_known
@@ -65,18 +68,21 @@ class Step:
     same_as: str | None = None  # an equal configuration before it, whose result it is
     read_from: str | None = None  # trained before without early stopping: its training is read
     watch: tuple[int, ...] = ()  # patiences read off this configuration's training
+    checkpoint: Checkpoint | None = None  # a variant's checkpoint that holds its training
 
 
 @dataclass
 class SweepRun:
     """run_sweep's results: per configuration the summary over seeds (metrics/sweep.json), one row
     per configuration and seed (runs.csv), one per trained configuration, seed and epoch
-    (curves.csv), and the seconds per configuration."""
+    (curves.csv), the seconds per configuration and the configurations read from a checkpoint
+    (name -> variant)."""
 
     results: dict[str, dict[str, Any]] = field(default_factory=dict)
     rows: list[dict[str, Any]] = field(default_factory=list)
     curves: list[dict[str, Any]] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    checkpointed: dict[str, str] = field(default_factory=dict)
 
 
 class Hooks:
@@ -113,19 +119,27 @@ def configurations(sweep, lr: float) -> list[Configuration]:
     return configs
 
 
-def plan(configs: list[Configuration]) -> list[Step]:
-    """Each recipe trained once: a configuration equal to an earlier one is `same_as` it; one with
-    early stopping whose recipe without it came earlier is `read_from` that one, which `watch`es
-    its patience."""
+def plan(
+    configs: list[Configuration], checkpointed: dict[str, Checkpoint] | None = None
+) -> list[Step]:
+    """Each recipe trained once: a configuration equal to an earlier one is `same_as` it; one in
+    `checkpointed` (name -> the checkpoint that holds it) is read from its `checkpoint`; one with early
+    stopping whose recipe without it was trained earlier is `read_from` that one, which `watch`es
+    its patience (a checkpoint's epochs were not watched: after one, early stopping trains)."""
+    checkpointed = checkpointed or {}
     first: dict[tuple, str] = {}
+    trained: dict[tuple, str] = {}
     steps = []
     for c in configs:
         without_stopping = replace(c, patience=None).recipe if c.patience is not None else None
         if c.recipe in first:
             steps.append(Step(c, same_as=first[c.recipe]))
-        else:
-            steps.append(Step(c, read_from=first.get(without_stopping)))
+        elif c.name in checkpointed:
+            steps.append(Step(c, checkpoint=checkpointed[c.name]))
             first[c.recipe] = c.name
+        else:
+            steps.append(Step(c, read_from=trained.get(without_stopping)))
+            first[c.recipe] = trained[c.recipe] = c.name
     watch = defaultdict(set)
     for s in steps:
         if s.read_from:
@@ -137,6 +151,28 @@ def model_config(c: Configuration, n_classes: int) -> ModelConfig:
     return ModelConfig(
         hidden=c.hidden, n_classes=n_classes, head=head_for(c.loss), dropout=c.dropout
     )
+
+
+def config_sgd(c: Configuration, book: SGD) -> SGD:
+    """How a configuration trains: the book's recipe with its loss, lr and regularizers."""
+    return replace(book, loss=c.loss, lr=c.lr, weight_decay=c.weight_decay, patience=c.patience)
+
+
+def from_checkpoints(
+    configs: list[Configuration],
+    checkpoints: Sequence[Checkpoint],
+    book: SGD,
+    seeds: list[int],
+    n_classes: int,
+) -> dict[str, Checkpoint]:
+    """name -> the first checkpoint that holds the configuration's training, where one does."""
+    found = {}
+    for c in configs:
+        cfg, sgd = model_config(c, n_classes), config_sgd(c, book)
+        holder = next((ck for ck in checkpoints if why_not(ck, cfg, sgd, seeds) is None), None)
+        if holder is not None:
+            found[c.name] = holder
+    return found
 
 
 def describe_config(c: Configuration, n_classes: int) -> dict[str, Any]:
@@ -163,33 +199,35 @@ def run_sweep(
     seeds: list[int],
     n_classes: int,
     hooks: Hooks = Hooks(),
+    checkpoints: Sequence[Checkpoint] = (),
 ) -> SweepRun:
     """Every configuration (configurations, plan). `book` is the book's recipe: train.lr,
-    train.batch_size, sweep.epochs; each configuration sets its own loss, lr and regularizers."""
-    out = SweepRun()
-    # (base, patience) -> the rows of its seeds
-    read_off: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    train.batch_size, sweep.epochs; each configuration sets its own loss, lr and regularizers.
+    `checkpoints` (birdplane.checkpoint, of this data, engine and numerics): what they hold is read."""
+    out, configs = SweepRun(), configurations(sweep, book.lr)
+    steps = plan(configs, from_checkpoints(configs, checkpoints, book, seeds, n_classes))
+    out.checkpointed = {s.config.name: s.checkpoint.variant for s in steps if s.checkpoint}
+    read_off: dict[tuple[str, int], list[dict[str, Any]]] = {}  # (base, patience) -> seed rows
 
-    def train_one(c: Configuration, watch: tuple[int, ...]) -> list[dict[str, Any]]:
-        rows, curves, derived = train_configuration(
-            c, watch, train, val, book, seeds=seeds, n_classes=n_classes, hooks=hooks
-        )
+    def rows_of(step: Step) -> list[dict[str, Any]]:  # trained or read; the curves go to `out`
+        c = step.config
+        if step.checkpoint:
+            rows, curves = read_configuration(c, step.checkpoint, (train, val), seeds, hooks)
+        else:
+            rows, curves, derived = train_configuration(
+                c, step.watch, train, val, book, seeds=seeds, n_classes=n_classes, hooks=hooks
+            )
+            read_off.update({(c.name, p): r for p, r in derived.items()})
         out.curves.extend(curves)
-        read_off.update({(c.name, p): r for p, r in derived.items()})
         return rows
 
-    for step in plan(configurations(sweep, book.lr)):
+    for step in steps:
         c, t0 = step.config, time.perf_counter()
         described = describe_config(c, n_classes)
         # a base that diverged gave nothing to read off: then early stopping trains on its own
         source = step.read_from if (step.read_from, c.patience) in read_off else None
-        params = {
-            "config": c.name,
-            **described,
-            "seeds": seeds,
-            "epochs": sweep.epochs,
-            **{k: v for k, v in (("same_as", step.same_as), ("read_from", source)) if v},
-        }
+        params = {"config": c.name, **described, "seeds": seeds, "epochs": sweep.epochs}
+        params |= origin(step, source)
         try:
             with hooks.scope(c, params):
                 if step.same_as:
@@ -198,7 +236,7 @@ def run_sweep(
                     rows = [{**r, "config": c.name} for r in read_off[source, c.patience]]
                     result = {**described, **summarize(rows), "read_from": source}
                 else:
-                    rows = train_one(c, step.watch)
+                    rows = rows_of(step)
                     result = {**described, **summarize(rows)}
                 out.seconds[c.name] = time.perf_counter() - t0
                 hooks.end(c, result, out.seconds[c.name])
@@ -211,6 +249,13 @@ def run_sweep(
         out.results[c.name] = result
         out.rows += rows
     return out
+
+
+def origin(step: Step, read_from: str | None) -> dict[str, str]:
+    """Where a configuration's result comes from, for its MLflow params (nothing: trained)."""
+    checkpoint = step.checkpoint and step.checkpoint.variant
+    named = {"same_as": step.same_as, "read_from": read_from, "checkpoint": checkpoint}
+    return {k: v for k, v in named.items() if v}
 
 
 def copied(out: SweepRun, same_as: str, c: Configuration) -> tuple[dict[str, Any], list[dict]]:
@@ -239,12 +284,11 @@ def train_configuration(
         seed_everything(seed)
         models.append(build_model(model_config(c, n_classes)).to(train[0].device))
     stops = [[EarlyStop(p) for p in watch] for _ in seeds]
-    sgd = replace(book, loss=c.loss, lr=c.lr, weight_decay=c.weight_decay, patience=c.patience)
     histories = train_many(
         models,
         train,
         val,
-        sgd,
+        config_sgd(c, book),
         seeds=seeds,
         names=[f"sweep {c.name} seed {s}" for s in seeds],
         watch=stops if watch else (),
@@ -254,11 +298,7 @@ def train_configuration(
         seed_row(c.name, seed, m, c.loss, h, train, val)
         for seed, m, h in zip(seeds, models, histories)
     ]
-    curves = [
-        {"config": c.name, "seed": seed, "epoch": s.epoch, **{k: getattr(s, k) for k in CURVE}}
-        for seed, h in zip(seeds, histories)
-        for s in h
-    ]
+    curves = curve_rows(c.name, seeds, histories)
     derived = {
         p: [
             early_stopped_row(c, seed, m, h, stop[i], train, val)
@@ -267,6 +307,33 @@ def train_configuration(
         for i, p in enumerate(watch)
     }
     return rows, curves, derived
+
+
+def read_configuration(
+    c: Configuration, ck: Checkpoint, data: tuple[Data, Data], seeds: list[int], hooks: Hooks
+) -> tuple[list[dict], list[dict]]:
+    """train_configuration's rows and curves for a configuration `ck` holds (checkpoint.why_not
+    is None): each seed's weights at the end of its epochs, and the epochs up to there; the
+    hooks see every epoch, as when it trains."""
+    (train, val), at = data, [ck.seeds.index(s) for s in seeds]
+    histories = [ck.histories[i] for i in at]
+    for stats in zip(*histories):
+        hooks.epoch(c, list(stats))
+    rows = []
+    for seed, i, history in zip(seeds, at, histories):
+        model = build_model(ck.config).to(train[0].device)
+        model.load_state_dict(ck.states[i])
+        rows.append(seed_row(c.name, seed, model, c.loss, history, train, val))
+    return rows, curve_rows(c.name, seeds, histories)
+
+
+def curve_rows(name: str, seeds: list[int], histories: list[list[EpochStats]]) -> list[dict]:
+    """curves.csv's rows of a configuration: one per seed and epoch."""
+    return [
+        {"config": name, "seed": seed, "epoch": s.epoch, **{k: getattr(s, k) for k in CURVE}}
+        for seed, h in zip(seeds, histories)
+        for s in h
+    ]
 
 
 def early_stopped_row(

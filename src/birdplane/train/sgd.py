@@ -122,3 +122,24 @@ class EarlyStop:
             elif epoch - self.best_epoch >= self.patience:
                 self.stopped_at = epoch
         return self.stopped_at is not None
+
+
+@dataclass
+class KeepEpoch:
+    """The weights of one model at the end of epoch `epoch` (what `snapshot` returned there), kept
+    while training goes on: a training stage keeps each seed's weights at `train.checkpoint_epoch`,
+    from which the sweep reads its shorter runs of the same recipe (birdplane.checkpoint). Watches
+    like an EarlyStop that never stops; `weights` stays None if training ends before `epoch`."""
+
+    epoch: int
+    weights: object = None
+
+    def update(self, epoch: int, val_accuracy: float, snapshot: Callable[[], object]) -> bool:
+        if epoch == self.epoch:
+            self.weights = snapshot()
+        return False
+
+
+Watcher = (
+    EarlyStop | KeepEpoch
+)  # what a training loop's `watch` holds: update(epoch, acc, snapshot)

@@ -23,9 +23,19 @@ from birdplane.models import ModelConfig, build_model, describe, head_for, n_par
 from birdplane.summary import spread, spread_known
 from birdplane.train.engine import TRAINERS, seed_everything
 from birdplane.train.fast import train_many
-from birdplane.train.sgd import SGD, EpochStats
+from birdplane.train.sgd import SGD, EpochStats, KeepEpoch
 
 Data = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Options:
+    """How a stage trains a recipe, beyond the recipe: params.yaml's train.engine,
+    train.train_metrics and train.checkpoint_epoch."""
+
+    engine: str = "fused"  # a key of engine.TRAINERS
+    train_metrics: str = "running"
+    checkpoint_epoch: int | None = None  # keep each seed's weights at the end of this epoch
 
 
 @dataclass
@@ -36,6 +46,9 @@ class SeedRun:
     final: dict[
         str, Any
     ]  # final_metrics of the trained model, plus its best epoch and epochs trained
+    # the model's state_dict at the end of Options.checkpoint_epoch; None where none was asked
+    # for or training ended before it
+    kept: dict[str, torch.Tensor] | None = None
 
 
 class Hooks:
@@ -135,40 +148,72 @@ def train_variant(
     val: Data,
     *,
     seeds: list[int],
-    engine: str = "fused",
-    train_metrics: str = "running",
+    options: Options = Options(),
     hooks: Hooks = Hooks(),
 ) -> list[SeedRun]:
     """Train the recipe once per seed (each seed its own initialisation and batch order), side by
-    side where `side_by_side` says so, else one after the other with `engine` (a key of
+    side where `side_by_side` says so, else one after the other with options.engine (a key of
     engine.TRAINERS); the final metrics are the model's (the best epoch's, with early stopping) on
-    all images, as evaluate sees it."""
-    sgd = sgd_recipe(recipe, train_metrics)
-    if side_by_side(recipe, cfg, engine, len(seeds), train[0].device.type):
+    all images, as evaluate sees it. With options.checkpoint_epoch each run also keeps its weights
+    at that epoch (SeedRun.kept)."""
+    sgd = sgd_recipe(recipe, options.train_metrics)
+    keep = options.checkpoint_epoch
+    if side_by_side(recipe, cfg, options.engine, len(seeds), train[0].device.type):
         with hooks.scope(seeds):
-            return _train_side_by_side(recipe, cfg, train, val, sgd, seeds, hooks)
+            return _train_side_by_side(recipe, cfg, (train, val), sgd, seeds, keep, hooks)
     runs = []
     for seed in seeds:
         with hooks.scope([seed]):
             model = _seeded_model(cfg, seed, train[0].device, hooks)
-            history = TRAINERS[engine](
+            kept = [KeepEpoch(keep)] if keep else []
+            history = TRAINERS[options.engine](
                 model,
                 train,
                 val,
                 sgd,
                 seed=seed,
                 name=recipe.name,
-                on_epoch=lambda stats: hooks.epoch(seed, stats),
+                on_epoch=_watching(model, kept, lambda stats: hooks.epoch(seed, stats)),
             )
-            runs.append(_result(recipe, seed, model, history, train, val, hooks))
+            run = _result(recipe, seed, model, history, train, val, hooks)
+            runs.append(_with_kept(run, kept))
     return runs
 
 
+def _watching(model: nn.Module, kept: list[KeepEpoch], on_epoch):
+    """on_epoch, and each KeepEpoch shown the epoch: one model trained in place holds the epoch's
+    weights when its on_epoch is called (both engines' loops)."""
+
+    def watched(stats: EpochStats) -> None:
+        for k in kept:
+            k.update(stats.epoch, stats.val_accuracy, lambda: _state(model))
+        on_epoch(stats)
+
+    return watched
+
+
+def _state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _with_kept(run: SeedRun, kept: list[KeepEpoch]) -> SeedRun:
+    run.kept = kept[0].weights if kept else None
+    return run
+
+
 def _train_side_by_side(
-    recipe, cfg: ModelConfig, train: Data, val: Data, sgd: SGD, seeds: list[int], hooks: Hooks
+    recipe,
+    cfg: ModelConfig,
+    data: tuple[Data, Data],
+    sgd: SGD,
+    seeds: list[int],
+    keep: int | None,
+    hooks: Hooks,
 ) -> list[SeedRun]:
     """train_variant's seeds at once (birdplane.train.fast.train_many)."""
+    train, val = data
     models = [_seeded_model(cfg, seed, train[0].device, hooks) for seed in seeds]
+    kept = [[KeepEpoch(keep)] if keep else [] for _ in seeds]
 
     def on_epoch(stats: list[EpochStats]) -> None:
         # one EpochStats per model still training: without early stopping, every seed's
@@ -183,14 +228,15 @@ def _train_side_by_side(
         seeds=seeds,
         names=[recipe.name] * len(seeds),
         on_epoch=on_epoch if recipe.patience is None else None,
+        watch=kept if keep else (),
     )
     if recipe.patience is not None:  # which seeds had stopped was not known epoch by epoch
         for seed, history in zip(seeds, histories):
             for s in history:
                 hooks.epoch(seed, s)
     return [
-        _result(recipe, seed, model, history, train, val, hooks)
-        for seed, model, history in zip(seeds, models, histories)
+        _with_kept(_result(recipe, seed, model, history, train, val, hooks), k)
+        for seed, model, history, k in zip(seeds, models, histories, kept)
     ]
 
 

@@ -24,7 +24,7 @@ from birdplane.inference import loss_and_accuracy
 from birdplane.losses import LOSSES
 from birdplane.train import loop
 from birdplane.train.fast.epochs import Group, epoch_runner, fit_loop, fused_stepper
-from birdplane.train.sgd import SGD, EarlyStop, EpochStats
+from birdplane.train.sgd import SGD, EpochStats, Watcher
 
 Data = tuple[torch.Tensor, torch.Tensor]
 
@@ -92,13 +92,14 @@ class Fused:
         seeds: list[int],
         names: list[str] | None = None,
         on_epoch: Callable[[list[EpochStats]], None] | None = None,
-        watch: Sequence[Sequence[EarlyStop]] = (),
+        watch: Sequence[Sequence[Watcher]] = (),
     ) -> list[list[EpochStats]]:
         """K build_model mlps at once (birdplane.train.fast.batched), model k with batch order
         seeds[k]: the same SGD as `train` on each (initialise each model with its seed before).
         Returns one history per model and leaves the trained weights (the best epoch's, with early
         stopping) in `models`. `watch[k]`: EarlyStops that watch model k without stopping it
-        (fit_loop); their weights end as state_dicts of models[k]. No augmentation."""
+        (fit_loop), and KeepEpochs; their weights end as state_dicts of models[k]. No
+        augmentation."""
         from birdplane.train.fast.batched import BatchedMLP
 
         if len(seeds) != len(models):
@@ -121,9 +122,10 @@ class Fused:
             batched.restore,
         )
         histories = fit_loop(group, train, val, sgd, on_epoch=on_epoch, watch=watch)
-        for k, stops in enumerate(watch):
-            for stop in stops:
-                stop.weights = batched.state_dict(k, stop.weights)
+        for k, watchers in enumerate(watch):
+            for w in watchers:
+                if w.weights is not None:  # None: a KeepEpoch whose epoch was not reached
+                    w.weights = batched.state_dict(k, w.weights)
         batched.write_back()
         return histories
 

@@ -17,7 +17,15 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from birdplane.train.sgd import SGD, EarlyStop, EpochStats, batch_stats, check_finite, shuffle
+from birdplane.train.sgd import (
+    SGD,
+    EarlyStop,
+    EpochStats,
+    Watcher,
+    batch_stats,
+    check_finite,
+    shuffle,
+)
 
 Data = tuple[torch.Tensor, torch.Tensor]
 
@@ -162,7 +170,7 @@ def fit_loop(
     sgd: SGD,
     *,
     on_epoch: Callable[[list[EpochStats]], None] | None = None,
-    watch: Sequence[Sequence[EarlyStop]] = (),
+    watch: Sequence[Sequence[Watcher]] = (),
 ) -> list[list[EpochStats]]:
     """The epoch loop of birdplane.train.loop.train, for K models at once; one history per model.
 
@@ -171,11 +179,12 @@ def fit_loop(
     weights back. `watch` (one list per model) holds EarlyStops that only watch: training goes
     on, and each ends with the epoch at which its patience would have stopped model k and a
     snapshot of the best epoch's weights up to there, what a run with that patience ends with (the
-    sweep reads early stopping off a full run). on_epoch gets the stats of the models still training.
+    sweep reads early stopping off a full run); and KeepEpochs, each a snapshot of model k at its
+    epoch. on_epoch gets the stats of the models still training.
     """
     k_models = len(group.seeds)
     if watch and len(watch) != k_models:
-        raise ValueError("watch: one list of EarlyStops per model")
+        raise ValueError("watch: one list of watchers per model")
     gens = [torch.Generator(device="cpu").manual_seed(s) for s in group.seeds]
     histories: list[list[EpochStats]] = [[] for _ in range(k_models)]
     stops = [EarlyStop(sgd.patience) if sgd.patience is not None else None for _ in range(k_models)]
@@ -189,7 +198,7 @@ def fit_loop(
             s = check_finite(EpochStats(epoch, *figures[k], seconds), sgd, group.names[k])
             histories[k].append(s)
             stats.append(s)
-            # one snapshot of model k for every EarlyStop that finds this epoch its best
+            # one snapshot of model k for every watcher that wants this epoch's weights
             snap = functools.cache(lambda k=k: group.snapshot(k))
             for w in watch[k] if watch else ():
                 w.update(epoch, s.val_accuracy, snap)

@@ -1,0 +1,230 @@
+"""Checkpoints (birdplane.checkpoint): a training keeps each seed's weights at one epoch, the sweep
+reads a configuration a variant already trained from them and gets the bits it computes itself,
+and a checkpoint file is checked like a model file."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from birdplane import checkpoint, numerics
+from birdplane.checkpoint import CheckpointError, Computation, read_checkpoint, why_not
+from birdplane.config import Recipe
+from birdplane.sweep import config_sgd, configurations, model_config, plan, run_sweep
+from birdplane.train.variant import Options, model_config as variant_config
+from birdplane.train.variant import sgd_recipe, train_variant
+from test_sweep import SEEDS, book, counted_training, tiny_data, tiny_sweep
+
+HERE = Computation("fused", "pinned", "0" * 32)
+
+
+def recipe(**kw) -> Recipe:
+    """The sweep's `w8` as a variant (tiny_sweep's book recipe, batch 16), 4 epochs."""
+    base = dict(name="small", arch="mlp", hidden=(8,), channels=(), activation="tanh")
+    base |= dict(loss="nll", epochs=4, batch_size=16, lr=0.01, seeds=len(SEEDS))
+    return Recipe(**{**base, **kw})
+
+
+def trained(r: Recipe, keep: int | None = 2, engine: str = "fused"):
+    train, val = tiny_data()
+    return train_variant(
+        r, variant_config(r, 2), train, val, seeds=SEEDS, options=Options(engine, "running", keep)
+    )
+
+
+def same_state(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize(
+    "kw, engine",
+    [({}, "fused"), ({"seeds": 1}, "fused"), ({}, "autograd")],
+    ids=["side-by-side", "one-by-one", "autograd"],
+)
+def test_a_kept_epoch_is_the_model_of_a_run_that_long(kw, engine):
+    """Weights and history at epoch 2 of a 4-epoch run are those of a 2-epoch run, bit for bit,
+    whichever way the seeds train."""
+    r = recipe(**kw)
+    long, short = trained(r, 2, engine), trained(r.model_copy(update={"epochs": 2}), None, engine)
+    for a, b in zip(long, short):
+        assert a.kept is not None and b.kept is None
+        assert same_state(a.kept, b.model.state_dict())
+        assert not same_state(a.kept, a.model.state_dict())  # it went on training
+        assert [s.to_dict() | {"seconds": 0} for s in a.history[:2]] == [
+            s.to_dict() | {"seconds": 0} for s in b.history
+        ]
+
+
+def test_an_epoch_training_never_reaches_keeps_nothing():
+    assert all(run.kept is None for run in trained(recipe(epochs=2), keep=3))
+
+
+def write(tmp_path: Path, runs, r: Recipe, keep: int = 2, computation=HERE) -> Path:
+    sgd = replace(sgd_recipe(r), epochs=keep)
+    ck = checkpoint.of_runs(r.name, variant_config(r, 2), sgd, computation, runs)
+    path = tmp_path / f"{r.name}.pt"
+    path.write_bytes(checkpoint.checkpoint_bytes(ck))
+    return path
+
+
+@pytest.fixture(scope="module")
+def small_checkpoint(tmp_path_factory):
+    r = recipe()
+    return write(tmp_path_factory.mktemp("checkpoints"), trained(r), r), r
+
+
+def test_the_file_is_deterministic_and_reads_back(small_checkpoint, tmp_path):
+    path, r = small_checkpoint
+    again = write(tmp_path, trained(r), r)
+    assert again.read_bytes() == path.read_bytes()
+    ck = read_checkpoint(path, n_classes=2)
+    assert (ck.variant, ck.epoch, ck.seeds, ck.computation) == ("small", 2, SEEDS, HERE)
+    assert ck.sgd == replace(sgd_recipe(r), epochs=2) and ck.config == variant_config(r, 2)
+    assert [len(h) for h in ck.histories] == [2, 2]
+    assert b"seconds" not in path.read_bytes()  # no wall time: equal trainings, equal bytes
+
+
+def test_why_a_checkpoint_does_not_hold_a_training(small_checkpoint):
+    path, r = small_checkpoint
+    ck = read_checkpoint(path, n_classes=2)
+    cfg, sgd = variant_config(r, 2), replace(sgd_recipe(r), epochs=2)
+    assert why_not(ck, cfg, sgd, SEEDS) is None and why_not(ck, cfg, sgd, SEEDS[:1]) is None
+    assert why_not(ck, replace(cfg, hidden=(16,)), sgd, SEEDS) == "another net"
+    assert why_not(ck, cfg, replace(sgd, epochs=3), SEEDS) == "kept at epoch 2, not 3"
+    assert why_not(ck, cfg, replace(sgd, lr=0.1), SEEDS) == "another recipe"
+    assert why_not(ck, cfg, replace(sgd, train_metrics="full"), SEEDS) == "another recipe"
+    assert why_not(ck, cfg, sgd, [0, 5]) == "no seed 5 in it"
+
+
+def test_the_sweep_reads_a_checkpointed_configuration_as_it_would_train_it(small_checkpoint):
+    """w8 read from `small`'s checkpoint: every result, seed row and curve of the sweep is the
+    bits of the sweep that trains w8; early stopping then trains on its own (w8's epochs were not
+    watched) and gives the numbers it read off w8 before."""
+    assert numerics.mode() == numerics.PINNED  # the exact claim is pinned numerics'
+    path, _ = small_checkpoint
+    sw, (train, val) = tiny_sweep(), tiny_data()
+    with counted_training() as alone:
+        own = run_sweep(sw, train, val, book(sw), seeds=SEEDS, n_classes=2)
+    with counted_training() as reading:
+        read = run_sweep(
+            sw,
+            train,
+            val,
+            book(sw),
+            seeds=SEEDS,
+            n_classes=2,
+            checkpoints=[read_checkpoint(path, n_classes=2)],
+        )
+    assert read.checkpointed == {"w8": "small"} and own.checkpointed == {}
+    assert "w8" in alone and "w8" not in reading and "early_stopping" in reading
+    assert read.results["early_stopping"] == {
+        k: v for k, v in own.results["early_stopping"].items() if k != "read_from"
+    }
+    assert own.results["early_stopping"]["read_from"] == "w8"
+    others = [n for n in own.results if n != "early_stopping"]
+    assert [read.results[n] for n in others] == [own.results[n] for n in others]
+    assert read.rows == own.rows
+    stopping = [c for c in read.curves if c["config"] == "early_stopping"]
+    assert [c for c in read.curves if c["config"] != "early_stopping"] == own.curves
+    assert stopping and max(c["epoch"] for c in stopping) <= sw.epochs
+
+
+def test_the_plan_reads_checkpointed_configurations_and_watches_none_of_them(small_checkpoint):
+    configs, ck = configurations(tiny_sweep(), lr=0.01), read_checkpoint(small_checkpoint[0], 2)
+    steps = {s.config.name: s for s in plan(configs, {"w8": ck})}
+    assert steps["w8"].checkpoint is ck and steps["w8"].watch == ()
+    assert steps["nll_lr0.01"].same_as == "w8"  # an equal configuration still copies it
+    assert steps["early_stopping"].read_from is None  # nothing to read it off: it trains
+
+
+def test_only_a_checkpoint_of_the_same_training_is_read(small_checkpoint, tmp_path):
+    """Another learning rate, another length or too few seeds: the sweep trains w8 itself."""
+    _, r = small_checkpoint
+    sw = tiny_sweep()
+    configs = configurations(sw, lr=0.01)
+    w8 = next(c for c in configs if c.name == "w8")
+    assert model_config(w8, 2) == variant_config(r, 2)
+    assert config_sgd(w8, book(sw)) == replace(sgd_recipe(r), epochs=2)
+    from birdplane.sweep import from_checkpoints
+
+    for variant, keep, seeds in ((recipe(lr=0.02), 2, 2), (r, 3, 2), (recipe(seeds=1), 2, 1)):
+        runs = trained(variant, keep)[:seeds]
+        ck = read_checkpoint(write(tmp_path, runs, variant, keep), n_classes=2)
+        assert from_checkpoints(configs, [ck], book(sw), SEEDS, 2) == {}, (variant, keep)
+
+
+def blob_of(path: Path) -> dict:
+    return torch.load(path, weights_only=True)
+
+
+def saved(tmp_path: Path, blob: dict, name: str = "small.pt") -> Path:
+    buffer = io.BytesIO()
+    torch.save(blob, buffer)
+    path = tmp_path / name
+    path.write_bytes(buffer.getvalue())
+    return path
+
+
+def edited(key, value):
+    return lambda b: b | {key: value}
+
+
+def nan_history(b):
+    h = [[list(row) for row in seed] for seed in b["histories"]]
+    h[1][0][4] = float("nan")
+    return b | {"histories": h}
+
+
+def wrong_shape(b):
+    states = [dict(s) for s in b["states"]]
+    states[0]["1.weight"] = torch.zeros(8, 100)
+    return b | {"states": states}
+
+
+@pytest.mark.parametrize(
+    "edit, words",
+    [
+        (edited("format", 2), "format 2, not 1"),
+        (edited("variant", "nll"), "variant 'nll''s checkpoint, not 'small''s"),
+        (edited("epoch", 0), "epoch is not an integer"),
+        (edited("seeds", [0, 0]), "seeds are not up to 100 different integers"),
+        (edited("seeds", [0]), "one state_dict and one history per seed"),
+        (edited("sgd", {"loss": "nll"}), "its sgd does not have exactly"),
+        (edited("computation", {"engine": "fused"}), "its computation is not"),
+        (nan_history, "epoch 1 of a history is not 5 finite numbers"),
+        (wrong_shape, "state_dict 1.weight has shape [8, 100]"),
+        (lambda b: {k: v for k, v in b.items() if k != "states"}, "not the fields of a checkpoint"),
+    ],
+    ids=lambda x: x if isinstance(x, str) else None,
+)
+def test_a_damaged_checkpoint_is_refused_naming_the_file_and_the_fix(
+    small_checkpoint, tmp_path, edit, words
+):
+    path, _ = small_checkpoint
+    bad = saved(tmp_path, edit(blob_of(path)))
+    with pytest.raises(CheckpointError) as e:
+        read_checkpoint(bad, n_classes=2)
+    message = str(e.value)
+    assert words in message and str(bad) in message and "dvc repro -f train@small" in message
+
+
+def test_a_truncated_or_hostile_checkpoint_is_refused(small_checkpoint, tmp_path):
+    path, _ = small_checkpoint
+    truncated = tmp_path / "small.pt"
+    truncated.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        read_checkpoint(truncated, n_classes=2)
+
+    class Hostile:
+        def __reduce__(self):
+            return (print, ("ran",))
+
+    hostile = saved(tmp_path, blob_of(path) | {"variant": Hostile()})
+    with pytest.raises(CheckpointError, match="nothing in the file was run"):
+        read_checkpoint(hostile, n_classes=2)
+    with pytest.raises(CheckpointError, match="predict 2 classes, the prepared data has 3"):
+        read_checkpoint(path, n_classes=3)
