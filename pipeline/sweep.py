@@ -5,7 +5,7 @@ each, trained K at a time, no recipe twice.
 
 Reads params `seed`, `train.device`, `train.batch_size`, `train.lr`, `train.train_metrics`,
 `sweep.*`, `mlflow.experiment`, and the training stages' checkpoints: a configuration a variant
-already trained (`w512` is `nll`'s first 30 epochs) is read from there, not trained again, with the
+already trained (`mse_lr0.01` is `mse`'s first 30 epochs) is read from there, not trained again, with the
 same results (birdplane.checkpoint). Writes mean and std over seeds per configuration
 (metrics/sweep.json, plots/sweep/capacity.csv), every seed's result (plots/sweep/runs.csv), every
 epoch of every trained seed (plots/sweep/curves.csv) and the rule's pick for the `small` variant;
@@ -48,7 +48,7 @@ def main() -> None:
     train, val, classes, stats = load_tensors(args.data, args.stats, device)
     sw, seeds = params.sweep, [params.seed + i for i in range(params.sweep.seeds)]
     tags = run_tags(stats)
-    held = checkpoints(args, params.train.variants, len(classes))
+    held = checkpoints(args, params.train.variants, len(classes), device.type)
     with tracking.variant_run(params.mlflow.experiment, "sweep", stage="sweep", tags=tags) as run:
         log_sweep_params(params)
         book = book_recipe(params)
@@ -78,24 +78,26 @@ def main() -> None:
     print(f"[sweep] MLflow runs: {tracking.runs_address(experiment_id)}")
 
 
-def checkpoints(args, variants, n_classes: int) -> list:
+def checkpoints(args, variants, n_classes: int, device: str) -> list:
     """The checkpoints of the variants in params.yaml (a file left by a removed variant is not
-    read), each checked; those trained on other data or with other numerics are left out."""
-    from birdplane import checkpoint, numerics
+    read), each checked, that hold the bits this sweep computes (birdplane.checkpoint); one line
+    for each left out and why."""
+    from birdplane import checkpoint
 
-    here = checkpoint.Computation(
-        "fused", numerics.mode(), checkpoint.inputs_md5(args.data, args.stats)
-    )
-    held = []
-    for v in variants:
-        path = args.checkpoints / f"{v}.pt"
-        if not path.is_file():
-            continue
-        ck = checkpoint.read_checkpoint(path, n_classes)
-        if ck.computation == here:
-            held.append(ck)
-        else:
-            print(f"[sweep] {path.as_posix()} not read: trained with {ck.computation}, not {here}")
+    why = checkpoint.cannot_read(device)
+    if why:
+        print(f"[sweep] every configuration trains: {why} (docs/pipeline.md)")
+        return []
+    inputs, held = checkpoint.inputs_md5(args.data, args.stats), []
+    for path in (args.checkpoints / f"{v}.pt" for v in variants):
+        if path.is_file():
+            ck = checkpoint.read_checkpoint(path, n_classes)
+            now = checkpoint.here("fused", device, inputs, ck.computation.code)
+            differ = checkpoint.differences(ck.computation, now)
+            if differ:
+                print(f"[sweep] {path.as_posix()} not read: {'; '.join(differ)}")
+            else:
+                held.append(ck)
     return held
 
 

@@ -150,9 +150,9 @@ def write_outputs(args, params, recipe, cfg, runs, data, log: dict, t_start: flo
     blob = model_bytes(first.model, cfg)
     with outputs() as out:
         out.write_bytes(args.model, blob)
-        out.write_bytes(
-            args.checkpoint, checkpoint_bytes(params, recipe, cfg, runs, (args.data, args.stats))
-        )
+        inputs = (args.data, args.stats)
+        blob = checkpoint_bytes(params, recipe, cfg, runs, inputs, train[0].device.type)
+        out.write_bytes(args.checkpoint, blob)
         tracking.tag_model(blob)  # evaluate and shift-test find this run by the model file's md5
         out.write_json(
             args.metrics,
@@ -168,19 +168,19 @@ def write_outputs(args, params, recipe, cfg, runs, data, log: dict, t_start: flo
         out.write_json(args.train_log, {**log, "stage_seconds": time.perf_counter() - t_start})
 
 
-def checkpoint_bytes(params, recipe, cfg, runs, inputs) -> bytes:
+def checkpoint_bytes(params, recipe, cfg, runs, inputs, device: str) -> bytes:
     """checkpoints/<variant>.pt: the seeds' weights at train.checkpoint_epoch and what decides
     their bits (none kept without it, or where training ended before it); `inputs`: the data and
     stats files it trained on."""
     from dataclasses import replace
 
-    from birdplane import checkpoint, numerics
+    from birdplane import checkpoint
     from birdplane.train.variant import sgd_recipe
 
     epoch = params.train.checkpoint_epoch
     sgd = replace(sgd_recipe(recipe, params.train.train_metrics), epochs=epoch or recipe.epochs)
-    computation = checkpoint.Computation(
-        params.train.engine, numerics.mode(), checkpoint.inputs_md5(*inputs)
+    computation = checkpoint.here(
+        params.train.engine, device, checkpoint.inputs_md5(*inputs), checkpoint.loaded_files()
     )
     return checkpoint.checkpoint_bytes(checkpoint.of_runs(recipe.name, cfg, sgd, computation, runs))
 

@@ -149,7 +149,8 @@ def make_project(dest: Path, params_edit=None) -> Path:
         params = yaml.safe_load(f)
     params["train"].update(TINY_TRAIN)
     params["train"]["variants"]["nll"]["hidden"] = [64]
-    params["train"]["variants"]["mse"]["hidden"] = [64]
+    # 3072-8-2 with MSE: the sweep's mse_lr0.01 (base_width 8), read from checkpoints/mse.pt
+    params["train"]["variants"]["mse"]["hidden"] = [8]
     params["train"]["variants"]["small"]["hidden"] = [8]
     params["train"]["variants"]["augmented"]["hidden"] = [16]
     params["train"]["variants"]["cnn"].update(channels=[4, 4], hidden=[8], epochs=2)

@@ -19,12 +19,12 @@ from birdplane.train.variant import Options, model_config as variant_config
 from birdplane.train.variant import sgd_recipe, train_variant
 from test_sweep import SEEDS, book, counted_training, tiny_data, tiny_sweep
 
-HERE = Computation("fused", "pinned", "0" * 32)
+HERE = Computation("fused", "pinned", "cpu", "torch, numpy", "0" * 32, {"train/sgd.py": "1" * 32})
 
 
 def recipe(**kw) -> Recipe:
-    """The sweep's `w8` as a variant (tiny_sweep's book recipe, batch 16), 4 epochs."""
-    base = dict(name="small", arch="mlp", hidden=(8,), channels=(), activation="tanh")
+    """The sweep's `w2` as a variant (tiny_sweep's book recipe, batch 16), 4 epochs."""
+    base = dict(name="small", arch="mlp", hidden=(2,), channels=(), activation="tanh")
     base |= dict(loss="nll", epochs=4, batch_size=16, lr=0.01, seeds=len(SEEDS))
     return Recipe(**{**base, **kw})
 
@@ -94,6 +94,9 @@ def test_why_a_checkpoint_does_not_hold_a_training(small_checkpoint):
     cfg, sgd = variant_config(r, 2), replace(sgd_recipe(r), epochs=2)
     assert why_not(ck, cfg, sgd, SEEDS) is None and why_not(ck, cfg, sgd, SEEDS[:1]) is None
     assert why_not(ck, replace(cfg, hidden=(16,)), sgd, SEEDS) == "another net"
+    assert "best epoch's weights" in why_not(
+        replace(ck, sgd=replace(ck.sgd, patience=1)), cfg, replace(sgd, patience=1), SEEDS
+    )
     assert why_not(ck, cfg, replace(sgd, epochs=3), SEEDS) == "kept at epoch 2, not 3"
     assert why_not(ck, cfg, replace(sgd, lr=0.1), SEEDS) == "another recipe"
     assert why_not(ck, cfg, replace(sgd, train_metrics="full"), SEEDS) == "another recipe"
@@ -101,9 +104,8 @@ def test_why_a_checkpoint_does_not_hold_a_training(small_checkpoint):
 
 
 def test_the_sweep_reads_a_checkpointed_configuration_as_it_would_train_it(small_checkpoint):
-    """w8 read from `small`'s checkpoint: every result, seed row and curve of the sweep is the
-    bits of the sweep that trains w8; early stopping then trains on its own (w8's epochs were not
-    watched) and gives the numbers it read off w8 before."""
+    """w2 read from `small`'s checkpoint: every result, seed row and curve of the sweep is the
+    bits of the sweep that trains w2."""
     assert numerics.mode() == numerics.PINNED  # the exact claim is pinned numerics'
     path, _ = small_checkpoint
     sw, (train, val) = tiny_sweep(), tiny_data()
@@ -119,42 +121,75 @@ def test_the_sweep_reads_a_checkpointed_configuration_as_it_would_train_it(small
             n_classes=2,
             checkpoints=[read_checkpoint(path, n_classes=2)],
         )
-    assert read.checkpointed == {"w8": "small"} and own.checkpointed == {}
-    assert "w8" in alone and "w8" not in reading and "early_stopping" in reading
-    assert read.results["early_stopping"] == {
-        k: v for k, v in own.results["early_stopping"].items() if k != "read_from"
-    }
-    assert own.results["early_stopping"]["read_from"] == "w8"
-    others = [n for n in own.results if n != "early_stopping"]
-    assert [read.results[n] for n in others] == [own.results[n] for n in others]
-    assert read.rows == own.rows
-    stopping = [c for c in read.curves if c["config"] == "early_stopping"]
-    assert [c for c in read.curves if c["config"] != "early_stopping"] == own.curves
-    assert stopping and max(c["epoch"] for c in stopping) <= sw.epochs
+    assert read.checkpointed == {"w2": "small"} and own.checkpointed == {}
+    assert alone == ["w2", *reading]
+    assert read.results == own.results and read.rows == own.rows and read.curves == own.curves
 
 
-def test_the_plan_reads_checkpointed_configurations_and_watches_none_of_them(small_checkpoint):
+def test_the_plan_reads_no_checkpoint_that_early_stopping_watches(small_checkpoint):
+    """w8 is early stopping's base: its epochs are watched, which a checkpoint does not hold, so
+    it trains; what is read off what depends on the params alone, not on which checkpoints exist."""
     configs, ck = configurations(tiny_sweep(), lr=0.01), read_checkpoint(small_checkpoint[0], 2)
-    steps = {s.config.name: s for s in plan(configs, {"w8": ck})}
-    assert steps["w8"].checkpoint is ck and steps["w8"].watch == ()
-    assert steps["nll_lr0.01"].same_as == "w8"  # an equal configuration still copies it
-    assert steps["early_stopping"].read_from is None  # nothing to read it off: it trains
+    steps = {s.config.name: s for s in plan(configs, {"w2": ck, "w8": ck})}
+    assert steps["w2"].checkpoint is ck and steps["w2"].watch == ()
+    assert steps["w8"].checkpoint is None and steps["w8"].watch == (1,)
+    assert steps["early_stopping"].read_from == "w8"
+    assert steps["nll_lr0.01"].same_as == "w8" and steps["nll_lr0.01"].checkpoint is None
+    without = plan(configs)
+    assert [replace(s, checkpoint=None) for s in steps.values()] == without
 
 
 def test_only_a_checkpoint_of_the_same_training_is_read(small_checkpoint, tmp_path):
-    """Another learning rate, another length or too few seeds: the sweep trains w8 itself."""
+    """Another learning rate, another length or too few seeds: the sweep trains w2 itself."""
     _, r = small_checkpoint
     sw = tiny_sweep()
     configs = configurations(sw, lr=0.01)
-    w8 = next(c for c in configs if c.name == "w8")
-    assert model_config(w8, 2) == variant_config(r, 2)
-    assert config_sgd(w8, book(sw)) == replace(sgd_recipe(r), epochs=2)
+    w2 = next(c for c in configs if c.name == "w2")
+    assert model_config(w2, 2) == variant_config(r, 2)
+    assert config_sgd(w2, book(sw)) == replace(sgd_recipe(r), epochs=2)
     from birdplane.sweep import from_checkpoints
 
     for variant, keep, seeds in ((recipe(lr=0.02), 2, 2), (r, 3, 2), (recipe(seeds=1), 2, 1)):
         runs = trained(variant, keep)[:seeds]
         ck = read_checkpoint(write(tmp_path, runs, variant, keep), n_classes=2)
         assert from_checkpoints(configs, [ck], book(sw), SEEDS, 2) == {}, (variant, keep)
+
+
+def test_a_checkpoint_of_other_code_data_or_libraries_is_not_read():
+    """What decides the bits besides the recipe, compared with how it is here, in words."""
+    files = checkpoint.loaded_files()
+    assert "checkpoint.py" in files and "train/sgd.py" in files
+    now = checkpoint.here("fused", "cpu", "0" * 32, files)
+    assert now.numerics == "pinned" and now.code["train/sgd.py"] == checkpoint.source_md5(
+        checkpoint.PACKAGE / "train" / "sgd.py"
+    )
+    assert checkpoint.differences(now, now) == []
+    older = replace(now, code=now.code | {"train/sgd.py": "1" * 32, "models.py": "2" * 32})
+    assert checkpoint.differences(older, now) == [
+        "src/birdplane/models.py and 1 more files changed since it was trained"
+    ]
+    other = replace(now, inputs="1" * 32, libraries="torch 2.0, numpy 1.0")
+    assert checkpoint.differences(other, now) == [
+        f"libraries 'torch 2.0, numpy 1.0', here {now.libraries!r}",
+        f"inputs '{'1' * 32}', here '{'0' * 32}'",
+    ]
+    gone = replace(now, code={"gone.py": "3" * 32})
+    assert checkpoint.differences(gone, checkpoint.here("fused", "cpu", "0" * 32, ["gone.py"])) == [
+        "src/birdplane/gone.py changed since it was trained"
+    ]
+
+
+def test_only_pinned_numerics_on_the_cpu_read_checkpoints(monkeypatch):
+    assert checkpoint.cannot_read("cpu") is None
+    assert checkpoint.cannot_read("cuda") == "the device is cuda, not the CPU"
+    monkeypatch.setattr(numerics, "mode", lambda: numerics.FAST)
+    assert checkpoint.cannot_read("cpu") == "numerics are fast, not pinned"
+
+
+def test_a_source_file_hashes_the_same_with_windows_line_ends(tmp_path):
+    (tmp_path / "a.py").write_bytes(b"x = 1\ny = 2\n")
+    (tmp_path / "b.py").write_bytes(b"x = 1\r\ny = 2\r\n")
+    assert checkpoint.source_md5(tmp_path / "a.py") == checkpoint.source_md5(tmp_path / "b.py")
 
 
 def blob_of(path: Path) -> dict:
@@ -181,7 +216,7 @@ def nan_history(b):
 
 def wrong_shape(b):
     states = [dict(s) for s in b["states"]]
-    states[0]["1.weight"] = torch.zeros(8, 100)
+    states[0]["1.weight"] = torch.zeros(2, 100)
     return b | {"states": states}
 
 
@@ -195,8 +230,12 @@ def wrong_shape(b):
         (edited("seeds", [0]), "one state_dict and one history per seed"),
         (edited("sgd", {"loss": "nll"}), "its sgd does not have exactly"),
         (edited("computation", {"engine": "fused"}), "its computation is not"),
+        (
+            lambda b: b | {"computation": b["computation"] | {"code": {"../../x.py": "0" * 32}}},
+            "its code is not package-relative source files",
+        ),
         (nan_history, "epoch 1 of a history is not 5 finite numbers"),
-        (wrong_shape, "state_dict 1.weight has shape [8, 100]"),
+        (wrong_shape, "state_dict 1.weight has shape [2, 100]"),
         (lambda b: {k: v for k, v in b.items() if k != "states"}, "not the fields of a checkpoint"),
     ],
     ids=lambda x: x if isinstance(x, str) else None,

@@ -340,6 +340,39 @@ def test_nan_loss_fails_the_stage_without_model(tmp_path, tiny_archive):
         mlflow.set_tracking_uri(None)
 
 
+def test_a_checkpoint_of_other_code_is_not_read_and_the_sweep_gives_the_same_bits(
+    pipeline, tmp_path
+):
+    """checkpoints/mse.pt as if trained before a change to the training code: the sweep names the
+    file and the change, trains mse_lr0.01 itself, and writes the bytes it wrote when it read it."""
+    proj, env = pipeline
+    blob = torch.load(proj / "checkpoints/mse.pt", weights_only=True)
+    assert blob["seeds"] == [0, 1, 2] and blob["epoch"] == TINY_SWEEP["epochs"]
+    assert "train/sgd.py" in blob["computation"]["code"]
+    blob["computation"]["code"]["train/sgd.py"] = "0" * 32
+    (tmp_path / "checkpoints").mkdir()
+    torch.save(blob, tmp_path / "checkpoints/mse.pt")
+    out = ["--metrics", str(tmp_path / "sweep.json"), "--plots", str(tmp_path / "plots")]
+    r = stage(
+        proj,
+        env,
+        "sweep.py",
+        "--checkpoints",
+        str(tmp_path / "checkpoints"),
+        "--log",
+        str(tmp_path / "log.json"),
+        *out,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "checkpoints/mse.pt not read: src/birdplane/train/sgd.py changed since" in r.stdout
+    assert read_json(tmp_path / "log.json")["from_checkpoints"] == {}
+    assert (tmp_path / "sweep.json").read_bytes() == (proj / "metrics/sweep.json").read_bytes()
+    for name in ("runs.csv", "capacity.csv", "curves.csv"):
+        assert (tmp_path / "plots" / name).read_bytes() == (
+            proj / "plots/sweep" / name
+        ).read_bytes(), name
+
+
 def test_unknown_variant_is_an_error(pipeline):
     proj, env = pipeline
     r = stage(proj, env, "train.py", variant="huge")
@@ -373,14 +406,14 @@ def test_sweep_summarises_every_configuration_over_seeds(pipeline):
         "dropout",
         "early_stopping",
     ]
-    # base_width 8 at train.lr is w8: not trained again. w8 is `small` (3072-8-2, the same recipe
-    # and seeds, kept at epoch 2 = sweep.epochs): read from its checkpoint, so early stopping,
-    # which reads a trained w8's epochs, trains on its own
-    assert cfgs["nll_lr0.01"]["same_as"] == "w8" and "read_from" not in cfgs["early_stopping"]
+    # base_width 8 at train.lr is w8: not trained again, nor for early stopping. mse_lr0.01 is the
+    # `mse` variant (3072-8-2, MSE, the same recipe and seeds, kept at epoch 2 = sweep.epochs):
+    # read from its checkpoint. w8 is `small` too, but early stopping watches its epochs: trained
+    assert cfgs["nll_lr0.01"]["same_as"] == "w8" and cfgs["early_stopping"]["read_from"] == "w8"
     log = read_json(proj / "logs/sweep.json")
-    assert log["from_checkpoints"] == {"w8": "checkpoints/small.pt"}
+    assert log["from_checkpoints"] == {"mse_lr0.01": "checkpoints/mse.pt"}
     curves = pd.read_csv(proj / "plots/sweep/curves.csv")
-    assert sorted(set(curves["config"])) == sorted(set(cfgs) - {"nll_lr0.01"})
+    assert sorted(set(curves["config"])) == sorted(set(cfgs) - {"nll_lr0.01", "early_stopping"})
     runs = pd.read_csv(proj / "plots/sweep/runs.csv")
     assert len(runs) == len(cfgs) * TINY_SWEEP["seeds"]
     for name, c in cfgs.items():
@@ -450,6 +483,7 @@ def test_several_seeds_give_mean_and_std(pipeline, tmp_path):
             ("--metrics", "m.json"),
             ("--plot", "h.csv"),
             ("--seed-curves", "s.csv"),
+            ("--checkpoint", "c.pt"),
             ("--train-log", "log.json"),
         )
     }

@@ -237,6 +237,8 @@ def other_run_metrics(proj, env, tmp_path, edit) -> dict:
             str(out / "p.csv"),
             "--seed-curves",
             str(out / "s.csv"),
+            "--checkpoint",
+            str(out / "c.pt"),
             "--train-log",
             str(out / "l.json"),
         ],
@@ -294,15 +296,35 @@ def _swapped_model(proj, env, tmp_path):
     return {"dvc.lock": swapped}, "models/nll.pt", "md5"
 
 
+def _swapped_checkpoint(proj, env, tmp_path):
+    lock = (proj / "dvc.lock").read_text()
+    md5 = {
+        v: __import__("hashlib").md5((proj / f"checkpoints/{v}.pt").read_bytes()).hexdigest()
+        for v in ("small", "mse")
+    }
+    swapped = (
+        lock.replace(md5["small"], "@@").replace(md5["mse"], md5["small"]).replace("@@", md5["mse"])
+    )
+    return {"dvc.lock": swapped}, "checkpoints/small.pt", "md5"
+
+
 @pytest.mark.parametrize(
     "plant",
-    [_fabricated, _loss_digit, _other_seed, _before_a_param_change, _swapped_model],
+    [
+        _fabricated,
+        _loss_digit,
+        _other_seed,
+        _before_a_param_change,
+        _swapped_model,
+        _swapped_checkpoint,
+    ],
     ids=[
         "accuracy+0.5points",
         "one-digit-of-a-loss",
         "metrics-of-another-seed",
         "metrics-from-before-a-param-change",
         "swapped-model-file",
+        "swapped-checkpoint",
     ],
 )
 def test_exact_mode_fails_on_every_planted_fault(committed_project, tmp_path, plant):

@@ -2,13 +2,19 @@
 
 `train@<variant>` keeps every seed's weights at the end of epoch `train.checkpoint_epoch` and
 writes them to `checkpoints/<variant>.pt`, with the seeds' histories up to that epoch and what
-decides their bits besides the seeds: the net, the SGD recipe, the engine, the numerics mode and
-the md5 of the data it trained on. The sweep's `w512`, `w32` and `mse_lr0.01` are the first 30
-epochs of `nll`, `small` and `mse` (same net, loss, step size, batch order and initialisation), so
-with `checkpoint_epoch` equal to `sweep.epochs` the sweep reads them from there instead of training
-them again (birdplane.sweep). With pinned numerics that gives the bits the sweep computes itself
-(tests/test_checkpoint.py); unpinned, the variant's 512-unit seeds train one by one, the same
-models to float rounding.
+decides their bits besides the seeds (`Computation`): the net, the SGD recipe, the engine, the
+numerics mode, the device, torch's and numpy's versions, the md5 of the data it trained on and of
+every source file of this package the training process had loaded. The sweep's `w32` and
+`mse_lr0.01` are the first 30 epochs of `small` and `mse` (same net, loss, step size, batch order
+and initialisation), so with `checkpoint_epoch` equal to `sweep.epochs` the sweep reads them from
+there instead of training them again (birdplane.sweep; `w512`, `nll`'s, it trains: early stopping
+watches its epochs).
+
+A checkpoint is a cache, not a dependency: the sweep reads one only where it holds exactly the
+bits the sweep would compute (pinned numerics on the CPU, everything above equal; unpinned, a
+variant's 512-unit seeds train one by one, equal only to float rounding), so the sweep's outputs
+are the same with or without it (tests/test_checkpoint.py) and dvc.yaml does not list it: a
+changed variant does not re-run the sweep.
 
 A checkpoint is input like a model file: `read_checkpoint` checks it with birdplane.modelfile's
 checks (size and zip directory first, torch.load without running code, the config within the
@@ -22,9 +28,10 @@ import hashlib
 import io
 import math
 import re
+import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from birdplane.errors import BirdplaneError
 from birdplane.models import ModelConfig
@@ -43,7 +50,9 @@ KEYS = {
     "states",
 }
 SGD_KEYS = tuple(f.name for f in fields(SGD) if f.name != "epochs")  # the length is `epoch`
-COMPUTATION_KEYS = ("engine", "numerics", "inputs")
+COMPUTATION_KEYS = ("engine", "numerics", "device", "libraries", "inputs", "code")
+PACKAGE = Path(__file__).resolve().parent  # src/birdplane: the code's md5s are of files below it
+SOURCE_FILE = r"[a-z0-9_]+(/[a-z0-9_]+)*\.py"  # a package-relative path, no ".."
 MAX_SEEDS = 100  # params.yaml's bound on a variant's seeds
 HISTORY = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy")  # no wall time
 
@@ -58,7 +67,76 @@ class Computation:
 
     engine: str  # params.yaml's train.engine (the sweep trains with the fused one)
     numerics: str  # birdplane.numerics.mode(): pinned or fast
+    device: str  # cpu or cuda
+    libraries: str  # torch's and numpy's versions
     inputs: str  # md5 over the prepared data and metrics/stats.json (inputs_md5)
+    code: dict[str, str]  # package-relative source file -> md5, of every module it had loaded
+
+
+def loaded_files() -> list[str]:
+    """The package-relative source files of this package's modules that this process imported."""
+    files = set()
+    for name, module in list(sys.modules.items()):
+        path = getattr(module, "__file__", None)
+        if (name == "birdplane" or name.startswith("birdplane.")) and path:
+            resolved = Path(path).resolve()
+            if resolved.is_relative_to(PACKAGE):
+                files.add(resolved.relative_to(PACKAGE).as_posix())
+    return sorted(files)
+
+
+def here(engine: str, device: str, inputs: str, files: Iterable[str]) -> Computation:
+    """This process's Computation for a training with `engine` on `device` from the data of md5
+    `inputs`, with the md5s of the package's source `files` as they are now."""
+    import numpy
+    import torch
+
+    from birdplane import numerics
+
+    return Computation(
+        engine,
+        numerics.mode(),
+        device,
+        f"torch {torch.__version__}, numpy {numpy.__version__}",
+        inputs,
+        {f: source_md5(PACKAGE / f) for f in sorted(files)},
+    )
+
+
+def cannot_read(device: str) -> str | None:
+    """Why no checkpoint can stand for a training here, or None: only with pinned numerics on the
+    CPU is a seed the same bits whether it trains alone or beside others (a variant's 512-unit
+    seeds train one by one elsewhere; birdplane.train.variant.side_by_side)."""
+    from birdplane import numerics
+
+    if numerics.mode() != numerics.PINNED:
+        return f"numerics are {numerics.mode()}, not pinned"
+    if device != "cpu":
+        return f"the device is {device}, not the CPU"
+    return None
+
+
+def differences(ck: Computation, now: Computation) -> list[str]:
+    """What differs between a checkpoint's computation and this one, in words."""
+    out = [
+        f"{k} {getattr(ck, k)!r}, here {getattr(now, k)!r}"
+        for k in COMPUTATION_KEYS
+        if k != "code" and getattr(ck, k) != getattr(now, k)
+    ]
+    changed = [f for f in sorted(ck.code) if ck.code[f] != now.code.get(f)]
+    if changed:
+        more = f" and {len(changed) - 1} more files" if len(changed) > 1 else ""
+        out.append(f"src/birdplane/{changed[0]}{more} changed since it was trained")
+    return out
+
+
+def source_md5(path: Path) -> str:
+    """md5 of a source file with its line ends as git stores them (a Windows checkout's CRLF
+    would otherwise give other checkpoint bytes); "" where the file is gone."""
+    try:
+        return hashlib.md5(path.read_bytes().replace(b"\r\n", b"\n")).hexdigest()
+    except OSError:
+        return ""
 
 
 def inputs_md5(*paths: Path) -> str:
@@ -129,6 +207,8 @@ def why_not(ck: Checkpoint, cfg: ModelConfig, sgd: SGD, seeds: list[int]) -> str
         return f"kept at epoch {ck.sgd.epochs}, not {sgd.epochs}"
     if ck.sgd != sgd:
         return "another recipe"
+    if sgd.patience is not None:  # its model is the best epoch's, not the last one's
+        return "early stopping keeps its best epoch's weights, not the last epoch's"
     missing = [s for s in seeds if s not in ck.seeds]
     if missing:
         return f"no seed {missing[0]} in it"
@@ -228,9 +308,22 @@ def _computation(c: Any) -> Computation:
     if (
         not isinstance(c, dict)
         or set(c) != set(COMPUTATION_KEYS)
-        or not all(isinstance(v, str) and len(v) <= 64 for v in c.values())
+        or not all(isinstance(c[k], str) and len(c[k]) <= 64 for k in COMPUTATION_KEYS[:-1])
     ):
-        raise _Refused(f"its computation is not {', '.join(COMPUTATION_KEYS)} as short strings")
+        raise _Refused(f"its computation is not {', '.join(COMPUTATION_KEYS)}")
+    code = c["code"]
+    if (
+        not isinstance(code, dict)
+        or len(code) > 500
+        or not all(
+            isinstance(f, str)
+            and re.fullmatch(SOURCE_FILE, f)
+            and isinstance(h, str)
+            and re.fullmatch(r"[0-9a-f]{32}", h)
+            for f, h in code.items()
+        )
+    ):
+        raise _Refused("its code is not package-relative source files and their md5s")
     return Computation(**c)
 
 

@@ -443,8 +443,12 @@ def _trains_on_cuda(root: Path) -> bool:
     return bool(torch.cuda.is_available())
 
 
+MODEL_FOLDERS = ("models/", "checkpoints/")
+
+
 def model_hashes(root: Path, rev: str) -> dict[str, str]:
-    """Model files and their md5 as the committed dvc.lock records them."""
+    """Model files and the training stages' checkpoints (checkpoints/<variant>.pt, the weights
+    the sweep reads) and their md5 as the committed dvc.lock records them."""
     try:
         stages = _lock(_git("show", f"{rev}:dvc.lock", cwd=root))
     except subprocess.CalledProcessError:
@@ -453,7 +457,7 @@ def model_hashes(root: Path, rev: str) -> dict[str, str]:
         o["path"]: o["md5"]
         for s in stages.values()
         for o in s.get("outs", [])
-        if o["path"].startswith("models/") and "md5" in o and not o["md5"].endswith(".dir")
+        if o["path"].startswith(MODEL_FOLDERS) and "md5" in o and not o["md5"].endswith(".dir")
     }
 
 

@@ -8,7 +8,8 @@ Nothing is trained twice: a configuration equal to an earlier one (same net, los
 regularizers) gets that one's result (`same_as`), and one that differs from an earlier one only by
 early stopping is read off that one's training (`read_from`; an EarlyStop watches it without
 stopping). A configuration that a training stage already trained (same net, recipe and seeds, its
-weights kept at `sweep.epochs`: birdplane.checkpoint) is read from that stage's checkpoint. In
+weights kept at `sweep.epochs`: birdplane.checkpoint) is read from that stage's checkpoint, unless
+early stopping watches its epochs. In
 the learning-rate study a loss that becomes NaN is a result (`diverged`), not a crash.
 Tracking stays outside, in `hooks`.
 """
@@ -122,29 +123,36 @@ def configurations(sweep, lr: float) -> list[Configuration]:
 def plan(
     configs: list[Configuration], checkpointed: dict[str, Checkpoint] | None = None
 ) -> list[Step]:
-    """Each recipe trained once: a configuration equal to an earlier one is `same_as` it; one in
-    `checkpointed` (name -> the checkpoint that holds it) is read from its `checkpoint`; one with early
-    stopping whose recipe without it was trained earlier is `read_from` that one, which `watch`es
-    its patience (a checkpoint's epochs were not watched: after one, early stopping trains)."""
-    checkpointed = checkpointed or {}
+    """Each recipe trained once: a configuration equal to an earlier one is `same_as` it; one with
+    early stopping whose recipe without it came earlier is `read_from` that one, which `watch`es
+    its patience; one in `checkpointed` (name -> the checkpoint that holds its training) is read
+    from its `checkpoint`, unless early stopping watches it (a checkpoint holds no watched
+    epochs). What is read off what depends on the params alone, so the results are the same bits
+    with or without checkpoints."""
     first: dict[tuple, str] = {}
-    trained: dict[tuple, str] = {}
     steps = []
     for c in configs:
         without_stopping = replace(c, patience=None).recipe if c.patience is not None else None
         if c.recipe in first:
             steps.append(Step(c, same_as=first[c.recipe]))
-        elif c.name in checkpointed:
-            steps.append(Step(c, checkpoint=checkpointed[c.name]))
-            first[c.recipe] = c.name
         else:
-            steps.append(Step(c, read_from=trained.get(without_stopping)))
-            first[c.recipe] = trained[c.recipe] = c.name
+            steps.append(Step(c, read_from=first.get(without_stopping)))
+            first[c.recipe] = c.name
     watch = defaultdict(set)
     for s in steps:
         if s.read_from:
             watch[s.read_from].add(s.config.patience)
-    return [replace(s, watch=tuple(sorted(watch[s.config.name]))) for s in steps]
+    held = checkpointed or {}
+    return [
+        replace(
+            s,
+            watch=tuple(sorted(watch[s.config.name])),
+            checkpoint=None
+            if s.same_as or s.read_from or watch[s.config.name]
+            else held.get(s.config.name),
+        )
+        for s in steps
+    ]
 
 
 def model_config(c: Configuration, n_classes: int) -> ModelConfig:
