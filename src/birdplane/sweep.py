@@ -9,9 +9,8 @@ regularizers) gets that one's result (`same_as`), and one that differs from an e
 early stopping is read off that one's training (`read_from`; an EarlyStop watches it without
 stopping). A configuration that a training stage already trained (same net, recipe and seeds, its
 weights kept at `sweep.epochs`: birdplane.checkpoint) is read from that stage's checkpoint, unless
-early stopping watches its epochs. In
-the learning-rate study a loss that becomes NaN is a result (`diverged`), not a crash.
-Tracking stays outside, in `hooks`.
+early stopping watches its epochs. In the learning-rate study a loss that becomes NaN is a result
+(`diverged`), not a crash. Tracking stays outside, in `hooks`.
 """
 
 from __future__ import annotations
