@@ -150,10 +150,10 @@ def write_outputs(args, params, recipe, cfg, runs, data, log: dict, t_start: flo
     blob = model_bytes(first.model, cfg)
     with outputs() as out:
         out.write_bytes(args.model, blob)
-        inputs = (args.data, args.stats)
-        blob = checkpoint_bytes(params, recipe, cfg, runs, inputs, train[0].device.type)
-        out.write_bytes(args.checkpoint, blob)
         tracking.tag_model(blob)  # evaluate and shift-test find this run by the model file's md5
+        inputs = (args.data, args.stats)
+        kept = checkpoint_bytes(params, recipe, cfg, runs, inputs, train[0].device.type)
+        out.write_bytes(args.checkpoint, kept)
         out.write_json(
             args.metrics,
             variant_metrics(recipe, cfg, runs, train, val, params.evaluate.calibration_bins),

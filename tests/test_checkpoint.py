@@ -192,6 +192,22 @@ def test_a_source_file_hashes_the_same_with_windows_line_ends(tmp_path):
     assert checkpoint.source_md5(tmp_path / "a.py") == checkpoint.source_md5(tmp_path / "b.py")
 
 
+def test_a_dropout_configuration_is_never_read(small_checkpoint):
+    """The sweep's `dropout` trains its seeds side by side with masks drawn for all of them at once;
+    a variant with the same dropout trains its seeds one by one: other bits, so never read."""
+    from birdplane.sweep import from_checkpoints
+
+    ck = read_checkpoint(small_checkpoint[0], n_classes=2)
+    sw = tiny_sweep(base_width=2)
+    configs = configurations(sw, lr=0.01)
+    dropout = next(c for c in configs if c.name == "dropout")
+    as_variant = replace(
+        ck, config=model_config(dropout, 2), sgd=replace(config_sgd(dropout, book(sw)), epochs=2)
+    )
+    assert why_not(as_variant, model_config(dropout, 2), as_variant.sgd, SEEDS) is None
+    assert "dropout" not in from_checkpoints(configs, [as_variant], book(sw), SEEDS, 2)
+
+
 def blob_of(path: Path) -> dict:
     return torch.load(path, weights_only=True)
 

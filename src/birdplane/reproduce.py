@@ -11,8 +11,8 @@
 2. With --rerun every stage runs again (`download` from DVC's cache when it has the archive).
 3. The comparison, in one of two modes (`auto`, the default, picks exact where it can):
    - exact: with pinned numerics (birdplane.numerics) on x86-64 the same params give the same bits.
-     Every number of every committed metrics file, every committed plot file and every model file's
-     md5 (against the committed dvc.lock) must be equal. Refused, with the reason, where the
+     Every number of every committed metrics file, every committed plot file and every model
+     file's and checkpoint's md5 (against the committed dvc.lock) must be equal. Refused, with the reason, where the
      committed results or this machine are not pinned.
    - statistical: another platform follows another float trajectory, which is like another seed.
      A number that has a measured seed spread s (a {mean, std, n, values} record, or the variant's
@@ -565,9 +565,9 @@ def compare_all(root: Path, rev: str, mode: str) -> Comparison:
                     Difference(file, "md5", digest, got or "(missing)", "exact")
                 )
     else:
-        total.not_comparable["model files and plot files (bits differ on another platform)"] += len(
-            model_hashes(root, rev)
-        ) + len(committed_files(root, rev, "plots", ".csv"))
+        total.not_comparable[
+            "model files, checkpoints and plot files (bits differ on another platform)"
+        ] += len(model_hashes(root, rev)) + len(committed_files(root, rev, "plots", ".csv"))
     return total
 
 

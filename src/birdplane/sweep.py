@@ -175,6 +175,8 @@ def from_checkpoints(
     """name -> the first checkpoint that holds the configuration's training, where one does."""
     found = {}
     for c in configs:
+        if c.dropout:  # a variant's dropout seeds train one by one, the sweep's side by side with
+            continue  # masks drawn for all of them at once: other bits
         cfg, sgd = model_config(c, n_classes), config_sgd(c, book)
         holder = next((ck for ck in checkpoints if why_not(ck, cfg, sgd, seeds) is None), None)
         if holder is not None:
