@@ -263,6 +263,7 @@ def test_sigkill_while_writing_outputs_leaves_nothing_behind(project):
         "small.pt",
     ]
     assert sorted(o["path"] for o in lock["train@small"]["outs"]) == [
+        "checkpoints/small.pt",
         "logs/train/small.json",
         "metrics/train/small.json",
         "models/small.pt",
