@@ -82,7 +82,7 @@ def checkpoints(args, variants, n_classes: int, device: str) -> list:
     """The checkpoints of the variants in params.yaml (a file left by a removed variant is not
     read), each checked, that hold the bits this sweep computes (birdplane.checkpoint); one line
     for each left out and why."""
-    from birdplane import checkpoint
+    from birdplane import checkpoint, checkpointfile
 
     why = checkpoint.cannot_read(device)
     if why:
@@ -91,7 +91,7 @@ def checkpoints(args, variants, n_classes: int, device: str) -> list:
     inputs, held = checkpoint.inputs_md5(args.data, args.stats), []
     for path in (args.checkpoints / f"{v}.pt" for v in variants):
         if path.is_file():
-            ck = checkpoint.read_checkpoint(path, n_classes)
+            ck = checkpointfile.read_checkpoint(path, n_classes)
             now = checkpoint.here("fused", device, inputs, ck.computation.code)
             differ = checkpoint.differences(ck.computation, now)
             if differ:

@@ -180,9 +180,10 @@ def checkpoint_bytes(params, recipe, cfg, runs, inputs, device: str) -> bytes:
     epoch = params.train.checkpoint_epoch
     sgd = replace(sgd_recipe(recipe, params.train.train_metrics), epochs=epoch or recipe.epochs)
     computation = checkpoint.here(
-        params.train.engine, device, checkpoint.inputs_md5(*inputs), checkpoint.loaded_files()
+        params.train.engine, device, checkpoint.inputs_md5(*inputs), checkpoint.computation_files()
     )
-    return checkpoint.checkpoint_bytes(checkpoint.of_runs(recipe.name, cfg, sgd, computation, runs))
+    ck = checkpoint.of_runs(recipe.name, cfg, sgd, computation, runs)
+    return checkpoint.checkpoint_bytes(ck)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
-"""Checkpoints (birdplane.checkpoint): a training keeps each seed's weights at one epoch, the sweep
-reads a configuration a variant already trained from them and gets the bits it computes itself,
-and a checkpoint file is checked like a model file."""
+"""Checkpoints (birdplane.checkpoint, birdplane.checkpointfile): a training keeps each seed's
+weights at one epoch, the sweep reads a configuration a variant already trained from them and gets
+the bits it computes itself, and a checkpoint file is checked like a model file."""
 
 from __future__ import annotations
 
@@ -12,11 +12,13 @@ import pytest
 import torch
 
 from birdplane import checkpoint, numerics
-from birdplane.checkpoint import CheckpointError, Computation, read_checkpoint, why_not
+from birdplane.checkpoint import Computation, why_not
+from birdplane.checkpointfile import CheckpointError, read_checkpoint
 from birdplane.config import Recipe
 from birdplane.sweep import config_sgd, configurations, model_config, plan, run_sweep
 from birdplane.train.variant import Options, model_config as variant_config
 from birdplane.train.variant import sgd_recipe, train_variant
+from test_stage_inputs import deep_list, saved_deep
 from test_sweep import SEEDS, book, counted_training, tiny_data, tiny_sweep
 
 HERE = Computation("fused", "pinned", "cpu", "torch, numpy", "0" * 32, {"train/sgd.py": "1" * 32})
@@ -157,7 +159,7 @@ def test_only_a_checkpoint_of_the_same_training_is_read(small_checkpoint, tmp_pa
 
 def test_a_checkpoint_of_other_code_data_or_libraries_is_not_read():
     """What decides the bits besides the recipe, compared with how it is here, in words."""
-    files = checkpoint.loaded_files()
+    files = checkpoint.computation_files()
     assert "checkpoint.py" in files and "train/sgd.py" in files
     now = checkpoint.here("fused", "cpu", "0" * 32, files)
     assert now.numerics == "pinned" and now.code["train/sgd.py"] == checkpoint.source_md5(
@@ -283,3 +285,98 @@ def test_a_truncated_or_hostile_checkpoint_is_refused(small_checkpoint, tmp_path
         read_checkpoint(hostile, n_classes=2)
     with pytest.raises(CheckpointError, match="predict 2 classes, the prepared data has 3"):
         read_checkpoint(path, n_classes=3)
+
+
+def test_the_code_of_a_checkpoint_leaves_out_modules_that_cannot_change_a_number():
+    """cli.py, errors.py, the package's __init__.py...: no stage depends on them in dvc.yaml, so an
+    edit to one must not change a checkpoint's bytes (tests/test_pipeline_train.py checks that a
+    training stage's checkpoint names only its dependencies)."""
+    import birdplane.cli  # noqa: F401  (loaded in every stage's process)
+    import birdplane.tracking  # noqa: F401
+
+    files = checkpoint.computation_files()
+    assert "train/__init__.py" in files  # a package of the training, in its deps
+    assert not [f for f in files if f.removesuffix(".py") in checkpoint.NOT_COMPUTATION]
+    assert "cli.py" not in files and "__init__.py" not in files and "errors.py" not in files
+
+
+def hostile_values():
+    return [
+        torch.tensor([1.0, 2.0]),
+        [[1]],
+        {"a": 1},
+        deep_list(),
+        None,
+        float("nan"),
+        10**400,  # math.isfinite raises on it
+        "x",
+        -1,
+        True,
+    ]
+
+
+def with_sgd(key, value):
+    return lambda b: b | {"sgd": b["sgd"] | {key: value}}
+
+
+def with_computation(key, value):
+    return lambda b: b | {"computation": b["computation"] | {key: value}}
+
+
+def with_history_cell(column, value):
+    def edit(b):
+        h = [[list(row) for row in seed] for seed in b["histories"]]
+        h[0][0][column] = value
+        return b | {"histories": h}
+
+    return edit
+
+
+def hostile_edits():
+    """(edit, value): every field of the file, and every field within sgd, computation and a
+    history row, set to values of other types: tensors (whose comparisons raise), unhashable lists
+    and dicts, None..."""
+    keys = sorted(checkpoint.KEYS)
+    for value in hostile_values():
+        yield from ((edited(k, value), value) for k in keys)
+        yield from ((with_sgd(k, value), value) for k in checkpoint.SGD_KEYS)
+        yield from ((with_computation(k, value), value) for k in checkpoint.COMPUTATION_KEYS)
+        columns = range(len(checkpoint.HISTORY))
+        yield from ((with_history_cell(c, value), value) for c in columns)
+
+
+def test_a_field_of_any_other_type_is_refused_with_one_checkpoint_error(small_checkpoint, tmp_path):
+    """No TypeError or RuntimeError from comparing a tensor or hashing a list: whatever a field
+    holds, the file reads or is refused with one CheckpointError naming it; a tensor, a list, a
+    dict or a NaN where the file has a plain value is always refused."""
+    path, _ = small_checkpoint
+    blob, always_refused, refused = blob_of(path), 0, 0
+    for edit, value in hostile_edits():
+        bad = saved_deep(tmp_path / "small.pt", edit(blob))
+        try:
+            read_checkpoint(bad, n_classes=2)
+        except CheckpointError as e:
+            assert str(bad) in str(e), e
+            refused += 1
+        else:
+            assert not isinstance(value, (torch.Tensor, list, dict, float)), (edit, value)
+        always_refused += isinstance(value, (torch.Tensor, list, dict, float))
+    assert refused >= always_refused > 100
+
+
+def test_a_checkpoint_of_many_seeds_is_read(tmp_path):
+    """params.yaml allows 100 seeds: a checkpoint holds a model per seed, more zip records than a
+    model file may have (256), and is read all the same."""
+    from birdplane.models import build_model
+    from birdplane.train.sgd import EpochStats
+
+    r = recipe(seeds=100)
+    cfg, sgd = variant_config(r, 2), replace(sgd_recipe(r), epochs=1)
+    seeds = list(range(100))
+    states = [build_model(cfg).state_dict() for _ in seeds]  # tensors of their own: a record each
+    history = [EpochStats(1, 0.5, 0.5, 0.5, 0.5, seconds=0.0)]
+    ck = checkpoint.Checkpoint("small", 1, cfg, sgd, HERE, seeds, [history] * 100, states)
+    path = tmp_path / "small.pt"
+    path.write_bytes(checkpoint.checkpoint_bytes(ck))
+    back = read_checkpoint(path, n_classes=2)
+    assert back.seeds == seeds and len(back.states) == 100

@@ -2,10 +2,12 @@
 fails on an arrow that points the wrong way.
 
 - base: errors, text, cifar, architecture, numerics import nothing of the project but each other;
-- the ML core (data, models, losses, training, evaluation, the shift test, the sweep) imports the
-  base and itself, never DVC, MLflow, the report, params (config) or file formats (io, yaml, pandas);
-- operations (config, io, process, tracking, provenance, DVC hints, reproduce, the input checks, the
-  stage CLI) sit above the core; config imports neither the report nor data;
+- the ML core (data, models, losses, training, evaluation, the shift test, the sweep, what a
+  checkpoint holds) imports the base and itself, never DVC, MLflow, the report, params (config)
+  or file formats (io, yaml, pandas);
+- operations (config, io, process, tracking, provenance, DVC hints, reproduce, the input checks,
+  reading model and checkpoint files, the stage CLI) sit above the core; config imports neither
+  the report nor data;
 - the report sits on top; nothing below imports it.
 """
 
@@ -30,6 +32,7 @@ CORE = {
     "metrics",
     "summary",
     "sweep",
+    "checkpoint",
     "train",
 }
 REPORT = {"report"}
@@ -44,6 +47,7 @@ NOT_IN_CORE = {
     "reproduce",
     "inputs",
     "modelfile",
+    "checkpointfile",
     "cli",
     "download",
     "fingerprint",

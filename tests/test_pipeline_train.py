@@ -373,6 +373,31 @@ def test_a_checkpoint_of_other_code_is_not_read_and_the_sweep_gives_the_same_bit
         ).read_bytes(), name
 
 
+def test_a_checkpoint_names_the_md5_of_its_training_stage_s_code_and_of_no_other_file(pipeline):
+    """The code in a checkpoint's computation is what the sweep compares before reading it: every
+    file there is a dependency of the training stage in dvc.yaml (an edit re-runs the stage) and no
+    other file is (an edit to cli.py re-runs nothing, so it must not change the checkpoint's bytes:
+    `reproduce --mode exact` compares them with dvc.lock)."""
+    import yaml
+
+    from birdplane.checkpoint import NOT_COMPUTATION
+
+    proj, _ = pipeline
+    code = torch.load(proj / "checkpoints/mse.pt", weights_only=True)["computation"]["code"]
+    with open(proj / "dvc.yaml") as f:
+        deps = yaml.safe_load(f)["stages"]["train"]["do"]["deps"]
+    listed = [d for d in deps if d.startswith("src/birdplane/")]
+    for name in code:
+        path = f"src/birdplane/{name}"
+        assert any(path == d or path.startswith(d.rstrip("/") + "/") for d in listed), name
+    assert {"checkpoint.py", "train/sgd.py", "models.py"} <= set(code)
+    train_package = proj / "src/birdplane/train"
+    assert {
+        f"train/{p.relative_to(train_package).as_posix()}" for p in train_package.rglob("*.py")
+    } <= set(code)
+    assert not {n for n in code if n.removesuffix(".py") in NOT_COMPUTATION}
+
+
 def test_unknown_variant_is_an_error(pipeline):
     proj, env = pipeline
     r = stage(proj, env, "train.py", variant="huge")

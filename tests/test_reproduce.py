@@ -1,6 +1,7 @@
 """The reproduction check, queued experiments with two workers, and a DVC remote: each on a real
 tiny project in a temporary git repo."""
 
+import hashlib
 import json
 import subprocess
 import time
@@ -284,28 +285,19 @@ def _before_a_param_change(proj, env, tmp_path):
     return {"metrics/train/nll.json": json.dumps(m, indent=2)}, "metrics/train/nll.json", "val_loss"
 
 
-def _swapped_model(proj, env, tmp_path):
+def _swap_md5s(proj, folder: str, a: str, b: str) -> dict:
+    """dvc.lock with the md5s of <folder>/a.pt and <folder>/b.pt swapped: a's names b's bytes."""
     lock = (proj / "dvc.lock").read_text()
-    md5 = {
-        v: __import__("hashlib").md5((proj / f"models/{v}.pt").read_bytes()).hexdigest()
-        for v in ("nll", "mse")
-    }
-    swapped = (
-        lock.replace(md5["nll"], "@@").replace(md5["mse"], md5["nll"]).replace("@@", md5["mse"])
-    )
-    return {"dvc.lock": swapped}, "models/nll.pt", "md5"
+    md5 = {v: hashlib.md5((proj / f"{folder}/{v}.pt").read_bytes()).hexdigest() for v in (a, b)}
+    return {"dvc.lock": lock.replace(md5[a], "@@").replace(md5[b], md5[a]).replace("@@", md5[b])}
+
+
+def _swapped_model(proj, env, tmp_path):
+    return _swap_md5s(proj, "models", "nll", "mse"), "models/nll.pt", "md5"
 
 
 def _swapped_checkpoint(proj, env, tmp_path):
-    lock = (proj / "dvc.lock").read_text()
-    md5 = {
-        v: __import__("hashlib").md5((proj / f"checkpoints/{v}.pt").read_bytes()).hexdigest()
-        for v in ("small", "mse")
-    }
-    swapped = (
-        lock.replace(md5["small"], "@@").replace(md5["mse"], md5["small"]).replace("@@", md5["mse"])
-    )
-    return {"dvc.lock": swapped}, "checkpoints/small.pt", "md5"
+    return _swap_md5s(proj, "checkpoints", "small", "mse"), "checkpoints/small.pt", "md5"
 
 
 @pytest.mark.parametrize(

@@ -7,23 +7,16 @@ from pathlib import Path
 import pytest
 import yaml
 
+from birdplane.checkpoint import NOT_COMPUTATION
+
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src" / "birdplane"
 # Modules whose changes cannot change a stage's outputs: argument parsing and error reporting,
-# the process's set-up (signals, heap), atomic file writing, MLflow logging and loading (not a DVC
-# output), provenance (only in the logs, which are not compared), DVC hints (messages and where the
-# project root is) and the exception base classes.
-SIDE_EFFECTS = {
-    "cli",
-    "process",
-    "io",
-    "tracking",
-    "serving",
-    "provenance",
-    "errors",
-    "dvc_hints",
-    "__init__",
-}
+# the process's set-up (signals, heap; the numerics mode it pins is recorded by each stage), atomic
+# file writing, MLflow logging and loading (not a DVC output), provenance (only in the logs, which
+# are not compared), DVC hints (messages and where the project root is) and the exception base
+# classes. The list is birdplane.checkpoint.NOT_COMPUTATION: a checkpoint leaves them out too.
+SIDE_EFFECTS = NOT_COMPUTATION
 
 
 def module_file(name: str) -> Path | None:

@@ -86,6 +86,34 @@ def test_a_truncated_or_foreign_file_is_refused(model_file):
     assert "not a zip file" in refusal(path)
 
 
+def deep_list(depth: int = 20_000) -> list:
+    """A list nested `depth` deep: torch.load builds it without recursing, printing it recurses."""
+    x: list = []
+    for _ in range(depth):
+        x = [x]
+    return x
+
+
+def saved_deep(path: Path, obj) -> Path:
+    import sys
+
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(50_000)  # pickling a deep list recurses; only for writing the file
+    try:
+        return saved(path, obj)
+    finally:
+        sys.setrecursionlimit(limit)
+
+
+def test_a_file_nested_deeper_than_python_recurses_is_refused_in_one_line(model_file):
+    path, cfg, state = model_file
+    assert "its config is a list" in refusal(
+        saved_deep(path, {"config": deep_list(), "state_dict": state})
+    )
+    blob = {"config": cfg.to_dict() | {"hidden": deep_list()}, "state_dict": state}
+    assert "nests lists or dicts deeper" in refusal(saved_deep(path, blob))
+
+
 class Hostile:
     def __reduce__(self):
         import os

@@ -1,14 +1,15 @@
 """Checkpoints: each seed's weights at one epoch of a training stage, read by the sweep.
 
 `train@<variant>` keeps every seed's weights at the end of epoch `train.checkpoint_epoch` and
-writes them to `checkpoints/<variant>.pt`, with the seeds' histories up to that epoch and what
-decides their bits besides the seeds (`Computation`): the net, the SGD recipe, the engine, the
-numerics mode, the device, torch's and numpy's versions, the md5 of the data it trained on and of
-every source file of this package the training process had loaded. The sweep's `w32` and
-`mse_lr0.01` are the first 30 epochs of `small` and `mse` (same net, loss, step size, batch order
-and initialisation), so with `checkpoint_epoch` equal to `sweep.epochs` the sweep reads them from
-there instead of training them again (birdplane.sweep; `w512`, `nll`'s, it trains: early stopping
-watches its epochs).
+writes them to `checkpoints/<variant>.pt` (birdplane.checkpointfile), with the seeds' histories up
+to that epoch and what decides their bits besides the seeds (`Computation`): the net, the SGD
+recipe, the engine, the numerics mode, the device, torch's and numpy's versions, the md5 of the
+data it trained on and of every source file of this package that took part in the training (what
+the process had loaded, less the modules that cannot change a number: `NOT_COMPUTATION`). The
+sweep's `w32` and `mse_lr0.01` are the first 30 epochs of `small` and `mse` (same net, loss, step
+size, batch order and initialisation), so with `checkpoint_epoch` equal to `sweep.epochs` the sweep
+reads them from there instead of training them again (birdplane.sweep; `w512`, `nll`'s, it
+trains: early stopping watches its epochs).
 
 A checkpoint is a cache, not a dependency: the sweep reads one only where it holds exactly the
 bits the sweep would compute (pinned numerics on the CPU, everything above equal; unpinned, a
@@ -16,24 +17,20 @@ variant's 512-unit seeds train one by one, equal only to float rounding), so the
 are the same with or without it (tests/test_checkpoint.py) and dvc.yaml does not list it: a
 changed variant does not re-run the sweep.
 
-A checkpoint is input like a model file: `read_checkpoint` checks it with birdplane.modelfile's
-checks (size and zip directory first, torch.load without running code, the config within the
-params' bounds, every state_dict against the config's shapes, finite float32) plus its own
-fields, and refuses a bad one with one CheckpointError that names the file and the fix.
+This module is the ML core's part: what a checkpoint holds, its bytes (`checkpoint_bytes`), and
+whether it holds a training. birdplane.checkpointfile reads and checks a file: only the sweep
+needs that, so an edit to the checks re-runs no training stage.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import math
-import re
 import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Iterable
 
-from birdplane.errors import BirdplaneError
 from birdplane.models import ModelConfig
 from birdplane.train.sgd import SGD, EpochStats
 
@@ -50,15 +47,17 @@ KEYS = {
     "states",
 }
 SGD_KEYS = tuple(f.name for f in fields(SGD) if f.name != "epochs")  # the length is `epoch`
+HISTORY = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy")  # no wall time
 COMPUTATION_KEYS = ("engine", "numerics", "device", "libraries", "inputs", "code")
 PACKAGE = Path(__file__).resolve().parent  # src/birdplane: the code's md5s are of files below it
-SOURCE_FILE = r"[a-z0-9_]+(/[a-z0-9_]+)*\.py"  # a package-relative path, no ".."
-MAX_SEEDS = 100  # params.yaml's bound on a variant's seeds
-HISTORY = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy")  # no wall time
-
-
-class CheckpointError(BirdplaneError):
-    """A checkpoint file is unreadable or not one a training stage can have written."""
+# The package's top-level modules that no stage lists in dvc.yaml (tests/test_stage_deps.py says
+# why each cannot change a stage's outputs: argument parsing and error reporting, the process's
+# set-up, atomic file writing, MLflow, provenance, DVC hints, the exception base classes). A
+# checkpoint's code leaves them out too: an edit to one re-runs no stage, so it must not change a
+# checkpoint's bytes either. (process.py does pin the numerics; a checkpoint records the mode.)
+NOT_COMPUTATION = frozenset(
+    {"cli", "process", "io", "tracking", "serving", "provenance", "errors", "dvc_hints", "__init__"}
+)
 
 
 @dataclass(frozen=True)
@@ -70,19 +69,22 @@ class Computation:
     device: str  # cpu or cuda
     libraries: str  # torch's and numpy's versions
     inputs: str  # md5 over the prepared data and metrics/stats.json (inputs_md5)
-    code: dict[str, str]  # package-relative source file -> md5, of every module it had loaded
+    code: dict[str, str]  # package-relative source file -> md5 (computation_files)
 
 
-def loaded_files() -> list[str]:
-    """The package-relative source files of this package's modules that this process imported."""
-    files = set()
+def computation_files() -> list[str]:
+    """The package-relative source files of this package's modules that this process imported,
+    less those of NOT_COMPUTATION, and every file of the training package (the sweep may train the
+    same seeds through a module the stage did not load: side by side, where a variant's seed
+    trained alone). Every one is a dependency of the training stage in dvc.yaml."""
+    files = {p.relative_to(PACKAGE).as_posix() for p in (PACKAGE / "train").rglob("*.py")}
     for name, module in list(sys.modules.items()):
         path = getattr(module, "__file__", None)
         if (name == "birdplane" or name.startswith("birdplane.")) and path:
             resolved = Path(path).resolve()
             if resolved.is_relative_to(PACKAGE):
                 files.add(resolved.relative_to(PACKAGE).as_posix())
-    return sorted(files)
+    return sorted(f for f in files if f.removesuffix(".py") not in NOT_COMPUTATION)
 
 
 def here(engine: str, device: str, inputs: str, files: Iterable[str]) -> Computation:
@@ -161,6 +163,22 @@ class Checkpoint:
     states: list[dict[str, Any]]  # per seed, its state_dict at the end of `epoch`
 
 
+def of_runs(variant: str, cfg: ModelConfig, sgd: SGD, computation: Computation, runs) -> Checkpoint:
+    """The checkpoint of a training stage's runs (birdplane.train.variant.SeedRun): the seeds that
+    reached sgd.epochs, each with its weights there and its epochs up to there."""
+    kept = [r for r in runs if r.kept is not None]
+    return Checkpoint(
+        variant,
+        sgd.epochs,
+        cfg,
+        sgd,
+        computation,
+        [r.seed for r in kept],
+        [r.history[: sgd.epochs] for r in kept],
+        [r.kept for r in kept],
+    )
+
+
 def checkpoint_bytes(ck: Checkpoint) -> bytes:
     """The file's bytes: loadable with torch.load(weights_only=True); no wall time or path in it,
     so the same training gives the same bytes."""
@@ -182,22 +200,6 @@ def checkpoint_bytes(ck: Checkpoint) -> bytes:
     return buffer.getvalue()
 
 
-def of_runs(variant: str, cfg: ModelConfig, sgd: SGD, computation: Computation, runs) -> Checkpoint:
-    """The checkpoint of a training stage's runs (birdplane.train.variant.SeedRun): the seeds that
-    reached sgd.epochs, each with its weights there and its epochs up to there."""
-    kept = [r for r in runs if r.kept is not None]
-    return Checkpoint(
-        variant,
-        sgd.epochs,
-        cfg,
-        sgd,
-        computation,
-        [r.seed for r in kept],
-        [r.history[: sgd.epochs] for r in kept],
-        [r.kept for r in kept],
-    )
-
-
 def why_not(ck: Checkpoint, cfg: ModelConfig, sgd: SGD, seeds: list[int]) -> str | None:
     """Why `ck` does not hold this training (the net `cfg`, `sgd` for sgd.epochs, `seeds`), or
     None where it does: every seed's weights at the end of it and its epochs up to there."""
@@ -213,149 +215,3 @@ def why_not(ck: Checkpoint, cfg: ModelConfig, sgd: SGD, seeds: list[int]) -> str
     if missing:
         return f"no seed {missing[0]} in it"
     return None
-
-
-def recovery(path: Path) -> str:
-    from birdplane.dvc_hints import dvc_recovery
-
-    return dvc_recovery(path, f"run `dvc repro -f train@{path.stem}`")
-
-
-def read_checkpoint(path: Path, n_classes: int) -> Checkpoint:
-    """The checkpoint in `path`, every check of the module's docstring passed; `n_classes`: the
-    number of classes of the data, which its nets must predict."""
-    from birdplane import modelfile
-
-    path = Path(path)
-    try:
-        modelfile.check_container(path, MAX_SEEDS * modelfile.MAX_FILE_BYTES)
-        blob = modelfile.load_blob(path)
-        return _parse(path, blob, n_classes)
-    except (modelfile.Refused, _Refused) as e:
-        raise CheckpointError(
-            f"{path}: {e}; not a checkpoint the training stage wrote: {recovery(path)}"
-        ) from None
-    except modelfile.ModelFileError as e:  # the file is missing
-        raise CheckpointError(str(e)) from None
-
-
-class _Refused(Exception):
-    """What is wrong with the checkpoint; read_checkpoint adds its name and the fix."""
-
-
-def _parse(path: Path, blob: Any, n_classes: int) -> Checkpoint:
-    from birdplane import modelfile
-    from birdplane.config import VARIANT_NAME
-
-    if not isinstance(blob, dict) or set(blob) != KEYS:
-        got = sorted(map(str, blob)) if isinstance(blob, dict) else type(blob).__name__
-        raise _Refused(f"it holds {str(got)[:120]}, not the fields of a checkpoint")
-    if blob["format"] != FORMAT:
-        raise _Refused(
-            f"format {str(blob['format'])[:20]}, not {FORMAT} (another version wrote it)"
-        )
-    variant, epoch = blob["variant"], blob["epoch"]
-    if not isinstance(variant, str) or not re.fullmatch(VARIANT_NAME, variant):
-        raise _Refused("its variant is not a variant name")
-    if variant != path.stem:
-        raise _Refused(f"it is variant {variant!r}'s checkpoint, not {path.stem!r}'s")
-    if type(epoch) is not int or not 1 <= epoch <= 10_000:
-        raise _Refused("its epoch is not an integer in 1..10000")
-    problem = modelfile.config_problem(blob["config"])
-    if problem:
-        raise _Refused(problem)
-    cfg = ModelConfig.from_dict(blob["config"])
-    if cfg.n_classes != n_classes:
-        raise _Refused(
-            f"its nets predict {cfg.n_classes} classes, the prepared data has {n_classes}"
-        )
-    sgd, computation = _sgd(blob["sgd"], epoch), _computation(blob["computation"])
-    seeds, histories = _seeds(blob), _histories(blob["histories"], epoch)
-    states = blob["states"]
-    if not isinstance(states, list) or not len(states) == len(histories) == len(seeds):
-        raise _Refused("it does not hold one state_dict and one history per seed")
-    for state in states:
-        problem = modelfile.state_problem(state, cfg)
-        if problem:
-            raise _Refused(problem)
-    return Checkpoint(variant, epoch, cfg, sgd, computation, seeds, histories, states)
-
-
-def _sgd(fields_: Any, epoch: int) -> SGD:
-    from birdplane.losses import LOSSES
-
-    if not isinstance(fields_, dict) or set(fields_) != set(SGD_KEYS):
-        raise _Refused(f"its sgd does not have exactly {', '.join(SGD_KEYS)}")
-    f = fields_
-    ok = (
-        f["loss"] in LOSSES
-        and type(f["batch_size"]) is int
-        and f["batch_size"] >= 1
-        and type(f["lr"]) is float
-        and f["lr"] > 0
-        and type(f["weight_decay"]) is float
-        and f["weight_decay"] >= 0
-        and (f["patience"] is None or type(f["patience"]) is int)
-        and type(f["augment_shift"]) is int
-        and f["train_metrics"] in ("running", "full")
-    )
-    if not ok:
-        raise _Refused("its sgd holds a value a recipe cannot have")
-    return SGD(**f, epochs=epoch)
-
-
-def _computation(c: Any) -> Computation:
-    if (
-        not isinstance(c, dict)
-        or set(c) != set(COMPUTATION_KEYS)
-        or not all(isinstance(c[k], str) and len(c[k]) <= 64 for k in COMPUTATION_KEYS[:-1])
-    ):
-        raise _Refused(f"its computation is not {', '.join(COMPUTATION_KEYS)}")
-    code = c["code"]
-    if (
-        not isinstance(code, dict)
-        or len(code) > 500
-        or not all(
-            isinstance(f, str)
-            and re.fullmatch(SOURCE_FILE, f)
-            and isinstance(h, str)
-            and re.fullmatch(r"[0-9a-f]{32}", h)
-            for f, h in code.items()
-        )
-    ):
-        raise _Refused("its code is not package-relative source files and their md5s")
-    return Computation(**c)
-
-
-def _seeds(blob: dict) -> list[int]:
-    seeds = blob["seeds"]
-    if (
-        not isinstance(seeds, list)
-        or len(seeds) > MAX_SEEDS
-        or not all(type(s) is int for s in seeds)
-        or len(set(seeds)) != len(seeds)
-    ):
-        raise _Refused(f"its seeds are not up to {MAX_SEEDS} different integers")
-    return seeds
-
-
-def _histories(histories: Any, epoch: int) -> list[list[EpochStats]]:
-    """Each seed's epochs 1..epoch: five finite numbers each, the first the epoch."""
-    if not isinstance(histories, list) or len(histories) > MAX_SEEDS:
-        raise _Refused("its histories are not a list per seed")
-    out = []
-    for h in histories:
-        if not isinstance(h, list) or len(h) != epoch:
-            raise _Refused(f"a history does not have {epoch} epochs")
-        rows = []
-        for i, row in enumerate(h, 1):
-            if (
-                not isinstance(row, list)
-                or len(row) != len(HISTORY)
-                or row[0] != i
-                or not all(type(v) in (int, float) and math.isfinite(v) for v in row)
-            ):
-                raise _Refused(f"epoch {i} of a history is not {len(HISTORY)} finite numbers")
-            rows.append(EpochStats(*row, seconds=0.0))
-        out.append(rows)
-    return out

@@ -65,13 +65,20 @@ def recovery(path: Path) -> str:
     return dvc_recovery(path, f"run `dvc repro -f train@{path.stem}` (or `dvc checkout {path}`)")
 
 
+# torch.load builds nested lists without recursing, printing or comparing them recurses
+TOO_DEEP = "it nests lists or dicts deeper than any file a training stage writes"
+
+
 class Refused(Exception):
     """What is wrong with the file; read_checked adds its name and the way to a good copy."""
 
 
-def check_container(path: Path, max_bytes: int = MAX_FILE_BYTES) -> None:
+def check_container(
+    path: Path, max_bytes: int = MAX_FILE_BYTES, max_records: int = MAX_RECORDS
+) -> None:
     """Size and zip directory, before torch reads anything (step 1 of the module's docstring);
-    `max_bytes`: the most a file of its kind can need (a checkpoint holds several models)."""
+    `max_bytes`, `max_records`: the most a file of its kind can need (a checkpoint holds a model
+    per seed)."""
     if not path.is_file():
         raise ModelFileError(
             f"{path} does not exist: run `dvc repro train@{path.stem}` (or `dvc checkout {path}`)"
@@ -92,8 +99,8 @@ def check_container(path: Path, max_bytes: int = MAX_FILE_BYTES) -> None:
         raise Refused(
             f"truncated or corrupt: its zip directory is unreadable ({printable(str(e), 100)})"
         ) from None
-    if len(records) > MAX_RECORDS:
-        raise Refused(f"{len(records):,} records in its zip, more than a model has")
+    if len(records) > max_records:
+        raise Refused(f"{len(records):,} records in its zip, more than a file of its kind has")
     if any(r.compress_type != zipfile.ZIP_STORED for r in records):
         raise Refused("a compressed record in its zip (torch.save stores them uncompressed)")
     if sum(r.file_size for r in records) > size:
@@ -231,9 +238,10 @@ def read_checked(
     path = Path(path)
     try:
         return _read(path, n_classes)
-    except Refused as e:
+    except (Refused, RecursionError) as e:
+        why = e if isinstance(e, Refused) else TOO_DEEP
         raise ModelFileError(
-            f"{path}: {e}; not a model file the training stage wrote: {fix or recovery(path)}"
+            f"{path}: {why}; not a model file the training stage wrote: {fix or recovery(path)}"
         ) from None
 
 
