@@ -102,6 +102,14 @@ def test_stage_deps_list_the_code_it_runs(name, stage):
     )
 
 
+@pytest.mark.parametrize("name, stage", stages(), ids=[n for n, _ in stages()])
+def test_no_stage_lists_a_dependency_twice(name, stage):
+    """DVC takes a repeated dep silently (report listed text.py twice); a list read by people
+    should say each thing once."""
+    deps = [d if isinstance(d, str) else next(iter(d)) for d in stage["deps"]]
+    assert len(deps) == len(set(deps)), sorted({d for d in deps if deps.count(d) > 1})
+
+
 def test_the_closure_follows_the_scripts_imports_and_module_level_ones():
     assert {
         "train",
