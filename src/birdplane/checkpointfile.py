@@ -25,6 +25,7 @@ from birdplane.checkpoint import (
     Computation,
 )
 from birdplane.errors import BirdplaneError
+from birdplane.modelfile import Refused  # what is wrong; read_checkpoint adds the name and fix
 from birdplane.models import ModelConfig
 from birdplane.train.sgd import SGD, EpochStats
 
@@ -54,7 +55,7 @@ def read_checkpoint(path: Path, n_classes: int) -> Checkpoint:
         )
         blob = modelfile.load_blob(path)
         return _parse(path, blob, n_classes)
-    except (modelfile.Refused, _Refused, RecursionError) as e:
+    except (Refused, RecursionError) as e:
         why = modelfile.TOO_DEEP if isinstance(e, RecursionError) else e
         raise CheckpointError(
             f"{path}: {why}; not a checkpoint the training stage wrote: {recovery(path)}"
@@ -63,45 +64,39 @@ def read_checkpoint(path: Path, n_classes: int) -> Checkpoint:
         raise CheckpointError(str(e)) from None
 
 
-class _Refused(Exception):
-    """What is wrong with the checkpoint; read_checkpoint adds its name and the fix."""
-
-
 def _parse(path: Path, blob: Any, n_classes: int) -> Checkpoint:
     from birdplane import modelfile
     from birdplane.config import VARIANT_NAME
 
     if not isinstance(blob, dict) or set(blob) != KEYS:
         got = sorted(map(str, blob)) if isinstance(blob, dict) else type(blob).__name__
-        raise _Refused(f"it holds {str(got)[:120]}, not the fields of a checkpoint")
+        raise Refused(f"it holds {str(got)[:120]}, not the fields of a checkpoint")
     if type(blob["format"]) is not int or blob["format"] != FORMAT:
-        raise _Refused(
-            f"format {str(blob['format'])[:20]}, not {FORMAT} (another version wrote it)"
-        )
+        raise Refused(f"format {str(blob['format'])[:20]}, not {FORMAT} (another version wrote it)")
     variant, epoch = blob["variant"], blob["epoch"]
     if not isinstance(variant, str) or not re.fullmatch(VARIANT_NAME, variant):
-        raise _Refused("its variant is not a variant name")
+        raise Refused("its variant is not a variant name")
     if variant != path.stem:
-        raise _Refused(f"it is variant {variant!r}'s checkpoint, not {path.stem!r}'s")
+        raise Refused(f"it is variant {variant!r}'s checkpoint, not {path.stem!r}'s")
     if type(epoch) is not int or not 1 <= epoch <= 10_000:
-        raise _Refused("its epoch is not an integer in 1..10000")
+        raise Refused("its epoch is not an integer in 1..10000")
     problem = modelfile.config_problem(blob["config"])
     if problem:
-        raise _Refused(problem)
+        raise Refused(problem)
     cfg = ModelConfig.from_dict(blob["config"])
     if cfg.n_classes != n_classes:
-        raise _Refused(
+        raise Refused(
             f"its nets predict {cfg.n_classes} classes, the prepared data has {n_classes}"
         )
     sgd, computation = _sgd(blob["sgd"], epoch), _computation(blob["computation"])
     seeds, histories = _seeds(blob), _histories(blob["histories"], epoch)
     states = blob["states"]
     if not isinstance(states, list) or not len(states) == len(histories) == len(seeds):
-        raise _Refused("it does not hold one state_dict and one history per seed")
+        raise Refused("it does not hold one state_dict and one history per seed")
     for state in states:
         problem = modelfile.state_problem(state, cfg)
         if problem:
-            raise _Refused(problem)
+            raise Refused(problem)
     return Checkpoint(variant, epoch, cfg, sgd, computation, seeds, histories, states)
 
 
@@ -109,7 +104,7 @@ def _sgd(fields_: Any, epoch: int) -> SGD:
     from birdplane.losses import LOSSES
 
     if not isinstance(fields_, dict) or set(fields_) != set(SGD_KEYS):
-        raise _Refused(f"its sgd does not have exactly {', '.join(SGD_KEYS)}")
+        raise Refused(f"its sgd does not have exactly {', '.join(SGD_KEYS)}")
     f = fields_
     ok = (
         isinstance(f["loss"], str)
@@ -127,7 +122,7 @@ def _sgd(fields_: Any, epoch: int) -> SGD:
         and f["train_metrics"] in ("running", "full")
     )
     if not ok:
-        raise _Refused("its sgd holds a value a recipe cannot have")
+        raise Refused("its sgd holds a value a recipe cannot have")
     return SGD(**f, epochs=epoch)
 
 
@@ -137,7 +132,7 @@ def _computation(c: Any) -> Computation:
         or set(c) != set(COMPUTATION_KEYS)
         or not all(isinstance(c[k], str) and len(c[k]) <= 64 for k in COMPUTATION_KEYS[:-1])
     ):
-        raise _Refused(f"its computation is not {', '.join(COMPUTATION_KEYS)}")
+        raise Refused(f"its computation is not {', '.join(COMPUTATION_KEYS)}")
     code = c["code"]
     if (
         not isinstance(code, dict)
@@ -150,7 +145,7 @@ def _computation(c: Any) -> Computation:
             for f, h in code.items()
         )
     ):
-        raise _Refused("its code is not package-relative source files and their md5s")
+        raise Refused("its code is not package-relative source files and their md5s")
     return Computation(**c)
 
 
@@ -162,18 +157,18 @@ def _seeds(blob: dict) -> list[int]:
         or not all(type(s) is int for s in seeds)
         or len(set(seeds)) != len(seeds)
     ):
-        raise _Refused(f"its seeds are not up to {MAX_SEEDS} different integers")
+        raise Refused(f"its seeds are not up to {MAX_SEEDS} different integers")
     return seeds
 
 
 def _histories(histories: Any, epoch: int) -> list[list[EpochStats]]:
     """Each seed's epochs 1..epoch: five finite numbers each, the first the epoch."""
     if not isinstance(histories, list) or len(histories) > MAX_SEEDS:
-        raise _Refused("its histories are not a list per seed")
+        raise Refused("its histories are not a list per seed")
     out = []
     for h in histories:
         if not isinstance(h, list) or len(h) != epoch:
-            raise _Refused(f"a history does not have {epoch} epochs")
+            raise Refused(f"a history does not have {epoch} epochs")
         rows = []
         for i, row in enumerate(h, 1):
             if (
@@ -183,7 +178,7 @@ def _histories(histories: Any, epoch: int) -> list[list[EpochStats]]:
                 or row[0] != i
                 or not all(number(v) for v in row[1:])
             ):
-                raise _Refused(f"epoch {i} of a history is not {len(HISTORY)} finite numbers")
+                raise Refused(f"epoch {i} of a history is not {len(HISTORY)} finite numbers")
             rows.append(EpochStats(*row, seconds=0.0))
         out.append(rows)
     return out
