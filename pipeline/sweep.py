@@ -68,14 +68,26 @@ def main() -> None:
                         c: (args.checkpoints / f"{v}.pt").as_posix()
                         for c, v in done.checkpointed.items()
                     },
+                    # of those, the epochs trained again for early stopping to watch
+                    "rewatched_epochs": done.rewatched,
                     "stage_seconds": time.perf_counter() - t_start,
                     **provenance.record(str(device), tags["git_commit"]),
                 },
             )
-    for c, v in done.checkpointed.items():
-        print(f"[sweep] {c}: read from {(args.checkpoints / f'{v}.pt').as_posix()}, not trained")
+    print_checkpointed(done, args.checkpoints)
     print_pick(metrics["small_rule"], done.results)
     print(f"[sweep] MLflow runs: {tracking.runs_address(experiment_id)}")
+
+
+def print_checkpointed(done, folder) -> None:
+    """One line per configuration read from a checkpoint."""
+    for c, v in done.checkpointed.items():
+        how = (
+            f"its first {done.rewatched[c]} epochs trained again for early stopping"
+            if c in done.rewatched
+            else "not trained"
+        )
+        print(f"[sweep] {c}: read from {(folder / f'{v}.pt').as_posix()}, {how}")
 
 
 def checkpoints(args, variants, n_classes: int, device: str) -> list:

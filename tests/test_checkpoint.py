@@ -5,6 +5,7 @@ the bits it computes itself, and a checkpoint file is checked like a model file.
 from __future__ import annotations
 
 import io
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,8 +15,12 @@ import torch
 from birdplane import checkpoint, numerics
 from birdplane.checkpoint import Computation, why_not
 from birdplane.checkpointfile import CheckpointError, read_checkpoint
+from birdplane import sweep as sweep_module
 from birdplane.config import Recipe
+from birdplane.errors import BirdplaneError
 from birdplane.sweep import config_sgd, configurations, model_config, plan, run_sweep
+from birdplane.sweep import watched_epochs
+from birdplane.train.sgd import EpochStats
 from birdplane.train.variant import Options, model_config as variant_config
 from birdplane.train.variant import sgd_recipe, train_variant
 from test_stage_inputs import deep_list, saved_deep
@@ -128,17 +133,98 @@ def test_the_sweep_reads_a_checkpointed_configuration_as_it_would_train_it(small
     assert read.results == own.results and read.rows == own.rows and read.curves == own.curves
 
 
-def test_the_plan_reads_no_checkpoint_that_early_stopping_watches(small_checkpoint):
-    """w8 is early stopping's base: its epochs are watched, which a checkpoint does not hold, so
-    it trains; what is read off what depends on the params alone, not on which checkpoints exist."""
+def test_the_plan_reads_a_watched_checkpoint_and_reads_early_stopping_off_it(small_checkpoint):
+    """w8 is early stopping's base: read from a checkpoint too, early stopping still read off its
+    training; what is read off what depends on the params alone, not on which checkpoints exist."""
     configs, ck = configurations(tiny_sweep(), lr=0.01), read_checkpoint(small_checkpoint[0], 2)
     steps = {s.config.name: s for s in plan(configs, {"w2": ck, "w8": ck})}
     assert steps["w2"].checkpoint is ck and steps["w2"].watch == ()
-    assert steps["w8"].checkpoint is None and steps["w8"].watch == (1,)
-    assert steps["early_stopping"].read_from == "w8"
+    assert steps["w8"].checkpoint is ck and steps["w8"].watch == (1,)
+    assert steps["early_stopping"].read_from == "w8" and steps["early_stopping"].checkpoint is None
     assert steps["nll_lr0.01"].same_as == "w8" and steps["nll_lr0.01"].checkpoint is None
     without = plan(configs)
     assert [replace(s, checkpoint=None) for s in steps.values()] == without
+
+
+def history(*val_accuracies: float) -> list[EpochStats]:
+    return [EpochStats(e, 0.5, 0.5, 0.5, a, 0.0) for e, a in enumerate(val_accuracies, 1)]
+
+
+def test_early_stopping_sees_the_epochs_up_to_where_the_last_seed_stops():
+    """EarlyStop's rule on the checkpoint's validation accuracies: patience 2 stops seed 0 at
+    epoch 4 (best at 2; ties do not count), seed 1 at epoch 5; a seed that never stops needs all."""
+    ck = checkpoint.Checkpoint(
+        "small", 6, None, None, HERE, [0, 1, 2],
+        [
+            history(0.5, 0.6, 0.6, 0.55, 0.7, 0.7),
+            history(0.5, 0.6, 0.7, 0.7, 0.6, 0.8),
+            history(0.5, 0.6, 0.7, 0.8, 0.9, 0.95),
+        ],
+        [],
+    )  # fmt: skip
+    assert watched_epochs(ck, (2,), [0]) == 4 and watched_epochs(ck, (2,), [0, 1]) == 5
+    assert watched_epochs(ck, (1,), [0, 1]) == 4 and watched_epochs(ck, (1, 2), [0]) == 4
+    assert watched_epochs(ck, (2,), [0, 2]) == 6  # seed 2 improves every epoch
+
+
+@contextmanager
+def trained_epochs():
+    """(configuration, epochs) for each train_many of the sweep, in order."""
+    seen = []
+    real = sweep_module.train_many
+
+    def counting(models, train, val, sgd, *, names, **kwargs):
+        seen.append((names[0].split()[1], sgd.epochs))  # "sweep <config> seed <n>"
+        return real(models, train, val, sgd, names=names, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sweep_module, "train_many", counting)
+        yield seen
+
+
+WATCHED = dict(widths=[8], deep=[], epochs=6, regularizers={"early_stopping": {"patience": 1}})
+
+
+@pytest.fixture(scope="module")
+def watched_checkpoint(tmp_path_factory):
+    """`small` as 3072-8-2 kept at epoch 6: the sweep's w8 of WATCHED, early stopping's base."""
+    r = recipe(hidden=(8,), epochs=6)
+    path = write(tmp_path_factory.mktemp("watched"), trained(r, keep=6), r, keep=6)
+    return read_checkpoint(path, n_classes=2)
+
+
+def test_early_stopping_off_a_read_configuration_trains_only_the_epochs_it_watches(
+    watched_checkpoint,
+):
+    """w8 read from the checkpoint; early stopping's epochs (fewer than 6) train again, watched:
+    every result, seed row and curve is the bits of the sweep that trains w8 for all 6."""
+    sw, (train, val) = tiny_sweep(**WATCHED), tiny_data()
+    with trained_epochs() as alone:
+        own = run_sweep(sw, train, val, book(sw), seeds=SEEDS, n_classes=2)
+    with trained_epochs() as reading:
+        read = run_sweep(
+            sw, train, val, book(sw), seeds=SEEDS, n_classes=2, checkpoints=[watched_checkpoint]
+        )
+    needed = watched_epochs(watched_checkpoint, (1,), SEEDS)
+    assert needed < 6  # else this test shows nothing: both train all 6
+    assert ("w8", 6) in alone and ("w8", needed) in reading and ("w8", 6) not in reading
+    assert read.checkpointed == {"w8": "small"} and read.rewatched == {"w8": needed}
+    assert read.results["early_stopping"]["read_from"] == "w8"
+    assert read.results == own.results and read.rows == own.rows and read.curves == own.curves
+
+
+def test_a_checkpoint_whose_epochs_this_machine_does_not_compute_stops_the_sweep(
+    watched_checkpoint,
+):
+    """One figure of the checkpoint's first epoch is not what training it again gives: the
+    sweep ends in an error naming the checkpoint, the seed and epoch, and what to run."""
+    h = [list(x) for x in watched_checkpoint.histories]
+    h[1][0] = replace(h[1][0], train_loss=h[1][0].train_loss + 1e-6)
+    ck = replace(watched_checkpoint, histories=h)
+    sw, (train, val) = tiny_sweep(**WATCHED), tiny_data()
+    with pytest.raises(BirdplaneError, match=r"checkpoint of small disagrees") as e:
+        run_sweep(sw, train, val, book(sw), seeds=SEEDS, n_classes=2, checkpoints=[ck])
+    assert "seed 1, epoch 1" in str(e.value) and "dvc repro --force train@small" in str(e.value)
 
 
 def test_only_a_checkpoint_of_the_same_training_is_read(small_checkpoint, tmp_path):

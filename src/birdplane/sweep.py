@@ -8,9 +8,10 @@ Nothing is trained twice: a configuration equal to an earlier one (same net, los
 regularizers) gets that one's result (`same_as`), and one that differs from an earlier one only by
 early stopping is read off that one's training (`read_from`; an EarlyStop watches it without
 stopping). A configuration that a training stage already trained (same net, recipe and seeds, its
-weights kept at `sweep.epochs`: birdplane.checkpoint) is read from that stage's checkpoint, unless
-early stopping watches its epochs. In the learning-rate study a loss that becomes NaN is a result
-(`diverged`), not a crash. Tracking stays outside, in `hooks`.
+weights kept at `sweep.epochs`: birdplane.checkpoint) is read from that stage's checkpoint; where
+early stopping watches its epochs, only as many of them train again as early stopping needs to see
+(the checkpoint holds their figures, not the best epoch's weights). In the learning-rate study a
+loss that becomes NaN is a result (`diverged`), not a crash. Tracking stays outside, in `hooks`.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ import time
 from collections import defaultdict
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from birdplane.architecture import n_parameters
 from birdplane.checkpoint import Checkpoint, why_not
+from birdplane.errors import BirdplaneError
 from birdplane.inference import final_metrics, logit_gradients
 from birdplane.models import ModelConfig, build_model, describe, head_for
 from birdplane.summary import smallest_within_one_std, spread, spread_known
@@ -75,14 +77,15 @@ class Step:
 class SweepRun:
     """run_sweep's results: per configuration the summary over seeds (metrics/sweep.json), one row
     per configuration and seed (runs.csv), one per trained configuration, seed and epoch
-    (curves.csv), the seconds per configuration and the configurations read from a checkpoint
-    (name -> variant)."""
+    (curves.csv), the seconds per configuration, the configurations read from a checkpoint
+    (name -> variant) and of those the epochs trained again for early stopping (name -> epochs)."""
 
     results: dict[str, dict[str, Any]] = field(default_factory=dict)
     rows: list[dict[str, Any]] = field(default_factory=list)
     curves: list[dict[str, Any]] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     checkpointed: dict[str, str] = field(default_factory=dict)
+    rewatched: dict[str, int] = field(default_factory=dict)
 
 
 class Hooks:
@@ -125,9 +128,8 @@ def plan(
     """Each recipe trained once: a configuration equal to an earlier one is `same_as` it; one with
     early stopping whose recipe without it came earlier is `read_from` that one, which `watch`es
     its patience; one in `checkpointed` (name -> the checkpoint that holds its training) is read
-    from its `checkpoint`, unless early stopping watches it (a checkpoint holds no watched
-    epochs). What is read off what depends on the params alone, so the results are the same bits
-    with or without checkpoints."""
+    from its `checkpoint`, watched or not (rewatched). What is read off what depends on the params
+    alone, so the results are the same bits with or without checkpoints."""
     first: dict[tuple, str] = {}
     steps = []
     for c in configs:
@@ -146,9 +148,7 @@ def plan(
         replace(
             s,
             watch=tuple(sorted(watch[s.config.name])),
-            checkpoint=None
-            if s.same_as or s.read_from or watch[s.config.name]
-            else held.get(s.config.name),
+            checkpoint=None if s.same_as or s.read_from else held.get(s.config.name),
         )
         for s in steps
     ]
@@ -219,20 +219,21 @@ def run_sweep(
     read_off: dict[tuple[str, int], list[dict[str, Any]]] = {}  # (base, patience) -> seed rows
 
     def rows_of(step: Step) -> list[dict[str, Any]]:  # trained or read; the curves go to `out`
-        c = step.config
+        c, derived, data = step.config, {}, (train, val)
         if step.checkpoint:
-            rows, curves = read_configuration(c, step.checkpoint, (train, val), seeds, hooks)
+            if step.watch:  # first: a checkpoint that disagrees stops the configuration
+                derived, out.rewatched[c.name] = rewatched(step, data, book, seeds, n_classes)
+            rows, curves = read_configuration(c, step.checkpoint, data, seeds, hooks)
         else:
             rows, curves, derived = train_configuration(
                 c, step.watch, train, val, book, seeds=seeds, n_classes=n_classes, hooks=hooks
             )
-            read_off.update({(c.name, p): r for p, r in derived.items()})
+        read_off.update({(c.name, p): r for p, r in derived.items()})
         out.curves.extend(curves)
         return rows
 
     for step in steps:
-        c, t0 = step.config, time.perf_counter()
-        described = describe_config(c, n_classes)
+        c, t0, described = step.config, time.perf_counter(), describe_config(step.config, n_classes)
         # a base that diverged gave nothing to read off: then early stopping trains on its own
         source = step.read_from if (step.read_from, c.patience) in read_off else None
         params = {"config": c.name, **described, "seeds": seeds, "epochs": sweep.epochs}
@@ -288,6 +289,29 @@ def train_configuration(
     """Train one configuration's seeds at once, with the book's recipe `book` but the
     configuration's loss, lr and regularizers: (one row per seed, one curve row per seed and
     epoch, and per patience in `watch` the rows of its seeds as a run with that patience gives)."""
+    sgd = config_sgd(c, book)
+    models, histories, derived = train_watched(
+        c, watch, train, val, sgd, seeds, n_classes, lambda stats: hooks.epoch(c, stats)
+    )
+    rows = [
+        seed_row(c.name, seed, m, c.loss, h, train, val)
+        for seed, m, h in zip(seeds, models, histories)
+    ]
+    return rows, curve_rows(c.name, seeds, histories), derived
+
+
+def train_watched(
+    c: Configuration,
+    watch: tuple[int, ...],
+    train: Data,
+    val: Data,
+    sgd: SGD,
+    seeds: list[int],
+    n_classes: int,
+    on_epoch: Callable[[list[EpochStats]], None] | None = None,
+) -> tuple[list, list[list[EpochStats]], dict[int, list[dict]]]:
+    """The seeds of `c` trained at once by `sgd`: (the models, their histories, and per patience
+    in `watch` the rows of its seeds as a run with that patience gives)."""
     models = []
     for seed in seeds:  # each model initialised as a variant's would be: its own seed
         seed_everything(seed)
@@ -297,17 +321,12 @@ def train_configuration(
         models,
         train,
         val,
-        config_sgd(c, book),
+        sgd,
         seeds=seeds,
         names=[f"sweep {c.name} seed {s}" for s in seeds],
         watch=stops if watch else (),
-        on_epoch=lambda stats: hooks.epoch(c, stats),
+        on_epoch=on_epoch,
     )
-    rows = [
-        seed_row(c.name, seed, m, c.loss, h, train, val)
-        for seed, m, h in zip(seeds, models, histories)
-    ]
-    curves = curve_rows(c.name, seeds, histories)
     derived = {
         p: [
             early_stopped_row(c, seed, m, h, stop[i], train, val)
@@ -315,7 +334,45 @@ def train_configuration(
         ]
         for i, p in enumerate(watch)
     }
-    return rows, curves, derived
+    return models, histories, derived
+
+
+def watched_epochs(ck: Checkpoint, watch: tuple[int, ...], seeds: list[int]) -> int:
+    """How many of `ck`'s epochs early stopping with each patience of `watch` sees: up to where
+    the last of the seeds stops (EarlyStop's rule on the checkpoint's validation accuracies), all
+    of them where one never does."""
+    needed = 0
+    for history in (ck.histories[ck.seeds.index(s)] for s in seeds):
+        for patience in watch:
+            stop = EarlyStop(patience)
+            for s in history:
+                if stop.update(s.epoch, s.val_accuracy, lambda: None):
+                    break
+            needed = max(needed, stop.stopped_at or len(history))
+    return needed
+
+
+def rewatched(
+    step: Step, data: tuple[Data, Data], book: SGD, seeds: list[int], n_classes: int
+) -> tuple[dict[int, list[dict]], int]:
+    """Early stopping's rows (train_configuration's third value) for a configuration read from
+    its checkpoint, which holds the last epoch's weights, not the best epoch's: its first
+    watched_epochs train again, watched, and must be the checkpoint's; (the rows, those epochs)."""
+    c, ck, (train, val) = step.config, step.checkpoint, data
+    epochs = watched_epochs(ck, step.watch, seeds)
+    sgd = replace(config_sgd(c, book), epochs=epochs)
+    _, histories, derived = train_watched(c, step.watch, train, val, sgd, seeds, n_classes)
+    for seed, history in zip(seeds, histories):
+        held = ck.histories[ck.seeds.index(seed)][:epochs]
+        for a, b in zip(history, held):
+            if [getattr(a, k) for k in CURVE] != [getattr(b, k) for k in CURVE]:
+                raise BirdplaneError(
+                    f"the checkpoint of {ck.variant} disagrees with training {c.name} again: seed "
+                    f"{seed}, epoch {a.epoch}, this machine computes other bits than the one that "
+                    f"wrote it; `python -m birdplane.fingerprint --check` says where, and "
+                    f"`dvc repro --force train@{ck.variant}` writes the checkpoint here"
+                )
+    return derived, epochs
 
 
 def read_configuration(
