@@ -5,8 +5,8 @@ each, trained K at a time, no recipe twice.
 
 Reads params `seed`, `train.device`, `train.batch_size`, `train.lr`, `train.train_metrics`,
 `sweep.*`, `mlflow.experiment`, and the training stages' checkpoints: a configuration a variant
-already trained (`mse_lr0.01` is `mse`'s first 30 epochs) is read from there, not trained again, with the
-same results (birdplane.checkpoint). Writes mean and std over seeds per configuration
+already trained (`mse_lr0.01` is `mse`'s first 30 epochs, `w512` `nll`'s) is read from there, not
+trained again, with the same results (birdplane.checkpoint). Writes mean and std over seeds per configuration
 (metrics/sweep.json, plots/sweep/capacity.csv), every seed's result (plots/sweep/runs.csv), every
 epoch of every trained seed (plots/sweep/curves.csv) and the rule's pick for the `small` variant;
 one MLflow run `sweep` with a nested run per configuration.
@@ -83,7 +83,7 @@ def print_checkpointed(done, folder) -> None:
     """One line per configuration read from a checkpoint."""
     for c, v in done.checkpointed.items():
         how = (
-            f"its first {done.rewatched[c]} epochs trained again for early stopping"
+            f"epochs 1-{done.rewatched[c]} trained again for early stopping"
             if c in done.rewatched
             else "not trained"
         )

@@ -6,10 +6,10 @@ to that epoch and what decides their bits besides the seeds (`Computation`): the
 recipe, the engine, the numerics mode, the device, torch's and numpy's versions, the md5 of the
 data it trained on and of every source file of this package that took part in the training (what
 the process had loaded, less the modules that cannot change a number: `NOT_COMPUTATION`). The
-sweep's `w32` and `mse_lr0.01` are the first 30 epochs of `small` and `mse` (same net, loss, step
-size, batch order and initialisation), so with `checkpoint_epoch` equal to `sweep.epochs` the sweep
-reads them from there instead of training them again (birdplane.sweep; `w512`, `nll`'s, it
-trains: early stopping watches its epochs).
+sweep's `w32`, `mse_lr0.01` and `w512` are the first 30 epochs of `small`, `mse` and `nll` (same
+net, loss, step size, batch order and initialisation), so with `checkpoint_epoch` equal to
+`sweep.epochs` the sweep reads them from there instead of training them again (birdplane.sweep;
+of `w512`, whose epochs early stopping watches, only those it needs to see train again).
 
 A checkpoint is a cache, not a dependency: the sweep reads one only where it holds exactly the
 bits the sweep would compute (pinned numerics on the CPU, everything above equal; unpinned, a
